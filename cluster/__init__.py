@@ -1,0 +1,1 @@
+"""Cluster-facing configuration: settings, connections to Ray and object storage."""

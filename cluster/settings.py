@@ -1,0 +1,103 @@
+"""The one settings object of saverzoo.
+
+Precedence, highest first: keyword arguments, ``SAVERZOO_*`` environment variables, the TOML file
+named by ``SAVERZOO_CONFIG`` (default ``<user config dir>/saverzoo/config.toml``, optional), then the
+defaults below. Credentials never appear here in clear text: the database URL is shown with its
+password masked (``Settings.database_display``).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from sqlalchemy.engine import make_url
+
+APP_NAME = "saverzoo"
+DEFAULT_BUDGETS = (0.0, 0.1, 0.5, 1.0, 2.0)
+
+
+def data_dir() -> Path:
+    """Where saverzoo keeps its embedded database and local services' data."""
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def config_file() -> Path:
+    configured = os.environ.get("SAVERZOO_CONFIG")
+    if configured:
+        return Path(configured)
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SAVERZOO_", extra="ignore")
+
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite:///{data_dir() / 'saverzoo.db'}",
+        description="SQLAlchemy URL; the default is an SQLite file in the user data directory.",
+    )
+    search_budgets: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_BUDGETS),
+        description="Accuracy drops (points) whose best savers are kept up to date for new datasets.",
+    )
+    holdout_fraction: float = Field(
+        default=0.5, description="Share of samples used to pick thresholds in held-out estimates."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_url(cls, value: str) -> str:
+        try:
+            make_url(value)
+        except Exception as error:  # sqlalchemy raises ArgumentError with a terse message
+            raise ValueError(
+                f"SAVERZOO_DATABASE_URL is not a database URL ({error}); "
+                "use e.g. sqlite:///path/to/saverzoo.db or postgresql+psycopg://user@host/db"
+            ) from error
+        return value
+
+    @field_validator("search_budgets")
+    @classmethod
+    def _non_negative_budgets(cls, value: list[float]) -> list[float]:
+        if any(budget < 0 for budget in value):
+            raise ValueError("search budgets are accuracy drops in points and must be >= 0")
+        return sorted(set(value))
+
+    @field_validator("holdout_fraction")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0.0 < value < 1.0:
+            raise ValueError("holdout_fraction must lie strictly between 0 and 1")
+        return value
+
+    @property
+    def database_display(self) -> str:
+        """The database URL with any password hidden, safe to print."""
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file())
+        return (init_settings, env_settings, toml)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once at the entry point."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Saver search: the exact engine (pure numpy/numba) and the incremental service over the database."""
