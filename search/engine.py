@@ -89,7 +89,7 @@ class Zoo:
 class SaverOrder:
     """One saver's samples sorted by confidence, shared by all of its bases."""
 
-    order: np.ndarray  # int64 (N,): sample indices, most confident first (stable)
+    order: np.ndarray  # int32 (N,): sample indices, most confident first (stable)
     sorted_confidence: np.ndarray  # float32 (N,)
     boundary: np.ndarray  # bool (N+1,): boundary[k] iff exactly k exits is a reachable exit set
     saver_correct_sorted: np.ndarray  # int8 (N,)
@@ -97,7 +97,7 @@ class SaverOrder:
 
 def sort_saver(zoo: Zoo, saver: int) -> SaverOrder:
     confidence = zoo.confidence[saver]
-    order = np.argsort(-confidence, kind="stable")
+    order = np.argsort(-confidence, kind="stable").astype(np.int32)
     sorted_confidence = confidence[order]
     boundary = np.ones(len(order) + 1, dtype=np.bool_)
     boundary[1:-1] = sorted_confidence[:-1] != sorted_confidence[1:]
@@ -226,9 +226,18 @@ class PairScan:
     paper_diff: np.ndarray  # (B,)
 
 
-def scan_saver(zoo: Zoo, saver: int, bases: Sequence[int], max_drops: Sequence[float]) -> PairScan:
-    """Budget and paper operating points of ``saver`` in front of each base."""
-    saver_order = sort_saver(zoo, saver)
+def scan_saver(
+    zoo: Zoo,
+    saver: int,
+    bases: Sequence[int],
+    max_drops: Sequence[float],
+    saver_order: SaverOrder | None = None,
+) -> PairScan:
+    """Budget and paper operating points of ``saver`` in front of each base.
+
+    ``saver_order`` is ``sort_saver(zoo, saver)``; pass it when it is cached.
+    """
+    saver_order = saver_order or sort_saver(zoo, saver)
     base_rows = np.asarray(bases, dtype=np.int64)
     n = zoo.num_samples
     min_diffs = np.array([min_correct_diff(d, n) for d in max_drops], dtype=np.int64)
@@ -261,12 +270,18 @@ def scan_saver(zoo: Zoo, saver: int, bases: Sequence[int], max_drops: Sequence[f
     )
 
 
-def apply_thresholds(zoo: Zoo, saver: int, bases: Sequence[int], thresholds: np.ndarray):
+def apply_thresholds(
+    zoo: Zoo,
+    saver: int,
+    bases: Sequence[int],
+    thresholds: np.ndarray,
+    saver_order: SaverOrder | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Exit counts and D of ``saver`` before each base at given thresholds ``(B, J)``.
 
     This is how a threshold chosen on one half of the samples is scored on the other half.
     """
-    saver_order = sort_saver(zoo, saver)
+    saver_order = saver_order or sort_saver(zoo, saver)
     thresholds = np.asarray(thresholds, dtype=np.float64)
     exits = exits_above(saver_order, thresholds.ravel()).reshape(thresholds.shape)
     diff = _diff_at(

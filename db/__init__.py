@@ -1,0 +1,1 @@
+"""Persistence: typed SQLAlchemy models, sessions from a URL, Alembic migrations, query helpers."""

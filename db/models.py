@@ -1,0 +1,158 @@
+"""Typed tables of saverzoo (SQLAlchemy 2.0).
+
+Per-sample arrays are ``.npy`` blobs (see ``db.arrays``). Sample keys and labels live once per
+dataset shard; a prediction chunk holds only the model's top-k classes (int16/int32) and
+probabilities (float32) plus a digest of the keys it was computed on, so top-1 costs 6 bytes per
+sample per model.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    shard_urls: Mapped[str] = mapped_column(Text, default="")  # brace notation, e.g. s3://b/x-{000..9}.tar
+    num_samples: Mapped[int] = mapped_column(Integer)
+    num_classes: Mapped[int] = mapped_column(Integer)
+    label_source: Mapped[str] = mapped_column(String(200), default="")
+    # Accuracy drops (hundredths of a point) whose pairs and best savers are kept up to date.
+    budgets_centipoints: Mapped[list[int]] = mapped_column(JSON, default=list)
+    # Bumped by every best-saver update; the UPDATE's row lock serialises concurrent updaters.
+    search_revision: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    shards: Mapped[list[DatasetShard]] = relationship(
+        back_populates="dataset", order_by="DatasetShard.shard_index", cascade="all, delete-orphan"
+    )
+
+
+class DatasetShard(Base):
+    __tablename__ = "dataset_shards"
+    __table_args__ = (UniqueConstraint("dataset_id", "shard_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    shard_index: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(Text, default="")
+    num_samples: Mapped[int] = mapped_column(Integer)
+    sample_keys: Mapped[bytes] = mapped_column(LargeBinary)  # npy, unicode strings
+    labels: Mapped[bytes] = mapped_column(LargeBinary)  # npy, int16/int32
+    keys_digest: Mapped[str] = mapped_column(String(32))
+
+    dataset: Mapped[Dataset] = relationship(back_populates="shards")
+
+
+class Model(Base):
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(300), unique=True)  # timm arch.tag or a user's name
+    arch: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(20))  # timm | checkpoint | records
+    gmacs: Mapped[float] = mapped_column(Float)  # cost: GMACs at the evaluation input size
+    params_m: Mapped[float | None] = mapped_column(Float)  # millions of parameters
+    input_size: Mapped[list[int] | None] = mapped_column(JSON)  # (C, H, W)
+    crop_pct: Mapped[float | None] = mapped_column(Float)
+    interpolation: Mapped[str | None] = mapped_column(String(20))
+    data_config: Mapped[dict | None] = mapped_column(JSON)  # the full timm data config
+    timm_version: Mapped[str | None] = mapped_column(String(40))
+    checkpoint: Mapped[str | None] = mapped_column(Text)
+    random_weights: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class PredictionChunk(Base):
+    __tablename__ = "prediction_chunks"
+    __table_args__ = (UniqueConstraint("model_id", "dataset_id", "shard_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    shard_index: Mapped[int] = mapped_column(Integer)
+    num_samples: Mapped[int] = mapped_column(Integer)
+    keys_digest: Mapped[str] = mapped_column(String(32))  # must equal the shard's
+    topk_classes: Mapped[bytes] = mapped_column(LargeBinary)  # npy (n, k) int16/int32
+    topk_probs: Mapped[bytes] = mapped_column(LargeBinary)  # npy (n, k) float32
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class PairResult(Base):
+    """One (base, saver) pair under one criterion: in-sample and held-out operating points.
+
+    ``criterion`` is ``budget`` (with ``max_drop_centipoints``) or ``paper`` (max drop 0). ΔC of the
+    paper equals ``-saving``. Held-out columns: threshold and selection numbers from the
+    calibration samples, the rest measured on the evaluation samples.
+    """
+
+    __tablename__ = "pair_results"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "base_id", "saver_id", "criterion", "max_drop_centipoints"),
+        Index("ix_pair_results_lookup", "dataset_id", "criterion", "max_drop_centipoints", "base_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    base_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    saver_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    criterion: Mapped[str] = mapped_column(String(10))
+    max_drop_centipoints: Mapped[int] = mapped_column(Integer)
+    threshold: Mapped[float] = mapped_column(Float)
+    exit_ratio: Mapped[float] = mapped_column(Float)
+    accuracy: Mapped[float] = mapped_column(Float)
+    base_accuracy: Mapped[float] = mapped_column(Float)
+    relative_cost: Mapped[float] = mapped_column(Float)
+    saving: Mapped[float] = mapped_column(Float)
+    holdout_threshold: Mapped[float] = mapped_column(Float)
+    holdout_calibration_accuracy: Mapped[float] = mapped_column(Float)
+    holdout_calibration_saving: Mapped[float] = mapped_column(Float)
+    holdout_exit_ratio: Mapped[float] = mapped_column(Float)
+    holdout_accuracy: Mapped[float] = mapped_column(Float)
+    holdout_base_accuracy: Mapped[float] = mapped_column(Float)
+    holdout_saving: Mapped[float] = mapped_column(Float)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class BestSaver(Base):
+    """The current best pair of a base per criterion; ``selection`` is in_sample or holdout."""
+
+    __tablename__ = "best_savers"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "base_id", "criterion", "max_drop_centipoints", "selection"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    base_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    criterion: Mapped[str] = mapped_column(String(10))
+    max_drop_centipoints: Mapped[int] = mapped_column(Integer)
+    selection: Mapped[str] = mapped_column(String(10))
+    pair_id: Mapped[int] = mapped_column(ForeignKey("pair_results.id", ondelete="CASCADE"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

@@ -1,0 +1,245 @@
+"""Data functions. Each takes the caller's session; none creates or commits one."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.arrays import class_dtype, from_npy, to_npy
+from db.models import Dataset, DatasetShard, Model, PredictionChunk
+
+# ON CONFLICT upserts are dialect-specific statements with the same shape.
+_INSERT_BY_DIALECT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+UPSERT_BATCH_ROWS = 2000
+
+
+class NotFound(LookupError):
+    """A named dataset or model is not in the database."""
+
+
+def upsert(
+    session: Session,
+    table,  # noqa: ANN001 - a mapped class
+    rows: Sequence[Mapping],
+    key: Sequence[str],
+    returning: Sequence = (),
+) -> list:
+    """Insert rows, or update the existing row with the same ``key`` columns (idempotent).
+
+    With ``returning`` columns, the affected rows' values come back (inserted or updated).
+    """
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect.name
+    try:
+        insert = _INSERT_BY_DIALECT[dialect]
+    except KeyError:
+        raise NotImplementedError(
+            f"saverzoo supports SQLite and PostgreSQL databases, not {dialect}"
+        ) from None
+    columns = [c for c in rows[0] if c not in key]
+    returned = []
+    for start in range(0, len(rows), UPSERT_BATCH_ROWS):
+        statement = insert(table).values(list(rows[start : start + UPSERT_BATCH_ROWS]))
+        if columns:
+            statement = statement.on_conflict_do_update(
+                index_elements=list(key),
+                set_={c: statement.excluded[c] for c in columns},
+            )
+        else:
+            statement = statement.on_conflict_do_nothing(index_elements=list(key))
+        if returning:
+            returned.extend(session.execute(statement.returning(*returning)).all())
+        else:
+            session.execute(statement)
+    return returned
+
+
+def keys_digest(keys: Iterable[str]) -> str:
+    """A short fingerprint of an ordered list of sample keys."""
+    digest = hashlib.blake2b(digest_size=16)
+    for key in keys:
+        digest.update(key.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def get_dataset(session: Session, name: str) -> Dataset:
+    dataset = session.scalar(select(Dataset).where(Dataset.name == name))
+    if dataset is None:
+        known = session.scalars(select(Dataset.name).order_by(Dataset.name)).all()
+        hint = f"known: {', '.join(known)}" if known else "none is registered yet"
+        raise NotFound(f"unknown dataset {name!r} ({hint})")
+    return dataset
+
+
+def get_model(session: Session, name: str) -> Model:
+    model = session.scalar(select(Model).where(Model.name == name))
+    if model is None:
+        raise NotFound(f"unknown model {name!r}; `saverzoo models list` shows the known ones")
+    return model
+
+
+def find_dataset(session: Session, name: str) -> Dataset | None:
+    return session.scalar(select(Dataset).where(Dataset.name == name))
+
+
+def upsert_model(session: Session, **fields) -> Model:
+    """Register a model by name, updating the stored description if it exists."""
+    upsert(session, Model, [fields], key=["name"])
+    session.expire_all()
+    return get_model(session, fields["name"])
+
+
+def add_shard(
+    session: Session, dataset: Dataset, shard_index: int, keys: Sequence[str], labels: np.ndarray,
+    url: str = "",
+) -> None:
+    upsert(
+        session,
+        DatasetShard,
+        [
+            {
+                "dataset_id": dataset.id,
+                "shard_index": shard_index,
+                "url": url,
+                "num_samples": len(keys),
+                "sample_keys": to_npy(np.asarray(keys, dtype=str)),
+                "labels": to_npy(np.asarray(labels).astype(class_dtype(dataset.num_classes))),
+                "keys_digest": keys_digest(keys),
+            }
+        ],
+        key=["dataset_id", "shard_index"],
+    )
+
+
+def store_chunk(
+    session: Session,
+    *,
+    model: Model,
+    dataset: Dataset,
+    shard_index: int,
+    keys_digest_: str,
+    topk_classes: np.ndarray,
+    topk_probs: np.ndarray,
+) -> None:
+    """Store (or replace) the predictions of one model on one shard; the key must match."""
+    shard = session.scalar(
+        select(DatasetShard).where(
+            DatasetShard.dataset_id == dataset.id, DatasetShard.shard_index == shard_index
+        )
+    )
+    if shard is None:
+        raise NotFound(f"dataset {dataset.name!r} has no shard {shard_index}")
+    if shard.keys_digest != keys_digest_:
+        raise ValueError(
+            f"predictions of {model.name!r} were computed on other samples than shard "
+            f"{shard_index} of {dataset.name!r}; re-evaluate the model on the registered shard"
+        )
+    classes = np.asarray(topk_classes).reshape(shard.num_samples, -1)
+    probs = np.asarray(topk_probs, dtype=np.float32).reshape(classes.shape)
+    upsert(
+        session,
+        PredictionChunk,
+        [
+            {
+                "model_id": model.id,
+                "dataset_id": dataset.id,
+                "shard_index": shard_index,
+                "num_samples": shard.num_samples,
+                "keys_digest": keys_digest_,
+                "topk_classes": to_npy(classes.astype(class_dtype(dataset.num_classes))),
+                "topk_probs": to_npy(probs),
+            }
+        ],
+        key=["model_id", "dataset_id", "shard_index"],
+    )
+
+
+def complete_model_ids(session: Session, dataset: Dataset) -> list[int]:
+    """Models with predictions on every shard of the dataset."""
+    num_shards = session.scalar(
+        select(func.count()).select_from(DatasetShard).where(DatasetShard.dataset_id == dataset.id)
+    )
+    rows = session.execute(
+        select(PredictionChunk.model_id)
+        .where(PredictionChunk.dataset_id == dataset.id)
+        .group_by(PredictionChunk.model_id)
+        .having(func.count() == num_shards)
+        .order_by(PredictionChunk.model_id)
+    )
+    return [row[0] for row in rows] if num_shards else []
+
+
+@dataclass(frozen=True)
+class DatasetSamples:
+    keys: np.ndarray  # str (N,)
+    labels: np.ndarray  # int (N,)
+
+
+def dataset_samples(session: Session, dataset: Dataset) -> DatasetSamples:
+    shards = session.scalars(
+        select(DatasetShard)
+        .where(DatasetShard.dataset_id == dataset.id)
+        .order_by(DatasetShard.shard_index)
+    ).all()
+    if not shards:
+        return DatasetSamples(np.array([], dtype=str), np.array([], dtype=np.int64))
+    return DatasetSamples(
+        keys=np.concatenate([from_npy(s.sample_keys) for s in shards]),
+        labels=np.concatenate([from_npy(s.labels).astype(np.int64) for s in shards]),
+    )
+
+
+def top1_predictions(
+    session: Session, dataset: Dataset, model_ids: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-1 classes (M, N) and probabilities (M, N) of complete models, shards in order."""
+    row_of = {model_id: row for row, model_id in enumerate(model_ids)}
+    n = dataset.num_samples
+    classes = np.empty((len(model_ids), n), dtype=np.int64)
+    probs = np.empty((len(model_ids), n), dtype=np.float32)
+    offsets = dict(
+        session.execute(
+            select(DatasetShard.shard_index, DatasetShard.num_samples).where(
+                DatasetShard.dataset_id == dataset.id
+            )
+        ).all()
+    )
+    starts, total = {}, 0
+    for shard_index in sorted(offsets):
+        starts[shard_index], total = total, total + offsets[shard_index]
+    chunks = session.execute(
+        select(
+            PredictionChunk.model_id,
+            PredictionChunk.shard_index,
+            PredictionChunk.topk_classes,
+            PredictionChunk.topk_probs,
+        ).where(
+            PredictionChunk.dataset_id == dataset.id, PredictionChunk.model_id.in_(model_ids)
+        )
+    )
+    for model_id, shard_index, chunk_classes, chunk_probs in chunks:
+        row, start = row_of[model_id], starts[shard_index]
+        top_classes = from_npy(chunk_classes)
+        classes[row, start : start + len(top_classes)] = top_classes[:, 0]
+        probs[row, start : start + len(top_classes)] = from_npy(chunk_probs)[:, 0]
+    return classes, probs
+
+
+def lock_dataset_search(session: Session, dataset: Dataset) -> None:
+    """Serialise best-saver updates of one dataset until the transaction ends.
+
+    The UPDATE takes PostgreSQL's row lock, and SQLite's database write lock, on both dialects.
+    """
+    session.execute(
+        update(Dataset)
+        .where(Dataset.id == dataset.id)
+        .values(search_revision=Dataset.search_revision + 1)
+    )

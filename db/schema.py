@@ -1,0 +1,65 @@
+"""Schema versions: upgrade to the newest migration, or say exactly what to run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
+
+from db.session import engine_for
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database exists but is at an older schema than this saverzoo needs."""
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    # Alembic's config is an ini parser: a literal % must be doubled.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def head_revision(url: str) -> str:
+    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+
+
+def current_revision(url: str) -> str | None:
+    with engine_for(url).connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(url: str) -> tuple[str | None, str]:
+    """Migrate to head; returns (revision before, revision after)."""
+    before = current_revision(url)
+    with engine_for(url).begin() as connection:
+        config = alembic_config(url)
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    return before, head_revision(url)
+
+
+def ensure_schema(url: str) -> None:
+    """Make the schema usable for a command.
+
+    A new database, or the embedded SQLite default, is migrated in place. A server database at an
+    older revision is left alone (migrations there are an operator's decision) and the error says
+    which command to run.
+    """
+    current, head = current_revision(url), head_revision(url)
+    if current == head:
+        return
+    if current is None or make_url(url).get_backend_name() == "sqlite":
+        upgrade(url)
+        return
+    raise SchemaOutOfDate(
+        f"the database schema is at revision {current} but this saverzoo needs {head}: "
+        "run `saverzoo db upgrade`"
+    )

@@ -1,0 +1,1 @@
+"""User-facing layer: the typer CLI, imports, and (later) sweep planning and scheduling."""

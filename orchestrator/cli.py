@@ -1,0 +1,294 @@
+"""The ``saverzoo`` command line: one typer group per subject, joined with ``add_typer``.
+
+Every command owns its database session (``with sessions.begin()``): a failure rolls everything
+back, so a command either does all of its writes or none. Errors print one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cluster.settings import Settings, get_settings
+from db.models import Model
+from db.queries import NotFound, complete_model_ids, get_dataset
+from db.schema import SchemaOutOfDate, current_revision, ensure_schema, head_revision, upgrade
+from db.session import session_factory
+from search.pairs import BUDGET, PAPER, centipoints
+from search.records import RecordsError
+from search.results import best_savers, curve, ensure_budget, fields_for
+from search.service import SaverSearch
+
+app = typer.Typer(help="Find the tiny model that saves each large model of a zoo (TinySaver).")
+db_app = typer.Typer(help="The database: where it is and its schema.")
+records_app = typer.Typer(help="Import evaluation records of the TinySaver seed code.")
+models_app = typer.Typer(help="Models known to saverzoo.")
+savers_app = typer.Typer(help="Best savers, pair curves and their computation.")
+app.add_typer(db_app, name="db")
+app.add_typer(records_app, name="records")
+app.add_typer(models_app, name="models")
+app.add_typer(savers_app, name="savers")
+
+out = Console()
+err = Console(stderr=True)
+USER_ERRORS = (NotFound, LookupError, RecordsError, SchemaOutOfDate, ValueError)
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+@contextmanager
+def transaction(settings: Settings | None = None) -> Iterator[Session]:
+    """A session on an up-to-date schema; one-line errors for what the user can fix."""
+    settings = settings or get_settings()
+    try:
+        ensure_schema(settings.database_url)
+        with session_factory(settings.database_url).begin() as session:
+            yield session
+    except USER_ERRORS as error:
+        raise fail(str(error)) from None
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def print_json(value: object) -> None:
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+
+
+# ----- db ----------------------------------------------------------------------------------------
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database schema to this version of saverzoo."""
+    settings = get_settings()
+    try:
+        before, after = upgrade(settings.database_url)
+    except Exception as error:  # connection refused, permissions: say where and why
+        raise fail(f"cannot upgrade {settings.database_display}: {error}") from None
+    state = "already up to date" if before == after else f"upgraded from {before or 'empty'}"
+    out.print(f"database {settings.database_display}: {state} (revision {after})")
+
+
+@db_app.command("info")
+def db_info() -> None:
+    """Where the database is and its schema revision."""
+    settings = get_settings()
+    try:
+        current = current_revision(settings.database_url)
+    except Exception as error:
+        raise fail(f"cannot reach {settings.database_display}: {error}") from None
+    head = head_revision(settings.database_url)
+    out.print(f"database: {settings.database_display}")
+    out.print(f"schema:   {current or 'empty'} (this saverzoo needs {head})")
+
+
+# ----- records -----------------------------------------------------------------------------------
+@records_app.command("import")
+def records_import(
+    directory: Annotated[Path, typer.Argument(help="Folder of {model}_test.npz files.")],
+    dataset: Annotated[str, typer.Option(help="Dataset name to file the records under.")],
+) -> None:
+    """Import TinySaver records (all models or none) and compute their pairs."""
+    from orchestrator.imports import import_records
+
+    settings = get_settings()
+    with transaction(settings) as session, progress_bar("searching savers") as update:
+        summary = import_records(
+            session,
+            directory,
+            dataset,
+            budgets=settings.search_budgets,
+            search=SaverSearch(settings.holdout_fraction),
+            progress=update,
+        )
+    created = "new dataset" if summary.created_dataset else "existing dataset"
+    out.print(
+        f"imported {len(summary.models)} models on {summary.num_samples} samples into "
+        f"{created} {summary.dataset!r}; {summary.search.pairs_computed} pairs computed, "
+        f"{summary.search.best_changed} best savers updated "
+        f"(database {settings.database_display})"
+    )
+
+
+# ----- models ------------------------------------------------------------------------------------
+@models_app.command("list")
+def models_list(
+    dataset: Annotated[str | None, typer.Option(help="Only models evaluated on it.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Models with their cost and source."""
+    with transaction() as session:
+        query = select(Model).order_by(Model.gmacs, Model.name)
+        if dataset is not None:
+            ids = complete_model_ids(session, get_dataset(session, dataset))
+            query = query.where(Model.id.in_(ids))
+        models = session.scalars(query).all()
+        rows = [
+            {
+                "name": m.name,
+                "source": m.source,
+                "gmacs": m.gmacs,
+                "params_m": m.params_m,
+                "random_weights": m.random_weights,
+            }
+            for m in models
+        ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("model", "source", "GMACs", "params (M)")
+    for row in rows:
+        params = "" if row["params_m"] is None else f"{row['params_m']:.2f}"
+        table.add_row(row["name"], row["source"], f"{row['gmacs']:.4g}", params)
+    out.print(table)
+    out.print(f"{len(rows)} models in {get_settings().database_display}", style="dim")
+
+
+# ----- savers ------------------------------------------------------------------------------------
+def _criterion(criterion: str, max_drop: float | None) -> tuple[str, float]:
+    if criterion not in (BUDGET, PAPER):
+        raise fail(f"--criterion must be {BUDGET!r} or {PAPER!r}, not {criterion!r}")
+    if criterion == PAPER and max_drop is not None:
+        raise fail("--max-drop sets a budget; it cannot be combined with --criterion paper")
+    max_drop = 0.0 if max_drop is None else max_drop
+    if max_drop < 0:
+        raise fail(f"--max-drop is an accuracy drop in points and must be >= 0, not {max_drop}")
+    try:
+        centipoints(max_drop)
+    except ValueError as error:
+        raise fail(str(error)) from None
+    return criterion, max_drop
+
+
+@savers_app.command("refresh")
+def savers_refresh(
+    dataset: Annotated[str, typer.Option(help="Dataset name.")],
+) -> None:
+    """Compute every missing pair of the dataset and update its best savers."""
+    settings = get_settings()
+    with transaction(settings) as session, progress_bar("searching savers") as update:
+        summary = SaverSearch(settings.holdout_fraction).refresh(
+            session, get_dataset(session, dataset), progress=update
+        )
+    out.print(
+        f"{dataset}: {summary.models} models, {summary.pairs_computed} missing pairs computed, "
+        f"{summary.best_changed} best savers updated"
+    )
+
+
+@savers_app.command("best")
+def savers_best(
+    base: Annotated[str | None, typer.Argument(help="One base model (default: all).")] = None,
+    dataset: Annotated[str, typer.Option(help="Dataset name.")] = ...,
+    max_drop: Annotated[
+        float | None, typer.Option(help="Allowed accuracy drop in points (default 0).")
+    ] = None,
+    criterion: Annotated[str, typer.Option(help="'budget' or 'paper' (equal performance).")] = (
+        BUDGET
+    ),
+    holdout: Annotated[
+        bool, typer.Option(help="Pick thresholds on half the samples, score on the other half.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The best saver of every base model (or of BASE)."""
+    criterion, max_drop = _criterion(criterion, max_drop)
+    settings = get_settings()
+    with transaction(settings) as session:
+        data = get_dataset(session, dataset)
+        cp = ensure_budget(session, data, criterion, max_drop, SaverSearch(settings.holdout_fraction))
+        rows = best_savers(
+            session, data, criterion=criterion, max_drop_centipoints=cp, holdout=holdout, base=base
+        )
+    if as_json:
+        print_json(rows)
+        return
+    _print_best(rows, criterion, max_drop, holdout, dataset)
+
+
+def _print_best(rows: list[dict], criterion: str, max_drop: float, holdout: bool, dataset: str):
+    fields = fields_for(criterion, holdout)
+    title = (
+        f"{dataset}: paper criterion (equal performance)"
+        if criterion == PAPER
+        else f"{dataset}: best savers, accuracy drop <= {max_drop:g} pts"
+    )
+    table = Table("base", "saver", *fields, title=title + (" (held-out)" if holdout else ""))
+    for row in rows:
+        cells = ["-" if row[f] is None else f"{row[f]:.4f}" for f in fields]
+        table.add_row(row["base"], row["saver"] or "[dim]none[/]", *cells)
+    out.print(table)
+
+
+@savers_app.command("curve")
+def savers_curve(
+    base: Annotated[str, typer.Argument(help="Base model.")],
+    saver: Annotated[str, typer.Argument(help="Saver model (cheaper than the base).")],
+    dataset: Annotated[str, typer.Option(help="Dataset name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of the curve here.")] = None,
+) -> None:
+    """The Pareto front of (relative cost, accuracy) of one pair."""
+    with transaction() as session:
+        result = curve(session, get_dataset(session, dataset), base, saver)
+    if plot is not None:
+        from orchestrator.plots import plot_curve
+
+        plot_curve(result, plot)
+        err.print(f"plot written to {plot}")
+    if as_json:
+        print_json(result)
+        return
+    table = Table(
+        "threshold", "exit ratio", "accuracy", "relative cost", "saving",
+        title=f"{saver} before {base} on {dataset}: Pareto front "
+        f"({len(result['pareto_front'])} of {result['num_exit_sets']} exit sets)",
+    )
+    for p in result["pareto_front"]:
+        table.add_row(*(f"{p[k]:.4f}" for k in ("threshold", "exit_ratio", "accuracy",
+                                                 "relative_cost", "saving")))
+    out.print(table)
+
+
+@app.command("demo")
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its files.")] = Path(
+        "demo-out"
+    ),
+) -> None:
+    """Run the search end to end on a generated example zoo and print the best savers."""
+    from orchestrator.demo import run_demo
+
+    run_demo(workdir, out)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,102 @@
+"""Import TinySaver records into the database: all models or none."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from db.models import Dataset
+from db.queries import add_shard, dataset_samples, find_dataset, store_chunk, upsert_model
+from db.queries import keys_digest as digest_of
+from search.pairs import centipoints
+from search.records import Records, RecordsError, read_records
+from search.service import SaverSearch, UpdateSummary
+
+
+def record_keys(num_samples: int) -> list[str]:
+    """Records carry no sample keys; their position is their identity."""
+    return [f"{i:08d}" for i in range(num_samples)]
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    dataset: str
+    created_dataset: bool
+    models: list[str]
+    num_samples: int
+    search: UpdateSummary
+
+
+def _dataset_for(
+    session: Session, name: str, records: Records, source: str, budgets: list[float]
+) -> tuple[Dataset, bool]:
+    dataset = find_dataset(session, name)
+    if dataset is not None:
+        existing = dataset_samples(session, dataset)
+        if len(existing.labels) != records.num_samples or not np.array_equal(
+            existing.labels, records.labels
+        ):
+            raise RecordsError(
+                f"dataset {name!r} has {len(existing.labels)} samples with other labels than the "
+                f"records ({records.num_samples}); import them under another --dataset name"
+            )
+        return dataset, False
+    num_classes = int(max(records.labels.max(), *(m.topk_classes.max() for m in records.models)))
+    dataset = Dataset(
+        name=name,
+        num_samples=records.num_samples,
+        num_classes=num_classes + 1,
+        label_source=source,
+        budgets_centipoints=sorted({centipoints(b) for b in budgets}),
+    )
+    session.add(dataset)
+    session.flush()
+    add_shard(session, dataset, 0, record_keys(records.num_samples), records.labels)
+    return dataset, True
+
+
+def import_records(
+    session: Session,
+    directory: Path,
+    dataset_name: str,
+    *,
+    budgets: list[float],
+    search: SaverSearch,
+    progress=None,  # noqa: ANN001 - search.service.Progress
+) -> ImportSummary:
+    records = read_records(directory)
+    dataset, created = _dataset_for(
+        session, dataset_name, records, f"records:{Path(directory).resolve()}", budgets
+    )
+    digest = digest_of(record_keys(records.num_samples))
+    model_ids = []
+    for model_records in records.models:
+        model = upsert_model(
+            session,
+            name=model_records.name,
+            arch=None,
+            source="records",
+            gmacs=model_records.gmacs,
+            params_m=model_records.params_m,
+        )
+        store_chunk(
+            session,
+            model=model,
+            dataset=dataset,
+            shard_index=0,
+            keys_digest_=digest,
+            topk_classes=model_records.topk_classes,
+            topk_probs=model_records.topk_probs,
+        )
+        model_ids.append(model.id)
+    summary = search.models_completed(session, dataset, model_ids, progress=progress)
+    return ImportSummary(
+        dataset=dataset.name,
+        created_dataset=created,
+        models=[m.name for m in records.models],
+        num_samples=records.num_samples,
+        search=summary,
+    )

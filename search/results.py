@@ -1,0 +1,146 @@
+"""Read stored search results in the shapes the CLI (and later the HTTP API) return."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from db.models import BestSaver, Dataset, Model, PairResult
+from db.queries import complete_model_ids, dataset_samples, get_model, top1_predictions
+from search.engine import Zoo, pair_curve, pareto_front
+from search.pairs import BUDGET, PAPER, centipoints
+from search.service import HOLDOUT, IN_SAMPLE, SaverSearch
+
+BUDGET_FIELDS = (
+    "threshold", "exit_ratio", "accuracy", "base_accuracy", "relative_cost", "saving"
+)
+PAPER_FIELDS = ("threshold", "exit_ratio", "delta_c")
+HOLDOUT_FIELDS = (
+    "threshold", "in_sample_accuracy", "in_sample_saving", "exit_ratio", "accuracy",
+    "base_accuracy", "relative_cost", "saving",
+)
+
+
+def fields_for(criterion: str, holdout: bool) -> tuple[str, ...]:
+    if holdout:
+        return HOLDOUT_FIELDS
+    return PAPER_FIELDS if criterion == PAPER else BUDGET_FIELDS
+
+
+def _view(pair: PairResult, criterion: str, holdout: bool) -> dict:
+    if holdout:
+        return {
+            "threshold": pair.holdout_threshold,
+            "in_sample_accuracy": pair.holdout_calibration_accuracy,
+            "in_sample_saving": pair.holdout_calibration_saving,
+            "exit_ratio": pair.holdout_exit_ratio,
+            "accuracy": pair.holdout_accuracy,
+            "base_accuracy": pair.holdout_base_accuracy,
+            "relative_cost": 1.0 - pair.holdout_saving,
+            "saving": pair.holdout_saving,
+        }
+    if criterion == PAPER:
+        return {"threshold": pair.threshold, "exit_ratio": pair.exit_ratio, "delta_c": -pair.saving}
+    return {field: getattr(pair, field) for field in BUDGET_FIELDS}
+
+
+def ensure_budget(
+    session: Session, dataset: Dataset, criterion: str, max_drop: float, search: SaverSearch
+) -> int:
+    """The budget key; a budget never asked for before is added and computed first."""
+    cp = 0 if criterion == PAPER else centipoints(max_drop)
+    if criterion == BUDGET and cp not in dataset.budgets_centipoints:
+        dataset.budgets_centipoints = sorted([*dataset.budgets_centipoints, cp])
+        session.flush()
+        search.refresh(session, dataset)
+    return cp
+
+
+def best_savers(
+    session: Session,
+    dataset: Dataset,
+    *,
+    criterion: str,
+    max_drop_centipoints: int,
+    holdout: bool = False,
+    base: str | None = None,
+) -> list[dict]:
+    """One object per base model of the dataset (cheapest first), with its best saver or null."""
+    model_ids = complete_model_ids(session, dataset)
+    if base is not None:
+        wanted = get_model(session, base)
+        if wanted.id not in model_ids:
+            raise LookupError(f"model {base!r} has no complete predictions on {dataset.name!r}")
+        model_ids = [wanted.id]
+    bases = session.scalars(
+        select(Model).where(Model.id.in_(model_ids)).order_by(Model.gmacs, Model.name)
+    ).all()
+    saver = aliased(Model)
+    rows = session.execute(
+        select(BestSaver.base_id, saver.name, PairResult)
+        .join(PairResult, PairResult.id == BestSaver.pair_id)
+        .join(saver, saver.id == PairResult.saver_id)
+        .where(
+            BestSaver.dataset_id == dataset.id,
+            BestSaver.criterion == criterion,
+            BestSaver.max_drop_centipoints == max_drop_centipoints,
+            BestSaver.selection == (HOLDOUT if holdout else IN_SAMPLE),
+            BestSaver.base_id.in_(model_ids),
+        )
+    ).all()
+    best = {base_id: (name, pair) for base_id, name, pair in rows}
+    fields = fields_for(criterion, holdout)
+    result = []
+    for model in bases:
+        entry = {"base": model.name, "saver": None, **dict.fromkeys(fields)}
+        if model.id in best:
+            name, pair = best[model.id]
+            selection_saving = pair.holdout_calibration_saving if holdout else pair.saving
+            if criterion == PAPER or selection_saving > 0:
+                entry.update(saver=name, **_view(pair, criterion, holdout))
+        result.append(entry)
+    return result
+
+
+def curve(session: Session, dataset: Dataset, base: str, saver: str) -> dict:
+    """Every distinct exit set of a pair and its Pareto front (computed from predictions)."""
+    base_model, saver_model = get_model(session, base), get_model(session, saver)
+    complete = set(complete_model_ids(session, dataset))
+    for model in (base_model, saver_model):
+        if model.id not in complete:
+            raise LookupError(
+                f"model {model.name!r} has no complete predictions on {dataset.name!r}"
+            )
+    if not saver_model.gmacs < base_model.gmacs:
+        raise ValueError(
+            f"{saver!r} ({saver_model.gmacs:g} GMACs) is not cheaper than {base!r} "
+            f"({base_model.gmacs:g} GMACs), so it cannot save it"
+        )
+    ids = [base_model.id, saver_model.id]
+    classes, probs = top1_predictions(session, dataset, ids)
+    labels = dataset_samples(session, dataset).labels
+    zoo = Zoo.from_predictions(
+        [base, saver], [base_model.gmacs, saver_model.gmacs], classes, probs, labels
+    )
+    points = pair_curve(zoo, 0, 1)
+    front = pareto_front(points)
+
+    def as_dict(p):  # noqa: ANN001, ANN202
+        return {
+            "threshold": p.threshold,
+            "exit_ratio": p.exit_ratio,
+            "accuracy": p.accuracy,
+            "relative_cost": p.relative_cost,
+            "saving": p.saving,
+        }
+
+    return {
+        "base": base,
+        "saver": saver,
+        "dataset": dataset.name,
+        "base_accuracy": points[0].base_accuracy,
+        "saver_accuracy": points[-1].accuracy,
+        "cost_ratio": points[0].cost_ratio,
+        "pareto_front": [as_dict(p) for p in front],
+        "num_exit_sets": len(points),
+    }

@@ -1,0 +1,305 @@
+"""Incremental saver search over the database.
+
+When models complete on a dataset, only the pairs they take part in are computed (as base against
+every cheaper model, as saver against every dearer one), upserted, and the affected bases' best
+savers updated by comparison with the stored best. ``refresh`` computes whatever pairs are missing.
+Zoos stay cached in the ``SaverSearch`` object, so a long-lived process adds a model to a large zoo
+without re-reading or re-sorting the others.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import BestSaver, Dataset, Model, PairResult
+from db.queries import (
+    complete_model_ids,
+    dataset_samples,
+    lock_dataset_search,
+    top1_predictions,
+    upsert,
+)
+from search.engine import Zoo
+from search.pairs import BUDGET, PAPER, PairRecord, SplitZoo, calibration_mask, saver_records
+
+IN_SAMPLE = "in_sample"
+HOLDOUT = "holdout"
+SELECTIONS = (IN_SAMPLE, HOLDOUT)
+PAIR_KEY = ("dataset_id", "base_id", "saver_id", "criterion", "max_drop_centipoints")
+BEST_KEY = ("dataset_id", "base_id", "criterion", "max_drop_centipoints", "selection")
+
+Progress = Callable[[int, int], None]  # (savers done, savers in all)
+
+
+def criterion_keys(dataset: Dataset) -> list[tuple[str, int]]:
+    return [(BUDGET, cp) for cp in sorted(dataset.budgets_centipoints)] + [(PAPER, 0)]
+
+
+def pair_row(record: PairRecord, dataset_id: int, ids: dict[str, int]) -> dict:
+    p, h = record.point, record.held_out
+    return {
+        "dataset_id": dataset_id,
+        "base_id": ids[record.base],
+        "saver_id": ids[record.saver],
+        "criterion": record.criterion,
+        "max_drop_centipoints": round(record.max_drop * 100),
+        "threshold": p.threshold,
+        "exit_ratio": p.exit_ratio,
+        "accuracy": p.accuracy,
+        "base_accuracy": p.base_accuracy,
+        "relative_cost": p.relative_cost,
+        "saving": p.saving,
+        "holdout_threshold": h.threshold,
+        "holdout_calibration_accuracy": h.calibration.accuracy,
+        "holdout_calibration_saving": h.calibration.saving,
+        "holdout_exit_ratio": h.evaluation.exit_ratio,
+        "holdout_accuracy": h.evaluation.accuracy,
+        "holdout_base_accuracy": h.evaluation.base_accuracy,
+        "holdout_saving": h.evaluation.saving,
+    }
+
+
+def rank(row, saver_cost: float, saver_name: str, selection: str) -> tuple:
+    """Sort key of a pair row for best-saver selection, best first.
+
+    Budget: larger saving, higher accuracy, cheaper saver, name. Paper: smaller ΔC (= -saving),
+    cheaper saver, name. Held-out selection ranks by the calibration samples' numbers.
+    """
+    get = row.get if isinstance(row, dict) else lambda c: getattr(row, c)
+    saving = get("saving" if selection == IN_SAMPLE else "holdout_calibration_saving")
+    accuracy = get("accuracy" if selection == IN_SAMPLE else "holdout_calibration_accuracy")
+    if get("criterion") == PAPER:
+        return (-saving, saver_cost, saver_name)
+    return (-saving, -accuracy, saver_cost, saver_name)
+
+
+@dataclass
+class CachedZoo:
+    model_ids: list[int]
+    zoos: SplitZoo
+    calibration: np.ndarray
+
+
+@dataclass(frozen=True)
+class UpdateSummary:
+    models: int
+    pairs_computed: int
+    rows_written: int
+    best_changed: int
+
+
+@dataclass
+class SaverSearch:
+    holdout_fraction: float = 0.5
+    _cache: dict[int, CachedZoo] = field(default_factory=dict)
+
+    # ----- zoo loading -------------------------------------------------------------------------
+    def zoo(self, session: Session, dataset: Dataset, reload: Iterable[int] = ()) -> CachedZoo:
+        """The dataset's complete models as a split zoo; ``reload`` ids are re-read if cached."""
+        complete = complete_model_ids(session, dataset)
+        cached = self._cache.get(dataset.id)
+        stale = set(reload)
+        if cached is None or stale & set(cached.model_ids) or set(cached.model_ids) - set(complete):
+            cached = self._load(session, dataset, complete)
+        else:
+            new = [m for m in complete if m not in set(cached.model_ids)]
+            if new:
+                cached = self._append(session, dataset, cached, new)
+        self._cache[dataset.id] = cached
+        return cached
+
+    def _load(self, session: Session, dataset: Dataset, model_ids: list[int]) -> CachedZoo:
+        samples = dataset_samples(session, dataset)
+        calibration = calibration_mask(samples.keys, self.holdout_fraction)
+        zoo = self._zoo_of(session, dataset, model_ids, samples.labels)
+        return CachedZoo(list(model_ids), SplitZoo.split(zoo, calibration), calibration)
+
+    def _append(self, session, dataset, cached: CachedZoo, new: list[int]) -> CachedZoo:
+        labels = dataset_samples(session, dataset).labels
+        extra = self._zoo_of(session, dataset, new, labels)
+        old = cached.zoos.full
+        zoo = Zoo(
+            old.names + extra.names,
+            np.concatenate([old.costs, extra.costs]),
+            np.concatenate([old.correct, extra.correct]),
+            np.concatenate([old.confidence, extra.confidence]),
+        )
+        zoos = SplitZoo.split(zoo, cached.calibration)
+        zoos._orders.update(cached.zoos._orders)  # existing rows keep their index and order
+        return CachedZoo(cached.model_ids + new, zoos, cached.calibration)
+
+    @staticmethod
+    def _zoo_of(session, dataset, model_ids, labels) -> Zoo:
+        models = {m.id: m for m in session.scalars(select(Model).where(Model.id.in_(model_ids)))}
+        classes, probs = top1_predictions(session, dataset, model_ids)
+        return Zoo.from_predictions(
+            [models[i].name for i in model_ids],
+            [models[i].gmacs for i in model_ids],
+            classes,
+            probs,
+            labels,
+        )
+
+    # ----- updates -----------------------------------------------------------------------------
+    def models_completed(
+        self, session: Session, dataset: Dataset, model_ids: Sequence[int],
+        progress: Progress | None = None,
+    ) -> UpdateSummary:
+        """Compute every pair that involves one of ``model_ids``; update affected best savers."""
+        cached = self.zoo(session, dataset, reload=model_ids)
+        row_of = {m: r for r, m in enumerate(cached.model_ids)}
+        missing = [m for m in model_ids if m not in row_of]
+        if missing:
+            raise ValueError(f"models {missing} have no complete predictions on {dataset.name!r}")
+        new_rows = {row_of[m] for m in model_ids}
+        costs = cached.zoos.full.costs
+        wanted = {}
+        for saver in range(len(costs)):
+            dearer = np.flatnonzero(costs > costs[saver])
+            bases = dearer if saver in new_rows else [b for b in dearer if b in new_rows]
+            if len(bases):
+                wanted[saver] = list(bases)
+        return self._compute_and_store(session, dataset, cached, wanted, progress)
+
+    def refresh(
+        self, session: Session, dataset: Dataset, progress: Progress | None = None
+    ) -> UpdateSummary:
+        """Compute every pair (any criterion of the dataset) that is missing from the database."""
+        cached = self.zoo(session, dataset)
+        row_of = {m: r for r, m in enumerate(cached.model_ids)}
+        present = defaultdict(int)
+        keys = set(criterion_keys(dataset))
+        for base_id, saver_id, criterion, cp in session.execute(
+            select(
+                PairResult.base_id,
+                PairResult.saver_id,
+                PairResult.criterion,
+                PairResult.max_drop_centipoints,
+            ).where(PairResult.dataset_id == dataset.id)
+        ):
+            if (criterion, cp) in keys:
+                present[(base_id, saver_id)] += 1
+        costs = cached.zoos.full.costs
+        wanted = {}
+        for saver, saver_id in enumerate(cached.model_ids):
+            bases = [
+                int(b)
+                for b in np.flatnonzero(costs > costs[saver])
+                if present[(cached.model_ids[b], saver_id)] < len(keys)
+            ]
+            if bases:
+                wanted[saver] = bases
+        del row_of
+        return self._compute_and_store(session, dataset, cached, wanted, progress)
+
+    def _compute_and_store(
+        self, session, dataset: Dataset, cached: CachedZoo, wanted: dict[int, list[int]],
+        progress: Progress | None,
+    ) -> UpdateSummary:
+        max_drops = [cp / 100 for cp in sorted(dataset.budgets_centipoints)]
+        ids = dict(zip(cached.zoos.full.names, cached.model_ids, strict=True))
+        rows = []
+        for done, (saver, bases) in enumerate(wanted.items(), start=1):
+            records = saver_records(cached.zoos, saver, bases, max_drops)
+            rows.extend(pair_row(r, dataset.id, ids) for r in records)
+            if progress:
+                progress(done, len(wanted))
+        lock_dataset_search(session, dataset)
+        stored = upsert(
+            session,
+            PairResult,
+            rows,
+            key=PAIR_KEY,
+            returning=[PairResult.id, *(getattr(PairResult, c) for c in PAIR_KEY[1:])],
+        )
+        pair_ids = {tuple(r[1:]): r[0] for r in stored}
+        changed = self._update_best(session, dataset, rows, pair_ids)
+        pairs = sum(len(b) for b in wanted.values())
+        return UpdateSummary(len(cached.model_ids), pairs, len(rows), changed)
+
+    def _update_best(self, session, dataset: Dataset, rows, pair_ids) -> int:
+        """Compare each affected base's new pairs with its stored best; write what changed."""
+        costs = dict(session.execute(select(Model.id, Model.gmacs)).all())
+        names = dict(session.execute(select(Model.id, Model.name)).all())
+        new_by_base = defaultdict(list)
+        for row in rows:
+            new_by_base[(row["base_id"], row["criterion"], row["max_drop_centipoints"])].append(row)
+        recomputed = defaultdict(set)
+        for base_id, criterion, cp in new_by_base:
+            for row in new_by_base[(base_id, criterion, cp)]:
+                recomputed[(base_id, criterion, cp)].add(row["saver_id"])
+        stored = self._stored_best(session, dataset, {k[0] for k in new_by_base})
+        writes = []
+        for (base_id, criterion, cp), candidates in new_by_base.items():
+            for selection in SELECTIONS:
+                def key(row, s=selection):
+                    return rank(row, costs[row["saver_id"]], names[row["saver_id"]], s)
+
+                best = min(candidates, key=key)
+                current = stored.get((base_id, criterion, cp, selection))
+                if current is not None and current["saver_id"] in recomputed[
+                    (base_id, criterion, cp)
+                ]:
+                    # The stored best itself was recomputed and may have got worse: look at all.
+                    best = min(self._base_rows(session, dataset, base_id, criterion, cp), key=key)
+                elif current is not None and key(current) <= key(best):
+                    continue
+                pair_id = best.get("id") or pair_ids[
+                    (base_id, best["saver_id"], criterion, cp)
+                ]
+                if current is not None and current["id"] == pair_id:
+                    continue
+                writes.append(
+                    {
+                        "dataset_id": dataset.id,
+                        "base_id": base_id,
+                        "criterion": criterion,
+                        "max_drop_centipoints": cp,
+                        "selection": selection,
+                        "pair_id": pair_id,
+                    }
+                )
+        upsert(session, BestSaver, writes, key=BEST_KEY)
+        return len(writes)
+
+    @staticmethod
+    def _stored_best(session, dataset: Dataset, base_ids: set[int]) -> dict[tuple, dict]:
+        stored = {}
+        base_list = sorted(base_ids)
+        for start in range(0, len(base_list), 500):
+            query = (
+                select(BestSaver.criterion, BestSaver.selection, PairResult)
+                .join(PairResult, PairResult.id == BestSaver.pair_id)
+                .where(
+                    BestSaver.dataset_id == dataset.id,
+                    BestSaver.base_id.in_(base_list[start : start + 500]),
+                )
+                .execution_options(populate_existing=True)
+            )
+            for criterion, selection, pair in session.execute(query):
+                key = (pair.base_id, criterion, pair.max_drop_centipoints, selection)
+                stored[key] = _as_dict(pair)
+        return stored
+
+    @staticmethod
+    def _base_rows(session, dataset: Dataset, base_id: int, criterion: str, cp: int) -> list[dict]:
+        pairs = session.scalars(
+            select(PairResult).where(
+                PairResult.dataset_id == dataset.id,
+                PairResult.base_id == base_id,
+                PairResult.criterion == criterion,
+                PairResult.max_drop_centipoints == cp,
+            ).execution_options(populate_existing=True)
+        ).all()
+        return [_as_dict(p) for p in pairs]
+
+
+def _as_dict(pair: PairResult) -> dict:
+    return {c.key: getattr(pair, c.key) for c in PairResult.__table__.columns}
+
