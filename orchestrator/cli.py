@@ -40,8 +40,8 @@ app.add_typer(records_app, name="records")
 app.add_typer(models_app, name="models")
 app.add_typer(savers_app, name="savers")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # long lines (URLs, paths) stay whole
+err = Console(stderr=True, soft_wrap=True)
 USER_ERRORS = (NotFound, LookupError, RecordsError, SchemaOutOfDate, ValueError)
 
 

@@ -1,0 +1,130 @@
+"""Real services for the tests: SQLite files and a PostgreSQL server (found or started here)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Keep the tests away from the user's own config file and database.
+os.environ["SAVERZOO_CONFIG"] = os.devnull
+
+DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _answers(url: str) -> bool:
+    try:
+        engine = create_engine(url, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(text("select 1"))
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _throwaway_cluster(tmp: Path) -> tuple[str, subprocess.Popen]:
+    """initdb + postgres on a free loopback port, run as the postgres user when we are root."""
+    bindir = Path(
+        subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+        or "/usr/lib/postgresql/15/bin"
+    )
+    if not (bindir / "initdb").exists():
+        candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if not candidates:
+            pytest.skip("no PostgreSQL server answers and initdb is not installed")
+        bindir = candidates[-1].parent
+    data = tmp / "pgdata"
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    tmp.chmod(0o777)
+    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust",
+                    "-U", "postgres"], check=True, capture_output=True)
+    port = _free_port()
+    server = subprocess.Popen(
+        [*as_postgres, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
+         "-h", "127.0.0.1", "-k", str(tmp)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    for _ in range(100):
+        if _answers(url):
+            return url, server
+        time.sleep(0.2)
+    server.terminate()
+    raise RuntimeError("the throwaway PostgreSQL did not start")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A URL of a PostgreSQL database the tests may create databases from."""
+    configured = os.environ.get("SAVERZOO_TEST_POSTGRES_URL")
+    if configured:
+        yield configured
+        return
+    if _answers(DEFAULT_POSTGRES):
+        yield DEFAULT_POSTGRES
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="saverzoo-pg-"))
+    url, server = _throwaway_cluster(tmp)
+    try:
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the PostgreSQL server, dropped afterwards."""
+    name = f"saverzoo_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        from db.session import engine_for
+
+        engine_for(url).dispose()
+        engine_for.cache_clear()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path: Path) -> str:
+    """The same test on an SQLite file and on a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'saverzoo.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def use_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point saverzoo's settings at the test database."""
+    from cluster.settings import get_settings
+
+    monkeypatch.setenv("SAVERZOO_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    yield database_url
+    get_settings.cache_clear()

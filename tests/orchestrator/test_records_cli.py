@@ -1,0 +1,263 @@
+"""`saverzoo records import` then `saverzoo savers best`: the whole query path through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from search.engine import Candidate, best_candidate, budget_point, paper_point, scan_saver
+from tests.factories import (
+    engine_zoo,
+    records_dir,
+    row_counts,
+    saverzoo,
+    saverzoo_json,
+    small_zoo,
+)
+
+BUDGET_KEYS = {
+    "base", "saver", "threshold", "exit_ratio", "accuracy", "base_accuracy", "relative_cost",
+    "saving",
+}
+
+
+def expected_best(zoo, max_drop=0.0, criterion="budget"):
+    """Best saver of every base straight from the engine, as the CLI should report it."""
+    ez = engine_zoo(zoo)
+    result = {}
+    for base in range(len(ez.names)):
+        candidates = []
+        for saver in np.flatnonzero(ez.costs < ez.costs[base]):
+            scan = scan_saver(ez, int(saver), [base], [max_drop])
+            point = budget_point(ez, scan, 0, 0) if criterion == "budget" else paper_point(
+                ez, scan, 0
+            )
+            candidates.append(Candidate(ez.names[saver], float(ez.costs[saver]), point))
+        best = best_candidate(candidates, criterion)
+        result[ez.names[base]] = best
+    return result
+
+
+def test_import_then_best_savers_match_the_engine(use_database, tmp_path):
+    zoo = small_zoo()
+    imported = saverzoo("records", "import", records_dir(tmp_path, zoo), "--dataset", "val")
+    assert imported.exit_code == 0, imported.output
+
+    rows = saverzoo_json("savers", "best", "--dataset", "val")
+
+    expected = expected_best(zoo)
+    assert [r["base"] for r in rows] == zoo.names  # one object per base, cheapest first
+    for row in rows:
+        assert set(row) == BUDGET_KEYS
+        best = expected[row["base"]]
+        if best is None:
+            assert row["saver"] is None and row["saving"] is None
+            continue
+        assert row["saver"] == best.saver
+        assert row["saving"] == pytest.approx(best.point.saving)
+        assert row["accuracy"] >= row["base_accuracy"]  # default budget: no accuracy loss
+        exits = (zoo.confidence[zoo.names.index(best.saver)] > row["threshold"]).sum()
+        assert exits == round(row["exit_ratio"] * len(zoo.labels))  # threshold reproduces exits
+    assert any(r["saver"] for r in rows)
+
+
+def test_budget_and_paper_criteria_through_the_cli(use_database, tmp_path):
+    zoo = small_zoo()
+    saverzoo("records", "import", records_dir(tmp_path, zoo), "--dataset", "val")
+
+    loose = saverzoo_json("savers", "best", "--dataset", "val", "--max-drop", "2")
+    paper = saverzoo_json("savers", "best", "--dataset", "val", "--criterion", "paper")
+
+    expected_loose = expected_best(zoo, 2.0)
+    expected_paper = expected_best(zoo, criterion="paper")
+    for row in loose:
+        best = expected_loose[row["base"]]
+        assert row["saver"] == (best.saver if best else None)
+        if best:
+            assert row["accuracy"] >= row["base_accuracy"] - 0.02 - 1e-12
+    for row in paper:
+        assert set(row) == {"base", "saver", "threshold", "exit_ratio", "delta_c"}
+        best = expected_paper[row["base"]]
+        assert row["saver"] == (best.saver if best else None)
+        if best:
+            assert row["delta_c"] == pytest.approx(best.point.delta_c)
+
+
+def test_a_new_budget_is_computed_on_first_request_and_then_stored(use_database, tmp_path):
+    zoo = small_zoo()
+    saverzoo("records", "import", records_dir(tmp_path, zoo), "--dataset", "val")
+    pairs_before = row_counts(use_database)["pair_results"]
+
+    rows = saverzoo_json("savers", "best", "--dataset", "val", "--max-drop", "0.25")
+
+    expected = expected_best(zoo, 0.25)
+    assert [r["saver"] for r in rows] == [
+        expected[r["base"]].saver if expected[r["base"]] else None for r in rows
+    ]
+    assert row_counts(use_database)["pair_results"] > pairs_before
+
+
+def test_holdout_reports_held_out_numbers_beside_in_sample_ones(use_database, tmp_path):
+    zoo = small_zoo(num_samples=1000)
+    saverzoo("records", "import", records_dir(tmp_path, zoo), "--dataset", "val")
+
+    rows = saverzoo_json("savers", "best", "--dataset", "val", "--holdout")
+
+    with_saver = [r for r in rows if r["saver"]]
+    assert with_saver
+    for row in with_saver:
+        assert row["in_sample_saving"] > 0  # chosen on the calibration half
+        assert row["in_sample_accuracy"] is not None and row["accuracy"] is not None
+        assert row["saving"] == pytest.approx(1 - row["relative_cost"])
+
+
+def test_best_of_one_base_and_its_curve(use_database, tmp_path):
+    zoo = small_zoo()
+    saverzoo("records", "import", records_dir(tmp_path, zoo), "--dataset", "val")
+    base = zoo.names[-1]
+
+    [row] = saverzoo_json("savers", "best", base, "--dataset", "val")
+    plot = tmp_path / "curve.png"
+    curve = saverzoo_json(
+        "savers", "curve", base, row["saver"], "--dataset", "val", "--plot", plot
+    )
+
+    assert row["base"] == base
+    front = curve["pareto_front"]
+    assert [p["relative_cost"] for p in front] == sorted(p["relative_cost"] for p in front)
+    assert [p["accuracy"] for p in front] == sorted(p["accuracy"] for p in front)
+    assert any(p["saving"] == pytest.approx(row["saving"]) for p in front)
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_human_tables_show_every_base(use_database, tmp_path):
+    zoo = small_zoo()
+    saverzoo("records", "import", records_dir(tmp_path, zoo), "--dataset", "val")
+
+    listed = saverzoo("models", "list")
+    best = saverzoo("savers", "best", "--dataset", "val")
+
+    assert listed.exit_code == 0 and best.exit_code == 0
+    for name in zoo.names:
+        assert name in listed.stdout
+    assert "database" in saverzoo("db", "info").stdout
+
+
+def test_importing_the_same_records_twice_changes_nothing(use_database, tmp_path):
+    zoo = small_zoo()
+    directory = records_dir(tmp_path, zoo)
+    saverzoo("records", "import", directory, "--dataset", "val")
+    first = row_counts(use_database)
+    answer = saverzoo_json("savers", "best", "--dataset", "val")
+
+    again = saverzoo("records", "import", directory, "--dataset", "val")
+
+    assert again.exit_code == 0, again.output
+    assert row_counts(use_database) == first
+    assert saverzoo_json("savers", "best", "--dataset", "val") == answer
+
+
+def test_db_upgrade_reports_the_revision(use_database):
+    first = saverzoo("db", "upgrade")
+    second = saverzoo("db", "upgrade")
+
+    assert first.exit_code == 0 and "upgraded" in first.stdout
+    assert second.exit_code == 0 and "already up to date" in second.stdout
+
+
+# ----- bad input: one clear line, exit code != 0, database unchanged ---------------------------
+def _break_labels(directory, name):
+    path = directory / f"{name}_test.npz"
+    with np.load(path) as npz:
+        arrays = dict(npz)
+    arrays["label"] = (arrays["label"] + 1) % 10
+    np.savez(path, **arrays)
+
+
+def _truncate(directory, name):
+    path = directory / f"{name}_test.npz"
+    with np.load(path) as npz:
+        arrays = {k: v[..., :-1, :] if v.ndim == 3 else v[:-1] for k, v in npz.items()}
+    np.savez(path, **arrays)
+
+
+def _corrupt(directory, name):
+    (directory / f"{name}_test.npz").write_bytes(b"not a zip file at all")
+
+
+def _drop_from_complexity(directory, name):
+    path = directory / "complexity_info.json"
+    info = json.loads(path.read_text())
+    del info[name]
+    path.write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_break_labels, "other labels"),
+        (_truncate, "N="),
+        (_corrupt, "not a readable npz"),
+        (_drop_from_complexity, "no numeric macs"),
+    ],
+)
+def test_bad_records_import_nothing(use_database, tmp_path, damage, message):
+    zoo = small_zoo()
+    directory = records_dir(tmp_path, zoo)
+    damage(directory, zoo.names[3])
+    saverzoo("db", "upgrade")
+    before = row_counts(use_database)
+
+    result = saverzoo("records", "import", directory, "--dataset", "val")
+
+    assert result.exit_code != 0
+    assert message in result.stderr and "_test.npz" in result.stderr or "complexity" in (
+        result.stderr
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert row_counts(use_database) == before
+
+
+def test_records_folder_without_records_is_refused(use_database, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = saverzoo("records", "import", tmp_path / "empty", "--dataset", "val")
+    assert result.exit_code != 0 and "complexity_info.json is missing" in result.stderr
+
+
+def test_records_with_other_labels_than_the_dataset_are_refused(use_database, tmp_path):
+    saverzoo("records", "import", records_dir(tmp_path, small_zoo(seed=3)), "--dataset", "val")
+    before = row_counts(use_database)
+    other = small_zoo(seed=4)
+    result = saverzoo(
+        "records", "import", records_dir(tmp_path / "other", other), "--dataset", "val"
+    )
+    assert result.exit_code != 0 and "another --dataset name" in result.stderr
+    assert row_counts(use_database) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["savers", "best", "--dataset", "nope"], "unknown dataset 'nope'"),
+        (["savers", "best", "ghost", "--dataset", "val"], "unknown model 'ghost'"),
+        (["savers", "best", "--dataset", "val", "--max-drop", "-1"], "must be >= 0"),
+        (["savers", "best", "--dataset", "val", "--max-drop", "0.125"], "two decimals"),
+        (["savers", "best", "--dataset", "val", "--criterion", "best"], "--criterion must be"),
+        (["savers", "curve", "synthetic_0000", "synthetic_0005", "--dataset", "val"],
+         "is not cheaper"),
+        (["savers", "refresh", "--dataset", "nope"], "unknown dataset"),
+        (["models", "list", "--dataset", "nope"], "unknown dataset"),
+    ],
+)
+def test_bad_queries_fail_with_one_line_and_change_nothing(use_database, tmp_path, args, message):
+    saverzoo("records", "import", records_dir(tmp_path, small_zoo()), "--dataset", "val")
+    before = row_counts(use_database)
+
+    result = saverzoo(*args)
+
+    assert result.exit_code != 0
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert row_counts(use_database) == before
