@@ -152,6 +152,9 @@ class SaverSearch:
         progress: Progress | None = None,
     ) -> UpdateSummary:
         """Compute every pair that involves one of ``model_ids``; update affected best savers."""
+        # Lock first: a concurrent update of the same dataset commits before we read the zoo, so
+        # pairs between its models and ours are never missed.
+        lock_dataset_search(session, dataset)
         cached = self.zoo(session, dataset, reload=model_ids)
         row_of = {m: r for r, m in enumerate(cached.model_ids)}
         missing = [m for m in model_ids if m not in row_of]
@@ -171,6 +174,7 @@ class SaverSearch:
         self, session: Session, dataset: Dataset, progress: Progress | None = None
     ) -> UpdateSummary:
         """Compute every pair (any criterion of the dataset) that is missing from the database."""
+        lock_dataset_search(session, dataset)
         cached = self.zoo(session, dataset)
         row_of = {m: r for r, m in enumerate(cached.model_ids)}
         present = defaultdict(int)
@@ -210,7 +214,6 @@ class SaverSearch:
             rows.extend(pair_row(r, dataset.id, ids) for r in records)
             if progress:
                 progress(done, len(wanted))
-        lock_dataset_search(session, dataset)
         stored = upsert(
             session,
             PairResult,
