@@ -16,7 +16,6 @@ from db.models import Dataset, DatasetShard, Model, PredictionChunk
 
 # ON CONFLICT upserts are dialect-specific statements with the same shape.
 _INSERT_BY_DIALECT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-UPSERT_BATCH_ROWS = 2000
 
 
 class NotFound(LookupError):
@@ -44,21 +43,21 @@ def upsert(
             f"saverzoo supports SQLite and PostgreSQL databases, not {dialect}"
         ) from None
     columns = [c for c in rows[0] if c not in key]
-    returned = []
-    for start in range(0, len(rows), UPSERT_BATCH_ROWS):
-        statement = insert(table).values(list(rows[start : start + UPSERT_BATCH_ROWS]))
-        if columns:
-            statement = statement.on_conflict_do_update(
-                index_elements=list(key),
-                set_={c: statement.excluded[c] for c in columns},
-            )
-        else:
-            statement = statement.on_conflict_do_nothing(index_elements=list(key))
-        if returning:
-            returned.extend(session.execute(statement.returning(*returning)).all())
-        else:
-            session.execute(statement)
-    return returned
+    statement = insert(table)
+    if columns:
+        statement = statement.on_conflict_do_update(
+            index_elements=list(key), set_={c: statement.excluded[c] for c in columns}
+        )
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=list(key))
+    # One statement, many parameter sets: SQLAlchemy batches them ("insertmanyvalues") and
+    # compiles the statement once, instead of one huge VALUES list compiled per call.
+    connection = session.connection()
+    if not returning:
+        connection.execute(statement, list(rows))
+        return []
+    statement = statement.returning(*returning, sort_by_parameter_order=True)
+    return connection.execute(statement, list(rows)).all()
 
 
 def keys_digest(keys: Iterable[str]) -> str:

@@ -89,7 +89,7 @@ class Zoo:
 class SaverOrder:
     """One saver's samples sorted by confidence, shared by all of its bases."""
 
-    order: np.ndarray  # int32 (N,): sample indices, most confident first (stable)
+    order: np.ndarray  # int32 (N,): sample indices, most confident first
     sorted_confidence: np.ndarray  # float32 (N,)
     boundary: np.ndarray  # bool (N+1,): boundary[k] iff exactly k exits is a reachable exit set
     saver_correct_sorted: np.ndarray  # int8 (N,)
@@ -97,7 +97,8 @@ class SaverOrder:
 
 def sort_saver(zoo: Zoo, saver: int) -> SaverOrder:
     confidence = zoo.confidence[saver]
-    order = np.argsort(-confidence, kind="stable").astype(np.int32)
+    # Order inside a tie never matters (ties exit together), so the fast unstable sort will do.
+    order = np.argsort(-confidence).astype(np.int32)
     sorted_confidence = confidence[order]
     boundary = np.ones(len(order) + 1, dtype=np.bool_)
     boundary[1:-1] = sorted_confidence[:-1] != sorted_confidence[1:]
@@ -130,8 +131,7 @@ def threshold_for_exits(saver_order: SaverOrder, exits: np.ndarray) -> np.ndarra
     return np.where(k <= 0, conf[0], np.where(k >= n, lowest, (above + below) / 2.0))
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _scan_pairs(
+def _scan_pairs_impl(
     order, boundary, saver_correct_sorted, correct, base_rows, base_totals, min_diffs, grid_exits
 ):
     """For every base: the largest feasible exit set per budget, and the paper match.
@@ -180,8 +180,7 @@ def _scan_pairs(
     return best_exits, best_diff, paper_match, paper_diff
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _diff_at(order, saver_correct_sorted, correct, base_rows, exits):
+def _diff_at_impl(order, saver_correct_sorted, correct, base_rows, exits):
     """D[k] for the given exit counts ``exits[b, j]`` of every base (prefix sums, then look-ups)."""
     n = order.shape[0]
     result = np.zeros(exits.shape, dtype=np.int64)
@@ -194,6 +193,25 @@ def _diff_at(order, saver_correct_sorted, correct, base_rows, exits):
         for j in range(exits.shape[1]):
             result[b, j] = prefix[exits[b, j]]
     return result
+
+
+# Each kernel compiled twice: spreading a few bases over threads costs more than it gains (and a
+# busy machine makes a parallel region wait for every thread), so small calls run serially.
+PARALLEL_MIN_BASES = 16
+_scan_serial = numba.njit(cache=True, nogil=True)(_scan_pairs_impl)
+_scan_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_scan_pairs_impl)
+_diff_serial = numba.njit(cache=True, nogil=True)(_diff_at_impl)
+_diff_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_diff_at_impl)
+
+
+def _scan_pairs(*args):
+    kernel = _scan_parallel if len(args[4]) >= PARALLEL_MIN_BASES else _scan_serial
+    return kernel(*args)
+
+
+def _diff_at(order, saver_correct_sorted, correct, base_rows, exits):
+    kernel = _diff_parallel if len(base_rows) >= PARALLEL_MIN_BASES else _diff_serial
+    return kernel(order, saver_correct_sorted, correct, base_rows, exits)
 
 
 def min_correct_diff(max_drop: float, num_samples: int) -> int:

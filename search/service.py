@@ -227,37 +227,39 @@ class SaverSearch:
         return UpdateSummary(len(cached.model_ids), pairs, len(rows), changed)
 
     def _update_best(self, session, dataset: Dataset, rows, pair_ids) -> int:
-        """Compare each affected base's new pairs with its stored best; write what changed."""
+        """Compare each affected base's new pairs with its stored best; write what changed.
+
+        A stored best that was itself recomputed may have got worse; only then are all of that
+        base's stored pairs read again.
+        """
         costs = dict(session.execute(select(Model.id, Model.gmacs)).all())
         names = dict(session.execute(select(Model.id, Model.name)).all())
-        new_by_base = defaultdict(list)
+        new_by_group = defaultdict(list)  # (base, criterion, max drop) -> new pair rows
         for row in rows:
-            new_by_base[(row["base_id"], row["criterion"], row["max_drop_centipoints"])].append(row)
-        recomputed = defaultdict(set)
-        for base_id, criterion, cp in new_by_base:
-            for row in new_by_base[(base_id, criterion, cp)]:
-                recomputed[(base_id, criterion, cp)].add(row["saver_id"])
-        stored = self._stored_best(session, dataset, {k[0] for k in new_by_base})
+            new_by_group[(row["base_id"], row["criterion"], row["max_drop_centipoints"])].append(row)
+        stored = self._stored_best(session, dataset, {group[0] for group in new_by_group})
+        stale = {
+            group
+            for group, candidates in new_by_group.items()
+            for selection in SELECTIONS
+            if (current := stored.get((*group, selection))) is not None
+            and current["saver_id"] in {c["saver_id"] for c in candidates}
+        }
+        reread = self._pair_rows(session, dataset, stale)
         writes = []
-        for (base_id, criterion, cp), candidates in new_by_base.items():
+        for group, candidates in new_by_group.items():
             for selection in SELECTIONS:
-                def key(row, s=selection):
+                def key(row, s=selection):  # noqa: ANN001, ANN202
                     return rank(row, costs[row["saver_id"]], names[row["saver_id"]], s)
 
-                best = min(candidates, key=key)
-                current = stored.get((base_id, criterion, cp, selection))
-                if current is not None and current["saver_id"] in recomputed[
-                    (base_id, criterion, cp)
-                ]:
-                    # The stored best itself was recomputed and may have got worse: look at all.
-                    best = min(self._base_rows(session, dataset, base_id, criterion, cp), key=key)
-                elif current is not None and key(current) <= key(best):
+                current = stored.get((*group, selection))
+                best = min(reread[group] if group in stale else candidates, key=key)
+                if group not in stale and current is not None and key(current) <= key(best):
                     continue
-                pair_id = best.get("id") or pair_ids[
-                    (base_id, best["saver_id"], criterion, cp)
-                ]
+                pair_id = best.get("id") or pair_ids[(group[0], best["saver_id"], *group[1:])]
                 if current is not None and current["id"] == pair_id:
                     continue
+                base_id, criterion, cp = group
                 writes.append(
                     {
                         "dataset_id": dataset.id,
@@ -273,36 +275,38 @@ class SaverSearch:
 
     @staticmethod
     def _stored_best(session, dataset: Dataset, base_ids: set[int]) -> dict[tuple, dict]:
+        """Current best pair rows, by (base, criterion, max drop, selection)."""
         stored = {}
-        base_list = sorted(base_ids)
-        for start in range(0, len(base_list), 500):
+        for chunk in _chunks(sorted(base_ids)):
             query = (
-                select(BestSaver.criterion, BestSaver.selection, PairResult)
+                select(BestSaver.selection, PairResult.__table__)
                 .join(PairResult, PairResult.id == BestSaver.pair_id)
-                .where(
-                    BestSaver.dataset_id == dataset.id,
-                    BestSaver.base_id.in_(base_list[start : start + 500]),
-                )
-                .execution_options(populate_existing=True)
+                .where(BestSaver.dataset_id == dataset.id, BestSaver.base_id.in_(chunk))
             )
-            for criterion, selection, pair in session.execute(query):
-                key = (pair.base_id, criterion, pair.max_drop_centipoints, selection)
-                stored[key] = _as_dict(pair)
+            for row in session.execute(query).mappings():
+                pair = dict(row)
+                group = (pair["base_id"], pair["criterion"], pair["max_drop_centipoints"])
+                stored[(*group, pair.pop("selection"))] = pair
         return stored
 
     @staticmethod
-    def _base_rows(session, dataset: Dataset, base_id: int, criterion: str, cp: int) -> list[dict]:
-        pairs = session.scalars(
-            select(PairResult).where(
-                PairResult.dataset_id == dataset.id,
-                PairResult.base_id == base_id,
-                PairResult.criterion == criterion,
-                PairResult.max_drop_centipoints == cp,
-            ).execution_options(populate_existing=True)
-        ).all()
-        return [_as_dict(p) for p in pairs]
+    def _pair_rows(session, dataset: Dataset, groups: set[tuple]) -> dict[tuple, list[dict]]:
+        """All stored pair rows of the given (base, criterion, max drop) groups."""
+        found = defaultdict(list)
+        for chunk in _chunks(sorted({group[0] for group in groups})):
+            query = select(PairResult.__table__).where(
+                PairResult.dataset_id == dataset.id, PairResult.base_id.in_(chunk)
+            )
+            for row in session.execute(query).mappings():
+                group = (row["base_id"], row["criterion"], row["max_drop_centipoints"])
+                if group in groups:
+                    found[group].append(dict(row))
+        return found
 
 
-def _as_dict(pair: PairResult) -> dict:
-    return {c.key: getattr(pair, c.key) for c in PairResult.__table__.columns}
+def _chunks(values: list, size: int = 500):  # noqa: ANN202 - a generator of lists
+    """Keep IN lists well under every database's parameter limit."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
 
