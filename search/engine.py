@@ -357,7 +357,7 @@ def pair_curve(zoo: Zoo, base: int, saver: int) -> list[OperatingPoint]:
     diff = np.concatenate(([0], np.cumsum(gained - lost)))
     exits = np.flatnonzero(saver_order.boundary)
     thresholds = threshold_for_exits(saver_order, exits)
-    base_correct = int(zoo.correct[base].sum())
+    base_correct = int(zoo.correct_counts[base])
     ratio = float(zoo.costs[saver] / zoo.costs[base])
     n = zoo.num_samples
     return [
@@ -381,7 +381,7 @@ def pareto_front(points: Sequence[OperatingPoint]) -> list[OperatingPoint]:
 def budget_point(zoo: Zoo, scan: PairScan, base_index: int, budget_index: int) -> OperatingPoint:
     """The operating point ``scan`` found for its ``base_index``-th base and budget."""
     base = int(scan.bases[base_index])
-    base_correct = int(zoo.correct[base].sum())
+    base_correct = int(zoo.correct_counts[base])
     return OperatingPoint(
         threshold=float(scan.budget_threshold[base_index, budget_index]),
         exits=int(scan.budget_exits[base_index, budget_index]),
@@ -395,7 +395,7 @@ def budget_point(zoo: Zoo, scan: PairScan, base_index: int, budget_index: int) -
 def paper_point(zoo: Zoo, scan: PairScan, base_index: int) -> OperatingPoint:
     """The paper criterion's match for the ``base_index``-th base of ``scan``."""
     base = int(scan.bases[base_index])
-    base_correct = int(zoo.correct[base].sum())
+    base_correct = int(zoo.correct_counts[base])
     return OperatingPoint(
         threshold=float(PAPER_GRID[scan.paper_grid_index[base_index]]),
         exits=int(scan.paper_exits[base_index]),

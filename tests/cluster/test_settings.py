@@ -1,0 +1,59 @@
+"""One settings object: environment beats the TOML file, which beats the defaults."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from cluster.settings import Settings, data_dir
+from tests.factories import saverzoo
+
+
+def test_default_database_is_sqlite_in_the_user_data_directory(monkeypatch):
+    monkeypatch.delenv("SAVERZOO_DATABASE_URL", raising=False)
+    settings = Settings()
+    assert settings.database_url == f"sqlite:///{data_dir() / 'saverzoo.db'}"
+    assert settings.search_budgets == [0.0, 0.1, 0.5, 1.0, 2.0]
+
+
+def test_toml_file_is_read_and_the_environment_wins(monkeypatch, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(
+        'database_url = "sqlite:////from/toml.db"\nsearch_budgets = [0, 1]\n'
+    )
+    monkeypatch.setenv("SAVERZOO_CONFIG", str(config))
+    monkeypatch.delenv("SAVERZOO_DATABASE_URL", raising=False)
+    assert Settings().database_url == "sqlite:////from/toml.db"
+    assert Settings().search_budgets == [0.0, 1.0]
+
+    monkeypatch.setenv("SAVERZOO_DATABASE_URL", "sqlite:////from/env.db")
+    assert Settings().database_url == "sqlite:////from/env.db"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SAVERZOO_DATABASE_URL", "not a url", "is not a database URL"),
+        ("SAVERZOO_SEARCH_BUDGETS", "[-1]", "must be >= 0"),
+        ("SAVERZOO_HOLDOUT_FRACTION", "1.5", "strictly between 0 and 1"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_fix(monkeypatch, variable, value, message):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=message):
+        Settings()
+
+
+def test_passwords_are_never_shown(monkeypatch):
+    monkeypatch.setenv("SAVERZOO_DATABASE_URL", "postgresql+psycopg://u:hunter2@127.0.0.1:1/x")
+    from cluster.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        assert "hunter2" not in Settings().database_display
+        result = saverzoo("db", "info")  # the server does not exist: the error names it
+        assert result.exit_code != 0
+        assert "hunter2" not in result.output
+        assert "127.0.0.1:1/x" in result.stderr
+    finally:
+        get_settings.cache_clear()
