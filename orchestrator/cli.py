@@ -234,6 +234,27 @@ def savers_best(
     _print_best(rows, criterion, max_drop, holdout, dataset)
 
 
+HEADERS = {
+    "threshold": "threshold",
+    "exit_ratio": "exits %",
+    "accuracy": "acc %",
+    "base_accuracy": "base acc %",
+    "relative_cost": "rel. cost",
+    "saving": "saving %",
+    "delta_c": "ΔC",
+    "in_sample_accuracy": "calib acc %",
+    "in_sample_saving": "calib saving %",
+}
+PERCENT = {"exit_ratio", "accuracy", "base_accuracy", "saving", "in_sample_accuracy",
+           "in_sample_saving"}
+
+
+def _cell(field: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f}" if field in PERCENT else f"{value:.4f}"
+
+
 def _print_best(rows: list[dict], criterion: str, max_drop: float, holdout: bool, dataset: str):
     fields = fields_for(criterion, holdout)
     title = (
@@ -241,9 +262,11 @@ def _print_best(rows: list[dict], criterion: str, max_drop: float, holdout: bool
         if criterion == PAPER
         else f"{dataset}: best savers, accuracy drop <= {max_drop:g} pts"
     )
-    table = Table("base", "saver", *fields, title=title + (" (held-out)" if holdout else ""))
+    if holdout:
+        title += ", picked on the calibration half, scored on the other half"
+    table = Table("base", "saver", *(HEADERS[f] for f in fields), title=title)
     for row in rows:
-        cells = ["-" if row[f] is None else f"{row[f]:.4f}" for f in fields]
+        cells = [_cell(f, row[f]) for f in fields]
         table.add_row(row["base"], row["saver"] or "[dim]none[/]", *cells)
     out.print(table)
 
@@ -267,14 +290,16 @@ def savers_curve(
     if as_json:
         print_json(result)
         return
+    front = result["pareto_front"]
+    shown = front if len(front) <= 20 else [front[i * (len(front) - 1) // 19] for i in range(20)]
+    fields = ("threshold", "exit_ratio", "accuracy", "relative_cost", "saving")
     table = Table(
-        "threshold", "exit ratio", "accuracy", "relative cost", "saving",
-        title=f"{saver} before {base} on {dataset}: Pareto front "
-        f"({len(result['pareto_front'])} of {result['num_exit_sets']} exit sets)",
+        *(HEADERS[f] for f in fields),
+        title=f"{saver} before {base} on {dataset}: Pareto front, {len(front)} of "
+        f"{result['num_exit_sets']} exit sets" + (f" ({len(shown)} shown)" if shown != front else ""),
     )
-    for p in result["pareto_front"]:
-        table.add_row(*(f"{p[k]:.4f}" for k in ("threshold", "exit_ratio", "accuracy",
-                                                 "relative_cost", "saving")))
+    for point in shown:
+        table.add_row(*(_cell(f, point[f]) for f in fields))
     out.print(table)
 
 

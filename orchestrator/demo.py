@@ -27,7 +27,11 @@ def run_demo(workdir: Path, console: Console) -> None:
         shutil.rmtree(records)
     zoo = make_zoo(num_models=12, num_samples=10_000, seed=7)
     write_records(zoo, records)
-    env = {**os.environ, "SAVERZOO_DATABASE_URL": f"sqlite:///{workdir / 'saverzoo.db'}"}
+    env = {
+        **os.environ,
+        "SAVERZOO_DATABASE_URL": f"sqlite:///{workdir / 'saverzoo.db'}",
+        "COLUMNS": os.environ.get("COLUMNS", "120"),  # room for the wide held-out table
+    }
     (workdir / "saverzoo.db").unlink(missing_ok=True)
 
     def run(*args: str, capture: bool = False) -> str:
@@ -41,7 +45,9 @@ def run_demo(workdir: Path, console: Console) -> None:
         f"{len(zoo.labels):,} samples, database {workdir / 'saverzoo.db'}"
     )
     run("records", "import", str(records), "--dataset", DEMO_DATASET)
+    run("models", "list", "--dataset", DEMO_DATASET)
     run("savers", "best", "--dataset", DEMO_DATASET)
+    run("savers", "best", "--dataset", DEMO_DATASET, "--criterion", "paper")
     run("savers", "best", "--dataset", DEMO_DATASET, "--max-drop", "0.5", "--holdout")
     best = json.loads(run("savers", "best", "--dataset", DEMO_DATASET, "--json", capture=True))
     pair = next((row for row in reversed(best) if row["saver"]), None)
@@ -51,7 +57,9 @@ def run_demo(workdir: Path, console: Console) -> None:
             "--plot", str(workdir / "curve.png"),
         )
     console.print(
-        "\nQuery it yourself:\n"
-        f"  SAVERZOO_DATABASE_URL=sqlite:///{workdir / 'saverzoo.db'} "
-        f"saverzoo savers best --dataset {DEMO_DATASET} --json"
+        "\nThe zoo is generated (a stand-in until real models are evaluated): dearer models are "
+        "more accurate and confidence tracks correctness.\nQuery it yourself:\n"
+        f"  export SAVERZOO_DATABASE_URL=sqlite:///{workdir / 'saverzoo.db'}\n"
+        f"  saverzoo savers best --dataset {DEMO_DATASET} --max-drop 1 --json\n"
+        f"  saverzoo savers curve BASE SAVER --dataset {DEMO_DATASET} --plot curve.png"
     )

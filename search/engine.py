@@ -151,7 +151,7 @@ def _scan_pairs_impl(
     num_grid = grid_exits.shape[0]
     best_exits = np.zeros((num_bases, num_budgets), dtype=np.int64)
     best_diff = np.zeros((num_bases, num_budgets), dtype=np.int64)
-    paper_match = np.full(num_bases, num_grid - 1, dtype=np.int64)
+    paper_match = np.full(num_bases, -1, dtype=np.int64)  # -1: no grid point crosses
     paper_diff = np.zeros(num_bases, dtype=np.int64)
     for b in numba.prange(num_bases):
         base_correct = correct[base_rows[b]]
@@ -274,6 +274,8 @@ def scan_saver(
     )
     given_order = np.argsort(loosest_first)
     exits, diff = exits[:, given_order], diff[:, given_order]
+    # No crossing: the last grid point (its exits are the largest distinct count's).
+    grid_index = np.where(match >= 0, first_grid_index[match], len(PAPER_GRID) - 1)
     return PairScan(
         saver=saver,
         bases=base_rows,
@@ -282,8 +284,8 @@ def scan_saver(
         budget_exits=exits,
         budget_diff=diff,
         budget_threshold=threshold_for_exits(saver_order, exits),
-        paper_grid_index=first_grid_index[match],
-        paper_exits=distinct_exits[match],
+        paper_grid_index=grid_index,
+        paper_exits=grid_exits[grid_index],
         paper_diff=paper_diff,
     )
 

@@ -36,7 +36,7 @@ def make_zoo(
     predictions = np.where(correct, labels[None, :], wrong_class)
     confidence = 1.0 / (1.0 + np.exp(-(margin + rng.normal(0.0, 0.8, margin.shape))))
     confidence = np.round(confidence, decimals).astype(np.float32)  # rounding makes real ties
-    names = [f"synthetic_{i:04d}" for i in range(num_models)]
+    names = [f"zoo{i:03d}" for i in range(num_models)]
     return SyntheticZoo(names, gmacs, labels, predictions, confidence)
 
 

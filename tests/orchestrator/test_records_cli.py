@@ -245,7 +245,7 @@ def test_records_with_other_labels_than_the_dataset_are_refused(use_database, tm
         (["savers", "best", "--dataset", "val", "--max-drop", "-1"], "must be >= 0"),
         (["savers", "best", "--dataset", "val", "--max-drop", "0.125"], "two decimals"),
         (["savers", "best", "--dataset", "val", "--criterion", "best"], "--criterion must be"),
-        (["savers", "curve", "synthetic_0000", "synthetic_0005", "--dataset", "val"],
+        (["savers", "curve", "zoo000", "zoo005", "--dataset", "val"],
          "is not cheaper"),
         (["savers", "refresh", "--dataset", "nope"], "unknown dataset"),
         (["models", "list", "--dataset", "nope"], "unknown dataset"),
