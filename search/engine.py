@@ -440,6 +440,8 @@ def paper_rank(candidate: Candidate) -> tuple:
 
 def best_candidate(candidates: Sequence[Candidate], criterion: str) -> Candidate | None:
     """The best saver among ``candidates``; under a budget, None when no saving is positive."""
+    if criterion not in ("budget", "paper"):
+        raise ValueError(f"criterion must be 'budget' or 'paper', not {criterion!r}")
     if not candidates:
         return None
     if criterion == "paper":

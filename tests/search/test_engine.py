@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from search import engine
 from search.engine import (
     PAPER_GRID,
     Candidate,
@@ -311,12 +312,27 @@ def test_cheaper_than_and_dearer_than_are_strict_in_cost(case):
         (0.1, 1000, -1),  # exactly one sample (binary 0.1 is a hair above 1/10)
         (0.3, 1000, -3),  # exactly three samples (binary 0.3 is a hair below 3/10)
         (0.7, 1000, -7),
+        (0.57, 10000, -57),  # 0.57 * 10000 / 100 is 56.99999999999999 in floating point
+        (1.14, 5000, -57),
         (100, 60, -60),
         (1000, 60, -600),
     ],
 )
 def test_min_correct_diff_is_the_exact_integer_bound(max_drop, num_samples, expected):
     assert min_correct_diff(max_drop, num_samples) == expected
+
+
+def test_budget_exactly_on_the_bound_is_feasible():
+    # N = 5000 and δ = 1.14 points allow exactly 57 lost samples (a float product gives 56.99...).
+    n, lost = 5000, 57
+    saver = np.zeros(n, int)
+    saver[:lost] = 1
+    zoo = Zoo.from_predictions(
+        ["s", "b"], [1, 2], np.stack([saver, np.zeros(n, int)]), np.full((2, n), 0.5), np.zeros(n)
+    )
+    scan = scan_saver(zoo, 0, [1], [1.14, 1.13])
+    assert scan.budget_exits.tolist() == [[n, 0]]
+    assert budget_point(zoo, scan, 0, 0).correct == n - lost
 
 
 @pytest.mark.parametrize("max_drop", [-0.5, -1, -1e-9])
@@ -519,6 +535,45 @@ def test_paper_thresholds_compare_float32_confidence_in_float64(value, first_exi
         assert point.exits == 1
         assert point.threshold == float(GRID[first_exit_index])
         assert point.correct == 2
+
+
+#: Enough bases to take the engine's multi-threaded kernels (small calls run serially).
+MANY_BASES = getattr(engine, "PARALLEL_MIN_BASES", 16) + 4
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["tied", "free"]), budget_lists)
+def test_many_bases_at_once_agree_with_brute_force(seed, kind, budgets):
+    rng = np.random.default_rng(seed)
+    m, n = MANY_BASES + 1, int(rng.integers(1, 41))
+    if kind == "tied":
+        confidence = rng.choice(np.array(TIED_CONFIDENCES, np.float32), size=(m, n))
+    else:
+        confidence = rng.random((m, n), dtype=np.float32)
+    case = (
+        tuple(f"m{i:02d}" for i in range(m)),
+        [0.5] + [1.0 + i for i in range(m - 1)],
+        rng.integers(0, 2, (m, n)),
+        confidence,
+        rng.integers(0, 2, n),
+    )
+    zoo, ref = zoo_of(case), reference_of(case)
+    bases = list(dearer_than(zoo, 0))
+    assert len(bases) == MANY_BASES
+    scan = scan_saver(zoo, 0, bases, [float(d) for d in budgets])
+    for bi, b in enumerate(bases):
+        for j, budget in enumerate(budgets):
+            point = budget_point(zoo, scan, bi, j)
+            assert (point.exits, point.correct) == ref.budget(b, 0, budget)
+        g, exits, correct, _ = ref.paper(b, 0)
+        point = paper_point(zoo, scan, bi)
+        assert (point.threshold, point.exits, point.correct) == (float(GRID[g]), exits, correct)
+    thresholds = scan.budget_threshold[:, ::-1]  # each base scored at other budgets' thresholds
+    exits, diff = apply_thresholds(zoo, 0, bases, thresholds)
+    for bi, b in enumerate(bases):
+        for j in range(thresholds.shape[1]):
+            assert exits[bi, j] == ref.exits_at(0, thresholds[bi, j])
+            assert diff[bi, j] == ref.diff_at(b, 0, thresholds[bi, j])
 
 
 # --------------------------------------------------------------------------------------------
