@@ -89,7 +89,7 @@ class Zoo:
 class SaverOrder:
     """One saver's samples sorted by confidence, shared by all of its bases."""
 
-    order: np.ndarray  # int32 (N,): sample indices, most confident first
+    order: np.ndarray  # uint32 (N,): sample indices, most confident first
     sorted_confidence: np.ndarray  # float32 (N,)
     boundary: np.ndarray  # bool (N+1,): boundary[k] iff exactly k exits is a reachable exit set
     saver_correct_sorted: np.ndarray  # int8 (N,)
@@ -98,7 +98,8 @@ class SaverOrder:
 def sort_saver(zoo: Zoo, saver: int) -> SaverOrder:
     confidence = zoo.confidence[saver]
     # Order inside a tie never matters (ties exit together), so the fast unstable sort will do.
-    order = np.argsort(-confidence).astype(np.int32)
+    # uint32 indices: numba then needs no negative-index wraparound test in the hot loops.
+    order = np.argsort(-confidence).astype(np.uint32)
     sorted_confidence = confidence[order]
     boundary = np.ones(len(order) + 1, dtype=np.bool_)
     boundary[1:-1] = sorted_confidence[:-1] != sorted_confidence[1:]
@@ -159,7 +160,14 @@ def _scan_pairs_impl(
         k = n
         j = 0
         while j < num_budgets:
-            if boundary[k] and diff >= min_diffs[j]:
+            target = min_diffs[j]
+            if diff < target:
+                # D moves by at most 1 per sample: the next `target - diff` steps cannot reach
+                # the target, so take them in a tight loop without tests.
+                for _ in range(target - diff):
+                    k -= 1
+                    diff -= saver_correct_sorted[k] - base_correct[order[k]]
+            elif boundary[k]:
                 best_exits[b, j] = k
                 best_diff[b, j] = diff
                 j += 1
