@@ -1,9 +1,9 @@
 """The one settings object of saverzoo.
 
-Precedence, highest first: keyword arguments, ``SAVERZOO_*`` environment variables, the TOML file
-named by ``SAVERZOO_CONFIG`` (default ``<user config dir>/saverzoo/config.toml``, optional), then the
-defaults below. Credentials never appear here in clear text: the database URL is shown with its
-password masked (``Settings.database_display``).
+Precedence, highest first: keyword arguments, ``SAVERZOO_*`` environment variables, the TOML
+file named by ``SAVERZOO_CONFIG`` (default ``<user config dir>/saverzoo/config.toml``, optional),
+then the defaults below. Credentials never appear in clear text: the database URL is shown with
+its password masked (``Settings.database_display``).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     )
     search_budgets: list[float] = Field(
         default_factory=lambda: list(DEFAULT_BUDGETS),
-        description="Accuracy drops (points) whose best savers are kept up to date for new datasets.",
+        description="Accuracy drops (points) kept up to date for new datasets.",
     )
     holdout_fraction: float = Field(
         default=0.5, description="Share of samples used to pick thresholds in held-out estimates."

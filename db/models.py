@@ -39,7 +39,9 @@ class Dataset(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    shard_urls: Mapped[str] = mapped_column(Text, default="")  # brace notation, e.g. s3://b/x-{000..9}.tar
+    shard_urls: Mapped[str] = mapped_column(
+        Text, default=""
+    )  # brace notation, e.g. s3://b/x-{000..9}.tar
     num_samples: Mapped[int] = mapped_column(Integer)
     num_classes: Mapped[int] = mapped_column(Integer)
     label_source: Mapped[str] = mapped_column(String(200), default="")
@@ -115,7 +117,9 @@ class PairResult(Base):
     __tablename__ = "pair_results"
     __table_args__ = (
         UniqueConstraint("dataset_id", "base_id", "saver_id", "criterion", "max_drop_centipoints"),
-        Index("ix_pair_results_lookup", "dataset_id", "criterion", "max_drop_centipoints", "base_id"),
+        Index(
+            "ix_pair_results_lookup", "dataset_id", "criterion", "max_drop_centipoints", "base_id"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -97,7 +97,11 @@ def upsert_model(session: Session, **fields) -> Model:
 
 
 def add_shard(
-    session: Session, dataset: Dataset, shard_index: int, keys: Sequence[str], labels: np.ndarray,
+    session: Session,
+    dataset: Dataset,
+    shard_index: int,
+    keys: Sequence[str],
+    labels: np.ndarray,
     url: str = "",
 ) -> None:
     upsert(
@@ -220,9 +224,7 @@ def top1_predictions(
             PredictionChunk.shard_index,
             PredictionChunk.topk_classes,
             PredictionChunk.topk_probs,
-        ).where(
-            PredictionChunk.dataset_id == dataset.id, PredictionChunk.model_id.in_(model_ids)
-        )
+        ).where(PredictionChunk.dataset_id == dataset.id, PredictionChunk.model_id.in_(model_ids))
     )
     for model_id, shard_index, chunk_classes, chunk_probs in chunks:
         row, start = row_of[model_id], starts[shard_index]

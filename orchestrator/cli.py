@@ -224,7 +224,9 @@ def savers_best(
     settings = get_settings()
     with transaction(settings) as session:
         data = get_dataset(session, dataset)
-        cp = ensure_budget(session, data, criterion, max_drop, SaverSearch(settings.holdout_fraction))
+        cp = ensure_budget(
+            session, data, criterion, max_drop, SaverSearch(settings.holdout_fraction)
+        )
         rows = best_savers(
             session, data, criterion=criterion, max_drop_centipoints=cp, holdout=holdout, base=base
         )
@@ -245,8 +247,14 @@ HEADERS = {
     "in_sample_accuracy": "calib acc %",
     "in_sample_saving": "calib saving %",
 }
-PERCENT = {"exit_ratio", "accuracy", "base_accuracy", "saving", "in_sample_accuracy",
-           "in_sample_saving"}
+PERCENT = {
+    "exit_ratio",
+    "accuracy",
+    "base_accuracy",
+    "saving",
+    "in_sample_accuracy",
+    "in_sample_saving",
+}
 
 
 def _cell(field: str, value: float | None) -> str:
@@ -296,7 +304,8 @@ def savers_curve(
     table = Table(
         *(HEADERS[f] for f in fields),
         title=f"{saver} before {base} on {dataset}: Pareto front, {len(front)} of "
-        f"{result['num_exit_sets']} exit sets" + (f" ({len(shown)} shown)" if shown != front else ""),
+        f"{result['num_exit_sets']} exit sets"
+        + (f" ({len(shown)} shown)" if shown != front else ""),
     )
     for point in shown:
         table.add_row(*(_cell(f, point[f]) for f in fields))

@@ -53,8 +53,14 @@ def run_demo(workdir: Path, console: Console) -> None:
     pair = next((row for row in reversed(best) if row["saver"]), None)
     if pair is not None:
         run(
-            "savers", "curve", pair["base"], pair["saver"], "--dataset", DEMO_DATASET,
-            "--plot", str(workdir / "curve.png"),
+            "savers",
+            "curve",
+            pair["base"],
+            pair["saver"],
+            "--dataset",
+            DEMO_DATASET,
+            "--plot",
+            str(workdir / "curve.png"),
         )
     console.print(
         "\nThe zoo is generated (a stand-in until real models are evaluated): dearer models are "

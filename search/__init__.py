@@ -1,1 +1,1 @@
-"""Saver search: the exact engine (pure numpy/numba) and the incremental service over the database."""
+"""Saver search: the exact engine (numpy/numba) and the incremental service over the database."""

@@ -75,19 +75,28 @@ def service_add_one_model(num_models: int, num_samples: int, database_url: str |
     newcomer = num_models // 2  # a mid-cost model: base of half the zoo, saver of the other half
     with sessions.begin() as session:
         dataset = Dataset(
-            name=dataset_name, num_samples=num_samples, num_classes=1000,
+            name=dataset_name,
+            num_samples=num_samples,
+            num_classes=1000,
             budgets_centipoints=[centipoints(b) for b in DEFAULT_BUDGETS],
         )
         session.add(dataset)
         session.flush()
         add_shard(session, dataset, 0, keys, synthetic.labels)
+
     def store(session, dataset, row):  # noqa: ANN001, ANN202
         model = upsert_model(
-            session, name=f"{dataset_name}-{synthetic.names[row]}", source="records",
+            session,
+            name=f"{dataset_name}-{synthetic.names[row]}",
+            source="records",
             gmacs=float(synthetic.gmacs[row]),
         )
         store_chunk(
-            session, model=model, dataset=dataset, shard_index=0, keys_digest_=digest_of(keys),
+            session,
+            model=model,
+            dataset=dataset,
+            shard_index=0,
+            keys_digest_=digest_of(keys),
             topk_classes=synthetic.predictions[row][:, None],
             topk_probs=synthetic.confidence[row][:, None],
         )
@@ -140,15 +149,20 @@ def main() -> None:
     parser.add_argument("--zoos", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, numba threads "
-          f"{numba.get_num_threads()}, N = {args.samples:,}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, numba threads "
+        f"{numba.get_num_threads()}, N = {args.samples:,}"
+    )
     for label, ms in engine_ms_per_pair(args.engine_models, args.samples).items():
         print(f"engine, {label}: {ms:.4f} ms per pair ({args.engine_models}-model zoo)")
     for num_models in args.zoos:
         result = service_add_one_model(num_models, args.samples, args.database_url)
-        print("add one model: " + ", ".join(
-            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
-        ))
+        print(
+            "add one model: "
+            + ", ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
+            )
+        )
 
 
 if __name__ == "__main__":

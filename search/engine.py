@@ -5,10 +5,11 @@ its top-1 class is right (``correct``) and its top-1 softmax probability (``conf
 cost per model. For a pair (base b, saver s) and threshold t, sample i exits at the saver iff
 ``confidence[s, i] > t``; the base answers the rest.
 
-Sorting a saver's confidences once (descending) turns every threshold into a prefix of that order:
-k exits. Walking the order, ``D[k] = #{saver right} - #{base right}`` over the first k samples is all
-a pair needs: the pair gets ``base_correct + D[k]`` samples right. Only "boundaries" are real exit
-sets (k = 0, k = N, or the k-th and (k+1)-th confidences differ): ties exit together or not at all.
+Sorting a saver's confidences once (descending) turns every threshold into a prefix of that
+order: k exits. Walking the order, ``D[k] = #{saver right} - #{base right}`` over the first k
+samples is all a pair needs: the pair gets ``base_correct + D[k]`` samples right. Only
+"boundaries" are real exit sets (k = 0, k = N, or the k-th and (k+1)-th confidences differ):
+ties exit together or not at all.
 
 The hot loop (``_scan_pairs``) fuses the gather, the running sum and the threshold tests in one pass
 per pair, compiled with numba and spread over the bases in parallel.
@@ -238,7 +239,7 @@ def min_correct_diff(max_drop: float, num_samples: int) -> int:
 
 @dataclass(frozen=True)
 class PairScan:
-    """Operating points of one saver against many bases (arrays indexed [base] or [base, budget])."""
+    """Operating points of one saver before many bases (arrays indexed [base] or [base, budget])."""
 
     saver: int
     bases: np.ndarray  # (B,) zoo rows

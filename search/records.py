@@ -103,8 +103,12 @@ def read_records(directory: Path) -> Records:
     if not files:
         raise RecordsError(f"{directory} has no *{RECORD_SUFFIX} files")
     names = [f.name[: -len(RECORD_SUFFIX)] for f in files]
-    unknown = [n for n in names if not isinstance(complexity.get(n), dict)
-               or not isinstance(complexity[n].get("macs"), int | float)]
+    unknown = [
+        n
+        for n in names
+        if not isinstance(complexity.get(n), dict)
+        or not isinstance(complexity[n].get("macs"), int | float)
+    ]
     if unknown:
         raise RecordsError(
             f"{directory / COMPLEXITY_FILE} has no numeric macs for {', '.join(unknown)}"

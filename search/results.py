@@ -11,13 +11,17 @@ from search.engine import Zoo, pair_curve, pareto_front
 from search.pairs import BUDGET, PAPER, centipoints
 from search.service import HOLDOUT, IN_SAMPLE, SaverSearch
 
-BUDGET_FIELDS = (
-    "threshold", "exit_ratio", "accuracy", "base_accuracy", "relative_cost", "saving"
-)
+BUDGET_FIELDS = ("threshold", "exit_ratio", "accuracy", "base_accuracy", "relative_cost", "saving")
 PAPER_FIELDS = ("threshold", "exit_ratio", "delta_c")
 HOLDOUT_FIELDS = (
-    "threshold", "in_sample_accuracy", "in_sample_saving", "exit_ratio", "accuracy",
-    "base_accuracy", "relative_cost", "saving",
+    "threshold",
+    "in_sample_accuracy",
+    "in_sample_saving",
+    "exit_ratio",
+    "accuracy",
+    "base_accuracy",
+    "relative_cost",
+    "saving",
 )
 
 

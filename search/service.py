@@ -148,7 +148,10 @@ class SaverSearch:
 
     # ----- updates -----------------------------------------------------------------------------
     def models_completed(
-        self, session: Session, dataset: Dataset, model_ids: Sequence[int],
+        self,
+        session: Session,
+        dataset: Dataset,
+        model_ids: Sequence[int],
         progress: Progress | None = None,
     ) -> UpdateSummary:
         """Compute every pair that involves one of ``model_ids``; update affected best savers."""
@@ -203,7 +206,11 @@ class SaverSearch:
         return self._compute_and_store(session, dataset, cached, wanted, progress)
 
     def _compute_and_store(
-        self, session, dataset: Dataset, cached: CachedZoo, wanted: dict[int, list[int]],
+        self,
+        session,
+        dataset: Dataset,
+        cached: CachedZoo,
+        wanted: dict[int, list[int]],
         progress: Progress | None,
     ) -> UpdateSummary:
         max_drops = [cp / 100 for cp in sorted(dataset.budgets_centipoints)]
@@ -236,7 +243,9 @@ class SaverSearch:
         names = dict(session.execute(select(Model.id, Model.name)).all())
         new_by_group = defaultdict(list)  # (base, criterion, max drop) -> new pair rows
         for row in rows:
-            new_by_group[(row["base_id"], row["criterion"], row["max_drop_centipoints"])].append(row)
+            new_by_group[(row["base_id"], row["criterion"], row["max_drop_centipoints"])].append(
+                row
+            )
         stored = self._stored_best(session, dataset, {group[0] for group in new_by_group})
         stale = {
             group
@@ -249,6 +258,7 @@ class SaverSearch:
         writes = []
         for group, candidates in new_by_group.items():
             for selection in SELECTIONS:
+
                 def key(row, s=selection):  # noqa: ANN001, ANN202
                     return rank(row, costs[row["saver_id"]], names[row["saver_id"]], s)
 
@@ -308,5 +318,3 @@ def _chunks(values: list, size: int = 500):  # noqa: ANN202 - a generator of lis
     """Keep IN lists well under every database's parameter limit."""
     for start in range(0, len(values), size):
         yield values[start : start + size]
-
-

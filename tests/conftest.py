@@ -54,13 +54,27 @@ def _throwaway_cluster(tmp: Path) -> tuple[str, subprocess.Popen]:
     data = tmp / "pgdata"
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     tmp.chmod(0o777)
-    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust",
-                    "-U", "postgres"], check=True, capture_output=True)
+    subprocess.run(
+        [*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
     port = _free_port()
     server = subprocess.Popen(
-        [*as_postgres, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
-         "-h", "127.0.0.1", "-k", str(tmp)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            *as_postgres,
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(tmp),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     for _ in range(100):

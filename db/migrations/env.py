@@ -36,9 +36,7 @@ def run_migrations_online() -> None:
 
 def _run(connection) -> None:  # noqa: ANN001 - an SQLAlchemy Connection
     # render_as_batch: SQLite can only change a table by copying it; batch mode does that.
-    context.configure(
-        connection=connection, target_metadata=target_metadata, render_as_batch=True
-    )
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -18,9 +18,7 @@ def test_default_database_is_sqlite_in_the_user_data_directory(monkeypatch):
 
 def test_toml_file_is_read_and_the_environment_wins(monkeypatch, tmp_path):
     config = tmp_path / "config.toml"
-    config.write_text(
-        'database_url = "sqlite:////from/toml.db"\nsearch_budgets = [0, 1]\n'
-    )
+    config.write_text('database_url = "sqlite:////from/toml.db"\nsearch_budgets = [0, 1]\n')
     monkeypatch.setenv("SAVERZOO_CONFIG", str(config))
     monkeypatch.delenv("SAVERZOO_DATABASE_URL", raising=False)
     assert Settings().database_url == "sqlite:////from/toml.db"

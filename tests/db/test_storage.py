@@ -45,8 +45,13 @@ def test_top1_costs_at_most_8_bytes_per_sample_per_model(database_url):
         dataset, keys = make_dataset(session)
         model = upsert_model(session, name="m", source="records", gmacs=1.0)
         store_chunk(
-            session, model=model, dataset=dataset, shard_index=0, keys_digest_=keys_digest(keys),
-            topk_classes=rng.integers(0, 1000, (N, 1)), topk_probs=rng.random((N, 1)),
+            session,
+            model=model,
+            dataset=dataset,
+            shard_index=0,
+            keys_digest_=keys_digest(keys),
+            topk_classes=rng.integers(0, 1000, (N, 1)),
+            topk_probs=rng.random((N, 1)),
         )
     with session_factory(database_url).begin() as session:
         stored = session.execute(
@@ -64,8 +69,12 @@ def test_storing_a_chunk_twice_keeps_one_row_with_the_new_values(database_url):
         model = upsert_model(session, name="m", source="records", gmacs=1.0)
         for probs in (0.25, 0.75):
             store_chunk(
-                session, model=model, dataset=dataset, shard_index=0,
-                keys_digest_=keys_digest(keys), topk_classes=np.zeros((100, 1), dtype=int),
+                session,
+                model=model,
+                dataset=dataset,
+                shard_index=0,
+                keys_digest_=keys_digest(keys),
+                topk_classes=np.zeros((100, 1), dtype=int),
                 topk_probs=np.full((100, 1), probs),
             )
         assert session.scalar(select(func.count()).select_from(PredictionChunk)) == 1
@@ -80,9 +89,13 @@ def test_predictions_on_other_samples_are_refused(database_url):
         model = upsert_model(session, name="m", source="records", gmacs=1.0)
         with pytest.raises(ValueError, match="other samples"):
             store_chunk(
-                session, model=model, dataset=dataset, shard_index=0,
+                session,
+                model=model,
+                dataset=dataset,
+                shard_index=0,
                 keys_digest_=keys_digest(reversed(keys)),
-                topk_classes=np.zeros((100, 1), dtype=int), topk_probs=np.ones((100, 1)),
+                topk_classes=np.zeros((100, 1), dtype=int),
+                topk_probs=np.ones((100, 1)),
             )
         assert session.scalar(select(func.count()).select_from(PredictionChunk)) == 0
 

@@ -15,7 +15,9 @@ def test_demo_runs_end_to_end_in_its_work_directory(tmp_path):
     workdir = tmp_path / "demo"
     done = subprocess.run(
         [sys.executable, "-m", "orchestrator", "demo", "--workdir", str(workdir)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     assert "best savers" in done.stdout and "paper criterion" in done.stdout

@@ -18,7 +18,13 @@ from tests.factories import (
 )
 
 BUDGET_KEYS = {
-    "base", "saver", "threshold", "exit_ratio", "accuracy", "base_accuracy", "relative_cost",
+    "base",
+    "saver",
+    "threshold",
+    "exit_ratio",
+    "accuracy",
+    "base_accuracy",
+    "relative_cost",
     "saving",
 }
 
@@ -31,8 +37,8 @@ def expected_best(zoo, max_drop=0.0, criterion="budget"):
         candidates = []
         for saver in np.flatnonzero(ez.costs < ez.costs[base]):
             scan = scan_saver(ez, int(saver), [base], [max_drop])
-            point = budget_point(ez, scan, 0, 0) if criterion == "budget" else paper_point(
-                ez, scan, 0
+            point = (
+                budget_point(ez, scan, 0, 0) if criterion == "budget" else paper_point(ez, scan, 0)
             )
             candidates.append(Candidate(ez.names[saver], float(ez.costs[saver]), point))
         best = best_candidate(candidates, criterion)
@@ -120,9 +126,7 @@ def test_best_of_one_base_and_its_curve(use_database, tmp_path):
 
     [row] = saverzoo_json("savers", "best", base, "--dataset", "val")
     plot = tmp_path / "curve.png"
-    curve = saverzoo_json(
-        "savers", "curve", base, row["saver"], "--dataset", "val", "--plot", plot
-    )
+    curve = saverzoo_json("savers", "curve", base, row["saver"], "--dataset", "val", "--plot", plot)
 
     assert row["base"] == base
     front = curve["pareto_front"]
@@ -213,8 +217,8 @@ def test_bad_records_import_nothing(use_database, tmp_path, damage, message):
     result = saverzoo("records", "import", directory, "--dataset", "val")
 
     assert result.exit_code != 0
-    assert message in result.stderr and "_test.npz" in result.stderr or "complexity" in (
-        result.stderr
+    assert (
+        message in result.stderr and "_test.npz" in result.stderr or "complexity" in (result.stderr)
     )
     assert len(result.stderr.strip().splitlines()) == 1
     assert row_counts(use_database) == before
@@ -245,8 +249,7 @@ def test_records_with_other_labels_than_the_dataset_are_refused(use_database, tm
         (["savers", "best", "--dataset", "val", "--max-drop", "-1"], "must be >= 0"),
         (["savers", "best", "--dataset", "val", "--max-drop", "0.125"], "two decimals"),
         (["savers", "best", "--dataset", "val", "--criterion", "best"], "--criterion must be"),
-        (["savers", "curve", "zoo000", "zoo005", "--dataset", "val"],
-         "is not cheaper"),
+        (["savers", "curve", "zoo000", "zoo005", "--dataset", "val"], "is not cheaper"),
         (["savers", "refresh", "--dataset", "nope"], "unknown dataset"),
         (["models", "list", "--dataset", "nope"], "unknown dataset"),
     ],

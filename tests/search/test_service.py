@@ -52,7 +52,10 @@ def import_all_at_once(url, tmp_path, zoo):
     ensure_schema(url)
     with session_factory(url).begin() as session:
         import_records(
-            session, records_dir(tmp_path / "all", zoo), "val", budgets=BUDGETS,
+            session,
+            records_dir(tmp_path / "all", zoo),
+            "val",
+            budgets=BUDGETS,
             search=SaverSearch(),
         )
 
@@ -72,8 +75,11 @@ def test_adding_models_one_by_one_in_random_order_equals_full_computation(
     for step, name in enumerate(order):
         with session_factory(database_url).begin() as session:
             import_records(
-                session, records_dir(tmp_path / str(step), zoo, [name]), "val",
-                budgets=BUDGETS, search=search,
+                session,
+                records_dir(tmp_path / str(step), zoo, [name]),
+                "val",
+                budgets=BUDGETS,
+                search=search,
             )
 
     incremental_pairs, incremental_best = stored_results(database_url)
@@ -114,8 +120,11 @@ def test_a_reevaluated_best_saver_that_got_worse_is_replaced(database_url, tmp_p
 
     with session_factory(database_url).begin() as session:
         import_records(
-            session, records_dir(tmp_path / "again", zoo, [weakened]), "val",
-            budgets=BUDGETS, search=SaverSearch(),
+            session,
+            records_dir(tmp_path / "again", zoo, [weakened]),
+            "val",
+            budgets=BUDGETS,
+            search=SaverSearch(),
         )
 
     full_url = f"sqlite:///{tmp_path / 'full.db'}"
@@ -130,16 +139,30 @@ def test_concurrent_imports_miss_no_pair_and_duplicate_no_row(database_url, tmp_
     ensure_schema(database_url)
     with session_factory(database_url).begin() as session:
         import_records(
-            session, records_dir(tmp_path / "first", zoo, zoo.names[:2]), "val",
-            budgets=BUDGETS, search=SaverSearch(),
+            session,
+            records_dir(tmp_path / "first", zoo, zoo.names[:2]),
+            "val",
+            budgets=BUDGETS,
+            search=SaverSearch(),
         )
     env = {**os.environ, "SAVERZOO_DATABASE_URL": database_url}
     halves = [zoo.names[2:5], zoo.names[5:]]
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "records", "import",
-             str(records_dir(tmp_path / f"half{i}", zoo, names)), "--dataset", "val"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "records",
+                "import",
+                str(records_dir(tmp_path / f"half{i}", zoo, names)),
+                "--dataset",
+                "val",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i, names in enumerate(halves)
     ]
