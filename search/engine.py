@@ -35,7 +35,7 @@ class Zoo:
     costs: np.ndarray  # float64 (M,)
     correct: np.ndarray  # uint8 (M, N): 1 where the model's top-1 class equals the label
     confidence: np.ndarray  # float32 (M, N): the model's top-1 softmax probability
-    correct_counts: np.ndarray = field(init=False, repr=False)  # int64 (M,)
+    correct_counts: np.ndarray | None = field(default=None, repr=False)  # int64 (M,)
 
     def __post_init__(self) -> None:
         m = len(self.names)
@@ -46,8 +46,8 @@ class Zoo:
             )
         if len(self.costs) != m:
             raise ValueError(f"zoo has {m} names but {len(self.costs)} costs")
-        # Correct counts per model, needed by every pair; frozen, so set once here.
-        object.__setattr__(self, "correct_counts", self.correct.sum(axis=1, dtype=np.int64))
+        if self.correct_counts is None:  # needed by every pair: count once (frozen, so setattr)
+            object.__setattr__(self, "correct_counts", self.correct.sum(axis=1, dtype=np.int64))
 
     @classmethod
     def from_predictions(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -70,26 +70,98 @@ class PairRecord:
     held_out: HeldOut
 
 
-@dataclass
+class _Rows:
+    """Per-model rows of per-sample arrays with spare capacity.
+
+    Adding a model writes only its own row (the buffers double when full), so a long-lived zoo
+    grows without copying the whole zoo each time. Views of the first ``size`` rows stay valid.
+    """
+
+    def __init__(self, correct: np.ndarray, confidence: np.ndarray) -> None:
+        self.size = 0
+        self._correct = np.empty((0, correct.shape[1]), dtype=np.uint8)
+        self._confidence = np.empty((0, correct.shape[1]), dtype=np.float32)
+        self._counts = np.empty(0, dtype=np.int64)
+        self.append(correct, confidence)
+
+    def append(self, correct: np.ndarray, confidence: np.ndarray) -> None:
+        needed = self.size + len(correct)
+        if needed > len(self._correct):
+            capacity = max(8, needed, 2 * len(self._correct))
+            self._correct = _grown(self._correct, capacity, self.size)
+            self._confidence = _grown(self._confidence, capacity, self.size)
+            self._counts = _grown(self._counts, capacity, self.size)
+        self._correct[self.size : needed] = correct
+        self._confidence[self.size : needed] = confidence
+        self._counts[self.size : needed] = correct.sum(axis=1, dtype=np.int64)
+        self.size = needed
+
+    def zoo(self, names: tuple[str, ...], costs: np.ndarray) -> Zoo:
+        n = self.size
+        return Zoo(names, costs, self._correct[:n], self._confidence[:n], self._counts[:n])
+
+
+def _grown(array: np.ndarray, capacity: int, used: int) -> np.ndarray:
+    grown = np.empty((capacity, *array.shape[1:]), dtype=array.dtype)
+    grown[:used] = array[:used]
+    return grown
+
+
+PARTS = ("full", "calibration", "evaluation")
+
+
 class SplitZoo:
-    """A zoo with its calibration and evaluation halves, and cached saver orders for all three."""
+    """A zoo with its calibration and evaluation halves, and cached saver orders for all three.
 
-    full: Zoo
-    calibration: Zoo
-    evaluation: Zoo
-    _orders: dict[tuple[str, int], SaverOrder] = field(default_factory=dict, repr=False)
+    Models can be added (``add``); rows keep their index, so cached saver orders stay valid.
+    """
 
-    @classmethod
-    def split(cls, zoo: Zoo, calibration: np.ndarray) -> SplitZoo:
-        if calibration.all() or not calibration.any():
-            # Too few samples to split: both halves are the whole set (numbers stay in-sample).
-            return cls(zoo, zoo, zoo)
-        return cls(zoo, zoo.columns(calibration), zoo.columns(~calibration))
+    def __init__(self, zoo: Zoo, calibration: np.ndarray) -> None:
+        # Too few samples to split: both halves are the whole set (numbers stay in-sample).
+        self._columns = (
+            {"calibration": calibration, "evaluation": ~calibration}
+            if calibration.any() and not calibration.all()
+            else {}
+        )
+        self._names = zoo.names
+        self._costs = zoo.costs
+        self._rows = {"full": _Rows(zoo.correct, zoo.confidence)}
+        for part, columns in self._columns.items():
+            self._rows[part] = _Rows(zoo.correct[:, columns], zoo.confidence[:, columns])
+        self._views: dict[str, Zoo] = {}
+        self._orders: dict[tuple[str, int], SaverOrder] = {}
+
+    def add(self, zoo: Zoo) -> None:
+        """Append the models of ``zoo`` (same samples) after the existing ones."""
+        self._names = self._names + zoo.names
+        self._costs = np.concatenate([self._costs, zoo.costs])
+        self._rows["full"].append(zoo.correct, zoo.confidence)
+        for part, columns in self._columns.items():
+            self._rows[part].append(zoo.correct[:, columns], zoo.confidence[:, columns])
+        self._views.clear()
+
+    def part(self, name: str) -> Zoo:
+        if name not in self._views:
+            rows = self._rows.get(name, self._rows["full"])
+            self._views[name] = rows.zoo(self._names, self._costs)
+        return self._views[name]
+
+    @property
+    def full(self) -> Zoo:
+        return self.part("full")
+
+    @property
+    def calibration(self) -> Zoo:
+        return self.part("calibration")
+
+    @property
+    def evaluation(self) -> Zoo:
+        return self.part("evaluation")
 
     def order(self, part: str, saver: int) -> SaverOrder:
-        key = (part, saver)
+        key = (part if part in self._columns else "full", saver)
         if key not in self._orders:
-            self._orders[key] = sort_saver(getattr(self, part), saver)
+            self._orders[key] = sort_saver(self.part(part), saver)
         return self._orders[key]
 
 

@@ -118,21 +118,12 @@ class SaverSearch:
         samples = dataset_samples(session, dataset)
         calibration = calibration_mask(samples.keys, self.holdout_fraction)
         zoo = self._zoo_of(session, dataset, model_ids, samples.labels)
-        return CachedZoo(list(model_ids), SplitZoo.split(zoo, calibration), calibration)
+        return CachedZoo(list(model_ids), SplitZoo(zoo, calibration), calibration)
 
     def _append(self, session, dataset, cached: CachedZoo, new: list[int]) -> CachedZoo:
         labels = dataset_samples(session, dataset).labels
-        extra = self._zoo_of(session, dataset, new, labels)
-        old = cached.zoos.full
-        zoo = Zoo(
-            old.names + extra.names,
-            np.concatenate([old.costs, extra.costs]),
-            np.concatenate([old.correct, extra.correct]),
-            np.concatenate([old.confidence, extra.confidence]),
-        )
-        zoos = SplitZoo.split(zoo, cached.calibration)
-        zoos._orders.update(cached.zoos._orders)  # existing rows keep their index and order
-        return CachedZoo(cached.model_ids + new, zoos, cached.calibration)
+        cached.zoos.add(self._zoo_of(session, dataset, new, labels))
+        return CachedZoo(cached.model_ids + new, cached.zoos, cached.calibration)
 
     @staticmethod
     def _zoo_of(session, dataset, model_ids, labels) -> Zoo:
