@@ -17,8 +17,10 @@ per pair, compiled with numba and spread over the bases in parallel.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numba
 import numpy as np
@@ -94,6 +96,7 @@ class SaverOrder:
     sorted_confidence: np.ndarray  # float32 (N,)
     boundary: np.ndarray  # bool (N+1,): boundary[k] iff exactly k exits is a reachable exit set
     saver_correct_sorted: np.ndarray  # int8 (N,)
+    paper_grid_exits: np.ndarray  # int64 (len(PAPER_GRID),): exits at each paper grid threshold
 
 
 def sort_saver(zoo: Zoo, saver: int) -> SaverOrder:
@@ -109,13 +112,19 @@ def sort_saver(zoo: Zoo, saver: int) -> SaverOrder:
         sorted_confidence=sorted_confidence,
         boundary=boundary,
         saver_correct_sorted=zoo.correct[saver, order].astype(np.int8),
+        paper_grid_exits=_count_above(sorted_confidence, PAPER_GRID),
     )
+
+
+def _count_above(sorted_confidence: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    ascending = sorted_confidence[::-1].astype(np.float64)  # compared in float64, as numpy does
+    above = len(ascending) - np.searchsorted(ascending, np.asarray(thresholds), side="right")
+    return above.astype(np.int64)
 
 
 def exits_above(saver_order: SaverOrder, thresholds: np.ndarray) -> np.ndarray:
     """How many samples have confidence strictly above each threshold (compared in float64)."""
-    ascending = saver_order.sorted_confidence[::-1].astype(np.float64)
-    return len(ascending) - np.searchsorted(ascending, np.asarray(thresholds), side="right")
+    return _count_above(saver_order.sorted_confidence, thresholds)
 
 
 def threshold_for_exits(saver_order: SaverOrder, exits: np.ndarray) -> np.ndarray:
@@ -223,6 +232,7 @@ def _diff_at(order, saver_correct_sorted, correct, base_rows, exits):
     return kernel(order, saver_correct_sorted, correct, base_rows, exits)
 
 
+@functools.lru_cache(maxsize=1024)
 def min_correct_diff(max_drop: float, num_samples: int) -> int:
     """Smallest D a pair may have under an accuracy drop of ``max_drop`` points.
 
@@ -231,8 +241,6 @@ def min_correct_diff(max_drop: float, num_samples: int) -> int:
     """
     if max_drop < 0:
         raise ValueError(f"max_drop must be >= 0 accuracy points, got {max_drop}")
-    from fractions import Fraction
-
     allowed = Fraction(str(max_drop)) * num_samples / 100
     return -int(allowed)  # -floor(allowed) == ceil(-allowed)
 
@@ -269,7 +277,7 @@ def scan_saver(
     n = zoo.num_samples
     min_diffs = np.array([min_correct_diff(d, n) for d in max_drops], dtype=np.int64)
     loosest_first = np.argsort(min_diffs, kind="stable")
-    grid_exits = exits_above(saver_order, PAPER_GRID).astype(np.int64)
+    grid_exits = saver_order.paper_grid_exits
     distinct_exits, first_grid_index = np.unique(grid_exits, return_index=True)
     exits, diff, match, paper_diff = _scan_pairs(
         saver_order.order,

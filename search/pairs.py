@@ -87,7 +87,8 @@ class _Rows:
     def append(self, correct: np.ndarray, confidence: np.ndarray) -> None:
         needed = self.size + len(correct)
         if needed > len(self._correct):
-            capacity = max(8, needed, 2 * len(self._correct))
+            # 25% headroom from the start: the first models added after a load copy nothing.
+            capacity = max(8, needed + needed // 4, 2 * len(self._correct))
             self._correct = _grown(self._correct, capacity, self.size)
             self._confidence = _grown(self._confidence, capacity, self.size)
             self._counts = _grown(self._counts, capacity, self.size)

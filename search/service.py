@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from db.models import BestSaver, Dataset, Model, PairResult
@@ -162,7 +162,8 @@ class SaverSearch:
             bases = dearer if saver in new_rows else [b for b in dearer if b in new_rows]
             if len(bases):
                 wanted[saver] = list(bases)
-        return self._compute_and_store(session, dataset, cached, wanted, progress)
+        dropped = self._drop_obsolete_pairs(session, dataset, cached, set(model_ids))
+        return self._compute_and_store(session, dataset, cached, wanted, progress, dropped)
 
     def refresh(
         self, session: Session, dataset: Dataset, progress: Progress | None = None
@@ -170,7 +171,7 @@ class SaverSearch:
         """Compute every pair (any criterion of the dataset) that is missing from the database."""
         lock_dataset_search(session, dataset)
         cached = self.zoo(session, dataset)
-        row_of = {m: r for r, m in enumerate(cached.model_ids)}
+        dropped = self._drop_obsolete_pairs(session, dataset, cached, None)
         present = defaultdict(int)
         keys = set(criterion_keys(dataset))
         for base_id, saver_id, criterion, cp in session.execute(
@@ -193,8 +194,33 @@ class SaverSearch:
             ]
             if bases:
                 wanted[saver] = bases
-        del row_of
-        return self._compute_and_store(session, dataset, cached, wanted, progress)
+        return self._compute_and_store(session, dataset, cached, wanted, progress, dropped)
+
+    @staticmethod
+    def _drop_obsolete_pairs(
+        session, dataset: Dataset, cached: CachedZoo, involving: set[int] | None
+    ) -> set[int]:
+        """Delete stored pairs that are no longer candidates; returns their bases.
+
+        A model re-evaluated at another cost can swap roles with a model it used to save (or be
+        saved by), and a model whose predictions were removed takes part in no pair.
+        """
+        cost_of = dict(zip(cached.model_ids, cached.zoos.full.costs.tolist(), strict=True))
+        query = select(PairResult.id, PairResult.base_id, PairResult.saver_id).where(
+            PairResult.dataset_id == dataset.id
+        )
+        if involving is not None:
+            query = query.where(
+                PairResult.base_id.in_(involving) | PairResult.saver_id.in_(involving)
+            )
+        obsolete = [
+            (pair_id, base_id)
+            for pair_id, base_id, saver_id in session.execute(query)
+            if not cost_of.get(saver_id, np.inf) < cost_of.get(base_id, -np.inf)
+        ]
+        for chunk in _chunks([pair_id for pair_id, _ in obsolete]):
+            session.execute(delete(PairResult).where(PairResult.id.in_(chunk)))
+        return {base_id for _, base_id in obsolete}
 
     def _compute_and_store(
         self,
@@ -203,6 +229,7 @@ class SaverSearch:
         cached: CachedZoo,
         wanted: dict[int, list[int]],
         progress: Progress | None,
+        reread_bases: set[int],
     ) -> UpdateSummary:
         max_drops = [cp / 100 for cp in sorted(dataset.budgets_centipoints)]
         ids = dict(zip(cached.zoos.full.names, cached.model_ids, strict=True))
@@ -220,15 +247,15 @@ class SaverSearch:
             returning=[PairResult.id, *(getattr(PairResult, c) for c in PAIR_KEY[1:])],
         )
         pair_ids = {tuple(r[1:]): r[0] for r in stored}
-        changed = self._update_best(session, dataset, rows, pair_ids)
+        changed = self._update_best(session, dataset, rows, pair_ids, reread_bases)
         pairs = sum(len(b) for b in wanted.values())
         return UpdateSummary(len(cached.model_ids), pairs, len(rows), changed)
 
-    def _update_best(self, session, dataset: Dataset, rows, pair_ids) -> int:
+    def _update_best(self, session, dataset: Dataset, rows, pair_ids, reread_bases) -> int:
         """Compare each affected base's new pairs with its stored best; write what changed.
 
-        A stored best that was itself recomputed may have got worse; only then are all of that
-        base's stored pairs read again.
+        A stored best that was itself recomputed may have got worse, and ``reread_bases`` lost
+        pairs; only then are all of that base's stored pairs read again.
         """
         costs = dict(session.execute(select(Model.id, Model.gmacs)).all())
         names = dict(session.execute(select(Model.id, Model.name)).all())
@@ -237,17 +264,26 @@ class SaverSearch:
             new_by_group[(row["base_id"], row["criterion"], row["max_drop_centipoints"])].append(
                 row
             )
+        for base_id in reread_bases:
+            for criterion, cp in criterion_keys(dataset):
+                new_by_group.setdefault((base_id, criterion, cp), [])
         stored = self._stored_best(session, dataset, {group[0] for group in new_by_group})
-        stale = {
-            group
-            for group, candidates in new_by_group.items()
-            for selection in SELECTIONS
-            if (current := stored.get((*group, selection))) is not None
-            and current["saver_id"] in {c["saver_id"] for c in candidates}
-        }
-        reread = self._pair_rows(session, dataset, stale)
-        writes = []
+        stale = set()
         for group, candidates in new_by_group.items():
+            recomputed = {c["saver_id"] for c in candidates}
+            current_savers = {
+                stored[(*group, selection)]["saver_id"]
+                for selection in SELECTIONS
+                if (*group, selection) in stored
+            }
+            if group[0] in reread_bases or current_savers & recomputed:
+                stale.add(group)
+        reread = self._pair_rows(session, dataset, stale)
+        writes, emptied = [], []
+        for group, candidates in new_by_group.items():
+            if not (reread[group] if group in stale else candidates):
+                emptied.append(group)  # no candidate left: the base has no saver
+                continue
             for selection in SELECTIONS:
 
                 def key(row, s=selection):  # noqa: ANN001, ANN202
@@ -271,8 +307,17 @@ class SaverSearch:
                         "pair_id": pair_id,
                     }
                 )
+        for base_id, criterion, cp in emptied:
+            session.execute(
+                delete(BestSaver).where(
+                    BestSaver.dataset_id == dataset.id,
+                    BestSaver.base_id == base_id,
+                    BestSaver.criterion == criterion,
+                    BestSaver.max_drop_centipoints == cp,
+                )
+            )
         upsert(session, BestSaver, writes, key=BEST_KEY)
-        return len(writes)
+        return len(writes) + len(emptied)
 
     @staticmethod
     def _stored_best(session, dataset: Dataset, base_ids: set[int]) -> dict[tuple, dict]:

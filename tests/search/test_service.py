@@ -177,3 +177,22 @@ def test_concurrent_imports_miss_no_pair_and_duplicate_no_row(database_url, tmp_
     assert incremental == full
     assert len(full[0]) == 8 * 7 // 2 * (len(BUDGETS) + 1)
     assert row_counts(database_url)["prediction_chunks"] == 8
+
+
+def test_a_model_reevaluated_at_another_cost_swaps_roles_cleanly(database_url, tmp_path):
+    zoo = small_zoo(num_models=5, num_samples=600, seed=6)
+    import_all_at_once(database_url, tmp_path, zoo)
+    # The cheapest model is re-evaluated at a larger input: now the dearest of all.
+    zoo.gmacs[0] = zoo.gmacs[-1] * 2
+
+    with session_factory(database_url).begin() as session:
+        import_records(
+            session, records_dir(tmp_path / "again", zoo, [zoo.names[0]]), "val",
+            budgets=BUDGETS, search=SaverSearch(),
+        )
+
+    full_url = f"sqlite:///{tmp_path / 'full.db'}"
+    import_all_at_once(full_url, tmp_path / "f", zoo)
+    pairs, best = stored_results(database_url)
+    assert (pairs, best) == stored_results(full_url)
+    assert not any(saver == zoo.names[0] for saver in best.values())
