@@ -133,17 +133,25 @@ def threshold_for_exits(saver_order: SaverOrder, exits: np.ndarray) -> np.ndarra
     Between two distinct confidences the midpoint is used (it transfers best to new samples); with
     no exit, the largest confidence; with every sample exiting, the float32 just below the smallest.
     """
-    conf = saver_order.sorted_confidence.astype(np.float64)
+    conf = saver_order.sorted_confidence
     n = len(conf)
     k = np.asarray(exits)
-    above = conf[np.clip(k - 1, 0, n - 1)]
-    below = conf[np.clip(k, 0, n - 1)]
-    lowest = float(np.nextafter(saver_order.sorted_confidence[-1], np.float32(-np.inf)))
-    return np.where(k <= 0, conf[0], np.where(k >= n, lowest, (above + below) / 2.0))
+    above = conf[np.clip(k - 1, 0, n - 1)].astype(np.float64)
+    below = conf[np.clip(k, 0, n - 1)].astype(np.float64)
+    lowest = float(np.nextafter(conf[-1], np.float32(-np.inf)))
+    return np.where(k <= 0, float(conf[0]), np.where(k >= n, lowest, (above + below) / 2.0))
 
 
 def _scan_pairs_impl(
-    order, boundary, saver_correct_sorted, correct, base_rows, base_totals, min_diffs, grid_exits
+    order,
+    boundary,
+    saver_correct_sorted,
+    saver_total,
+    correct,
+    base_rows,
+    base_totals,
+    min_diffs,
+    grid_exits,
 ):
     """For every base: the largest feasible exit set per budget, and the paper match.
 
@@ -154,9 +162,6 @@ def _scan_pairs_impl(
     Both walks usually stop early, and their inner loops have no data-dependent branches.
     """
     n = order.shape[0]
-    saver_total = 0
-    for i in range(n):
-        saver_total += saver_correct_sorted[i]
     num_bases = base_rows.shape[0]
     num_budgets = min_diffs.shape[0]
     num_grid = grid_exits.shape[0]
@@ -223,7 +228,7 @@ _diff_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_diff_at_impl
 
 
 def _scan_pairs(*args):
-    kernel = _scan_parallel if len(args[4]) >= PARALLEL_MIN_BASES else _scan_serial
+    kernel = _scan_parallel if len(args[5]) >= PARALLEL_MIN_BASES else _scan_serial
     return kernel(*args)
 
 
@@ -283,6 +288,7 @@ def scan_saver(
         saver_order.order,
         saver_order.boundary,
         saver_order.saver_correct_sorted,
+        int(zoo.correct_counts[saver]),
         zoo.correct,
         base_rows,
         zoo.correct_counts[base_rows],

@@ -154,14 +154,15 @@ class SaverSearch:
         missing = [m for m in model_ids if m not in row_of]
         if missing:
             raise ValueError(f"models {missing} have no complete predictions on {dataset.name!r}")
-        new_rows = {row_of[m] for m in model_ids}
+        is_new = np.zeros(len(cached.model_ids), dtype=bool)
+        is_new[[row_of[m] for m in model_ids]] = True
         costs = cached.zoos.full.costs
         wanted = {}
         for saver in range(len(costs)):
-            dearer = np.flatnonzero(costs > costs[saver])
-            bases = dearer if saver in new_rows else [b for b in dearer if b in new_rows]
+            # A new saver meets every dearer model; an old one only the new dearer models.
+            bases = np.flatnonzero((costs > costs[saver]) & (is_new | is_new[saver]))
             if len(bases):
-                wanted[saver] = list(bases)
+                wanted[saver] = bases.tolist()
         dropped = self._drop_obsolete_pairs(session, dataset, cached, set(model_ids))
         return self._compute_and_store(session, dataset, cached, wanted, progress, dropped)
 
@@ -246,7 +247,9 @@ class SaverSearch:
             key=PAIR_KEY,
             returning=[PairResult.id, *(getattr(PairResult, c) for c in PAIR_KEY[1:])],
         )
-        pair_ids = {tuple(r[1:]): r[0] for r in stored}
+        pair_ids = {
+            (r.base_id, r.saver_id, r.criterion, r.max_drop_centipoints): r.id for r in stored
+        }
         changed = self._update_best(session, dataset, rows, pair_ids, reread_bases)
         pairs = sum(len(b) for b in wanted.values())
         return UpdateSummary(len(cached.model_ids), pairs, len(rows), changed)

@@ -187,8 +187,11 @@ def test_a_model_reevaluated_at_another_cost_swaps_roles_cleanly(database_url, t
 
     with session_factory(database_url).begin() as session:
         import_records(
-            session, records_dir(tmp_path / "again", zoo, [zoo.names[0]]), "val",
-            budgets=BUDGETS, search=SaverSearch(),
+            session,
+            records_dir(tmp_path / "again", zoo, [zoo.names[0]]),
+            "val",
+            budgets=BUDGETS,
+            search=SaverSearch(),
         )
 
     full_url = f"sqlite:///{tmp_path / 'full.db'}"
