@@ -27,7 +27,7 @@ from db.schema import SchemaOutOfDate, current_revision, ensure_schema, head_rev
 from db.session import session_factory
 from search.pairs import BUDGET, PAPER, centipoints
 from search.records import RecordsError
-from search.results import best_savers, curve, ensure_budget, fields_for
+from search.results import add_budget, best_savers, budget_key, curve, fields_for
 from search.service import SaverSearch
 
 app = typer.Typer(help="Find the tiny model that saves each large model of a zoo (TinySaver).")
@@ -224,9 +224,10 @@ def savers_best(
     settings = get_settings()
     with transaction(settings) as session:
         data = get_dataset(session, dataset)
-        cp = ensure_budget(
-            session, data, criterion, max_drop, SaverSearch(settings.holdout_fraction)
-        )
+        cp, kept = budget_key(data, criterion, max_drop)
+        if not kept:
+            with progress_bar(f"computing the {max_drop:g}-point budget") as update:
+                add_budget(session, data, cp, SaverSearch(settings.holdout_fraction), update)
         rows = best_savers(
             session, data, criterion=criterion, max_drop_centipoints=cp, holdout=holdout, base=base
         )

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session, aliased
 from db.models import BestSaver, Dataset, Model, PairResult
 from db.queries import complete_model_ids, dataset_samples, get_model, top1_predictions
 from search.engine import Zoo, pair_curve, pareto_front
-from search.pairs import BUDGET, PAPER, centipoints
+from search.pairs import PAPER, centipoints
 from search.service import HOLDOUT, IN_SAMPLE, SaverSearch
 
 BUDGET_FIELDS = ("threshold", "exit_ratio", "accuracy", "base_accuracy", "relative_cost", "saving")
@@ -48,16 +48,21 @@ def _view(pair: PairResult, criterion: str, holdout: bool) -> dict:
     return {field: getattr(pair, field) for field in BUDGET_FIELDS}
 
 
-def ensure_budget(
-    session: Session, dataset: Dataset, criterion: str, max_drop: float, search: SaverSearch
-) -> int:
-    """The budget key; a budget never asked for before is added and computed first."""
-    cp = 0 if criterion == PAPER else centipoints(max_drop)
-    if criterion == BUDGET and cp not in dataset.budgets_centipoints:
-        dataset.budgets_centipoints = sorted([*dataset.budgets_centipoints, cp])
-        session.flush()
-        search.refresh(session, dataset)
-    return cp
+def budget_key(dataset: Dataset, criterion: str, max_drop: float) -> tuple[int, bool]:
+    """The stored key of a criterion, and whether the dataset already keeps it."""
+    if criterion == PAPER:
+        return 0, True
+    cp = centipoints(max_drop)
+    return cp, cp in dataset.budgets_centipoints
+
+
+def add_budget(
+    session: Session, dataset: Dataset, cp: int, search: SaverSearch, progress=None
+) -> None:  # noqa: ANN001 - progress is search.service.Progress
+    """Keep one more budget for the dataset from now on, and compute it for every pair."""
+    dataset.budgets_centipoints = sorted({*dataset.budgets_centipoints, cp})
+    session.flush()
+    search.refresh(session, dataset, progress=progress)
 
 
 def best_savers(
