@@ -10,7 +10,8 @@ without re-reading or re-sorting the others.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,16 +66,15 @@ def pair_row(record: PairRecord, dataset_id: int, ids: dict[str, int]) -> dict:
     }
 
 
-def rank(row, saver_cost: float, saver_name: str, selection: str) -> tuple:
+def rank(row: dict, saver_cost: float, saver_name: str, selection: str) -> tuple:
     """Sort key of a pair row for best-saver selection, best first.
 
     Budget: larger saving, higher accuracy, cheaper saver, name. Paper: smaller ΔC (= -saving),
     cheaper saver, name. Held-out selection ranks by the calibration samples' numbers.
     """
-    get = row.get if isinstance(row, dict) else lambda c: getattr(row, c)
-    saving = get("saving" if selection == IN_SAMPLE else "holdout_calibration_saving")
-    accuracy = get("accuracy" if selection == IN_SAMPLE else "holdout_calibration_accuracy")
-    if get("criterion") == PAPER:
+    saving = row["saving" if selection == IN_SAMPLE else "holdout_calibration_saving"]
+    accuracy = row["accuracy" if selection == IN_SAMPLE else "holdout_calibration_accuracy"]
+    if row["criterion"] == PAPER:
         return (-saving, saver_cost, saver_name)
     return (-saving, -accuracy, saver_cost, saver_name)
 
@@ -96,8 +96,22 @@ class UpdateSummary:
 
 @dataclass
 class SaverSearch:
+    """Keeps pair results and best savers up to date; holds each dataset's zoo between updates.
+
+    The cache trusts that predictions change only through this object; an update that raises
+    forgets the dataset's zoo, so a rolled-back transaction never leaves it ahead of the database.
+    """
+
     holdout_fraction: float = 0.5
     _cache: dict[int, CachedZoo] = field(default_factory=dict)
+
+    @contextmanager
+    def _forget_on_error(self, dataset: Dataset) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            self._cache.pop(dataset.id, None)
+            raise
 
     # ----- zoo loading -------------------------------------------------------------------------
     def zoo(self, session: Session, dataset: Dataset, reload: Iterable[int] = ()) -> CachedZoo:
@@ -146,6 +160,10 @@ class SaverSearch:
         progress: Progress | None = None,
     ) -> UpdateSummary:
         """Compute every pair that involves one of ``model_ids``; update affected best savers."""
+        with self._forget_on_error(dataset):
+            return self._models_completed(session, dataset, model_ids, progress)
+
+    def _models_completed(self, session, dataset, model_ids, progress) -> UpdateSummary:
         # Lock first: a concurrent update of the same dataset commits before we read the zoo, so
         # pairs between its models and ours are never missed.
         lock_dataset_search(session, dataset)
@@ -170,6 +188,10 @@ class SaverSearch:
         self, session: Session, dataset: Dataset, progress: Progress | None = None
     ) -> UpdateSummary:
         """Compute every pair (any criterion of the dataset) that is missing from the database."""
+        with self._forget_on_error(dataset):
+            return self._refresh(session, dataset, progress)
+
+    def _refresh(self, session, dataset, progress) -> UpdateSummary:
         lock_dataset_search(session, dataset)
         cached = self.zoo(session, dataset)
         dropped = self._drop_obsolete_pairs(session, dataset, cached, None)
