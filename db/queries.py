@@ -27,14 +27,10 @@ def upsert(
     table,  # noqa: ANN001 - a mapped class
     rows: Sequence[Mapping],
     key: Sequence[str],
-    returning: Sequence = (),
-) -> list:
-    """Insert rows, or update the existing row with the same ``key`` columns (idempotent).
-
-    With ``returning`` columns, the affected rows' values come back (inserted or updated).
-    """
+) -> None:
+    """Insert rows, or update the existing row with the same ``key`` columns (idempotent)."""
     if not rows:
-        return []
+        return
     dialect = session.get_bind().dialect.name
     try:
         insert = _INSERT_BY_DIALECT[dialect]
@@ -50,14 +46,9 @@ def upsert(
         )
     else:
         statement = statement.on_conflict_do_nothing(index_elements=list(key))
-    # One statement, many parameter sets: SQLAlchemy batches them ("insertmanyvalues") and
-    # compiles the statement once, instead of one huge VALUES list compiled per call.
-    connection = session.connection()
-    if not returning:
-        connection.execute(statement, list(rows))
-        return []
-    statement = statement.returning(*returning, sort_by_parameter_order=True)
-    return connection.execute(statement, list(rows)).all()
+    # One statement, many parameter sets (psycopg pipelines them; SQLite runs executemany):
+    # compiled once, unlike one huge VALUES list per call.
+    session.connection().execute(statement, list(rows))
 
 
 def keys_digest(keys: Iterable[str]) -> str:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from db.models import BestSaver, Dataset, Model, PairResult
@@ -262,21 +262,12 @@ class SaverSearch:
             rows.extend(pair_row(r, dataset.id, ids) for r in records)
             if progress:
                 progress(done, len(wanted))
-        stored = upsert(
-            session,
-            PairResult,
-            rows,
-            key=PAIR_KEY,
-            returning=[PairResult.id, *(getattr(PairResult, c) for c in PAIR_KEY[1:])],
-        )
-        pair_ids = {
-            (r.base_id, r.saver_id, r.criterion, r.max_drop_centipoints): r.id for r in stored
-        }
-        changed = self._update_best(session, dataset, rows, pair_ids, reread_bases)
+        upsert(session, PairResult, rows, key=PAIR_KEY)
+        changed = self._update_best(session, dataset, rows, reread_bases)
         pairs = sum(len(b) for b in wanted.values())
         return UpdateSummary(len(cached.model_ids), pairs, len(rows), changed)
 
-    def _update_best(self, session, dataset: Dataset, rows, pair_ids, reread_bases) -> int:
+    def _update_best(self, session, dataset: Dataset, rows, reread_bases) -> int:
         """Compare each affected base's new pairs with its stored best; write what changed.
 
         A stored best that was itself recomputed may have got worse, and ``reread_bases`` lost
@@ -318,20 +309,9 @@ class SaverSearch:
                 best = min(reread[group] if group in stale else candidates, key=key)
                 if group not in stale and current is not None and key(current) <= key(best):
                     continue
-                pair_id = best.get("id") or pair_ids[(group[0], best["saver_id"], *group[1:])]
-                if current is not None and current["id"] == pair_id:
-                    continue
-                base_id, criterion, cp = group
-                writes.append(
-                    {
-                        "dataset_id": dataset.id,
-                        "base_id": base_id,
-                        "criterion": criterion,
-                        "max_drop_centipoints": cp,
-                        "selection": selection,
-                        "pair_id": pair_id,
-                    }
-                )
+                if current is not None and current["saver_id"] == best["saver_id"]:
+                    continue  # the same pair (the key is unique), perhaps with new numbers
+                writes.append((group, selection, best["saver_id"]))
         for base_id, criterion, cp in emptied:
             session.execute(
                 delete(BestSaver).where(
@@ -341,8 +321,41 @@ class SaverSearch:
                     BestSaver.max_drop_centipoints == cp,
                 )
             )
-        upsert(session, BestSaver, writes, key=BEST_KEY)
+        pair_ids = self._pair_ids(session, dataset, {(*g, saver) for g, _, saver in writes})
+        upsert(
+            session,
+            BestSaver,
+            [
+                {
+                    "dataset_id": dataset.id,
+                    "base_id": base_id,
+                    "criterion": criterion,
+                    "max_drop_centipoints": cp,
+                    "selection": selection,
+                    "pair_id": pair_ids[(base_id, criterion, cp, saver_id)],
+                }
+                for (base_id, criterion, cp), selection, saver_id in writes
+            ],
+            key=BEST_KEY,
+        )
         return len(writes) + len(emptied)
+
+    @staticmethod
+    def _pair_ids(session, dataset: Dataset, keys: set[tuple]) -> dict[tuple, int]:
+        """Ids of stored pairs by (base, criterion, max drop, saver)."""
+        columns = (
+            PairResult.base_id,
+            PairResult.criterion,
+            PairResult.max_drop_centipoints,
+            PairResult.saver_id,
+        )
+        found = {}
+        for chunk in _chunks(sorted(keys)):
+            query = select(*columns, PairResult.id).where(
+                PairResult.dataset_id == dataset.id, tuple_(*columns).in_(chunk)
+            )
+            found.update({tuple(row[:4]): row[4] for row in session.execute(query)})
+        return found
 
     @staticmethod
     def _stored_best(session, dataset: Dataset, base_ids: set[int]) -> dict[tuple, dict]:
