@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from db.models import BestSaver, Dataset, Model, PairResult
@@ -342,19 +342,28 @@ class SaverSearch:
 
     @staticmethod
     def _pair_ids(session, dataset: Dataset, keys: set[tuple]) -> dict[tuple, int]:
-        """Ids of stored pairs by (base, criterion, max drop, saver)."""
-        columns = (
-            PairResult.base_id,
-            PairResult.criterion,
-            PairResult.max_drop_centipoints,
-            PairResult.saver_id,
-        )
+        """Ids of stored pairs by (base, criterion, max drop, saver).
+
+        Filters on bases and savers separately (the unique index serves both) and keeps the exact
+        keys here: the new best savers of an update share few savers, so little is over-read.
+        """
+        savers = sorted({key[3] for key in keys})
         found = {}
-        for chunk in _chunks(sorted(keys)):
-            query = select(*columns, PairResult.id).where(
-                PairResult.dataset_id == dataset.id, tuple_(*columns).in_(chunk)
+        for chunk in _chunks(sorted({key[0] for key in keys})):
+            query = select(
+                PairResult.base_id,
+                PairResult.criterion,
+                PairResult.max_drop_centipoints,
+                PairResult.saver_id,
+                PairResult.id,
+            ).where(
+                PairResult.dataset_id == dataset.id,
+                PairResult.base_id.in_(chunk),
+                PairResult.saver_id.in_(savers),
             )
-            found.update({tuple(row[:4]): row[4] for row in session.execute(query)})
+            for *key, pair_id in session.execute(query):
+                if tuple(key) in keys:
+                    found[tuple(key)] = pair_id
         return found
 
     @staticmethod
