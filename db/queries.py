@@ -3,52 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from db.arrays import class_dtype, from_npy, to_npy
-from db.models import Dataset, DatasetShard, Model, PredictionChunk
-
-# ON CONFLICT upserts are dialect-specific statements with the same shape.
-_INSERT_BY_DIALECT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+from db.models import Dataset, DatasetShard, Model, PredictionChunk, utc_now
+from db.upsert import upsert
 
 
 class NotFound(LookupError):
     """A named dataset or model is not in the database."""
-
-
-def upsert(
-    session: Session,
-    table,  # noqa: ANN001 - a mapped class
-    rows: Sequence[Mapping],
-    key: Sequence[str],
-) -> None:
-    """Insert rows, or update the existing row with the same ``key`` columns (idempotent)."""
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    try:
-        insert = _INSERT_BY_DIALECT[dialect]
-    except KeyError:
-        raise NotImplementedError(
-            f"saverzoo supports SQLite and PostgreSQL databases, not {dialect}"
-        ) from None
-    columns = [c for c in rows[0] if c not in key]
-    statement = insert(table)
-    if columns:
-        statement = statement.on_conflict_do_update(
-            index_elements=list(key), set_={c: statement.excluded[c] for c in columns}
-        )
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=list(key))
-    # One statement, many parameter sets (psycopg pipelines them; SQLite runs executemany):
-    # compiled once, unlike one huge VALUES list per call.
-    session.connection().execute(statement, list(rows))
 
 
 def keys_digest(keys: Iterable[str]) -> str:
@@ -150,6 +118,7 @@ def store_chunk(
                 "keys_digest": keys_digest_,
                 "topk_classes": to_npy(classes.astype(class_dtype(dataset.num_classes))),
                 "topk_probs": to_npy(probs),
+                "created_at": utc_now(),
             }
         ],
         key=["model_id", "dataset_id", "shard_index"],

@@ -13,19 +13,15 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from db.models import BestSaver, Dataset, Model, PairResult
-from db.queries import (
-    complete_model_ids,
-    dataset_samples,
-    lock_dataset_search,
-    top1_predictions,
-    upsert,
-)
+from db.models import BestSaver, Dataset, Model, PairResult, utc_now
+from db.queries import complete_model_ids, dataset_samples, lock_dataset_search, top1_predictions
+from db.upsert import upsert
 from search.engine import Zoo
 from search.pairs import BUDGET, PAPER, PairRecord, SplitZoo, calibration_mask, saver_records
 
@@ -42,7 +38,7 @@ def criterion_keys(dataset: Dataset) -> list[tuple[str, int]]:
     return [(BUDGET, cp) for cp in sorted(dataset.budgets_centipoints)] + [(PAPER, 0)]
 
 
-def pair_row(record: PairRecord, dataset_id: int, ids: dict[str, int]) -> dict:
+def pair_row(record: PairRecord, dataset_id: int, ids: dict[str, int], now: datetime) -> dict:
     p, h = record.point, record.held_out
     return {
         "dataset_id": dataset_id,
@@ -63,6 +59,7 @@ def pair_row(record: PairRecord, dataset_id: int, ids: dict[str, int]) -> dict:
         "holdout_accuracy": h.evaluation.accuracy,
         "holdout_base_accuracy": h.evaluation.base_accuracy,
         "holdout_saving": h.evaluation.saving,
+        "computed_at": now,
     }
 
 
@@ -256,10 +253,11 @@ class SaverSearch:
     ) -> UpdateSummary:
         max_drops = [cp / 100 for cp in sorted(dataset.budgets_centipoints)]
         ids = dict(zip(cached.zoos.full.names, cached.model_ids, strict=True))
+        now = utc_now()
         rows = []
         for done, (saver, bases) in enumerate(wanted.items(), start=1):
             records = saver_records(cached.zoos, saver, bases, max_drops)
-            rows.extend(pair_row(r, dataset.id, ids) for r in records)
+            rows.extend(pair_row(r, dataset.id, ids, now) for r in records)
             if progress:
                 progress(done, len(wanted))
         upsert(session, PairResult, rows, key=PAIR_KEY)
@@ -322,6 +320,7 @@ class SaverSearch:
                 )
             )
         pair_ids = self._pair_ids(session, dataset, {(*g, saver) for g, _, saver in writes})
+        now = utc_now()
         upsert(
             session,
             BestSaver,
@@ -333,6 +332,7 @@ class SaverSearch:
                     "max_drop_centipoints": cp,
                     "selection": selection,
                     "pair_id": pair_ids[(base_id, criterion, cp, saver_id)],
+                    "updated_at": now,
                 }
                 for (base_id, criterion, cp), selection, saver_id in writes
             ],
