@@ -16,7 +16,6 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
-    Index,
     Integer,
     LargeBinary,
     String,
@@ -115,11 +114,9 @@ class PairResult(Base):
     """
 
     __tablename__ = "pair_results"
+    # The unique key also serves every lookup by (dataset, base): no second index to maintain.
     __table_args__ = (
         UniqueConstraint("dataset_id", "base_id", "saver_id", "criterion", "max_drop_centipoints"),
-        Index(
-            "ix_pair_results_lookup", "dataset_id", "criterion", "max_drop_centipoints", "base_id"
-        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

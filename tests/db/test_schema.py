@@ -1,0 +1,18 @@
+"""Migrations build exactly the schema the models describe, on both dialects."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from db.models import Base
+from db.schema import current_revision, ensure_schema, head_revision
+from db.session import engine_for
+
+
+def test_migrations_match_the_models(database_url):
+    ensure_schema(database_url)
+    with engine_for(database_url).connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
+    assert current_revision(database_url) == head_revision(database_url)
