@@ -32,6 +32,18 @@ PAIR_KEY = ("dataset_id", "base_id", "saver_id", "criterion", "max_drop_centipoi
 BEST_KEY = ("dataset_id", "base_id", "criterion", "max_drop_centipoints", "selection")
 
 Progress = Callable[[int, int], None]  # (savers done, savers in all)
+# What best-saver selection reads of a stored pair.
+RANKED_COLUMNS = (
+    PairResult.id,
+    PairResult.base_id,
+    PairResult.saver_id,
+    PairResult.criterion,
+    PairResult.max_drop_centipoints,
+    PairResult.saving,
+    PairResult.accuracy,
+    PairResult.holdout_calibration_saving,
+    PairResult.holdout_calibration_accuracy,
+)
 
 
 def criterion_keys(dataset: Dataset) -> list[tuple[str, int]]:
@@ -271,8 +283,10 @@ class SaverSearch:
         A stored best that was itself recomputed may have got worse, and ``reread_bases`` lost
         pairs; only then are all of that base's stored pairs read again.
         """
-        costs = dict(session.execute(select(Model.id, Model.gmacs)).all())
-        names = dict(session.execute(select(Model.id, Model.name)).all())
+        connection = session.connection()  # Core rows: no ORM bookkeeping for plain reads
+        costs, names = {}, {}
+        for model_id, gmacs, name in connection.execute(select(Model.id, Model.gmacs, Model.name)):
+            costs[model_id], names[model_id] = gmacs, name
         new_by_group = defaultdict(list)  # (base, criterion, max drop) -> new pair rows
         for row in rows:
             new_by_group[(row["base_id"], row["criterion"], row["max_drop_centipoints"])].append(
@@ -281,7 +295,7 @@ class SaverSearch:
         for base_id in reread_bases:
             for criterion, cp in criterion_keys(dataset):
                 new_by_group.setdefault((base_id, criterion, cp), [])
-        stored = self._stored_best(session, dataset, {group[0] for group in new_by_group})
+        stored = self._stored_best(connection, dataset, {group[0] for group in new_by_group})
         stale = set()
         for group, candidates in new_by_group.items():
             recomputed = {c["saver_id"] for c in candidates}
@@ -292,7 +306,7 @@ class SaverSearch:
             }
             if group[0] in reread_bases or current_savers & recomputed:
                 stale.add(group)
-        reread = self._pair_rows(session, dataset, stale)
+        reread = self._pair_rows(connection, dataset, stale)
         writes, emptied = [], []
         for group, candidates in new_by_group.items():
             if not (reread[group] if group in stale else candidates):
@@ -319,7 +333,7 @@ class SaverSearch:
                     BestSaver.max_drop_centipoints == cp,
                 )
             )
-        pair_ids = self._pair_ids(session, dataset, {(*g, saver) for g, _, saver in writes})
+        pair_ids = self._pair_ids(connection, dataset, {(*g, saver) for g, _, saver in writes})
         now = utc_now()
         upsert(
             session,
@@ -341,7 +355,7 @@ class SaverSearch:
         return len(writes) + len(emptied)
 
     @staticmethod
-    def _pair_ids(session, dataset: Dataset, keys: set[tuple]) -> dict[tuple, int]:
+    def _pair_ids(connection, dataset: Dataset, keys: set[tuple]) -> dict[tuple, int]:
         """Ids of stored pairs by (base, criterion, max drop, saver).
 
         Filters on bases and savers separately (the unique index serves both) and keeps the exact
@@ -361,36 +375,36 @@ class SaverSearch:
                 PairResult.base_id.in_(chunk),
                 PairResult.saver_id.in_(savers),
             )
-            for *key, pair_id in session.execute(query):
+            for *key, pair_id in connection.execute(query):
                 if tuple(key) in keys:
                     found[tuple(key)] = pair_id
         return found
 
     @staticmethod
-    def _stored_best(session, dataset: Dataset, base_ids: set[int]) -> dict[tuple, dict]:
-        """Current best pair rows, by (base, criterion, max drop, selection)."""
+    def _stored_best(connection, dataset: Dataset, base_ids: set[int]) -> dict[tuple, dict]:
+        """Current best pair rows (the columns ``rank`` needs), by group and selection."""
         stored = {}
         for chunk in _chunks(sorted(base_ids)):
             query = (
-                select(BestSaver.selection, PairResult.__table__)
+                select(BestSaver.selection, *RANKED_COLUMNS)
                 .join(PairResult, PairResult.id == BestSaver.pair_id)
                 .where(BestSaver.dataset_id == dataset.id, BestSaver.base_id.in_(chunk))
             )
-            for row in session.execute(query).mappings():
+            for row in connection.execute(query).mappings():
                 pair = dict(row)
                 group = (pair["base_id"], pair["criterion"], pair["max_drop_centipoints"])
                 stored[(*group, pair.pop("selection"))] = pair
         return stored
 
     @staticmethod
-    def _pair_rows(session, dataset: Dataset, groups: set[tuple]) -> dict[tuple, list[dict]]:
+    def _pair_rows(connection, dataset: Dataset, groups: set[tuple]) -> dict[tuple, list[dict]]:
         """All stored pair rows of the given (base, criterion, max drop) groups."""
         found = defaultdict(list)
         for chunk in _chunks(sorted({group[0] for group in groups})):
-            query = select(PairResult.__table__).where(
+            query = select(*RANKED_COLUMNS).where(
                 PairResult.dataset_id == dataset.id, PairResult.base_id.in_(chunk)
             )
-            for row in session.execute(query).mappings():
+            for row in connection.execute(query).mappings():
                 group = (row["base_id"], row["criterion"], row["max_drop_centipoints"])
                 if group in groups:
                     found[group].append(dict(row))
