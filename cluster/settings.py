@@ -52,6 +52,21 @@ class Settings(BaseSettings):
     holdout_fraction: float = Field(
         default=0.5, description="Share of samples used to pick thresholds in held-out estimates."
     )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint; unset: the local object store when it runs, else AWS itself.",
+    )
+    s3_region: str = Field(default="us-east-1", description="S3 region name.")
+    s3_max_attempts: int = Field(
+        default=8, ge=1, description="Attempts per S3 call (throttling, 5xx, connection errors)."
+    )
+    objectstore_dir: Path = Field(
+        default_factory=lambda: data_dir() / "objectstore",
+        description="Data folder of the local SeaweedFS object store.",
+    )
+    objectstore_port: int = Field(
+        default=8333, ge=1, le=65535, description="S3 port of the local object store."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -67,6 +67,8 @@ class DatasetShard(Base):
     sample_keys: Mapped[bytes] = mapped_column(LargeBinary)  # npy, unicode strings
     labels: Mapped[bytes] = mapped_column(LargeBinary)  # npy, int16/int32
     keys_digest: Mapped[str] = mapped_column(String(32))
+    # Samples whose JPEG does not decode: key -> reason. They stay in the shard, counted here.
+    failed_samples: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
 
     dataset: Mapped[Dataset] = relationship(back_populates="shards")
 

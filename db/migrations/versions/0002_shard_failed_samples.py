@@ -1,0 +1,27 @@
+"""Record, per dataset shard, the samples whose JPEG does not decode.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("dataset_shards") as batch_op:
+        batch_op.add_column(
+            sa.Column("failed_samples", sa.JSON(), nullable=False, server_default="{}")
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("dataset_shards") as batch_op:
+        batch_op.drop_column("failed_samples")

@@ -1,0 +1,178 @@
+"""Read WebDataset shards from object storage or disk: (key, JPEG bytes, label, file name).
+
+A shard is opened through webdataset's ``gopen`` dispatch, with an ``s3`` handler registered here
+that streams the object with boto3 (no ``aws`` subprocess). Its tar is expanded by webdataset's own
+``tar_file_expander`` and ``group_by_keys``. Every stage is a small generator.
+
+Failures: a transient read error (dropped connection, timeout, 5xx after botocore's own retries)
+re-reads the shard from the start and skips what the caller already has, so the caller never sees
+a sample twice. A missing object, refused credentials, an unreachable store or a truncated tar raise
+``ShardError`` naming the shard. A JPEG that does not decode is not the shard's failure: the decode
+stage (``decoded``) records it with its key and goes on.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import botocore.exceptions
+import urllib3.exceptions
+import webdataset.gopen
+from PIL import Image
+from webdataset.tariterators import group_by_keys, tar_file_expander
+
+from cluster.objectstore import ObjectStoreError, S3Url, explain, s3_client
+
+READ_ATTEMPTS = 4
+BACKOFF_S = 0.5
+
+
+class ShardError(RuntimeError):
+    """A shard cannot be read; the message names the shard and the cause."""
+
+
+# Errors after which reading the shard again may succeed.
+TRANSIENT_ERRORS = (
+    botocore.exceptions.ResponseStreamingError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectionClosedError,
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.ReadTimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    key: str
+    jpeg: bytes
+    label: int
+    filename: str
+
+
+def _gopen_s3(url: str, mode: str = "rb", bufsize: int = 8192, **_: object) -> BinaryIO:
+    """webdataset ``gopen`` handler for ``s3://bucket/key``: a boto3 streaming body."""
+    if mode[0] != "r":
+        raise ValueError(f"{url}: s3 shards are opened for reading only")
+    location = S3Url.parse(url)
+    try:
+        return s3_client().get_object(Bucket=location.bucket, Key=location.key)["Body"]
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+        raise explain(error, f"shard {url}") from None
+
+
+webdataset.gopen.gopen_schemes["s3"] = _gopen_s3
+
+
+def local_path(url: str) -> str:
+    """``file://`` URLs and plain paths as a path (webdataset's ``gopen`` wants plain paths)."""
+    parsed = urllib.parse.urlparse(url)
+    return urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else url
+
+
+def open_shard(url: str) -> BinaryIO:
+    """A readable stream of the shard's bytes, whatever its scheme."""
+    try:
+        return webdataset.gopen.gopen(local_path(url))
+    except FileNotFoundError:
+        raise ShardError(f"shard {url} does not exist") from None
+    except ObjectStoreError as error:
+        raise ShardError(str(error)) from None
+
+
+def _as_sample(raw: dict, url: str) -> Sample:
+    key = raw.get("__key__")
+    missing = [field for field in ("jpg", "cls") if field not in raw]
+    if missing:
+        raise ShardError(f"shard {url}: sample {key!r} has no {' or '.join(missing)} entry")
+    try:
+        label = int(raw["cls"])
+    except ValueError:
+        raise ShardError(f"shard {url}: sample {key!r} has a non-integer cls") from None
+    filename = raw.get("filename", b"")
+    return Sample(key, raw["jpg"], label, filename.decode() if filename else "")
+
+
+def _samples_once(url: str, opener: Callable[[str], BinaryIO]) -> Iterator[Sample]:
+    stream = opener(url)
+    try:
+        sources = [{"url": url, "stream": stream}]
+        for raw in group_by_keys(tar_file_expander(sources)):
+            yield _as_sample(raw, url)
+    finally:
+        stream.close()
+
+
+def read_shard(
+    url: str,
+    *,
+    expected_samples: int | None = None,
+    attempts: int = READ_ATTEMPTS,
+    opener: Callable[[str], BinaryIO] = open_shard,
+) -> Iterator[Sample]:
+    """Every sample of one shard, in order, each exactly once.
+
+    ``expected_samples`` (the registered count) turns a shard cut exactly between two samples,
+    which a tar reader cannot tell from a short shard, into an error.
+    """
+    delivered = 0
+    for attempt in range(1, attempts + 1):
+        try:
+            position = 0
+            for sample in _samples_once(url, opener):
+                position += 1
+                if position > delivered:  # samples of an earlier attempt are not repeated
+                    delivered += 1
+                    yield sample
+            break
+        except TRANSIENT_ERRORS as error:
+            if attempt == attempts:
+                raise ShardError(
+                    f"shard {url}: reading failed {attempts} times, last: {error}"
+                ) from None
+            time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+        except Exception as error:  # tarfile.ReadError and friends, wrapped by webdataset
+            if isinstance(error, ShardError):
+                raise
+            raise ShardError(f"shard {url} is truncated or not a tar file ({error})") from None
+    if expected_samples is not None and delivered != expected_samples:
+        raise ShardError(
+            f"shard {url} has {delivered} samples but {expected_samples} are registered: "
+            "it is truncated; write it again"
+        )
+
+
+@dataclass
+class SampleFailures:
+    """Samples whose image could not be decoded, by key, with the reason."""
+
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.reasons)
+
+
+def decode_rgb(jpeg: bytes) -> Image.Image:
+    """Decode fully (a truncated JPEG fails here, not later) and convert to RGB like timm."""
+    with Image.open(io.BytesIO(jpeg)) as image:
+        image.load()
+        return image.convert("RGB")
+
+
+def decoded(
+    samples: Iterable[Sample], failures: SampleFailures
+) -> Iterator[tuple[Sample, Image.Image]]:
+    """Samples with their RGB image; an undecodable one is recorded in ``failures``, not yielded."""
+    for sample in samples:
+        try:
+            image = decode_rgb(sample.jpeg)
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            failures.reasons[sample.key] = f"{type(error).__name__}: {error}"
+            continue
+        yield sample, image

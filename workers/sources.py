@@ -1,0 +1,99 @@
+"""Where evaluation images come from before they become shards.
+
+Two ImageNet validation layouts are understood: an ImageFolder (one sub-folder per class, classes
+indexed in sorted order) and the flat ``ILSVRC2012_val_*.JPEG`` folder with a labels file (one
+integer per line, in file-name order). Samples come out in a fixed order and are keyed by their
+position (``00000000``, ``00000001``, ...): stable, sortable, and free of the dots webdataset uses
+to split keys from extensions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpeg", ".jpg"}
+
+
+class SourceError(ValueError):
+    """The source folder is not in a layout saverzoo understands; the message says why."""
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    key: str
+    path: Path
+    filename: str  # as the source names it, relative to the source folder
+    label: int
+
+
+@dataclass(frozen=True)
+class Source:
+    images: list[SourceImage]
+    num_classes: int
+    label_source: str
+
+
+def sample_key(index: int) -> str:
+    return f"{index:08d}"
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def image_folder(root: Path) -> Source:
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    images = []
+    for label, name in enumerate(classes):
+        for path in _images_in(root / name):
+            images.append(
+                SourceImage(sample_key(len(images)), path, f"{name}/{path.name}", label)
+            )
+    if not images:
+        raise SourceError(f"{root} has class folders but no .JPEG/.jpg files in them")
+    return Source(images, len(classes), f"imagefolder:{root}")
+
+
+def flat_with_labels(root: Path, labels_file: Path) -> Source:
+    paths = _images_in(root)
+    try:
+        lines = [line.strip() for line in labels_file.read_text().splitlines() if line.strip()]
+        labels = [int(line) for line in lines]
+    except (OSError, ValueError) as error:
+        raise SourceError(f"{labels_file} must hold one integer label per line ({error})") from None
+    if len(labels) != len(paths):
+        raise SourceError(
+            f"{labels_file} has {len(labels)} labels but {root} has {len(paths)} images; "
+            "there must be one label per image, in file-name order"
+        )
+    if any(label < 0 for label in labels):
+        raise SourceError(f"{labels_file} has negative labels")
+    images = [
+        SourceImage(sample_key(i), path, path.name, label)
+        for i, (path, label) in enumerate(zip(paths, labels, strict=True))
+    ]
+    return Source(images, max(labels) + 1, f"labels-file:{labels_file}")
+
+
+def tar_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_file() and p.suffix == ".tar")
+
+
+def find_source(root: Path, labels_file: Path | None = None) -> Source:
+    """The images of an ImageFolder or of a flat folder with ``labels_file``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SourceError(f"{root} is not a folder")
+    if labels_file is not None:
+        return flat_with_labels(root, Path(labels_file))
+    if any(p.is_dir() for p in root.iterdir()):
+        return image_folder(root)
+    if _images_in(root):
+        raise SourceError(
+            f"{root} is a flat folder of images: give their labels with --labels FILE "
+            "(one integer per line, in file-name order)"
+        )
+    raise SourceError(
+        f"{root} has neither class sub-folders, nor images with --labels, nor .tar shards"
+    )
