@@ -2,8 +2,8 @@
 
 Which endpoint and credentials, in order: ``SAVERZOO_S3_ENDPOINT_URL`` with the usual AWS
 credential chain (environment, ``~/.aws``, instance roles); else the local SeaweedFS store when it
-runs (``saverzoo objectstore up``) with the credentials it was started with; else AWS itself with the
-chain. Credentials are never logged or printed.
+runs (``saverzoo objectstore up``) with the credentials it was started with; else AWS itself
+with the chain. Credentials are never logged or printed.
 
 Retries: botocore's standard mode retries throttling, 5xx and connection errors with exponential
 backoff (``SAVERZOO_S3_MAX_ATTEMPTS`` attempts). Uploads are multipart above 64 MiB; an object
@@ -68,14 +68,14 @@ def resolve_endpoint(settings: Settings) -> Endpoint:
     return Endpoint(None, None)
 
 
-def s3_client(settings: Settings | None = None):  # noqa: ANN201 - a botocore S3 client
+def s3_client(settings: Settings | None = None):  # a botocore S3 client
     """A boto3 S3 client for the configured endpoint, with retries and path-style addressing."""
     settings = settings or get_settings()
     return _client(resolve_endpoint(settings), settings.s3_region, settings.s3_max_attempts)
 
 
 @lru_cache(maxsize=8)
-def _client(endpoint: Endpoint, region: str, max_attempts: int):  # noqa: ANN202
+def _client(endpoint: Endpoint, region: str, max_attempts: int):
     config = Config(
         retries={"max_attempts": max_attempts, "mode": "standard"},
         connect_timeout=5,
@@ -128,7 +128,7 @@ def explain(error: Exception, what: str) -> ObjectStoreError:
     return ObjectStoreError(f"{what}: {error}")
 
 
-def ensure_bucket(client, bucket: str) -> None:  # noqa: ANN001 - a botocore S3 client
+def ensure_bucket(client, bucket: str) -> None:  # a botocore S3 client
     try:
         client.head_bucket(Bucket=bucket)
         return
@@ -147,7 +147,7 @@ def ensure_bucket(client, bucket: str) -> None:  # noqa: ANN001 - a botocore S3 
             raise explain(error, f"s3://{bucket}") from None
 
 
-def upload_file(client, path: Path, url: S3Url, metadata: dict[str, str] | None = None) -> None:  # noqa: ANN001
+def upload_file(client, path: Path, url: S3Url, metadata: dict[str, str] | None = None) -> None:
     """Upload a local file; the object appears complete or not at all."""
     transfer = TransferConfig(
         multipart_threshold=MULTIPART_BYTES, multipart_chunksize=MULTIPART_BYTES
@@ -161,7 +161,7 @@ def upload_file(client, path: Path, url: S3Url, metadata: dict[str, str] | None 
         raise ObjectStoreError(f"upload of {url} failed: {error}") from None
 
 
-def object_metadata(client, url: S3Url) -> dict[str, str] | None:  # noqa: ANN001
+def object_metadata(client, url: S3Url) -> dict[str, str] | None:
     """The user metadata of an object, or None when it does not exist."""
     try:
         head = client.head_object(Bucket=url.bucket, Key=url.key)
@@ -174,14 +174,14 @@ def object_metadata(client, url: S3Url) -> dict[str, str] | None:  # noqa: ANN00
     return dict(head.get("Metadata", {}))
 
 
-def put_bytes(client, url: S3Url, data: bytes) -> None:  # noqa: ANN001
+def put_bytes(client, url: S3Url, data: bytes) -> None:
     try:
         client.put_object(Bucket=url.bucket, Key=url.key, Body=data)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
         raise explain(error, str(url)) from None
 
 
-def get_bytes(client, url: S3Url) -> bytes:  # noqa: ANN001
+def get_bytes(client, url: S3Url) -> bytes:
     try:
         return client.get_object(Bucket=url.bucket, Key=url.key)["Body"].read()
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:

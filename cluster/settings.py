@@ -83,8 +83,12 @@ class Settings(BaseSettings):
     @field_validator("search_budgets")
     @classmethod
     def _non_negative_budgets(cls, value: list[float]) -> list[float]:
-        if any(budget < 0 for budget in value):
-            raise ValueError("search budgets are accuracy drops in points and must be >= 0")
+        for budget in value:
+            if not 0 <= budget <= 100 or abs(round(budget * 100) - budget * 100) > 1e-6:
+                raise ValueError(
+                    "search budgets are accuracy drops in points, from 0 to 100, with two "
+                    f"decimals at most (not {budget})"
+                )
         return sorted(set(value))
 
     @field_validator("holdout_fraction")

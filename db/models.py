@@ -46,6 +46,9 @@ class Dataset(Base):
     label_source: Mapped[str] = mapped_column(String(200), default="")
     # Accuracy drops (hundredths of a point) whose pairs and best savers are kept up to date.
     budgets_centipoints: Mapped[list[int]] = mapped_column(JSON, default=list)
+    # Share of samples (by key hash) that pick thresholds in held-out estimates; fixed per dataset
+    # so that every pair is split the same way.
+    holdout_fraction: Mapped[float] = mapped_column(Float, default=0.5, server_default="0.5")
     # Bumped by every best-saver update; the UPDATE's row lock serialises concurrent updaters.
     search_revision: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

@@ -10,12 +10,13 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from cluster.errors import InputError
 from db.arrays import class_dtype, from_npy, to_npy
 from db.models import Dataset, DatasetShard, Model, PredictionChunk, utc_now
 from db.upsert import upsert
 
 
-class NotFound(LookupError):
+class NotFound(InputError, LookupError):
     """A named dataset or model is not in the database."""
 
 
@@ -100,7 +101,7 @@ def store_chunk(
     if shard is None:
         raise NotFound(f"dataset {dataset.name!r} has no shard {shard_index}")
     if shard.keys_digest != keys_digest_:
-        raise ValueError(
+        raise InputError(
             f"predictions of {model.name!r} were computed on other samples than shard "
             f"{shard_index} of {dataset.name!r}; re-evaluate the model on the registered shard"
         )

@@ -14,7 +14,7 @@ SQLITE_BUSY_TIMEOUT_S = 60
 
 def _prepare_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API connection
+    def _pragmas(dbapi_connection, _record) -> None:  # DB-API connection
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer

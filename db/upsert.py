@@ -20,7 +20,7 @@ COPY_MIN_ROWS = 200
 
 def upsert(
     session: Session,
-    table,  # noqa: ANN001 - a mapped class
+    table,  # a mapped class
     rows: Sequence[Mapping],
     key: Sequence[str],
 ) -> None:

@@ -1,33 +1,37 @@
 """The ``saverzoo`` command line: one typer group per subject, joined with ``add_typer``.
 
 Every command owns its database session (``with sessions.begin()``): a failure rolls everything
-back, so a command either does all of its writes or none. Errors print one line and exit 1.
+back, so a command either does all of its writes or none (a new or embedded database is migrated
+first, in a transaction of its own). Errors the user can fix print one line and exit 1.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from cluster.settings import Settings, get_settings
+from cluster.errors import InputError
+from cluster.settings import Settings, config_file, get_settings
 from db.models import Model
-from db.queries import NotFound, complete_model_ids, get_dataset
+from db.queries import complete_model_ids, get_dataset
 from db.schema import SchemaOutOfDate, current_revision, ensure_schema, head_revision, upgrade
 from db.session import session_factory
-from search.pairs import BUDGET, PAPER, centipoints
-from search.records import RecordsError
 from search.results import add_budget, best_savers, budget_key, curve, fields_for
+from search.selection import BUDGET, PAPER, centipoints
 from search.service import SaverSearch
 
 app = typer.Typer(help="Find the tiny model that saves each large model of a zoo (TinySaver).")
@@ -42,7 +46,7 @@ app.add_typer(savers_app, name="savers")
 
 out = Console(soft_wrap=True)  # long lines (URLs, paths) stay whole
 err = Console(stderr=True, soft_wrap=True)
-USER_ERRORS = (NotFound, LookupError, RecordsError, SchemaOutOfDate, ValueError)
+USER_ERRORS = (InputError, SchemaOutOfDate)
 
 
 def fail(message: str) -> typer.Exit:
@@ -50,16 +54,32 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def settings_or_fail() -> Settings:
+    """The settings, or one line saying which setting is wrong and where it came from."""
+    try:
+        return get_settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
+        )
+        raise fail(f"invalid settings ({problems})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise fail(f"the config file {config_file()} is not valid TOML: {error}") from None
+
+
 @contextmanager
 def transaction(settings: Settings | None = None) -> Iterator[Session]:
     """A session on an up-to-date schema; one-line errors for what the user can fix."""
-    settings = settings or get_settings()
+    settings = settings or settings_or_fail()
     try:
         ensure_schema(settings.database_url)
         with session_factory(settings.database_url).begin() as session:
             yield session
     except USER_ERRORS as error:
         raise fail(str(error)) from None
+    except (OperationalError, OSError) as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise fail(f"cannot use the database {settings.database_display}: {reason}") from None
 
 
 @contextmanager
@@ -88,7 +108,7 @@ def print_json(value: object) -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database schema to this version of saverzoo."""
-    settings = get_settings()
+    settings = settings_or_fail()
     try:
         before, after = upgrade(settings.database_url)
     except Exception as error:  # connection refused, permissions: say where and why
@@ -100,7 +120,7 @@ def db_upgrade() -> None:
 @db_app.command("info")
 def db_info() -> None:
     """Where the database is and its schema revision."""
-    settings = get_settings()
+    settings = settings_or_fail()
     try:
         current = current_revision(settings.database_url)
     except Exception as error:
@@ -119,14 +139,15 @@ def records_import(
     """Import TinySaver records (all models or none) and compute their pairs."""
     from orchestrator.imports import import_records
 
-    settings = get_settings()
+    settings = settings_or_fail()
     with transaction(settings) as session, progress_bar("searching savers") as update:
         summary = import_records(
             session,
             directory,
             dataset,
             budgets=settings.search_budgets,
-            search=SaverSearch(settings.holdout_fraction),
+            holdout_fraction=settings.holdout_fraction,
+            search=SaverSearch(),
             progress=update,
         )
     created = "new dataset" if summary.created_dataset else "existing dataset"
@@ -169,7 +190,7 @@ def models_list(
         params = "" if row["params_m"] is None else f"{row['params_m']:.2f}"
         table.add_row(row["name"], row["source"], f"{row['gmacs']:.4g}", params)
     out.print(table)
-    out.print(f"{len(rows)} models in {get_settings().database_display}", style="dim")
+    out.print(f"{len(rows)} models in {settings_or_fail().database_display}", style="dim")
 
 
 # ----- savers ------------------------------------------------------------------------------------
@@ -179,11 +200,9 @@ def _criterion(criterion: str, max_drop: float | None) -> tuple[str, float]:
     if criterion == PAPER and max_drop is not None:
         raise fail("--max-drop sets a budget; it cannot be combined with --criterion paper")
     max_drop = 0.0 if max_drop is None else max_drop
-    if max_drop < 0:
-        raise fail(f"--max-drop is an accuracy drop in points and must be >= 0, not {max_drop}")
     try:
         centipoints(max_drop)
-    except ValueError as error:
+    except InputError as error:
         raise fail(str(error)) from None
     return criterion, max_drop
 
@@ -193,11 +212,8 @@ def savers_refresh(
     dataset: Annotated[str, typer.Option(help="Dataset name.")],
 ) -> None:
     """Compute every missing pair of the dataset and update its best savers."""
-    settings = get_settings()
-    with transaction(settings) as session, progress_bar("searching savers") as update:
-        summary = SaverSearch(settings.holdout_fraction).refresh(
-            session, get_dataset(session, dataset), progress=update
-        )
+    with transaction() as session, progress_bar("searching savers") as update:
+        summary = SaverSearch().refresh(session, get_dataset(session, dataset), progress=update)
     out.print(
         f"{dataset}: {summary.models} models, {summary.pairs_computed} missing pairs computed, "
         f"{summary.best_changed} best savers updated"
@@ -221,13 +237,12 @@ def savers_best(
 ) -> None:
     """The best saver of every base model (or of BASE)."""
     criterion, max_drop = _criterion(criterion, max_drop)
-    settings = get_settings()
-    with transaction(settings) as session:
+    with transaction() as session:
         data = get_dataset(session, dataset)
         cp, kept = budget_key(data, criterion, max_drop)
         if not kept:
             with progress_bar(f"computing the {max_drop:g}-point budget") as update:
-                add_budget(session, data, cp, SaverSearch(settings.holdout_fraction), update)
+                add_budget(session, data, cp, SaverSearch(), update)
         rows = best_savers(
             session, data, criterion=criterion, max_drop_centipoints=cp, holdout=holdout, base=base
         )

@@ -6,14 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Dataset
-from db.queries import add_shard, dataset_samples, find_dataset, store_chunk, upsert_model
+from db.models import Dataset, Model
+from db.queries import add_shard, dataset_samples, find_dataset, store_chunk
 from db.queries import keys_digest as digest_of
-from search.pairs import centipoints
-from search.records import Records, RecordsError, read_records
-from search.service import SaverSearch, UpdateSummary
+from search.records import ModelRecords, Records, RecordsError, read_records
+from search.selection import centipoints
+from search.service import Progress, SaverSearch, UpdateSummary
 
 
 def record_keys(num_samples: int) -> list[str]:
@@ -31,7 +32,12 @@ class ImportSummary:
 
 
 def _dataset_for(
-    session: Session, name: str, records: Records, source: str, budgets: list[float]
+    session: Session,
+    name: str,
+    records: Records,
+    source: str,
+    budgets: list[float],
+    holdout_fraction: float,
 ) -> tuple[Dataset, bool]:
     dataset = find_dataset(session, name)
     if dataset is not None:
@@ -51,11 +57,33 @@ def _dataset_for(
         num_classes=num_classes + 1,
         label_source=source,
         budgets_centipoints=sorted({centipoints(b) for b in budgets}),
+        holdout_fraction=holdout_fraction,
     )
     session.add(dataset)
     session.flush()
     add_shard(session, dataset, 0, record_keys(records.num_samples), records.labels)
     return dataset, True
+
+
+def _model_for(session: Session, records: ModelRecords) -> tuple[Model, bool]:
+    """The model the records describe, and whether its cost changed.
+
+    A model saverzoo already knows keeps its description (source, architecture); the records
+    only bring its cost.
+    """
+    model = session.scalar(select(Model).where(Model.name == records.name))
+    if model is None:
+        model = Model(
+            name=records.name, source="records", gmacs=records.gmacs, params_m=records.params_m
+        )
+        session.add(model)
+        session.flush()
+        return model, False
+    changed = model.gmacs != records.gmacs
+    model.gmacs = records.gmacs
+    model.params_m = records.params_m if records.params_m is not None else model.params_m
+    session.flush()
+    return model, changed
 
 
 def import_records(
@@ -64,24 +92,23 @@ def import_records(
     dataset_name: str,
     *,
     budgets: list[float],
+    holdout_fraction: float,
     search: SaverSearch,
-    progress=None,  # noqa: ANN001 - search.service.Progress
+    progress: Progress | None = None,
 ) -> ImportSummary:
     records = read_records(directory)
     dataset, created = _dataset_for(
-        session, dataset_name, records, f"records:{Path(directory).resolve()}", budgets
+        session,
+        dataset_name,
+        records,
+        f"records:{Path(directory).resolve()}",
+        budgets,
+        holdout_fraction,
     )
     digest = digest_of(record_keys(records.num_samples))
-    model_ids = []
+    model_ids, cost_changed = [], []
     for model_records in records.models:
-        model = upsert_model(
-            session,
-            name=model_records.name,
-            arch=None,
-            source="records",
-            gmacs=model_records.gmacs,
-            params_m=model_records.params_m,
-        )
+        model, changed = _model_for(session, model_records)
         store_chunk(
             session,
             model=model,
@@ -92,7 +119,11 @@ def import_records(
             topk_probs=model_records.topk_probs,
         )
         model_ids.append(model.id)
+        if changed:
+            cost_changed.append(model.id)
     summary = search.models_completed(session, dataset, model_ids, progress=progress)
+    # A cost is the model's, not the dataset's: every other dataset's pairs move with it.
+    search.costs_changed(session, cost_changed, skip={dataset.id})
     return ImportSummary(
         dataset=dataset.name,
         created_dataset=created,

@@ -24,6 +24,8 @@ from search.engine import Zoo, scan_saver, sort_saver
 from search.pairs import SplitZoo, calibration_mask, saver_records
 from search.synthetic import make_zoo
 
+BUDGETS_CP = [round(b * 100) for b in DEFAULT_BUDGETS]
+
 
 def _zoo(num_models: int, num_samples: int, seed: int = 0) -> Zoo:
     zoo = make_zoo(num_models, num_samples, seed=seed)
@@ -46,7 +48,7 @@ def engine_ms_per_pair(num_models: int, num_samples: int) -> dict[str, float]:
     zoos = SplitZoo(zoo, calibration_mask(keys))
     start = time.perf_counter()
     for saver in savers:
-        saver_records(zoos, saver, bases[saver], list(DEFAULT_BUDGETS))
+        saver_records(zoos, saver, bases[saver], BUDGETS_CP)
     results["stored records (in-sample + held-out)"] = (
         (time.perf_counter() - start) / num_pairs * 1e3
     )
@@ -62,7 +64,7 @@ def service_add_one_model(num_models: int, num_samples: int, database_url: str |
     from db.queries import keys_digest as digest_of
     from db.schema import ensure_schema
     from db.session import session_factory
-    from search.pairs import centipoints
+    from search.selection import centipoints
     from search.service import SaverSearch
 
     synthetic = make_zoo(num_models, num_samples, seed=1)
@@ -84,7 +86,7 @@ def service_add_one_model(num_models: int, num_samples: int, database_url: str |
         session.flush()
         add_shard(session, dataset, 0, keys, synthetic.labels)
 
-    def store(session, dataset, row):  # noqa: ANN001, ANN202
+    def store(session, dataset, row):
         model = upsert_model(
             session,
             name=f"{dataset_name}-{synthetic.names[row]}",
@@ -116,8 +118,8 @@ def service_add_one_model(num_models: int, num_samples: int, database_url: str |
             for part in ("full", "calibration", "evaluation"):
                 zoos.order(part, saver)
         # Load (or compile) the kernels, as a long-lived service would have done already.
-        saver_records(zoos, 0, [1], list(DEFAULT_BUDGETS))
-        saver_records(zoos, 0, np.arange(1, 30), list(DEFAULT_BUDGETS))
+        saver_records(zoos, 0, [1], BUDGETS_CP)
+        saver_records(zoos, 0, np.arange(1, 30), BUDGETS_CP)
     warm_up = time.perf_counter() - start
     with sessions.begin() as session:
         dataset = session.scalar(select(Dataset).where(Dataset.name == dataset_name))

@@ -11,8 +11,7 @@ samples is all a pair needs: the pair gets ``base_correct + D[k]`` samples right
 "boundaries" are real exit sets (k = 0, k = N, or the k-th and (k+1)-th confidences differ):
 ties exit together or not at all.
 
-The hot loop (``_scan_pairs``) fuses the gather, the running sum and the threshold tests in one pass
-per pair, compiled with numba and spread over the bases in parallel.
+The hot loops (``search.kernels``) walk each pair once, compiled with numba.
 """
 
 from __future__ import annotations
@@ -22,11 +21,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-import numba
 import numpy as np
+
+from search.kernels import diff_at, scan_pairs
 
 #: The paper's threshold grid, scanned from high to low (``numpy.arange(1, 0, -0.001)``).
 PAPER_GRID = np.arange(1, 0, -0.001)
+#: The grid as the seed code compared it with float32 confidences: NumPy 1's value-based casting
+#: turned ``float32_array > numpy.float64(t)`` into a float32 comparison. Reported paper thresholds
+#: are these values, so they reproduce their exit sets in either precision.
+PAPER_GRID_FLOAT32 = PAPER_GRID.astype(np.float32).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,7 @@ def sort_saver(zoo: Zoo, saver: int) -> SaverOrder:
         sorted_confidence=sorted_confidence,
         boundary=boundary,
         saver_correct_sorted=zoo.correct[saver, order].astype(np.int8),
-        paper_grid_exits=_count_above(sorted_confidence, PAPER_GRID),
+        paper_grid_exits=_count_above(sorted_confidence, PAPER_GRID_FLOAT32),
     )
 
 
@@ -130,111 +134,16 @@ def exits_above(saver_order: SaverOrder, thresholds: np.ndarray) -> np.ndarray:
 def threshold_for_exits(saver_order: SaverOrder, exits: np.ndarray) -> np.ndarray:
     """A threshold t per exit count k such that ``{confidence > t}`` has exactly k members.
 
-    Between two distinct confidences the midpoint is used (it transfers best to new samples); with
-    no exit, the largest confidence; with every sample exiting, the float32 just below the smallest.
+    t is the confidence of the most confident sample that stays (with no exit, the largest
+    confidence; with every sample exiting, the float32 just below the smallest). Being a float32
+    value itself, t reproduces its exit set whether compared in float32 or float64.
     """
     conf = saver_order.sorted_confidence
     n = len(conf)
     k = np.asarray(exits)
-    above = conf[np.clip(k - 1, 0, n - 1)].astype(np.float64)
-    below = conf[np.clip(k, 0, n - 1)].astype(np.float64)
+    staying = conf[np.clip(k, 0, n - 1)].astype(np.float64)
     lowest = float(np.nextafter(conf[-1], np.float32(-np.inf)))
-    return np.where(k <= 0, float(conf[0]), np.where(k >= n, lowest, (above + below) / 2.0))
-
-
-def _scan_pairs_impl(
-    order,
-    boundary,
-    saver_correct_sorted,
-    saver_total,
-    correct,
-    base_rows,
-    base_totals,
-    min_diffs,
-    grid_exits,
-):
-    """For every base: the largest feasible exit set per budget, and the paper match.
-
-    Budgets: walking back from "all exit" (D known from the totals), the first boundary with
-    ``D >= min_diffs[j]`` is budget j's answer; ``min_diffs`` ascending (loosest first), so one walk
-    finds them all and stops at the strictest. Paper: walking forward over the distinct grid exit
-    counts ``grid_exits`` (ascending), stop at the first with exits > 0 and D < 0.
-    Both walks usually stop early, and their inner loops have no data-dependent branches.
-    """
-    n = order.shape[0]
-    num_bases = base_rows.shape[0]
-    num_budgets = min_diffs.shape[0]
-    num_grid = grid_exits.shape[0]
-    best_exits = np.zeros((num_bases, num_budgets), dtype=np.int64)
-    best_diff = np.zeros((num_bases, num_budgets), dtype=np.int64)
-    paper_match = np.full(num_bases, -1, dtype=np.int64)  # -1: no grid point crosses
-    paper_diff = np.zeros(num_bases, dtype=np.int64)
-    for b in numba.prange(num_bases):
-        base_correct = correct[base_rows[b]]
-        diff = saver_total - base_totals[b]
-        k = n
-        j = 0
-        while j < num_budgets:
-            target = min_diffs[j]
-            if diff < target:
-                # D moves by at most 1 per sample: the next `target - diff` steps cannot reach
-                # the target, so take them in a tight loop without tests.
-                for _ in range(target - diff):
-                    k -= 1
-                    diff -= saver_correct_sorted[k] - base_correct[order[k]]
-            elif boundary[k]:
-                best_exits[b, j] = k
-                best_diff[b, j] = diff
-                j += 1
-            else:
-                k -= 1
-                diff -= saver_correct_sorted[k] - base_correct[order[k]]
-        diff = 0
-        done = 0
-        for g in range(num_grid):
-            k = grid_exits[g]
-            for i in range(done, k):
-                diff += saver_correct_sorted[i] - base_correct[order[i]]
-            done = k
-            paper_diff[b] = diff
-            if k > 0 and diff < 0:
-                paper_match[b] = g
-                break
-    return best_exits, best_diff, paper_match, paper_diff
-
-
-def _diff_at_impl(order, saver_correct_sorted, correct, base_rows, exits):
-    """D[k] for the given exit counts ``exits[b, j]`` of every base (prefix sums, then look-ups)."""
-    n = order.shape[0]
-    result = np.zeros(exits.shape, dtype=np.int64)
-    for b in numba.prange(base_rows.shape[0]):
-        base_correct = correct[base_rows[b]]
-        prefix = np.empty(n + 1, dtype=np.int64)
-        prefix[0] = 0
-        for i in range(n):
-            prefix[i + 1] = prefix[i] + saver_correct_sorted[i] - base_correct[order[i]]
-        for j in range(exits.shape[1]):
-            result[b, j] = prefix[exits[b, j]]
-    return result
-
-
-# Each kernel compiled twice: spreading a few bases over threads costs more than it gains (and a
-# busy machine makes a parallel region wait for every thread), so small calls run serially.
-PARALLEL_MIN_BASES = 16
-_scan_serial = numba.njit(cache=True, nogil=True)(_scan_pairs_impl)
-_scan_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_scan_pairs_impl)
-_diff_serial = numba.njit(cache=True, nogil=True)(_diff_at_impl)
-_diff_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_diff_at_impl)
-
-
-def _scan_pairs(*args):
-    kernel = _scan_parallel if len(args[5]) >= PARALLEL_MIN_BASES else _scan_serial
-    return kernel(*args)
-
-
-def _diff_at(order, saver_correct_sorted, correct, base_rows, exits):
-    kernel = _diff_parallel if len(base_rows) >= PARALLEL_MIN_BASES else _diff_serial
-    return kernel(order, saver_correct_sorted, correct, base_rows, exits)
+    return np.where(k >= n, lowest, staying)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -284,7 +193,7 @@ def scan_saver(
     loosest_first = np.argsort(min_diffs, kind="stable")
     grid_exits = saver_order.paper_grid_exits
     distinct_exits, first_grid_index = np.unique(grid_exits, return_index=True)
-    exits, diff, match, paper_diff = _scan_pairs(
+    exits, diff, match, paper_diff = scan_pairs(
         saver_order.order,
         saver_order.boundary,
         saver_order.saver_correct_sorted,
@@ -327,7 +236,7 @@ def apply_thresholds(
     saver_order = saver_order or sort_saver(zoo, saver)
     thresholds = np.asarray(thresholds, dtype=np.float64)
     exits = exits_above(saver_order, thresholds.ravel()).reshape(thresholds.shape)
-    diff = _diff_at(
+    diff = diff_at(
         saver_order.order,
         saver_order.saver_correct_sorted,
         zoo.correct,
@@ -422,7 +331,7 @@ def paper_point(zoo: Zoo, scan: PairScan, base_index: int) -> OperatingPoint:
     base = int(scan.bases[base_index])
     base_correct = int(zoo.correct_counts[base])
     return OperatingPoint(
-        threshold=float(PAPER_GRID[scan.paper_grid_index[base_index]]),
+        threshold=float(PAPER_GRID_FLOAT32[scan.paper_grid_index[base_index]]),
         exits=int(scan.paper_exits[base_index]),
         correct=base_correct + int(scan.paper_diff[base_index]),
         base_correct=base_correct,
@@ -439,35 +348,3 @@ def cheaper_than(zoo: Zoo, base: int) -> np.ndarray:
 def dearer_than(zoo: Zoo, saver: int) -> np.ndarray:
     """Zoo rows that ``saver`` may save: strictly dearer models."""
     return np.flatnonzero(zoo.costs > zoo.costs[saver])
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A saver of some base with the operating point a criterion chose for it."""
-
-    saver: str
-    saver_cost: float
-    point: OperatingPoint
-
-
-def budget_rank(candidate: Candidate) -> tuple:
-    """Sort key, best first: larger saving, then higher accuracy, cheaper saver, name."""
-    p = candidate.point
-    return (-p.saving, -p.correct, candidate.saver_cost, candidate.saver)
-
-
-def paper_rank(candidate: Candidate) -> tuple:
-    """Sort key, best first: smaller ΔC, then cheaper saver, name."""
-    return (candidate.point.delta_c, candidate.saver_cost, candidate.saver)
-
-
-def best_candidate(candidates: Sequence[Candidate], criterion: str) -> Candidate | None:
-    """The best saver among ``candidates``; under a budget, None when no saving is positive."""
-    if criterion not in ("budget", "paper"):
-        raise ValueError(f"criterion must be 'budget' or 'paper', not {criterion!r}")
-    if not candidates:
-        return None
-    if criterion == "paper":
-        return min(candidates, key=paper_rank)
-    best = min(candidates, key=budget_rank)
-    return best if best.point.saving > 0 else None

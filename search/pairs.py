@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from search.engine import (
-    PAPER_GRID,
+    PAPER_GRID_FLOAT32,
     OperatingPoint,
     SaverOrder,
     Zoo,
@@ -24,10 +24,7 @@ from search.engine import (
     scan_saver,
     sort_saver,
 )
-
-BUDGET = "budget"
-PAPER = "paper"
-CRITERIA = (BUDGET, PAPER)
+from search.selection import BUDGET, PAPER
 
 
 def calibration_mask(keys: Iterable[str], fraction: float = 0.5) -> np.ndarray:
@@ -41,14 +38,6 @@ def calibration_mask(keys: Iterable[str], fraction: float = 0.5) -> np.ndarray:
         ],
         dtype=bool,
     )
-
-
-def centipoints(max_drop: float) -> int:
-    """An accuracy drop in points as an exact integer key (hundredths of a point)."""
-    value = round(max_drop * 100)
-    if abs(value - max_drop * 100) > 1e-6:
-        raise ValueError(f"max drop {max_drop} has more than two decimals; use e.g. 0.25")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -65,7 +54,7 @@ class PairRecord:
     base: str
     saver: str
     criterion: str
-    max_drop: float  # accuracy points; 0 for the paper criterion
+    max_drop_centipoints: int  # hundredths of an accuracy point; 0 for the paper criterion
     point: OperatingPoint
     held_out: HeldOut
 
@@ -106,9 +95,6 @@ def _grown(array: np.ndarray, capacity: int, used: int) -> np.ndarray:
     grown = np.empty((capacity, *array.shape[1:]), dtype=array.dtype)
     grown[:used] = array[:used]
     return grown
-
-
-PARTS = ("full", "calibration", "evaluation")
 
 
 class SplitZoo:
@@ -181,25 +167,26 @@ def _evaluation_point(
 
 
 def saver_records(
-    zoos: SplitZoo, saver: int, bases: Sequence[int], max_drops: Sequence[float]
+    zoos: SplitZoo, saver: int, bases: Sequence[int], budgets: Sequence[int]
 ) -> list[PairRecord]:
     """Records of ``saver`` in front of each of ``bases``: one per budget, plus the paper's."""
     bases = list(bases)
     if not bases:
         return []
+    max_drops = [cp / 100 for cp in budgets]
     full = scan_saver(zoos.full, saver, bases, max_drops, zoos.order("full", saver))
     calib = scan_saver(zoos.calibration, saver, bases, max_drops, zoos.order("calibration", saver))
     thresholds = np.column_stack(
-        [calib.budget_threshold, PAPER_GRID[calib.paper_grid_index][:, None]]
+        [calib.budget_threshold, PAPER_GRID_FLOAT32[calib.paper_grid_index][:, None]]
     )
     exits, diff = apply_thresholds(
         zoos.evaluation, saver, bases, thresholds, zoos.order("evaluation", saver)
     )
     names = zoos.full.names
-    criteria = [(BUDGET, d, j) for j, d in enumerate(max_drops)] + [(PAPER, 0.0, None)]
+    criteria = [(BUDGET, cp, j) for j, cp in enumerate(budgets)] + [(PAPER, 0, None)]
     records = []
     for b, base in enumerate(bases):
-        for column, (criterion, max_drop, j) in enumerate(criteria):
+        for column, (criterion, cp, j) in enumerate(criteria):
             if criterion == BUDGET:
                 point = budget_point(zoos.full, full, b, j)
                 calibration_point = budget_point(zoos.calibration, calib, b, j)
@@ -215,29 +202,9 @@ def saver_records(
                     base=names[base],
                     saver=names[saver],
                     criterion=criterion,
-                    max_drop=max_drop,
+                    max_drop_centipoints=cp,
                     point=point,
                     held_out=HeldOut(threshold, calibration_point, evaluation_point),
                 )
             )
-    return records
-
-
-def model_records(zoos: SplitZoo, model: int, max_drops: Sequence[float]) -> list[PairRecord]:
-    """Every pair ``model`` takes part in: as saver of dearer models, as base of cheaper ones."""
-    zoo = zoos.full
-    records = saver_records(zoos, model, np.flatnonzero(zoo.costs > zoo.costs[model]), max_drops)
-    for saver in np.flatnonzero(zoo.costs < zoo.costs[model]):
-        records.extend(saver_records(zoos, int(saver), [model], max_drops))
-    return records
-
-
-def zoo_records(zoos: SplitZoo, max_drops: Sequence[float]) -> list[PairRecord]:
-    """Every candidate pair of the zoo."""
-    zoo = zoos.full
-    records = []
-    for saver in range(len(zoo.names)):
-        records.extend(
-            saver_records(zoos, saver, np.flatnonzero(zoo.costs > zoo.costs[saver]), max_drops)
-        )
     return records

@@ -15,13 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
+from cluster.errors import InputError
+
 RECORD_SUFFIX = "_test.npz"
 COMPLEXITY_FILE = "complexity_info.json"
 # Costs below this are taken as already in GMACs (no ImageNet model has under 100k MACs).
 RAW_COUNT_FLOOR = 1e5
 
 
-class RecordsError(ValueError):
+class RecordsError(InputError):
     """The records directory cannot be imported; the message names the file and the fix."""
 
 

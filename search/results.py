@@ -5,11 +5,19 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from cluster.errors import InputError
 from db.models import BestSaver, Dataset, Model, PairResult
-from db.queries import complete_model_ids, dataset_samples, get_model, top1_predictions
+from db.queries import (
+    complete_model_ids,
+    dataset_samples,
+    get_model,
+    lock_dataset_search,
+    top1_predictions,
+)
+from search.best import HOLDOUT, IN_SAMPLE
 from search.engine import Zoo, pair_curve, pareto_front
-from search.pairs import PAPER, centipoints
-from search.service import HOLDOUT, IN_SAMPLE, SaverSearch
+from search.selection import PAPER, centipoints, has_saver
+from search.service import Progress, SaverSearch
 
 BUDGET_FIELDS = ("threshold", "exit_ratio", "accuracy", "base_accuracy", "relative_cost", "saving")
 PAPER_FIELDS = ("threshold", "exit_ratio", "delta_c")
@@ -57,9 +65,15 @@ def budget_key(dataset: Dataset, criterion: str, max_drop: float) -> tuple[int, 
 
 
 def add_budget(
-    session: Session, dataset: Dataset, cp: int, search: SaverSearch, progress=None
-) -> None:  # noqa: ANN001 - progress is search.service.Progress
+    session: Session,
+    dataset: Dataset,
+    cp: int,
+    search: SaverSearch,
+    progress: Progress | None = None,
+) -> None:
     """Keep one more budget for the dataset from now on, and compute it for every pair."""
+    lock_dataset_search(session, dataset)  # a concurrent addition commits first: none is lost
+    session.refresh(dataset)
     dataset.budgets_centipoints = sorted({*dataset.budgets_centipoints, cp})
     session.flush()
     search.refresh(session, dataset, progress=progress)
@@ -79,7 +93,7 @@ def best_savers(
     if base is not None:
         wanted = get_model(session, base)
         if wanted.id not in model_ids:
-            raise LookupError(f"model {base!r} has no complete predictions on {dataset.name!r}")
+            raise InputError(f"model {base!r} has no complete predictions on {dataset.name!r}")
         model_ids = [wanted.id]
     bases = session.scalars(
         select(Model).where(Model.id.in_(model_ids)).order_by(Model.gmacs, Model.name)
@@ -105,7 +119,7 @@ def best_savers(
         if model.id in best:
             name, pair = best[model.id]
             selection_saving = pair.holdout_calibration_saving if holdout else pair.saving
-            if criterion == PAPER or selection_saving > 0:
+            if has_saver(criterion, selection_saving):
                 entry.update(saver=name, **_view(pair, criterion, holdout))
         result.append(entry)
     return result
@@ -117,11 +131,11 @@ def curve(session: Session, dataset: Dataset, base: str, saver: str) -> dict:
     complete = set(complete_model_ids(session, dataset))
     for model in (base_model, saver_model):
         if model.id not in complete:
-            raise LookupError(
+            raise InputError(
                 f"model {model.name!r} has no complete predictions on {dataset.name!r}"
             )
     if not saver_model.gmacs < base_model.gmacs:
-        raise ValueError(
+        raise InputError(
             f"{saver!r} ({saver_model.gmacs:g} GMACs) is not cheaper than {base!r} "
             f"({base_model.gmacs:g} GMACs), so it cannot save it"
         )
@@ -134,7 +148,7 @@ def curve(session: Session, dataset: Dataset, base: str, saver: str) -> dict:
     points = pair_curve(zoo, 0, 1)
     front = pareto_front(points)
 
-    def as_dict(p):  # noqa: ANN001, ANN202
+    def as_dict(p):
         return {
             "threshold": p.threshold,
             "exit_ratio": p.exit_ratio,

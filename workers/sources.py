@@ -47,9 +47,7 @@ def image_folder(root: Path) -> Source:
     images = []
     for label, name in enumerate(classes):
         for path in _images_in(root / name):
-            images.append(
-                SourceImage(sample_key(len(images)), path, f"{name}/{path.name}", label)
-            )
+            images.append(SourceImage(sample_key(len(images)), path, f"{name}/{path.name}", label))
     if not images:
         raise SourceError(f"{root} has class folders but no .JPEG/.jpg files in them")
     return Source(images, len(classes), f"imagefolder:{root}")

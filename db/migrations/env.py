@@ -34,7 +34,7 @@ def run_migrations_online() -> None:
         _run(connection)
 
 
-def _run(connection) -> None:  # noqa: ANN001 - an SQLAlchemy Connection
+def _run(connection) -> None:  # an SQLAlchemy Connection
     # render_as_batch: SQLite can only change a table by copying it; batch mode does that.
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():

@@ -32,7 +32,8 @@ def test_toml_file_is_read_and_the_environment_wins(monkeypatch, tmp_path):
     ("variable", "value", "message"),
     [
         ("SAVERZOO_DATABASE_URL", "not a url", "is not a database URL"),
-        ("SAVERZOO_SEARCH_BUDGETS", "[-1]", "must be >= 0"),
+        ("SAVERZOO_SEARCH_BUDGETS", "[-1]", "from 0 to 100"),
+        ("SAVERZOO_SEARCH_BUDGETS", "[0.125]", "two decimals"),
         ("SAVERZOO_HOLDOUT_FRACTION", "1.5", "strictly between 0 and 1"),
     ],
 )

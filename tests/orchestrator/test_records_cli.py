@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from search.engine import Candidate, best_candidate, budget_point, paper_point, scan_saver
+from search.engine import budget_point, paper_point, scan_saver
+from search.selection import Candidate, best_candidate
 from tests.factories import (
     engine_zoo,
     records_dir,
@@ -246,7 +247,9 @@ def test_records_with_other_labels_than_the_dataset_are_refused(use_database, tm
     [
         (["savers", "best", "--dataset", "nope"], "unknown dataset 'nope'"),
         (["savers", "best", "ghost", "--dataset", "val"], "unknown model 'ghost'"),
-        (["savers", "best", "--dataset", "val", "--max-drop", "-1"], "must be >= 0"),
+        (["savers", "best", "--dataset", "val", "--max-drop", "-1"], "from 0 to 100"),
+        (["savers", "best", "--dataset", "val", "--max-drop", "inf"], "from 0 to 100"),
+        (["savers", "best", "--dataset", "val", "--max-drop", "1e30"], "from 0 to 100"),
         (["savers", "best", "--dataset", "val", "--max-drop", "0.125"], "two decimals"),
         (["savers", "best", "--dataset", "val", "--criterion", "best"], "--criterion must be"),
         (["savers", "curve", "zoo000", "zoo005", "--dataset", "val"], "is not cheaper"),
@@ -264,3 +267,43 @@ def test_bad_queries_fail_with_one_line_and_change_nothing(use_database, tmp_pat
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert row_counts(use_database) == before
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SAVERZOO_DATABASE_URL", "not a url", "invalid settings"),
+        ("SAVERZOO_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none",
+         "cannot use the database"),
+        ("SAVERZOO_HOLDOUT_FRACTION", "2", "invalid settings"),
+    ],
+)  # fmt: skip
+def test_bad_settings_and_unreachable_databases_fail_in_one_line(
+    monkeypatch, variable, value, message
+):
+    from cluster.settings import get_settings
+
+    monkeypatch.setenv(variable, value)
+    get_settings.cache_clear()
+    try:
+        result = saverzoo("models", "list")
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_broken_config_file_fails_in_one_line(monkeypatch, tmp_path):
+    from cluster.settings import get_settings
+
+    config = tmp_path / "config.toml"
+    config.write_text("database_url = \n")
+    monkeypatch.setenv("SAVERZOO_CONFIG", str(config))
+    get_settings.cache_clear()
+    try:
+        result = saverzoo("models", "list")
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1 and "is not valid TOML" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

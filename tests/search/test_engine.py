@@ -5,12 +5,13 @@ sets (the paper grid as one brute-force table of every grid point times every sa
 no prefix sums, nothing shared with ``search.engine``.
 
 Contract, for a pair (base b, saver s) on N samples: sample i exits at the saver iff
-``conf_s[i] > t`` (strict, float32 promoted to float64); the base answers the rest. Exit sets are
+``conf_s[i] > t`` (strict); the base answers the rest. Exit sets are
 the distinct ``{conf_s > t}`` (every distinct confidence, plus "all exit"); ties exit together.
 Budget δ (accuracy points): feasible iff ``correct >= base_correct - δ·N/100``, exactly; the budget
 point is the feasible exit set with the most exits. Paper: the first t of
 ``numpy.arange(1, 0, -0.001)`` where someone exits and the saver is strictly less accurate than
-the base on the exiting samples, else the last grid point.
+the base on the exiting samples, else the last grid point; grid points are compared with the
+float32 confidences in float32, as the seed code's NumPy 1 did (``float32_array > float64(t)``).
 """
 
 from __future__ import annotations
@@ -22,14 +23,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from search import engine
+from search import kernels
 from search.engine import (
     PAPER_GRID,
-    Candidate,
     OperatingPoint,
     Zoo,
     apply_thresholds,
-    best_candidate,
     budget_point,
     cheaper_than,
     dearer_than,
@@ -39,6 +38,7 @@ from search.engine import (
     pareto_front,
     scan_saver,
 )
+from search.selection import Candidate, best_candidate
 
 SPEC = settings(
     max_examples=200,
@@ -48,6 +48,7 @@ SPEC = settings(
 
 #: The paper grid, as the contract spells it (deliberately not the engine's constant).
 GRID = np.arange(1, 0, -0.001)
+GRID32 = GRID.astype(np.float32).astype(np.float64)  # the grid as float32 comparisons see it
 
 #: A handful of values with heavy ties (0.5 twice, so it is drawn twice as often).
 TIED_CONFIDENCES = (0.1, 0.5, 0.5, 0.999)
@@ -124,7 +125,7 @@ class Reference:
         conf = np.array(self.conf[s], dtype=np.float64)
         saver_ok = np.array(self.ok[s], dtype=np.int64)
         base_ok = np.array(self.ok[b], dtype=np.int64)
-        exiting = conf[None, :] > GRID[:, None]  # [grid point, sample]
+        exiting = conf[None, :] > GRID32[:, None]  # [grid point, sample]
         exits = exiting.sum(axis=1)
         saver_right = exiting @ saver_ok
         base_right = exiting @ base_ok
@@ -451,7 +452,7 @@ def test_a_single_sample_has_two_exit_sets():
     assert scan.budget_exits.tolist() == [[0, 0, 1]]
     paper = paper_point(zoo, scan, 0)
     assert paper.exits == 1 and paper.correct == 0
-    assert paper.threshold == GRID[next(g for g, t in enumerate(GRID) if 0.5 > t)]
+    assert paper.threshold == GRID32[next(g for g, t in enumerate(GRID32) if 0.5 > t)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,7 +479,7 @@ def test_paper_point_is_the_first_grid_crossing(case):
             assert (point.exits, point.correct) == (exits, correct), (b, s)
             assert point.delta_c == ref.delta_c(b, s, exits)
             if crossed:
-                assert point.threshold == float(GRID[g])
+                assert point.threshold == float(GRID32[g])
             assert ref.exits_at(s, point.threshold) == point.exits
 
 
@@ -491,33 +492,33 @@ def test_paper_point_without_crossing_is_the_last_grid_point(case):
         if crossed:
             continue
         point = paper_point(zoo, scan_saver(zoo, s, [b], [0]), 0)
-        assert point.threshold == float(GRID[-1]) == float(GRID[g])
+        assert point.threshold == float(GRID32[-1]) == float(GRID32[g])
         assert point.exits == exits
 
 
 def test_paper_point_without_crossing_reports_the_last_grid_point_not_the_first_equivalent():
-    # The saver is never worse than the base: no threshold crosses, so the match is t = GRID[-1].
+    # The saver is never worse than the base: no threshold crosses, so the match is the last t.
     zoo = Zoo.from_predictions(
         ["s", "b"], [1, 2], np.array([[0, 0], [1, 1]]), np.full((2, 2), 0.9), np.zeros(2, int)
     )
     point = paper_point(zoo, scan_saver(zoo, 0, [1], [0]), 0)
     assert point.exits == 2
-    assert point.threshold == float(GRID[-1])
+    assert point.threshold == float(GRID32[-1])
 
 
 @pytest.mark.parametrize(
     ("value", "first_exit_index"),
     [
-        (0.5, 500),  # GRID[500] is a hair below 0.5
-        (0.25, 750),  # GRID[750] is a hair below 0.25
-        (0.999, 1),  # float32(0.999) is above GRID[1] == 0.999
+        (0.5, 501),  # GRID[500] is a hair below 0.5, but rounds to 0.5 in float32
+        (0.25, 751),  # likewise GRID[750] and 0.25
+        (0.999, 2),  # float32(0.999) equals GRID[1] in float32: not above it
         (0.9995, 1),
         (1.0, 1),  # never above t = 1
         (0.0005, None),  # below every grid point: never exits
         (0.0, None),
     ],
 )
-def test_paper_thresholds_compare_float32_confidence_in_float64(value, first_exit_index):
+def test_paper_thresholds_compare_in_float32_as_the_seed_code_did(value, first_exit_index):
     # The saver is wrong where the base is right, so the first t with an exit is the match.
     zoo = Zoo.from_predictions(
         ["s", "b"],
@@ -526,19 +527,19 @@ def test_paper_thresholds_compare_float32_confidence_in_float64(value, first_exi
         np.array([[value, 0.0002, 0.0001], [0.5, 0.5, 0.5]], dtype=np.float32),
         np.zeros(3, int),
     )
-    expected = next((g for g, t in enumerate(GRID) if float(np.float32(value)) > t), None)
+    expected = next((g for g, t in enumerate(GRID) if np.float32(value) > np.float32(t)), None)
     assert expected == first_exit_index
     point = paper_point(zoo, scan_saver(zoo, 0, [1], [0]), 0)
     if first_exit_index is None:
         assert point.exits == 0
     else:
         assert point.exits == 1
-        assert point.threshold == float(GRID[first_exit_index])
+        assert point.threshold == float(np.float32(GRID[first_exit_index]))
         assert point.correct == 2
 
 
 #: Enough bases to take the engine's multi-threaded kernels (small calls run serially).
-MANY_BASES = getattr(engine, "PARALLEL_MIN_BASES", 16) + 4
+MANY_BASES = kernels.PARALLEL_MIN_BASES + 4
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -567,7 +568,7 @@ def test_many_bases_at_once_agree_with_brute_force(seed, kind, budgets):
             assert (point.exits, point.correct) == ref.budget(b, 0, budget)
         g, exits, correct, _ = ref.paper(b, 0)
         point = paper_point(zoo, scan, bi)
-        assert (point.threshold, point.exits, point.correct) == (float(GRID[g]), exits, correct)
+        assert (point.threshold, point.exits, point.correct) == (float(GRID32[g]), exits, correct)
     thresholds = scan.budget_threshold[:, ::-1]  # each base scored at other budgets' thresholds
     exits, diff = apply_thresholds(zoo, 0, bases, thresholds)
     for bi, b in enumerate(bases):

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.orm import aliased
 
-from db.models import BestSaver, Model, PairResult
+from db.models import BestSaver, Dataset, Model, PairResult
 from db.queries import get_dataset
 from db.schema import ensure_schema
 from db.session import session_factory
@@ -22,16 +22,21 @@ from tests.factories import records_dir, row_counts, small_zoo
 BUDGETS = [0.0, 0.5, 2.0]
 
 
-def stored_results(url: str) -> tuple[dict, dict]:
+def stored_results(url: str, dataset: str | None = None) -> tuple[dict, dict]:
     """Every pair row (by names) and every best saver (by names), without ids or timestamps."""
     base, saver = aliased(Model), aliased(Model)
     skip = {"id", "dataset_id", "base_id", "saver_id", "computed_at"}
+    only = (
+        [Dataset.name == dataset] if dataset is not None else []
+    )  # a dataset's rows, or every dataset's
     with session_factory(url).begin() as session:
         pairs = {}
         for pair, base_name, saver_name in session.execute(
             select(PairResult, base.name, saver.name)
             .join(base, base.id == PairResult.base_id)
             .join(saver, saver.id == PairResult.saver_id)
+            .join(Dataset, Dataset.id == PairResult.dataset_id)
+            .where(*only)
         ):
             key = (base_name, saver_name, pair.criterion, pair.max_drop_centipoints)
             values = {c.key: getattr(pair, c.key) for c in PairResult.__table__.columns}
@@ -43,6 +48,8 @@ def stored_results(url: str) -> tuple[dict, dict]:
                 .join(PairResult, PairResult.id == BestSaver.pair_id)
                 .join(base, base.id == BestSaver.base_id)
                 .join(saver, saver.id == PairResult.saver_id)
+                .join(Dataset, Dataset.id == BestSaver.dataset_id)
+                .where(*only)
             )
         }
     return pairs, best
@@ -56,6 +63,7 @@ def import_all_at_once(url, tmp_path, zoo):
             records_dir(tmp_path / "all", zoo),
             "val",
             budgets=BUDGETS,
+            holdout_fraction=0.5,
             search=SaverSearch(),
         )
 
@@ -79,6 +87,7 @@ def test_adding_models_one_by_one_in_random_order_equals_full_computation(
                 records_dir(tmp_path / str(step), zoo, [name]),
                 "val",
                 budgets=BUDGETS,
+                holdout_fraction=0.5,
                 search=search,
             )
 
@@ -124,6 +133,7 @@ def test_a_reevaluated_best_saver_that_got_worse_is_replaced(database_url, tmp_p
             records_dir(tmp_path / "again", zoo, [weakened]),
             "val",
             budgets=BUDGETS,
+            holdout_fraction=0.5,
             search=SaverSearch(),
         )
 
@@ -143,6 +153,7 @@ def test_concurrent_imports_miss_no_pair_and_duplicate_no_row(database_url, tmp_
             records_dir(tmp_path / "first", zoo, zoo.names[:2]),
             "val",
             budgets=BUDGETS,
+            holdout_fraction=0.5,
             search=SaverSearch(),
         )
     env = {**os.environ, "SAVERZOO_DATABASE_URL": database_url}
@@ -191,6 +202,7 @@ def test_a_model_reevaluated_at_another_cost_swaps_roles_cleanly(database_url, t
             records_dir(tmp_path / "again", zoo, [zoo.names[0]]),
             "val",
             budgets=BUDGETS,
+            holdout_fraction=0.5,
             search=SaverSearch(),
         )
 
@@ -199,3 +211,58 @@ def test_a_model_reevaluated_at_another_cost_swaps_roles_cleanly(database_url, t
     pairs, best = stored_results(database_url)
     assert (pairs, best) == stored_results(full_url)
     assert not any(saver == zoo.names[0] for saver in best.values())
+
+
+def test_a_cost_change_seen_on_one_dataset_updates_the_others(database_url, tmp_path):
+    zoo = small_zoo(num_models=5, num_samples=400, seed=8)
+    import_all_at_once(database_url, tmp_path / "a", zoo)  # dataset "val"
+    changed = small_zoo(num_models=5, num_samples=400, seed=8)
+    changed.gmacs[1] = changed.gmacs[1] * 1.01  # a small change: no model swaps roles
+    with session_factory(database_url).begin() as session:
+        import_records(
+            session, records_dir(tmp_path / "b", changed), "other",
+            budgets=BUDGETS, holdout_fraction=0.5, search=SaverSearch(),
+        )  # fmt: skip
+
+    full_url = f"sqlite:///{tmp_path / 'full.db'}"
+    import_all_at_once(full_url, tmp_path / "f", changed)
+    with session_factory(database_url).begin() as session:
+        val = get_dataset(session, "val")
+        assert SaverSearch().refresh(session, val).pairs_computed == 0  # nothing left stale
+    assert stored_results(database_url, "val") == stored_results(full_url, "val")
+
+
+def test_a_long_lived_service_notices_updates_made_by_another(database_url, tmp_path):
+    zoo = small_zoo(num_models=6, num_samples=500, seed=10)
+    ensure_schema(database_url)
+    mine, theirs = SaverSearch(), SaverSearch()  # two processes' services
+
+    def add(search, names, directory):
+        with session_factory(database_url).begin() as session:
+            import_records(
+                session, records_dir(tmp_path / directory, zoo, names), "val",
+                budgets=BUDGETS, holdout_fraction=0.5, search=search,
+            )  # fmt: skip
+
+    add(mine, zoo.names[:3], "first")  # mine caches the zoo
+    zoo.confidence[1] = 1.0  # the other process re-evaluates a model mine has cached
+    add(theirs, [zoo.names[1]], "reevaluated")
+    add(mine, zoo.names[3:], "rest")  # mine must not compute with its stale copy
+
+    full_url = f"sqlite:///{tmp_path / 'full.db'}"
+    import_all_at_once(full_url, tmp_path / "f", zoo)
+    assert stored_results(database_url) == stored_results(full_url)
+
+
+def test_records_bring_only_a_cost_to_a_model_saverzoo_already_knows(database_url, tmp_path):
+    from db.queries import upsert_model
+
+    zoo = small_zoo(num_models=3, num_samples=200, seed=12)
+    ensure_schema(database_url)
+    with session_factory(database_url).begin() as session:
+        upsert_model(session, name=zoo.names[2], arch="resnet50", source="timm", gmacs=4.1)
+    import_all_at_once(database_url, tmp_path, zoo)
+    with session_factory(database_url).begin() as session:
+        model = session.scalar(select(Model).where(Model.name == zoo.names[2]))
+        assert (model.source, model.arch) == ("timm", "resnet50")
+        assert model.gmacs == pytest.approx(zoo.gmacs[2])

@@ -1,4 +1,4 @@
-"""Record, per dataset shard, the samples whose JPEG does not decode.
+"""Failed samples per dataset shard; the held-out fraction kept per dataset.
 
 Revision ID: 0002
 Revises: 0001
@@ -20,8 +20,14 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("failed_samples", sa.JSON(), nullable=False, server_default="{}")
         )
+    with op.batch_alter_table("datasets") as batch_op:
+        batch_op.add_column(
+            sa.Column("holdout_fraction", sa.Float(), nullable=False, server_default="0.5")
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("datasets") as batch_op:
+        batch_op.drop_column("holdout_fraction")
     with op.batch_alter_table("dataset_shards") as batch_op:
         batch_op.drop_column("failed_samples")
