@@ -1,5 +1,9 @@
-"""The error every layer raises for input a user can fix: the message says what to do."""
+"""The errors a user can act on; the command line prints them as one line and exits 1."""
 
 
 class InputError(ValueError):
-    """Bad input (a name, a file, an option); the command line prints it as one line."""
+    """Bad input (a name, a file, an option); the message says what to change."""
+
+
+class ServiceError(RuntimeError):
+    """A service (object store, shard, local server) failed; the message names it and the cause."""

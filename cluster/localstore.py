@@ -22,11 +22,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from cluster.errors import ServiceError
+
 HEALTH_BUCKET = "saverzoo-health"
 START_TIMEOUT_S = 90
 
 
-class LocalStoreError(RuntimeError):
+class LocalStoreError(ServiceError):
     """The local object store cannot start or stop; the message says why and what to do."""
 
 

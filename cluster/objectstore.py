@@ -12,6 +12,7 @@ becomes visible only when its upload completes (boto3 aborts a failed multipart 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,13 +23,21 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
+from cluster.errors import ServiceError
 from cluster.localstore import LocalObjectStore
 from cluster.settings import Settings, get_settings
 
 MULTIPART_BYTES = 64 * 1024 * 1024
+CHAIN_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
 
 
-class ObjectStoreError(RuntimeError):
+class ObjectStoreError(ServiceError):
     """An object store operation failed; the message names the object and what to do."""
 
 
@@ -51,21 +60,25 @@ class S3Url:
         return S3Url(self.bucket, f"{self.key.rstrip('/')}/{name}" if self.key else name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Endpoint:
     url: str | None  # None: AWS itself
     credentials: tuple[str, str] | None  # None: the AWS credential chain
+    # The chain's environment at resolution time: a client made under other variables is another
+    # client (kept only as a cache key, never shown).
+    environment: tuple[str | None, ...] = ()
 
 
 def resolve_endpoint(settings: Settings) -> Endpoint:
     """The endpoint and credentials clients use (see the module docstring for the order)."""
+    chain = tuple(os.environ.get(v) for v in CHAIN_VARIABLES)
     if settings.s3_endpoint_url is not None:
-        return Endpoint(settings.s3_endpoint_url, None)
+        return Endpoint(settings.s3_endpoint_url, None, chain)
     local = LocalObjectStore(settings.objectstore_dir, settings.objectstore_port)
     state = local.status()
     if state is not None:
         return Endpoint(state.endpoint, local.credentials())
-    return Endpoint(None, None)
+    return Endpoint(None, None, chain)
 
 
 def s3_client(settings: Settings | None = None):  # a botocore S3 client

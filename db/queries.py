@@ -63,6 +63,7 @@ def add_shard(
     keys: Sequence[str],
     labels: np.ndarray,
     url: str = "",
+    failed_samples: dict[str, str] | None = None,
 ) -> None:
     upsert(
         session,
@@ -76,6 +77,7 @@ def add_shard(
                 "sample_keys": to_npy(np.asarray(keys, dtype=str)),
                 "labels": to_npy(np.asarray(labels).astype(class_dtype(dataset.num_classes))),
                 "keys_digest": keys_digest(keys),
+                "failed_samples": failed_samples or {},
             }
         ],
         key=["dataset_id", "shard_index"],

@@ -7,29 +7,27 @@ first, in a transaction of its own). Errors the user can fix print one line and 
 
 from __future__ import annotations
 
-import json
-import sys
-import tomllib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from cluster.errors import InputError
-from cluster.settings import Settings, config_file, get_settings
 from db.models import Model
 from db.queries import complete_model_ids, get_dataset
-from db.schema import SchemaOutOfDate, current_revision, ensure_schema, head_revision, upgrade
-from db.session import session_factory
+from db.schema import current_revision, head_revision, upgrade
+from orchestrator.cli_datasets import datasets_app, objectstore_app
+from orchestrator.console import (
+    err,
+    fail,
+    out,
+    print_json,
+    progress_bar,
+    settings_or_fail,
+    transaction,
+)
 from search.results import add_budget, best_savers, budget_key, curve, fields_for
 from search.selection import BUDGET, PAPER, centipoints
 from search.service import SaverSearch
@@ -43,65 +41,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(records_app, name="records")
 app.add_typer(models_app, name="models")
 app.add_typer(savers_app, name="savers")
-
-out = Console(soft_wrap=True)  # long lines (URLs, paths) stay whole
-err = Console(stderr=True, soft_wrap=True)
-USER_ERRORS = (InputError, SchemaOutOfDate)
-
-
-def fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
-
-
-def settings_or_fail() -> Settings:
-    """The settings, or one line saying which setting is wrong and where it came from."""
-    try:
-        return get_settings()
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors()
-        )
-        raise fail(f"invalid settings ({problems})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise fail(f"the config file {config_file()} is not valid TOML: {error}") from None
-
-
-@contextmanager
-def transaction(settings: Settings | None = None) -> Iterator[Session]:
-    """A session on an up-to-date schema; one-line errors for what the user can fix."""
-    settings = settings or settings_or_fail()
-    try:
-        ensure_schema(settings.database_url)
-        with session_factory(settings.database_url).begin() as session:
-            yield session
-    except USER_ERRORS as error:
-        raise fail(str(error)) from None
-    except (OperationalError, OSError) as error:
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        raise fail(f"cannot use the database {settings.database_display}: {reason}") from None
-
-
-@contextmanager
-def progress_bar(description: str) -> Iterator:
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
-        task = progress.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        yield update
-
-
-def print_json(value: object) -> None:
-    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(objectstore_app, name="objectstore")
 
 
 # ----- db ----------------------------------------------------------------------------------------

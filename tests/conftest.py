@@ -142,3 +142,66 @@ def use_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     get_settings.cache_clear()
     yield database_url
     get_settings.cache_clear()
+
+
+# ----- object storage -----------------------------------------------------------------------
+S3_TEST_KEY = ("saverzoo-test", "saverzoo-test-secret")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real SeaweedFS on free loopback ports for the whole session; yields its endpoint."""
+    from cluster.localstore import LocalObjectStore
+
+    directory = tmp_path_factory.mktemp("seaweedfs")
+    port = _free_port_block()
+    old = {v: os.environ.get(v) for v in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = S3_TEST_KEY
+    store = LocalObjectStore(directory, port)
+    try:
+        state = store.up()
+    finally:
+        for variable, value in old.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value
+    try:
+        yield state.endpoint
+    finally:
+        store.down()
+
+
+def _free_port_block() -> int:
+    """A port P such that P..P+4 and P+10000..P+10004 are free on 127.0.0.1."""
+    import random
+
+    for _ in range(200):
+        base = random.randint(20000, 30000)
+        ports = [base + i for i in range(5)] + [base + 10000 + i for i in range(5)]
+        sockets = []
+        try:
+            for port in ports:
+                sockets.append(socket.socket())
+                sockets[-1].bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+        return base
+    raise RuntimeError("no free block of ports for SeaweedFS")
+
+
+@pytest.fixture
+def use_s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point saverzoo at the test object store with its credentials (the AWS chain's env)."""
+    from cluster.settings import get_settings
+
+    monkeypatch.setenv("SAVERZOO_S3_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_TEST_KEY[0])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_TEST_KEY[1])
+    monkeypatch.setenv("SAVERZOO_S3_MAX_ATTEMPTS", "3")
+    get_settings.cache_clear()
+    yield s3_server
+    get_settings.cache_clear()

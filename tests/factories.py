@@ -44,3 +44,53 @@ def row_counts(url: str) -> dict[str, int]:
             table.name: connection.scalar(select(func.count()).select_from(table))
             for table in Base.metadata.sorted_tables
         }
+
+
+# ----- images ---------------------------------------------------------------------------------
+IMAGE_MODES = ("RGB", "L", "CMYK")  # ImageNet has grayscale and CMYK JPEGs too
+
+
+def jpeg_bytes(seed: int, size: tuple[int, int], mode: str) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "L": 1, "CMYK": 4}[mode]
+    pixels = rng.integers(0, 256, (size[1], size[0], channels), dtype=np.uint8)
+    image = Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode=mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def image_folder(root: Path, classes: int = 3, per_class: int = 5) -> dict[str, tuple[bytes, int]]:
+    """An ImageFolder of real JPEGs (several sizes and modes); returns name -> (bytes, label)."""
+    made = {}
+    for label in range(classes):
+        folder = root / f"n{label:08d}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            seed = label * 100 + i
+            mode = IMAGE_MODES[seed % len(IMAGE_MODES)]
+            data = jpeg_bytes(seed, (16 + 7 * i, 12 + 5 * label), mode)
+            name = f"n{label:08d}_{i:04d}.JPEG"
+            (folder / name).write_bytes(data)
+            made[f"n{label:08d}/{name}"] = (data, label)
+    return made
+
+
+def flat_imagenet(root: Path, count: int = 7) -> tuple[dict[str, tuple[bytes, int]], Path]:
+    """A flat folder of ILSVRC2012_val_*.JPEG and a labels file, in file-name order."""
+    root.mkdir(parents=True)
+    made, labels = {}, []
+    for i in range(count):
+        data = jpeg_bytes(1000 + i, (20, 20 + i), IMAGE_MODES[i % 3])
+        name = f"ILSVRC2012_val_{i + 1:08d}.JPEG"
+        (root / name).write_bytes(data)
+        made[name] = (data, i % 4)
+        labels.append(str(i % 4))
+    labels_file = root.parent / "labels.txt"
+    labels_file.write_text("\n".join(labels) + "\n")
+    return made, labels_file

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from webdataset import TarWriter
 
+from cluster.errors import InputError
 from cluster.objectstore import (
     S3Url,
     ensure_bucket,
@@ -31,7 +32,7 @@ from cluster.objectstore import (
     s3_client,
     upload_file,
 )
-from workers.shards import decode_rgb
+from workers.shards import decode_problem
 from workers.sources import Source, SourceImage
 
 JOURNAL = "_progress.json"
@@ -75,7 +76,7 @@ def brace_urls(base_url: str, dataset: str, num_shards: int) -> str:
 
 def plan_shards(source: Source, dataset: str, shard_size: int) -> list[ShardPlan]:
     if shard_size < 1:
-        raise ValueError(f"--shard-size must be at least 1, not {shard_size}")
+        raise InputError(f"--shard-size must be at least 1, not {shard_size}")
     images = source.images
     return [
         ShardPlan(i, shard_name(dataset, i), images[start : start + shard_size])
@@ -150,18 +151,14 @@ def destination_for(url: str) -> LocalDestination | S3Destination:
     try:
         return DESTINATIONS[scheme](url)
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"--out {url!r}: shards go to s3://bucket/prefix or a local folder, not {scheme}://"
         ) from None
 
 
 def _read_and_check(image: SourceImage) -> tuple[bytes, str | None]:
     data = image.path.read_bytes()
-    try:
-        decode_rgb(data)
-    except (OSError, ValueError) as error:
-        return data, f"{type(error).__name__}: {error}"
-    return data, None
+    return data, decode_problem(data)
 
 
 def write_tar(plan: ShardPlan, path: Path, pool: ThreadPoolExecutor) -> dict[str, str]:

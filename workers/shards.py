@@ -22,17 +22,18 @@ from typing import BinaryIO
 
 import botocore.exceptions
 import urllib3.exceptions
-import webdataset.gopen
 from PIL import Image
+from webdataset.gopen import gopen, gopen_schemes
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from cluster.errors import ServiceError
 from cluster.objectstore import ObjectStoreError, S3Url, explain, s3_client
 
 READ_ATTEMPTS = 4
 BACKOFF_S = 0.5
 
 
-class ShardError(RuntimeError):
+class ShardError(ServiceError):
     """A shard cannot be read; the message names the shard and the cause."""
 
 
@@ -67,7 +68,7 @@ def _gopen_s3(url: str, mode: str = "rb", bufsize: int = 8192, **_: object) -> B
         raise explain(error, f"shard {url}") from None
 
 
-webdataset.gopen.gopen_schemes["s3"] = _gopen_s3
+gopen_schemes["s3"] = _gopen_s3  # webdataset dispatches on the URL scheme through this dict
 
 
 def local_path(url: str) -> str:
@@ -79,7 +80,7 @@ def local_path(url: str) -> str:
 def open_shard(url: str) -> BinaryIO:
     """A readable stream of the shard's bytes, whatever its scheme."""
     try:
-        return webdataset.gopen.gopen(local_path(url))
+        return gopen(local_path(url))
     except FileNotFoundError:
         raise ShardError(f"shard {url} does not exist") from None
     except ObjectStoreError as error:
@@ -140,7 +141,9 @@ def read_shard(
         except Exception as error:  # tarfile.ReadError and friends, wrapped by webdataset
             if isinstance(error, ShardError):
                 raise
-            raise ShardError(f"shard {url} is truncated or not a tar file ({error})") from None
+            # webdataset appends the stream and URL to the arguments: keep the reason only.
+            reason = str(error.args[0] if error.args else error).split(" @ ")[0]
+            raise ShardError(f"shard {url} is truncated or not a tar file ({reason})") from None
     if expected_samples is not None and delivered != expected_samples:
         raise ShardError(
             f"shard {url} has {delivered} samples but {expected_samples} are registered: "
@@ -163,6 +166,15 @@ def decode_rgb(jpeg: bytes) -> Image.Image:
     with Image.open(io.BytesIO(jpeg)) as image:
         image.load()
         return image.convert("RGB")
+
+
+def decode_problem(jpeg: bytes) -> str | None:
+    """Why a JPEG does not decode, or None when it does."""
+    try:
+        decode_rgb(jpeg)
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
 
 
 def decoded(

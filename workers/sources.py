@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cluster.errors import InputError
+
 IMAGE_SUFFIXES = {".jpeg", ".jpg"}
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """The source folder is not in a layout saverzoo understands; the message says why."""
 
 

@@ -152,6 +152,10 @@ class Reference:
     def delta_c(self, b, s, exits):
         return self.costs[s] / self.costs[b] - exits / self.n
 
+    def exact_delta_c(self, b, s, exits):
+        """ΔC as an exact rational: equal on paper means equal, so the tie rules decide."""
+        return Fraction(self.costs[s]) / Fraction(self.costs[b]) - Fraction(exits, self.n)
+
 
 def reference_of(case) -> Reference:
     names, costs, predictions, confidence, labels = case
@@ -786,7 +790,7 @@ def test_best_saver_of_each_base_is_the_best_feasible_pair(case, budget):
         for s in savers:
             for exit_set, correct in ref.curve(b, s):
                 if ref.is_feasible(b, correct, budget):
-                    saving = ref.saving(b, s, len(exit_set))
+                    saving = -ref.exact_delta_c(b, s, len(exit_set))  # saving = -ΔC, exactly
                     options.append((-saving, -correct, ref.costs[s], ref.names[s], len(exit_set)))
         chosen = best_candidate(per_base[b][0], "budget")
         if not options or -min(options)[0] <= 0:
@@ -803,7 +807,7 @@ def test_best_saver_of_each_base_is_the_best_feasible_pair(case, budget):
         matches = []
         for s in savers:
             _, exits, _, _ = ref.paper(b, s)
-            matches.append((ref.delta_c(b, s, exits), ref.costs[s], ref.names[s], exits))
+            matches.append((ref.exact_delta_c(b, s, exits), ref.costs[s], ref.names[s], exits))
         chosen = best_candidate(per_base[b][1], "paper")
         if not matches:
             assert chosen is None

@@ -1,0 +1,269 @@
+"""Shards in a real S3 server (SeaweedFS) and on disk: written, registered, read back exactly."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import uuid
+
+import pytest
+
+from cluster.objectstore import S3Url, get_bytes, s3_client
+from tests.factories import flat_imagenet, image_folder, row_counts, saverzoo, saverzoo_json
+from workers.shard_writer import make_shards
+from workers.shards import SampleFailures, ShardError, decoded, read_shard
+from workers.sources import find_source
+
+pytestmark = pytest.mark.s3
+
+
+def bucket_url(prefix: str = "val") -> str:
+    return f"s3://saverzoo-test-{uuid.uuid4().hex[:8]}/{prefix}"
+
+
+def read_all(urls: list[str]) -> list:
+    return [sample for url in urls for sample in read_shard(url)]
+
+
+def test_image_folder_round_trips_through_s3_byte_for_byte(use_s3, use_database, tmp_path):
+    made = image_folder(tmp_path / "src")
+    out = bucket_url()
+
+    result = saverzoo(
+        "datasets", "make-shards", tmp_path / "src", "--out", out, "--name", "tiny",
+        "--shard-size", "4",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    info = saverzoo_json("datasets", "show", "tiny")
+    assert info["num_samples"] == len(made) == 15 and info["num_classes"] == 3
+    assert [s["num_samples"] for s in info["shard_list"]] == [4, 4, 4, 3]
+    assert info["shards"] == f"{out}/tiny-{{000000..000003}}.tar"
+    samples = read_all([s["url"] for s in info["shard_list"]])
+    assert [s.key for s in samples] == sorted(s.key for s in samples)  # sortable keys
+    assert {s.filename: (s.jpeg, s.label) for s in samples} == made  # original bytes, labels
+    manifest = json.loads(get_bytes(s3_client(), S3Url.parse(f"{out}/_info.json")))
+    split = manifest["splits"]["validation"]
+    assert split["num_samples"] == 15 and split["shard_lengths"] == [4, 4, 4, 3]
+
+
+def test_flat_imagenet_layout_with_labels_file_on_disk(use_database, tmp_path):
+    made, labels = flat_imagenet(tmp_path / "val")
+
+    result = saverzoo(
+        "datasets", "make-shards", tmp_path / "val", "--labels", labels,
+        "--out", tmp_path / "shards", "--name", "flat", "--shard-size", "3",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    info = saverzoo_json("datasets", "show", "flat")
+    samples = read_all([s["url"] for s in info["shard_list"]])
+    assert {s.filename: (s.jpeg, s.label) for s in samples} == made
+    assert info["num_classes"] == 4
+
+
+def test_disk_and_s3_shards_hold_identical_samples(use_s3, tmp_path):
+    image_folder(tmp_path / "src")
+    source = find_source(tmp_path / "src")
+    on_disk = make_shards(source, "same", str(tmp_path / "shards"), shard_size=6)
+    in_s3 = make_shards(source, "same", bucket_url(), shard_size=6)
+    assert read_all([s.url for s in on_disk]) == read_all([s.url for s in in_s3])
+
+
+def test_timm_reads_the_shards_through_the_manifest(tmp_path):
+    timm_data = pytest.importorskip("timm.data")
+    made = image_folder(tmp_path / "src")
+    make_shards(find_source(tmp_path / "src"), "tiny", str(tmp_path / "shards"), shard_size=4)
+
+    dataset = timm_data.create_dataset(
+        "wds/tiny", root=str(tmp_path / "shards"), split="validation", is_training=False
+    )
+
+    assert len(dataset) == len(made)
+    labels = sorted(target for _, target in dataset)
+    assert labels == sorted(label for _, label in made.values())
+
+
+def test_an_interrupted_run_resumes_without_duplicate_or_missing_samples(use_s3, tmp_path):
+    image_folder(tmp_path / "src")
+    source = find_source(tmp_path / "src")
+    out = bucket_url()
+
+    def interrupt(done, total):
+        if done >= 8:
+            raise KeyboardInterrupt  # the user stops the run after two shards
+
+    with pytest.raises(KeyboardInterrupt):
+        make_shards(source, "tiny", out, shard_size=4, progress=interrupt)
+    location = S3Url.parse(out)
+    client = s3_client()
+    listed = client.list_objects_v2(Bucket=location.bucket, Prefix=location.key)["Contents"]
+    first_run = {o["Key"].rsplit("/", 1)[1]: o["ETag"] for o in listed}
+    assert sorted(first_run) == ["_progress.json", "tiny-000000.tar", "tiny-000001.tar"]
+
+    shards = make_shards(source, "tiny", out, shard_size=4)
+
+    samples = read_all([s.url for s in shards])
+    assert sorted(s.key for s in samples) == [image.key for image in source.images]
+    listed = client.list_objects_v2(Bucket=location.bucket, Prefix=location.key)["Contents"]
+    etags = {o["Key"].rsplit("/", 1)[1]: o["ETag"] for o in listed}
+    assert etags["tiny-000000.tar"] == first_run["tiny-000000.tar"]  # finished shards kept
+    assert sorted(etags) == ["_info.json", "_progress.json"] + [
+        f"tiny-{i:06d}.tar" for i in range(4)
+    ]
+
+
+def test_a_truncated_shard_is_an_error_naming_it(tmp_path):
+    image_folder(tmp_path / "src")
+    [shard, *_] = make_shards(find_source(tmp_path / "src"), "t", str(tmp_path / "s"), shard_size=8)
+    path = tmp_path / "s" / "t-000000.tar"
+    data = path.read_bytes()
+
+    path.write_bytes(data[: len(data) // 2 + 100])  # cut inside a member
+    with pytest.raises(ShardError, match="t-000000.tar is truncated"):
+        list(read_shard(shard.url))
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        second_sample = tar.getmembers()[3].offset  # three members (cls, filename, jpg) each
+    path.write_bytes(data[:second_sample])  # cut exactly between two samples: a "short" tar
+    with pytest.raises(
+        ShardError, match="t-000000.tar (has 1 samples but 8 are registered|is tru)"
+    ):
+        list(read_shard(shard.url, expected_samples=8))
+
+
+def test_a_corrupted_jpeg_is_recorded_with_its_key_not_fatal(use_database, tmp_path):
+    made = image_folder(tmp_path / "src")
+    broken = tmp_path / "src" / "n00000001" / "n00000001_0002.JPEG"
+    broken.write_bytes(broken.read_bytes()[:60])  # a truncated JPEG
+
+    result = saverzoo(
+        "datasets", "make-shards", tmp_path / "src", "--out", tmp_path / "shards",
+        "--name", "broken", "--shard-size", "10",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert "1 samples do not decode" in result.stdout
+    info = saverzoo_json("datasets", "show", "broken")
+    [(shard_index, failed)] = [
+        (s["index"], s["failed_samples"]) for s in info["shard_list"] if s["failed_samples"]
+    ]
+    [key] = failed
+    failures = SampleFailures()
+    good = list(decoded(read_shard(info["shard_list"][shard_index]["url"]), failures))
+    assert list(failures.reasons) == [key]  # the reader's caller records it, and goes on
+    assert len(good) == info["shard_list"][shard_index]["num_samples"] - 1
+    assert info["num_samples"] == len(made)  # kept in the shard, counted, never dropped
+
+
+def test_a_missing_object_is_an_error_naming_the_shard(use_s3):
+    url = bucket_url("missing-000000.tar")
+    s3_client().create_bucket(Bucket=S3Url.parse(url).bucket)
+    with pytest.raises(ShardError, match=f"shard {url} does not exist"):
+        list(read_shard(url))
+
+
+@pytest.mark.parametrize(
+    ("key", "secret", "message"),
+    [
+        ("nobody", "x", "access key is unknown"),
+        ("saverzoo-test", "wrong", "secret key does not match"),
+    ],
+)
+def test_wrong_credentials_are_an_error_naming_the_shard(
+    use_s3, monkeypatch, tmp_path, key, secret, message
+):
+    image_folder(tmp_path / "src")
+    [shard, *_] = make_shards(find_source(tmp_path / "src"), "c", bucket_url(), shard_size=20)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    with pytest.raises(ShardError, match=message) as raised:
+        list(read_shard(shard.url))
+    assert shard.url in str(raised.value)
+    assert secret not in str(raised.value)
+
+
+def test_a_stopped_object_store_is_an_error_saying_so(use_s3, monkeypatch):
+    from cluster.settings import get_settings
+
+    monkeypatch.setenv("SAVERZOO_S3_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens
+    monkeypatch.setenv("SAVERZOO_S3_MAX_ATTEMPTS", "1")
+    get_settings.cache_clear()
+    with pytest.raises(ShardError, match="cannot reach the object store"):
+        list(read_shard("s3://anything/x-000000.tar"))
+
+
+def test_a_dropped_connection_rereads_the_shard_without_repeating_samples(use_s3, tmp_path):
+    image_folder(tmp_path / "src")
+    [shard, *_] = make_shards(find_source(tmp_path / "src"), "r", bucket_url(), shard_size=20)
+    expected = list(read_shard(shard.url))
+    opened = []
+
+    def flaky_open(url):
+        from workers.shards import open_shard
+
+        stream = open_shard(url)
+        opened.append(url)
+        return stream if len(opened) > 1 else DropsAfter(stream, 4000)
+
+    samples = list(read_shard(shard.url, opener=flaky_open))
+
+    assert len(opened) == 2
+    assert samples == expected
+
+
+class DropsAfter:
+    """A stream whose connection drops after some bytes (the failure, not the store, is fake)."""
+
+    def __init__(self, stream, limit):
+        self.stream, self.left = stream, limit
+
+    def read(self, size=-1):
+        if self.left <= 0:
+            raise ConnectionResetError("connection reset by peer")
+        data = self.stream.read(min(size, self.left) if size > 0 else self.left)
+        self.left -= len(data)
+        return data
+
+    def close(self):
+        self.stream.close()
+
+
+def test_registering_existing_shards_reads_their_keys_and_labels(use_s3, use_database, tmp_path):
+    made = image_folder(tmp_path / "src")
+    out = bucket_url()
+    make_shards(find_source(tmp_path / "src"), "tiny", out, shard_size=4)
+
+    result = saverzoo("datasets", "add", "again", "--shards", f"{out}/tiny-{{000000..000003}}.tar")
+
+    assert result.exit_code == 0, result.output
+    listed = saverzoo_json("datasets", "list")
+    assert [(d["name"], d["num_samples"], d["num_shards"]) for d in listed] == [
+        ("again", len(made), 4)
+    ]
+    again = saverzoo("datasets", "add", "again", "--shards", f"{out}/tiny-{{000000..000003}}.tar")
+    assert again.exit_code == 0 and "unchanged" in again.stdout
+
+
+def test_bad_dataset_input_fails_in_one_line_and_registers_nothing(use_database, tmp_path):
+    flat_imagenet(tmp_path / "flat")
+    cases = [
+        (["datasets", "make-shards", tmp_path / "flat", "--out", tmp_path / "o", "--name", "x"],
+         "give their labels with --labels"),
+        (["datasets", "make-shards", tmp_path / "nope", "--out", tmp_path / "o", "--name", "x"],
+         "is not a folder"),
+        (["datasets", "make-shards", tmp_path / "flat", "--labels", tmp_path / "labels.txt",
+          "--out", "ftp://host/x", "--name", "x"], "not ftp://"),
+        (["datasets", "add", "x", "--shards", str(tmp_path / "none-{000000..000001}.tar")],
+         "does not exist"),
+        (["datasets", "show", "nope"], "unknown dataset"),
+    ]  # fmt: skip
+    saverzoo("db", "upgrade")
+    before = row_counts(use_database)
+    for args, message in cases:
+        result = saverzoo(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert message in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert row_counts(use_database) == before
