@@ -113,13 +113,11 @@ def service_add_one_model(num_models: int, num_samples: int, database_url: str |
     start = time.perf_counter()
     with sessions.begin() as session:
         dataset = session.scalar(select(Dataset).where(Dataset.name == dataset_name))
-        zoos = search.zoo(session, dataset).zoos
-        for saver in range(num_models - 1):
-            for part in ("full", "calibration", "evaluation"):
-                zoos.order(part, saver)
+        search.warm(session, dataset)
         # Load (or compile) the kernels, as a long-lived service would have done already.
-        saver_records(zoos, 0, [1], BUDGETS_CP)
-        saver_records(zoos, 0, np.arange(1, 30), BUDGETS_CP)
+        warm_kernels = SplitZoo(_zoo(30, 1000), calibration_mask([f"{i}" for i in range(1000)]))
+        saver_records(warm_kernels, 0, [1], BUDGETS_CP)
+        saver_records(warm_kernels, 0, np.arange(1, 30), BUDGETS_CP)
     warm_up = time.perf_counter() - start
     with sessions.begin() as session:
         dataset = session.scalar(select(Dataset).where(Dataset.name == dataset_name))

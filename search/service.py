@@ -125,6 +125,18 @@ class SaverSearch:
         self._cache[dataset.id] = cached
         return cached
 
+    def warm(self, session: Session, dataset: Dataset) -> int:
+        """Load the dataset's zoo and sort every saver, as a long-lived service does once at start.
+
+        Returns the number of models held.
+        """
+        cached = self._zoo(session, dataset)
+        cached.revision = dataset.search_revision
+        for saver in range(len(cached.model_ids)):
+            for part in ("full", "calibration", "evaluation"):
+                cached.zoos.order(part, saver)
+        return len(cached.model_ids)
+
     # ----- updates -----------------------------------------------------------------------------
     def models_completed(
         self,
