@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -97,7 +98,11 @@ class Model(Base):
 
 class PredictionChunk(Base):
     __tablename__ = "prediction_chunks"
-    __table_args__ = (UniqueConstraint("model_id", "dataset_id", "shard_index"),)
+    __table_args__ = (
+        UniqueConstraint("model_id", "dataset_id", "shard_index"),
+        # "Which models are complete on this dataset" reads by dataset first.
+        Index("ix_prediction_chunks_dataset", "dataset_id", "model_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))

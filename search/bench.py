@@ -62,7 +62,7 @@ def service_add_one_model(num_models: int, num_samples: int, database_url: str |
     from db.models import Dataset, Model
     from db.queries import add_shard, store_chunk, upsert_model
     from db.queries import keys_digest as digest_of
-    from db.schema import ensure_schema
+    from db.schema import upgrade
     from db.session import session_factory
     from search.selection import centipoints
     from search.service import SaverSearch
@@ -70,7 +70,7 @@ def service_add_one_model(num_models: int, num_samples: int, database_url: str |
     synthetic = make_zoo(num_models, num_samples, seed=1)
     workdir = Path(tempfile.mkdtemp(prefix="saverzoo-bench-"))
     url = database_url or f"sqlite:///{workdir / 'bench.db'}"
-    ensure_schema(url)
+    upgrade(url)  # a benchmark database: migrate it whatever its state
     sessions = session_factory(url)
     keys = [f"{i:08d}" for i in range(num_samples)]
     dataset_name = f"bench-{num_models}-{time.time_ns()}"

@@ -55,17 +55,22 @@ def stored_results(url: str, dataset: str | None = None) -> tuple[dict, dict]:
     return pairs, best
 
 
-def import_all_at_once(url, tmp_path, zoo):
+def add_records(url, directory, zoo, names=None, dataset="val", search=None):
+    """Import (some of) the zoo's records into ``dataset``, as `saverzoo records import` does."""
     ensure_schema(url)
     with session_factory(url).begin() as session:
         import_records(
             session,
-            records_dir(tmp_path / "all", zoo),
-            "val",
+            records_dir(directory, zoo, names),
+            dataset,
             budgets=BUDGETS,
             holdout_fraction=0.5,
-            search=SaverSearch(),
+            search=search or SaverSearch(),
         )
+
+
+def import_all_at_once(url, tmp_path, zoo):
+    add_records(url, tmp_path / "all", zoo)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -81,15 +86,7 @@ def test_adding_models_one_by_one_in_random_order_equals_full_computation(
     ensure_schema(database_url)
     search = SaverSearch()  # one long-lived service: its cached zoo grows model by model
     for step, name in enumerate(order):
-        with session_factory(database_url).begin() as session:
-            import_records(
-                session,
-                records_dir(tmp_path / str(step), zoo, [name]),
-                "val",
-                budgets=BUDGETS,
-                holdout_fraction=0.5,
-                search=search,
-            )
+        add_records(database_url, tmp_path / str(step), zoo, [name], search=search)
 
     incremental_pairs, incremental_best = stored_results(database_url)
     full_pairs, full_best = stored_results(full_url)
@@ -127,15 +124,7 @@ def test_a_reevaluated_best_saver_that_got_worse_is_replaced(database_url, tmp_p
     zoo.predictions[row] = (zoo.labels + 1) % 10
     zoo.confidence[row] = 1.0
 
-    with session_factory(database_url).begin() as session:
-        import_records(
-            session,
-            records_dir(tmp_path / "again", zoo, [weakened]),
-            "val",
-            budgets=BUDGETS,
-            holdout_fraction=0.5,
-            search=SaverSearch(),
-        )
+    add_records(database_url, tmp_path / "again", zoo, [weakened])
 
     full_url = f"sqlite:///{tmp_path / 'full.db'}"
     import_all_at_once(full_url, tmp_path / "f", zoo)
@@ -147,15 +136,7 @@ def test_a_reevaluated_best_saver_that_got_worse_is_replaced(database_url, tmp_p
 def test_concurrent_imports_miss_no_pair_and_duplicate_no_row(database_url, tmp_path):
     zoo = small_zoo(num_models=8, num_samples=800, seed=9)
     ensure_schema(database_url)
-    with session_factory(database_url).begin() as session:
-        import_records(
-            session,
-            records_dir(tmp_path / "first", zoo, zoo.names[:2]),
-            "val",
-            budgets=BUDGETS,
-            holdout_fraction=0.5,
-            search=SaverSearch(),
-        )
+    add_records(database_url, tmp_path / "first", zoo, zoo.names[:2])
     env = {**os.environ, "SAVERZOO_DATABASE_URL": database_url}
     halves = [zoo.names[2:5], zoo.names[5:]]
     processes = [
@@ -196,15 +177,7 @@ def test_a_model_reevaluated_at_another_cost_swaps_roles_cleanly(database_url, t
     # The cheapest model is re-evaluated at a larger input: now the dearest of all.
     zoo.gmacs[0] = zoo.gmacs[-1] * 2
 
-    with session_factory(database_url).begin() as session:
-        import_records(
-            session,
-            records_dir(tmp_path / "again", zoo, [zoo.names[0]]),
-            "val",
-            budgets=BUDGETS,
-            holdout_fraction=0.5,
-            search=SaverSearch(),
-        )
+    add_records(database_url, tmp_path / "again", zoo, [zoo.names[0]])
 
     full_url = f"sqlite:///{tmp_path / 'full.db'}"
     import_all_at_once(full_url, tmp_path / "f", zoo)
@@ -218,11 +191,7 @@ def test_a_cost_change_seen_on_one_dataset_updates_the_others(database_url, tmp_
     import_all_at_once(database_url, tmp_path / "a", zoo)  # dataset "val"
     changed = small_zoo(num_models=5, num_samples=400, seed=8)
     changed.gmacs[1] = changed.gmacs[1] * 1.01  # a small change: no model swaps roles
-    with session_factory(database_url).begin() as session:
-        import_records(
-            session, records_dir(tmp_path / "b", changed), "other",
-            budgets=BUDGETS, holdout_fraction=0.5, search=SaverSearch(),
-        )  # fmt: skip
+    add_records(database_url, tmp_path / "b", changed, dataset="other")
 
     full_url = f"sqlite:///{tmp_path / 'full.db'}"
     import_all_at_once(full_url, tmp_path / "f", changed)
@@ -238,11 +207,7 @@ def test_a_long_lived_service_notices_updates_made_by_another(database_url, tmp_
     mine, theirs = SaverSearch(), SaverSearch()  # two processes' services
 
     def add(search, names, directory):
-        with session_factory(database_url).begin() as session:
-            import_records(
-                session, records_dir(tmp_path / directory, zoo, names), "val",
-                budgets=BUDGETS, holdout_fraction=0.5, search=search,
-            )  # fmt: skip
+        add_records(database_url, tmp_path / directory, zoo, names, search=search)
 
     add(mine, zoo.names[:3], "first")  # mine caches the zoo
     zoo.confidence[1] = 1.0  # the other process re-evaluates a model mine has cached
