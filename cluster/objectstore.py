@@ -112,8 +112,8 @@ _ADVICE = {
     "NoSuchKey": "does not exist",
     "404": "does not exist",
     "NoSuchBucket": "is in a bucket that does not exist",
-    "AccessDenied": "is not readable with these credentials (access denied)",
-    "403": "is not readable with these credentials (access denied)",
+    "AccessDenied": "was refused: access denied (check the credentials and their permissions)",
+    "403": "was refused: access denied (check the credentials and their permissions)",
     "InvalidAccessKeyId": "was refused: the access key is unknown to the object store; check "
     "AWS_ACCESS_KEY_ID",
     "SignatureDoesNotMatch": "was refused: the secret key does not match; check "
@@ -133,7 +133,7 @@ def explain(error: Exception, what: str) -> ObjectStoreError:
             f"no credentials for {what}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
             "(or start the local store with `saverzoo objectstore up`)"
         )
-    if isinstance(error, botocore.exceptions.EndpointConnectionError | ConnectionError):
+    if isinstance(error, botocore.exceptions.ConnectionError):  # refused, timed out, reset
         return ObjectStoreError(
             f"cannot reach the object store for {what} ({error}); is it running? "
             "(`saverzoo objectstore status`)"
@@ -150,8 +150,14 @@ def ensure_bucket(client, bucket: str) -> None:  # a botocore S3 client
             raise explain(error, f"s3://{bucket}") from None
     except botocore.exceptions.BotoCoreError as error:
         raise explain(error, f"s3://{bucket}") from None
+    region = client.meta.region_name
+    location = (
+        {}
+        if region in (None, "us-east-1")
+        else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    )
     try:
-        client.create_bucket(Bucket=bucket)
+        client.create_bucket(Bucket=bucket, **location)
     except botocore.exceptions.ClientError as error:
         if error.response.get("Error", {}).get("Code") not in (
             "BucketAlreadyOwnedByYou",
@@ -160,31 +166,36 @@ def ensure_bucket(client, bucket: str) -> None:  # a botocore S3 client
             raise explain(error, f"s3://{bucket}") from None
 
 
-def upload_file(client, path: Path, url: S3Url, metadata: dict[str, str] | None = None) -> None:
+def upload_file(client, path: Path, url: S3Url) -> None:
     """Upload a local file; the object appears complete or not at all."""
     transfer = TransferConfig(
         multipart_threshold=MULTIPART_BYTES, multipart_chunksize=MULTIPART_BYTES
     )
-    extra = {"Metadata": metadata} if metadata else None
     try:
-        client.upload_file(str(path), url.bucket, url.key, Config=transfer, ExtraArgs=extra)
+        client.upload_file(str(path), url.bucket, url.key, Config=transfer)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
         raise explain(error, str(url)) from None
     except boto3.exceptions.S3UploadFailedError as error:
         raise ObjectStoreError(f"upload of {url} failed: {error}") from None
 
 
-def object_metadata(client, url: S3Url) -> dict[str, str] | None:
-    """The user metadata of an object, or None when it does not exist."""
+def object_exists(client, url: S3Url) -> bool:
     try:
-        head = client.head_object(Bucket=url.bucket, Key=url.key)
+        client.head_object(Bucket=url.bucket, Key=url.key)
     except botocore.exceptions.ClientError as error:
         if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
-            return None
+            return False
         raise explain(error, str(url)) from None
     except botocore.exceptions.BotoCoreError as error:
         raise explain(error, str(url)) from None
-    return dict(head.get("Metadata", {}))
+    return True
+
+
+def delete_object(client, url: S3Url) -> None:
+    try:
+        client.delete_object(Bucket=url.bucket, Key=url.key)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+        raise explain(error, str(url)) from None
 
 
 def put_bytes(client, url: S3Url, data: bytes) -> None:
@@ -194,8 +205,13 @@ def put_bytes(client, url: S3Url, data: bytes) -> None:
         raise explain(error, str(url)) from None
 
 
-def get_bytes(client, url: S3Url) -> bytes:
+def get_bytes(client, url: S3Url, missing_ok: bool = False) -> bytes | None:
+    """The object's bytes; with ``missing_ok``, None when it does not exist."""
     try:
         return client.get_object(Bucket=url.bucket, Key=url.key)["Body"].read()
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+    except botocore.exceptions.ClientError as error:
+        if missing_ok and error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+            return None
+        raise explain(error, str(url)) from None
+    except botocore.exceptions.BotoCoreError as error:
         raise explain(error, str(url)) from None

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from cluster.localstore import LocalObjectStore
 from db.models import Dataset, DatasetShard
@@ -21,15 +21,21 @@ from orchestrator.console import (
     transaction,
     user_errors,
 )
-from orchestrator.datasets import DatasetSpec, expand_shards, read_for_registration, register
-from workers.shard_writer import brace_urls, make_shards
+from orchestrator.datasets import (
+    DatasetSpec,
+    check_name,
+    expand_shards,
+    read_for_registration,
+    register,
+)
+from workers.shard_writer import WrittenShard, brace_urls, make_shards, plan_shards
 from workers.sources import find_source, tar_files
 
 datasets_app = typer.Typer(help="Evaluation datasets: WebDataset shards on disk or in S3.")
 objectstore_app = typer.Typer(help="The local S3 object store (SeaweedFS on 127.0.0.1).")
 
 
-def _register(spec: DatasetSpec, shards) -> None:  # noqa: ANN001 - list[WrittenShard]
+def _register(spec: DatasetSpec, shards: list[WrittenShard]) -> None:
     settings = settings_or_fail()
     with transaction(settings) as session:
         dataset, created = register(
@@ -67,24 +73,27 @@ def make_shards_command(
     """Write SRC as WebDataset shards (original JPEG bytes) and register the dataset."""
     with user_errors():
         if src.is_dir() and tar_files(src) and not any(p.is_dir() for p in src.iterdir()):
+            if out_url is not None or labels is not None:
+                raise fail(f"{src} holds .tar shards: they are registered where they are, as "
+                           "they are; drop --out and --labels")  # fmt: skip
             urls = [str(p.resolve()) for p in tar_files(src)]
             with progress_bar("reading shards") as update:
                 shards = read_for_registration(urls, update)
-            spec = DatasetSpec(name, ",".join(urls), num_classes, f"tars:{src.resolve()}")
-            _register(spec, shards)
+            # webdataset's expand_urls joins several URL patterns with "::".
+            _register(DatasetSpec(name, "::".join(urls), num_classes, f"tars:{src}"), shards)
             return
         if out_url is None:
             raise fail("--out is required to write shards (s3://bucket/prefix or a folder)")
         source = find_source(src, labels)
+        with transaction() as session:  # before writing: never overwrite a registered dataset
+            check_name(session, name, plan_shards(source, name, shard_size))
         with progress_bar(f"writing {name} shards") as update:
             shards = make_shards(
                 source, name, out_url, shard_size=shard_size, split=split, progress=update
             )
         base = shards[0].url.rsplit("/", 1)[0]
-        spec = DatasetSpec(
-            name, brace_urls(base, name, len(shards)), num_classes or source.num_classes,
-            source.label_source,
-        )  # fmt: skip
+        classes = num_classes if num_classes is not None else source.num_classes
+        spec = DatasetSpec(name, brace_urls(base, name, len(shards)), classes, source.label_source)
     _register(spec, shards)
 
 
@@ -108,12 +117,17 @@ def datasets_add(
 def datasets_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
     """Registered datasets."""
     with transaction() as session:
+        shard_counts = dict(
+            session.execute(
+                select(DatasetShard.dataset_id, func.count()).group_by(DatasetShard.dataset_id)
+            ).all()
+        )
         rows = [
             {
                 "name": d.name,
                 "num_samples": d.num_samples,
                 "num_classes": d.num_classes,
-                "num_shards": len(d.shards),
+                "num_shards": shard_counts.get(d.id, 0),
                 "shards": d.shard_urls,
             }
             for d in session.scalars(select(Dataset).order_by(Dataset.name))

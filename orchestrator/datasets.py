@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from sqlalchemy import select
@@ -11,11 +12,19 @@ from sqlalchemy.orm import Session
 from webdataset.shardlists import expand_urls
 
 from cluster.errors import InputError
+from db.arrays import from_npy
 from db.models import Dataset, DatasetShard
 from db.queries import add_shard, find_dataset, keys_digest
 from search.selection import centipoints
 from workers.shard_writer import WrittenShard
 from workers.shards import decode_problem, read_shard
+
+
+class ShardContents(Protocol):
+    """What registration compares of a shard: its keys and labels, in order."""
+
+    keys: list[str]
+    labels: list[int]
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,29 @@ def read_for_registration(
     return shards
 
 
+def _same_samples(session: Session, dataset: Dataset, shards: list[ShardContents]) -> bool:
+    """Whether the registered dataset holds exactly these keys and labels, shard by shard."""
+    stored = session.scalars(
+        select(DatasetShard)
+        .where(DatasetShard.dataset_id == dataset.id)
+        .order_by(DatasetShard.shard_index)
+    ).all()
+    return len(stored) == len(shards) and all(
+        row.keys_digest == keys_digest(shard.keys)
+        and np.array_equal(from_npy(row.labels), np.asarray(shard.labels))
+        for row, shard in zip(stored, shards, strict=True)
+    )
+
+
+def check_name(session: Session, name: str, shards: list[ShardContents]) -> None:
+    """Refuse, before anything is written, a name registered with other samples or labels."""
+    existing = find_dataset(session, name)
+    if existing is not None and not _same_samples(session, existing, shards):
+        raise InputError(
+            f"dataset {name!r} is registered with other samples or labels; choose another --name"
+        )
+
+
 def register(
     session: Session,
     spec: DatasetSpec,
@@ -60,26 +92,21 @@ def register(
     budgets: list[float],
     holdout_fraction: float,
 ) -> tuple[Dataset, bool]:
-    """Create the dataset, or confirm it holds exactly these samples; returns (it, created)."""
+    """Create the dataset, or confirm it holds exactly these samples; returns (it, created).
+
+    A dataset registered again with the same samples and labels takes the new shard locations
+    (shards moved) and the new record of samples that do not decode.
+    """
     labels = np.concatenate([np.asarray(s.labels, dtype=np.int64) for s in shards])
     if len(labels) == 0:
         raise InputError(f"dataset {spec.name!r} would have no samples")
-    num_classes = spec.num_classes or int(labels.max()) + 1
+    num_classes = spec.num_classes if spec.num_classes is not None else int(labels.max()) + 1
     if labels.max() >= num_classes or labels.min() < 0:
         raise InputError(f"labels of {spec.name!r} fall outside 0..{num_classes - 1}")
-    digests = [keys_digest(s.keys) for s in shards]
+    check_name(session, spec.name, shards)
     existing = find_dataset(session, spec.name)
     if existing is not None:
-        stored = session.scalars(
-            select(DatasetShard.keys_digest)
-            .where(DatasetShard.dataset_id == existing.id)
-            .order_by(DatasetShard.shard_index)
-        ).all()
-        if list(stored) != digests:
-            raise InputError(
-                f"dataset {spec.name!r} is registered with other samples; choose another --name"
-            )
-        _record_failures(session, existing, shards)
+        _update_locations(session, existing, spec, shards)
         return existing, False
     dataset = Dataset(
         name=spec.name,
@@ -100,8 +127,12 @@ def register(
     return dataset, True
 
 
-def _record_failures(session: Session, dataset: Dataset, shards: list[WrittenShard]) -> None:
+def _update_locations(
+    session: Session, dataset: Dataset, spec: DatasetSpec, shards: list[WrittenShard]
+) -> None:
+    dataset.shard_urls = spec.shard_urls
     rows = session.scalars(select(DatasetShard).where(DatasetShard.dataset_id == dataset.id)).all()
     by_index = {row.shard_index: row for row in rows}
     for shard in shards:
+        by_index[shard.index].url = shard.url
         by_index[shard.index].failed_samples = shard.failed

@@ -10,6 +10,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -145,29 +146,21 @@ def use_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 # ----- object storage -----------------------------------------------------------------------
-S3_TEST_KEY = ("saverzoo-test", "saverzoo-test-secret")
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+    credentials: tuple[str, str]
 
 
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real SeaweedFS on free loopback ports for the whole session; yields its endpoint."""
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real SeaweedFS on free loopback ports for the whole session."""
     from cluster.localstore import LocalObjectStore
 
-    directory = tmp_path_factory.mktemp("seaweedfs")
-    port = _free_port_block()
-    old = {v: os.environ.get(v) for v in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = S3_TEST_KEY
-    store = LocalObjectStore(directory, port)
+    store = LocalObjectStore(tmp_path_factory.mktemp("seaweedfs"), _free_port_block())
+    state = store.up()
     try:
-        state = store.up()
-    finally:
-        for variable, value in old.items():
-            if value is None:
-                os.environ.pop(variable, None)
-            else:
-                os.environ[variable] = value
-    try:
-        yield state.endpoint
+        yield S3Server(state.endpoint, store.credentials())
     finally:
         store.down()
 
@@ -194,13 +187,19 @@ def _free_port_block() -> int:
 
 
 @pytest.fixture
-def use_s3(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def free_port_block() -> int:
+    """An S3 port P of a free block for a SeaweedFS of a test's own."""
+    return _free_port_block()
+
+
+@pytest.fixture
+def use_s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     """Point saverzoo at the test object store with its credentials (the AWS chain's env)."""
     from cluster.settings import get_settings
 
-    monkeypatch.setenv("SAVERZOO_S3_ENDPOINT_URL", s3_server)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_TEST_KEY[0])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_TEST_KEY[1])
+    monkeypatch.setenv("SAVERZOO_S3_ENDPOINT_URL", s3_server.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.credentials[0])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.credentials[1])
     monkeypatch.setenv("SAVERZOO_S3_MAX_ATTEMPTS", "3")
     get_settings.cache_clear()
     yield s3_server

@@ -1,1 +1,1 @@
-"""Where the data meets the models: image sources, shard writing and reading (evaluation to come)."""
+"""Where data meets models: image sources, shard writing and reading (evaluation to come)."""

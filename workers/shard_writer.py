@@ -25,17 +25,19 @@ from webdataset import TarWriter
 from cluster.errors import InputError
 from cluster.objectstore import (
     S3Url,
+    delete_object,
     ensure_bucket,
     get_bytes,
-    object_metadata,
+    object_exists,
     put_bytes,
     s3_client,
     upload_file,
 )
-from workers.shards import decode_problem
+from workers.shards import decode_problem, local_path
 from workers.sources import Source, SourceImage
 
 JOURNAL = "_progress.json"
+OWNER_KEY = "__dataset__"  # the journal's record of which dataset the folder holds
 MANIFEST = "_info.json"
 FIXED_MTIME = 0.0  # same inputs, same tar bytes
 
@@ -46,13 +48,31 @@ class ShardPlan:
     name: str
     images: list[SourceImage]
 
+    @property
+    def keys(self) -> list[str]:
+        return [image.key for image in self.images]
+
+    @property
+    def labels(self) -> list[int]:
+        return [image.label for image in self.images]
+
     def digest(self) -> str:
-        """What the shard holds: keys, names, labels and file sizes (not the bytes: cheap)."""
+        """What the shard holds: keys, names, labels, file sizes and modification times."""
         digest = hashlib.blake2b(digest_size=16)
         for image in self.images:
-            size = image.path.stat().st_size
-            digest.update(f"{image.key}\0{image.filename}\0{image.label}\0{size}\n".encode())
+            stat = _stat(image)
+            digest.update(
+                f"{image.key}\0{image.filename}\0{image.label}\0{stat.st_size}\0"
+                f"{stat.st_mtime_ns}\n".encode()
+            )
         return digest.hexdigest()
+
+
+def _stat(image: SourceImage) -> os.stat_result:
+    try:
+        return image.path.stat()
+    except OSError as error:
+        raise InputError(f"cannot read source image {image.path}: {error.strerror}") from None
 
 
 @dataclass(frozen=True)
@@ -86,8 +106,7 @@ def plan_shards(source: Source, dataset: str, shard_size: int) -> list[ShardPlan
 
 class LocalDestination:
     def __init__(self, url: str) -> None:
-        parsed = urllib.parse.urlparse(url)
-        self.root = Path(urllib.parse.unquote(parsed.path) if parsed.scheme else url)
+        self.root = Path(local_path(url))
         self.root.mkdir(parents=True, exist_ok=True)
 
     def url_of(self, name: str) -> str:
@@ -111,6 +130,9 @@ class LocalDestination:
         staged.write_text(text)
         os.replace(staged, self.root / name)
 
+    def delete(self, name: str) -> None:
+        (self.root / name).unlink(missing_ok=True)
+
 
 class S3Destination:
     def __init__(self, url: str) -> None:
@@ -125,21 +147,20 @@ class S3Destination:
         return None  # the system's temporary folder
 
     def exists(self, name: str) -> bool:
-        return object_metadata(self.client, self.base.child(name)) is not None
+        return object_exists(self.client, self.base.child(name))
 
     def put(self, staged: Path, name: str) -> None:
-        try:
-            upload_file(self.client, staged, self.base.child(name))
-        finally:
-            staged.unlink(missing_ok=True)
+        upload_file(self.client, staged, self.base.child(name))
 
     def read_text(self, name: str) -> str | None:
-        if not self.exists(name):
-            return None
-        return get_bytes(self.client, self.base.child(name)).decode()
+        data = get_bytes(self.client, self.base.child(name), missing_ok=True)
+        return None if data is None else data.decode()
 
     def write_text(self, name: str, text: str) -> None:
         put_bytes(self.client, self.base.child(name), text.encode())
+
+    def delete(self, name: str) -> None:
+        delete_object(self.client, self.base.child(name))
 
 
 # Where shards go, by URL scheme; anything else is an error that names the schemes we know.
@@ -157,7 +178,10 @@ def destination_for(url: str) -> LocalDestination | S3Destination:
 
 
 def _read_and_check(image: SourceImage) -> tuple[bytes, str | None]:
-    data = image.path.read_bytes()
+    try:
+        data = image.path.read_bytes()
+    except OSError as error:
+        raise InputError(f"cannot read source image {image.path}: {error.strerror}") from None
     return data, decode_problem(data)
 
 
@@ -192,6 +216,42 @@ def timm_manifest(dataset: str, split: str, shards: list[WrittenShard], names: l
     }
 
 
+def _journal(destination: LocalDestination | S3Destination, dataset: str, out_url: str) -> dict:
+    """Finished shards by name; a folder holds the shards (and manifest) of one dataset only."""
+    stored = json.loads(destination.read_text(JOURNAL) or "{}")
+    owner = stored.pop(OWNER_KEY, dataset)
+    if owner != dataset:
+        raise InputError(
+            f"{out_url} holds the shards of dataset {owner!r}; give {dataset!r} its own --out"
+        )
+    return stored
+
+
+def _save_journal(destination: LocalDestination | S3Destination, journal: dict, dataset: str):
+    destination.write_text(JOURNAL, json.dumps({OWNER_KEY: dataset, **journal}, indent=1))
+
+
+def _forget_other_plans(
+    destination: LocalDestination | S3Destination,
+    journal: dict,
+    digests: dict[str, str],
+    dataset: str,
+) -> None:
+    """Remove what an earlier, different plan wrote here (its shards, its manifest).
+
+    Only shards the journal records as ours are deleted; the manifest goes until this run rewrites
+    it, so timm never reads one that describes other shards.
+    """
+    stale = sorted(set(journal) - set(digests))
+    for name in stale:
+        destination.delete(name)
+        del journal[name]
+    if stale:
+        _save_journal(destination, journal, dataset)
+    if stale or any(journal.get(n, {}).get("digest") != d for n, d in digests.items()):
+        destination.delete(MANIFEST)
+
+
 def make_shards(
     source: Source,
     dataset: str,
@@ -204,12 +264,14 @@ def make_shards(
     """Write (or finish writing) the shards of ``source``; returns every shard, in order."""
     plans = plan_shards(source, dataset, shard_size)
     destination = destination_for(out_url)
-    journal = json.loads(destination.read_text(JOURNAL) or "{}")
+    journal = _journal(destination, dataset, out_url)
+    digests = {plan.name: plan.digest() for plan in plans}
+    _forget_other_plans(destination, journal, digests, dataset)
     written = []
     done = 0
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         for plan in plans:
-            digest = plan.digest()
+            digest = digests[plan.name]
             entry = journal.get(plan.name)
             if not (entry and entry["digest"] == digest and destination.exists(plan.name)):
                 with tempfile.NamedTemporaryFile(
@@ -220,19 +282,16 @@ def make_shards(
                     failed = write_tar(plan, staged_path, pool)
                     destination.put(staged_path, plan.name)
                 finally:
-                    staged_path.unlink(missing_ok=True)
+                    staged_path.unlink(missing_ok=True)  # gone already where put renamed it
                 entry = {"digest": digest, "failed": failed}
                 journal[plan.name] = entry
-                destination.write_text(JOURNAL, json.dumps(journal, indent=1))
+                _save_journal(destination, journal, dataset)
             written.append(
                 WrittenShard(
-                    plan.index,
-                    destination.url_of(plan.name),
-                    [image.key for image in plan.images],
-                    [image.label for image in plan.images],
+                    plan.index, destination.url_of(plan.name), plan.keys, plan.labels,
                     entry["failed"],
                 )
-            )
+            )  # fmt: skip
             done += len(plan.images)
             if progress:
                 progress(done, len(source.images))

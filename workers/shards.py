@@ -26,7 +26,7 @@ from PIL import Image
 from webdataset.gopen import gopen, gopen_schemes
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from cluster.errors import ServiceError
+from cluster.errors import InputError, ServiceError
 from cluster.objectstore import ObjectStoreError, S3Url, explain, s3_client
 
 READ_ATTEMPTS = 4
@@ -39,6 +39,7 @@ class ShardError(ServiceError):
 
 # Errors after which reading the shard again may succeed.
 TRANSIENT_ERRORS = (
+    botocore.exceptions.IncompleteReadError,  # the connection closed before the object's end
     botocore.exceptions.ResponseStreamingError,
     botocore.exceptions.ReadTimeoutError,
     botocore.exceptions.ConnectionClosedError,
@@ -72,9 +73,13 @@ gopen_schemes["s3"] = _gopen_s3  # webdataset dispatches on the URL scheme throu
 
 
 def local_path(url: str) -> str:
-    """``file://`` URLs and plain paths as a path (webdataset's ``gopen`` wants plain paths)."""
+    """``file:///path`` URLs and plain paths as a path; ``file://host/...`` is refused."""
     parsed = urllib.parse.urlparse(url)
-    return urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else url
+    if parsed.scheme != "file":
+        return url
+    if parsed.netloc not in ("", "localhost"):
+        raise InputError(f"{url!r} names a host; write file:///absolute/path or a plain path")
+    return urllib.parse.unquote(parsed.path)
 
 
 def open_shard(url: str) -> BinaryIO:
@@ -161,6 +166,11 @@ class SampleFailures:
         return len(self.reasons)
 
 
+# A decoder can fail in many ways on bad bytes (OSError, SyntaxError, struct.error, ...): every
+# exception of decoding means "this sample's image is bad", never "stop the shard".
+DECODE_ERRORS = (Exception,)
+
+
 def decode_rgb(jpeg: bytes) -> Image.Image:
     """Decode fully (a truncated JPEG fails here, not later) and convert to RGB like timm."""
     with Image.open(io.BytesIO(jpeg)) as image:
@@ -172,7 +182,7 @@ def decode_problem(jpeg: bytes) -> str | None:
     """Why a JPEG does not decode, or None when it does."""
     try:
         decode_rgb(jpeg)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
+    except DECODE_ERRORS as error:
         return f"{type(error).__name__}: {error}"
     return None
 
@@ -184,7 +194,7 @@ def decoded(
     for sample in samples:
         try:
             image = decode_rgb(sample.jpeg)
-        except (OSError, ValueError, Image.DecompressionBombError) as error:
+        except DECODE_ERRORS as error:
             failures.reasons[sample.key] = f"{type(error).__name__}: {error}"
             continue
         yield sample, image

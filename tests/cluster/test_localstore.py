@@ -7,16 +7,15 @@ import stat
 import pytest
 
 from cluster.objectstore import S3Url, get_bytes, put_bytes, s3_client
-from tests.conftest import _free_port_block
 from tests.factories import saverzoo
 
 pytestmark = pytest.mark.s3
 
 
-def test_up_status_down_and_clients_use_the_running_store(tmp_path, monkeypatch):
+def test_up_status_down_and_clients_use_the_running_store(tmp_path, monkeypatch, free_port_block):
     from cluster.settings import get_settings
 
-    port = _free_port_block()
+    port = free_port_block
     monkeypatch.setenv("SAVERZOO_OBJECTSTORE_DIR", str(tmp_path / "store"))
     monkeypatch.setenv("SAVERZOO_OBJECTSTORE_PORT", str(port))
     monkeypatch.delenv("SAVERZOO_S3_ENDPOINT_URL", raising=False)

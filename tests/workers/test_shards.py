@@ -127,9 +127,7 @@ def test_a_truncated_shard_is_an_error_naming_it(tmp_path):
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         second_sample = tar.getmembers()[3].offset  # three members (cls, filename, jpg) each
     path.write_bytes(data[:second_sample])  # cut exactly between two samples: a "short" tar
-    with pytest.raises(
-        ShardError, match="t-000000.tar (has 1 samples but 8 are registered|is tru)"
-    ):
+    with pytest.raises(ShardError, match="t-000000.tar has 1 samples but 8 are registered"):
         list(read_shard(shard.url, expected_samples=8))
 
 
@@ -168,7 +166,7 @@ def test_a_missing_object_is_an_error_naming_the_shard(use_s3):
     ("key", "secret", "message"),
     [
         ("nobody", "x", "access key is unknown"),
-        ("saverzoo-test", "wrong", "secret key does not match"),
+        (None, "wrong", "secret key does not match"),  # None: the store's own access key
     ],
 )
 def test_wrong_credentials_are_an_error_naming_the_shard(
@@ -176,7 +174,7 @@ def test_wrong_credentials_are_an_error_naming_the_shard(
 ):
     image_folder(tmp_path / "src")
     [shard, *_] = make_shards(find_source(tmp_path / "src"), "c", bucket_url(), shard_size=20)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key or use_s3.credentials[0])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     with pytest.raises(ShardError, match=message) as raised:
         list(read_shard(shard.url))
@@ -267,3 +265,74 @@ def test_bad_dataset_input_fails_in_one_line_and_registers_nothing(use_database,
         assert message in result.stderr, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1
     assert row_counts(use_database) == before
+
+
+def test_a_connection_closed_early_rereads_the_shard(use_s3, tmp_path):
+    from botocore.response import StreamingBody
+
+    image_folder(tmp_path / "src")
+    [shard, *_] = make_shards(find_source(tmp_path / "src"), "e", bucket_url(), shard_size=20)
+    expected = list(read_shard(shard.url))
+    data = get_bytes(s3_client(), S3Url.parse(shard.url))
+    opened = []
+
+    def closes_early_once(url):
+        from workers.shards import open_shard
+
+        opened.append(url)
+        if len(opened) == 1:  # as boto3 sees a body whose connection ends before its length
+            return StreamingBody(io.BytesIO(data[:3000]), len(data))
+        return open_shard(url)
+
+    assert list(read_shard(shard.url, opener=closes_early_once)) == expected
+    assert len(opened) == 2
+
+
+def test_rewriting_with_another_shard_size_leaves_no_stale_shard_or_manifest(tmp_path):
+    image_folder(tmp_path / "src")
+    source = find_source(tmp_path / "src")
+    out = tmp_path / "shards"
+    make_shards(source, "tiny", str(out), shard_size=4)
+
+    shards = make_shards(source, "tiny", str(out), shard_size=8)
+
+    assert sorted(p.name for p in out.iterdir()) == [
+        "_info.json", "_progress.json", "tiny-000000.tar", "tiny-000001.tar",
+    ]  # fmt: skip
+    manifest = json.loads((out / "_info.json").read_text())
+    assert manifest["splits"]["validation"]["shard_lengths"] == [8, 7]
+    assert len(read_all([s.url for s in shards])) == 15
+
+
+def test_a_folder_holds_one_datasets_shards(tmp_path):
+    from cluster.errors import InputError
+
+    image_folder(tmp_path / "src")
+    source = find_source(tmp_path / "src")
+    make_shards(source, "first", str(tmp_path / "shards"), shard_size=8)
+    with pytest.raises(InputError, match="holds the shards of dataset 'first'"):
+        make_shards(source, "second", str(tmp_path / "shards"), shard_size=8)
+
+
+def test_new_labels_under_a_registered_name_are_refused_before_writing(use_database, tmp_path):
+    made, labels = flat_imagenet(tmp_path / "val")
+    args = ["--out", tmp_path / "shards", "--name", "flat", "--shard-size", "3"]
+    first = saverzoo("datasets", "make-shards", tmp_path / "val", "--labels", labels, *args)
+    assert first.exit_code == 0, first.output
+    written = {p.name: p.read_bytes() for p in (tmp_path / "shards").glob("*.tar")}
+    labels.write_text("0\n" * len(made))
+
+    again = saverzoo("datasets", "make-shards", tmp_path / "val", "--labels", labels, *args)
+
+    assert again.exit_code == 1 and "registered with other samples or labels" in again.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "shards").glob("*.tar")} == written
+
+
+def test_file_urls_naming_a_host_are_refused():
+    from cluster.errors import InputError
+    from workers.shards import local_path
+
+    assert local_path("file:///data/x.tar") == "/data/x.tar"
+    assert local_path("file://localhost/data/x.tar") == "/data/x.tar"
+    with pytest.raises(InputError, match="names a host"):
+        local_path("file://data/x.tar")
