@@ -62,6 +62,8 @@ def flat_with_labels(root: Path, labels_file: Path) -> Source:
         labels = [int(line) for line in lines]
     except (OSError, ValueError) as error:
         raise SourceError(f"{labels_file} must hold one integer label per line ({error})") from None
+    if not paths:
+        raise SourceError(f"{root} has no .JPEG/.jpg files")
     if len(labels) != len(paths):
         raise SourceError(
             f"{labels_file} has {len(labels)} labels but {root} has {len(paths)} images; "
