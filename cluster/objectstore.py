@@ -118,6 +118,8 @@ _ADVICE = {
     "AWS_ACCESS_KEY_ID",
     "SignatureDoesNotMatch": "was refused: the secret key does not match; check "
     "AWS_SECRET_ACCESS_KEY",
+    "PreconditionFailed": "changed while it was being read (it was rewritten); read it again",
+    "412": "changed while it was being read (it was rewritten); read it again",
     "InvalidBucketName": "names an invalid bucket (3-63 lowercase letters, digits, dots, dashes)",
 }
 

@@ -58,15 +58,25 @@ class Sample:
     filename: str
 
 
-def _gopen_s3(url: str, mode: str = "rb", bufsize: int = 8192, **_: object) -> BinaryIO:
-    """webdataset ``gopen`` handler for ``s3://bucket/key``: a boto3 streaming body."""
+def _gopen_s3(
+    url: str, mode: str = "rb", bufsize: int = 8192, version: str | None = None, **_: object
+) -> BinaryIO:
+    """webdataset ``gopen`` handler for ``s3://bucket/key``: a boto3 streaming body.
+
+    The body carries the object's ETag as ``version``; opening with ``version`` reads that very
+    object again or fails, never a newer one.
+    """
     if mode[0] != "r":
         raise ValueError(f"{url}: s3 shards are opened for reading only")
     location = S3Url.parse(url)
+    pinned = {"IfMatch": version} if version is not None else {}
     try:
-        return s3_client().get_object(Bucket=location.bucket, Key=location.key)["Body"]
+        response = s3_client().get_object(Bucket=location.bucket, Key=location.key, **pinned)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
         raise explain(error, f"shard {url}") from None
+    body = response["Body"]
+    body.version = response.get("ETag")
+    return body
 
 
 gopen_schemes["s3"] = _gopen_s3  # webdataset dispatches on the URL scheme through this dict
@@ -82,9 +92,11 @@ def local_path(url: str) -> str:
     return urllib.parse.unquote(parsed.path)
 
 
-def open_shard(url: str) -> BinaryIO:
-    """A readable stream of the shard's bytes, whatever its scheme."""
+def open_shard(url: str, version: str | None = None) -> BinaryIO:
+    """A readable stream of the shard's bytes, whatever its scheme (``version``: see s3)."""
     try:
+        if version is not None:
+            return gopen(url, version=version)  # only object stores have versions
         return gopen(local_path(url))
     except FileNotFoundError:
         raise ShardError(f"shard {url} does not exist") from None
@@ -105,8 +117,7 @@ def _as_sample(raw: dict, url: str) -> Sample:
     return Sample(key, raw["jpg"], label, filename.decode() if filename else "")
 
 
-def _samples_once(url: str, opener: Callable[[str], BinaryIO]) -> Iterator[Sample]:
-    stream = opener(url)
+def _samples_once(url: str, stream: BinaryIO) -> Iterator[Sample]:
     try:
         sources = [{"url": url, "stream": stream}]
         for raw in group_by_keys(tar_file_expander(sources)):
@@ -120,7 +131,7 @@ def read_shard(
     *,
     expected_samples: int | None = None,
     attempts: int = READ_ATTEMPTS,
-    opener: Callable[[str], BinaryIO] = open_shard,
+    opener: Callable[..., BinaryIO] = open_shard,
 ) -> Iterator[Sample]:
     """Every sample of one shard, in order, each exactly once.
 
@@ -128,10 +139,13 @@ def read_shard(
     which a tar reader cannot tell from a short shard, into an error.
     """
     delivered = 0
+    version = None  # the object first read: a retry reads it again, not a rewritten shard
     for attempt in range(1, attempts + 1):
         try:
+            stream = opener(url) if version is None else opener(url, version=version)
+            version = getattr(stream, "version", None)
             position = 0
-            for sample in _samples_once(url, opener):
+            for sample in _samples_once(url, stream):
                 position += 1
                 if position > delivered:  # samples of an earlier attempt are not repeated
                     delivered += 1

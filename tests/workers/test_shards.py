@@ -198,10 +198,10 @@ def test_a_dropped_connection_rereads_the_shard_without_repeating_samples(use_s3
     expected = list(read_shard(shard.url))
     opened = []
 
-    def flaky_open(url):
+    def flaky_open(url, **pinned):
         from workers.shards import open_shard
 
-        stream = open_shard(url)
+        stream = open_shard(url, **pinned)
         opened.append(url)
         return stream if len(opened) > 1 else DropsAfter(stream, 4000)
 
@@ -216,6 +216,7 @@ class DropsAfter:
 
     def __init__(self, stream, limit):
         self.stream, self.left = stream, limit
+        self.version = getattr(stream, "version", None)
 
     def read(self, size=-1):
         if self.left <= 0:
@@ -276,13 +277,13 @@ def test_a_connection_closed_early_rereads_the_shard(use_s3, tmp_path):
     data = get_bytes(s3_client(), S3Url.parse(shard.url))
     opened = []
 
-    def closes_early_once(url):
+    def closes_early_once(url, **pinned):
         from workers.shards import open_shard
 
         opened.append(url)
         if len(opened) == 1:  # as boto3 sees a body whose connection ends before its length
             return StreamingBody(io.BytesIO(data[:3000]), len(data))
-        return open_shard(url)
+        return open_shard(url, **pinned)
 
     assert list(read_shard(shard.url, opener=closes_early_once)) == expected
     assert len(opened) == 2
@@ -336,3 +337,25 @@ def test_file_urls_naming_a_host_are_refused():
     assert local_path("file://localhost/data/x.tar") == "/data/x.tar"
     with pytest.raises(InputError, match="names a host"):
         local_path("file://data/x.tar")
+
+
+def test_a_shard_rewritten_between_two_attempts_is_not_mixed_into_one_read(use_s3, tmp_path):
+    image_folder(tmp_path / "src")
+    [shard, *_] = make_shards(find_source(tmp_path / "src"), "v", bucket_url(), shard_size=20)
+    location = S3Url.parse(shard.url)
+    opened = []
+
+    def rewritten_after_first_open(url, **pinned):
+        from workers.shards import open_shard
+
+        opened.append(pinned)
+        stream = open_shard(url, **pinned)
+        if len(opened) == 1:  # someone rewrites the shard while the first read is under way
+            body = get_bytes(s3_client(), location) + b"\0" * 1024
+            s3_client().put_object(Bucket=location.bucket, Key=location.key, Body=body)
+            return DropsAfter(stream, 4000)
+        return stream
+
+    with pytest.raises(ShardError, match="changed while it was being read"):
+        list(read_shard(shard.url, opener=rewritten_after_first_open))
+    assert opened[1]["version"]  # the retry asked for the object first read
