@@ -158,7 +158,7 @@ def read_shard(
                 ) from None
             time.sleep(BACKOFF_S * 2 ** (attempt - 1))
         except Exception as error:  # tarfile.ReadError and friends, wrapped by webdataset
-            if isinstance(error, ShardError):
+            if isinstance(error, ShardError | InputError):
                 raise
             # webdataset appends the stream and URL to the arguments: keep the reason only.
             reason = str(error.args[0] if error.args else error).split(" @ ")[0]
