@@ -19,6 +19,7 @@ from db.models import Model
 from db.queries import complete_model_ids, get_dataset
 from db.schema import current_revision, head_revision, upgrade
 from orchestrator.cli_datasets import datasets_app, objectstore_app
+from orchestrator.cli_evaluate import evaluate, models_add
 from orchestrator.console import (
     err,
     fail,
@@ -42,6 +43,8 @@ app.add_typer(records_app, name="records")
 app.add_typer(models_app, name="models")
 app.add_typer(savers_app, name="savers")
 app.add_typer(datasets_app, name="datasets")
+app.command("evaluate")(evaluate)
+models_app.command("add")(models_add)
 app.add_typer(objectstore_app, name="objectstore")
 
 

@@ -1,0 +1,88 @@
+"""``saverzoo evaluate`` (in this process, no Ray) and ``saverzoo models add``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from db.session import session_factory
+from orchestrator.console import (
+    err,
+    out,
+    progress_bar,
+    settings_or_fail,
+    transaction,
+    user_errors,
+)
+from orchestrator.evaluation import evaluate_dataset, register, resolve_specs
+from workers.evaluate import LoadedModel
+from workers.models import ModelSpec
+
+
+def evaluate(
+    models: Annotated[
+        list[str], typer.Option(help="Names or timm patterns, comma-separated; repeatable.")
+    ],
+    dataset: Annotated[str, typer.Option(help="A registered dataset.")],
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    mode: Annotated[str, typer.Option(help="reference: timm's own eval transform.")] = "reference",
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    random_weights: Annotated[
+        bool, typer.Option(help="Random weights instead of pretrained ones (recorded as such).")
+    ] = False,
+) -> None:
+    """Evaluate models on a dataset in this process and update the best savers."""
+    if mode != "reference":
+        raise typer.BadParameter("only --mode reference is available", param_hint="--mode")
+    settings = settings_or_fail()
+    with transaction(settings) as session:
+        specs = resolve_specs(session, models, random_weights=random_weights)
+    with user_errors(), progress_bar(f"evaluating {len(specs)} models") as update:
+        summary = evaluate_dataset(
+            session_factory(settings.database_url), dataset, specs,
+            batch_size=batch_size, device=device, progress=update,
+        )  # fmt: skip
+    for name, reason in summary.failed_to_load.items():
+        err.print(f"[bold red]not evaluated:[/] {name}: {reason}", soft_wrap=True)
+    out.print(
+        f"{dataset}: {len(summary.evaluated)} models evaluated on {summary.samples} samples"
+        + (f" ({summary.undecodable} do not decode)" if summary.undecodable else "")
+    )
+    if summary.failed_to_load:
+        raise typer.Exit(code=1)
+
+
+def models_add(
+    name: Annotated[str, typer.Argument(help="Your name for the model.")],
+    arch: Annotated[str, typer.Option(help="timm architecture, e.g. resnet50.")],
+    checkpoint: Annotated[Path, typer.Option(help="safetensors or .pth weights.")],
+    num_classes: Annotated[int | None, typer.Option()] = None,
+    input_size: Annotated[int | None, typer.Option(help="Square input size.")] = None,
+    mean: Annotated[str | None, typer.Option(help="e.g. 0.485,0.456,0.406")] = None,
+    std: Annotated[str | None, typer.Option(help="e.g. 0.229,0.224,0.225")] = None,
+    crop_pct: Annotated[float | None, typer.Option()] = None,
+    interpolation: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Register a local checkpoint (loaded with weights_only=True) and measure its cost."""
+    overrides = {
+        key: value
+        for key, value in {
+            "input_size": None if input_size is None else (3, input_size, input_size),
+            "mean": None if mean is None else tuple(float(v) for v in mean.split(",")),
+            "std": None if std is None else tuple(float(v) for v in std.split(",")),
+            "crop_pct": crop_pct,
+            "interpolation": interpolation,
+        }.items()
+        if value is not None
+    }
+    spec = ModelSpec(name, arch, "checkpoint", str(checkpoint.resolve()), num_classes, overrides)
+    with user_errors():
+        loaded = LoadedModel.load(spec)
+    with transaction() as session:
+        register(session, loaded)
+    out.print(
+        f"model {name!r} registered: {arch}, {loaded.profile.params_m:.2f} M parameters, "
+        f"{loaded.profile.gmacs:.3f} GMACs at {loaded.config['input_size']}"
+    )

@@ -1,0 +1,173 @@
+"""Evaluate models on a registered dataset in this process, shard by shard, and store the results.
+
+Each shard's chunks are written in a transaction of their own (an upsert on the chunk key, so a
+rerun replaces and never duplicates); once a model has every shard, the incremental saver search
+takes it in. A model that cannot be loaded is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import timm
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from cluster.errors import InputError
+from db.models import Dataset, DatasetShard, Model
+from db.queries import complete_model_ids, get_dataset, keys_digest, store_chunk, upsert_model
+from search.service import SaverSearch
+from workers.evaluate import LoadedModel, ShardResult, evaluate_shard
+from workers.models import ModelLoadError, ModelSpec, timm_spec
+
+
+def split_patterns(values: Sequence[str]) -> list[str]:
+    """``--models a,b --models 'convnext*'`` as ``['a', 'b', 'convnext*']``."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def spec_of(model: Model) -> ModelSpec:
+    """A registered model's spec, as ``models add`` or an earlier evaluation stored it."""
+    source = "random" if model.random_weights else model.source
+    overrides = (model.data_config or {}) if model.source == "checkpoint" else {}
+    return ModelSpec(
+        model.name, model.arch or model.name, source, model.checkpoint, None, overrides
+    )
+
+
+def resolve_specs(
+    session: Session, patterns: Sequence[str], *, random_weights: bool
+) -> list[ModelSpec]:
+    """Registered checkpoint models by name or pattern, else timm names and patterns."""
+    registered = {
+        m.name: m for m in session.scalars(select(Model).where(Model.source == "checkpoint"))
+    }
+    specs: dict[str, ModelSpec] = {}
+    for pattern in split_patterns(patterns):
+        local = [name for name in registered if fnmatch.fnmatchcase(name, pattern)]
+        if local:
+            specs.update({name: spec_of(registered[name]) for name in local})
+            continue
+        if any(ch in pattern for ch in "*?["):
+            # Patterns name pretrained tags unless random weights are asked for.
+            names = timm.list_models(pattern, pretrained=not random_weights)
+            if not names:
+                raise InputError(f"--models {pattern!r} matches no timm model")
+        else:
+            names = [pattern]
+        for name in names:
+            specs[name] = timm_spec(name, random_weights=random_weights)
+    if not specs:
+        raise InputError("--models names no model")
+    return list(specs.values())
+
+
+def register(session: Session, loaded: LoadedModel) -> Model:
+    """Store the model's description: source, cost, data config (the same model: updated)."""
+    spec = loaded.spec
+    return upsert_model(
+        session,
+        name=spec.name,
+        arch=spec.arch,
+        source="checkpoint" if spec.source == "checkpoint" else "timm",
+        gmacs=loaded.profile.gmacs,
+        params_m=loaded.profile.params_m,
+        input_size=list(loaded.config["input_size"]),
+        crop_pct=loaded.config.get("crop_pct"),
+        interpolation=loaded.config.get("interpolation"),
+        data_config={k: _plain(v) for k, v in loaded.config.items()},
+        timm_version=timm.__version__,
+        checkpoint=spec.checkpoint,
+        random_weights=spec.random_weights,
+    )
+
+
+def _plain(value: object) -> object:  # JSON-friendly tuples
+    return list(value) if isinstance(value, tuple) else value
+
+
+@dataclass
+class EvaluationSummary:
+    dataset: str
+    evaluated: list[str] = field(default_factory=list)
+    failed_to_load: dict[str, str] = field(default_factory=dict)
+    samples: int = 0
+    undecodable: int = 0
+
+
+def evaluate_dataset(
+    sessions: sessionmaker,
+    dataset_name: str,
+    specs: Sequence[ModelSpec],
+    *,
+    batch_size: int = 64,
+    device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> EvaluationSummary:
+    summary = EvaluationSummary(dataset_name)
+    loaded = []
+    for spec in specs:
+        try:
+            loaded.append(LoadedModel.load(spec))
+        except ModelLoadError as error:
+            summary.failed_to_load[spec.name] = str(error)
+    if not loaded:
+        return summary
+    with sessions.begin() as session:
+        dataset = get_dataset(session, dataset_name)
+        ids = {model.spec.name: register(session, model).id for model in loaded}
+        shards = [
+            (s.shard_index, s.url, s.num_samples)
+            for s in session.scalars(
+                select(DatasetShard)
+                .where(DatasetShard.dataset_id == dataset.id)
+                .order_by(DatasetShard.shard_index)
+            )
+        ]
+    for done, (index, url, count) in enumerate(shards, start=1):
+        result = evaluate_shard(
+            loaded, url, expected_samples=count, batch_size=batch_size, device=device
+        )
+        with sessions.begin() as session:
+            _store(session, dataset_name, index, result, loaded, ids)
+        summary.samples += len(result.keys)
+        summary.undecodable += len(result.failures)
+        if progress:
+            progress(done, len(shards))
+    with sessions.begin() as session:
+        dataset = get_dataset(session, dataset_name)
+        complete = set(complete_model_ids(session, dataset))
+        SaverSearch().models_completed(session, dataset, [i for i in ids.values() if i in complete])
+    summary.evaluated = [model.spec.name for model in loaded]
+    return summary
+
+
+def _store(
+    session: Session,
+    dataset_name: str,
+    index: int,
+    result: ShardResult,
+    loaded: Sequence[LoadedModel],
+    ids: dict[str, int],
+) -> None:
+    dataset: Dataset = get_dataset(session, dataset_name)
+    digest = keys_digest(result.keys)
+    for model in loaded:
+        predictions = result.predictions[model.spec.name]
+        store_chunk(
+            session,
+            model=session.get(Model, ids[model.spec.name]),
+            dataset=dataset,
+            shard_index=index,
+            keys_digest_=digest,
+            topk_classes=predictions.classes,
+            topk_probs=predictions.probs,
+        )
+    shard = session.scalar(
+        select(DatasetShard).where(
+            DatasetShard.dataset_id == dataset.id, DatasetShard.shard_index == index
+        )
+    )
+    shard.failed_samples = dict(result.failures.reasons)

@@ -1,0 +1,167 @@
+"""Reference evaluation equals an independent timm pipeline, and lands in the database once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+from sqlalchemy import select
+from timm.data import create_transform, resolve_data_config
+
+from db.arrays import from_npy
+from db.models import Model, PredictionChunk
+from db.session import session_factory
+from tests.factories import image_folder, row_counts, saverzoo
+from workers.profile import profile
+
+# Different input sizes, crop_pct, interpolation and mean/std (overrides of the last one).
+MODELS = {
+    "seeded-efficientnet": ("test_efficientnet", []),
+    "seeded-resnet": ("test_resnet", []),
+    "seeded-vit": (
+        "test_vit",
+        ["--input-size", "96", "--crop-pct", "0.8", "--interpolation", "bilinear",
+         "--mean", "0.4,0.4,0.4", "--std", "0.3,0.2,0.25"],
+    ),
+}  # fmt: skip
+OVERRIDES = {
+    "seeded-vit": {
+        "input_size": (3, 96, 96),
+        "crop_pct": 0.8,
+        "interpolation": "bilinear",
+        "mean": (0.4, 0.4, 0.4),
+        "std": (0.3, 0.2, 0.25),
+    }
+}
+
+
+@pytest.fixture
+def zoo_dataset(use_database, tmp_path):
+    """A registered dataset of real JPEGs and three seeded checkpoints registered as models."""
+    made = image_folder(tmp_path / "src", classes=3, per_class=4)
+    result = saverzoo(
+        "datasets", "make-shards", tmp_path / "src", "--out", tmp_path / "shards",
+        "--name", "tiny", "--shard-size", "5",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for seed, (name, (arch, options)) in enumerate(MODELS.items()):
+        torch.manual_seed(seed)
+        model = timm.create_model(arch, pretrained=False)
+        path = tmp_path / f"{name}.safetensors"
+        save_file(model.state_dict(), str(path))
+        added = saverzoo("models", "add", name, "--arch", arch, "--checkpoint", path, *options)
+        assert added.exit_code == 0, added.output
+    return made, tmp_path
+
+
+def independent_top5(arch, checkpoint, overrides, files):
+    """timm's own evaluation, written plainly: create_model, resolve_data_config, a loop."""
+    from safetensors.torch import load_file
+
+    model = timm.create_model(arch, pretrained=False)
+    model.load_state_dict(load_file(str(checkpoint)))
+    model.eval()
+    config = resolve_data_config(dict(overrides), model=model, use_test_size=True)
+    transform = create_transform(**config)
+    classes, probs = [], []
+    with torch.no_grad():
+        for path in files:
+            image = Image.open(path).convert("RGB")
+            p = torch.softmax(model(transform(image)[None]).float(), dim=-1)[0]
+            top = p.topk(5)
+            classes.append(top.indices.numpy())
+            probs.append(top.values.numpy())
+    return np.array(classes), np.array(probs)
+
+
+def stored_top5(url, model_name):
+    with session_factory(url).begin() as session:
+        model = session.scalar(select(Model).where(Model.name == model_name))
+        chunks = session.scalars(
+            select(PredictionChunk)
+            .where(PredictionChunk.model_id == model.id)
+            .order_by(PredictionChunk.shard_index)
+        ).all()
+        return (
+            np.concatenate([from_npy(c.topk_classes) for c in chunks]),
+            np.concatenate([from_npy(c.topk_probs) for c in chunks]),
+        )
+
+
+def test_reference_mode_equals_an_independent_timm_pipeline(zoo_dataset, use_database):
+    made, tmp_path = zoo_dataset
+    result = saverzoo(
+        "evaluate", "--models", "seeded-efficientnet,seeded-resnet", "--models", "seeded-vit",
+        "--dataset", "tiny", "--batch-size", "4",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+    files = [tmp_path / "src" / name for name in sorted(made)]  # the shards' sample order
+    for name, (arch, _) in MODELS.items():
+        expected_classes, expected_probs = independent_top5(
+            arch, tmp_path / f"{name}.safetensors", OVERRIDES.get(name, {}), files
+        )
+        classes, probs = stored_top5(use_database, name)
+        assert (classes[:, 0] == expected_classes[:, 0]).all(), name  # 100% top-1 agreement
+        np.testing.assert_allclose(probs, expected_probs, rtol=1e-4, atol=1e-6)
+
+
+def test_one_pass_for_many_models_writes_what_one_at_a_time_writes(zoo_dataset, use_database):
+    together = saverzoo("evaluate", "--models", "seeded-*", "--dataset", "tiny")
+    assert together.exit_code == 0, together.output
+    joint = {name: stored_top5(use_database, name) for name in MODELS}
+    for name in MODELS:
+        alone = saverzoo("evaluate", "--models", name, "--dataset", "tiny", "--batch-size", "3")
+        assert alone.exit_code == 0, alone.output
+        classes, probs = stored_top5(use_database, name)
+        assert (classes == joint[name][0]).all()
+        np.testing.assert_allclose(probs, joint[name][1], rtol=1e-5, atol=1e-7)
+
+
+def test_rerunning_replaces_chunks_and_updates_the_search(zoo_dataset, use_database):
+    first = saverzoo("evaluate", "--models", "seeded-*", "--dataset", "tiny")
+    counts = row_counts(use_database)
+    again = saverzoo("evaluate", "--models", "seeded-*", "--dataset", "tiny")
+
+    assert first.exit_code == 0 and again.exit_code == 0
+    assert row_counts(use_database) == counts
+    assert counts["prediction_chunks"] == 3 * 3  # 3 models x 3 shards
+    assert counts["pair_results"] > 0  # the saver search took the models in
+
+
+def test_a_corrupted_jpeg_is_counted_and_a_missing_checkpoint_reported(zoo_dataset, use_database):
+    made, tmp_path = zoo_dataset
+    (tmp_path / "seeded-resnet.safetensors").unlink()  # this model can no longer load
+    broken = tmp_path / "src" / "n00000001" / "n00000001_0002.JPEG"
+    broken.write_bytes(broken.read_bytes()[:60])  # a truncated JPEG
+    made_shards = saverzoo(
+        "datasets", "make-shards", tmp_path / "src", "--out", tmp_path / "broken-shards",
+        "--name", "broken", "--shard-size", "5",
+    )  # fmt: skip
+    assert made_shards.exit_code == 0, made_shards.output
+
+    result = saverzoo("evaluate", "--models", "seeded-*", "--dataset", "broken")
+
+    assert result.exit_code == 1  # one model did not load: said, and the others finished
+    assert "not evaluated: seeded-resnet" in result.stderr
+    assert "2 models evaluated on 12 samples (1 do not decode)" in result.stdout
+    classes, probs = stored_top5(use_database, "seeded-vit")
+    assert len(classes) == len(made)  # every sample in line with its shard
+    assert (classes == -1).all(axis=1).sum() == 1 and (probs == 0).all(axis=1).sum() == 1
+
+
+def test_profile_of_resnet50_matches_its_model_card():
+    measured = profile(timm.create_model("resnet50", pretrained=False), (3, 224, 224))
+    assert measured.gmacs == pytest.approx(4.1, abs=0.05)
+    assert measured.params_m == pytest.approx(25.6, abs=0.05)
+
+
+def test_pretrained_weights_missing_offline_is_a_clear_error(monkeypatch):
+    from workers.models import ModelLoadError, build, timm_spec
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="not available offline.*--random-weights"):
+        build(timm_spec("resnet18.a1_in1k"))
