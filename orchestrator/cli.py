@@ -103,6 +103,28 @@ def records_import(
     )
 
 
+@records_app.command("export")
+def records_export(
+    dataset: Annotated[str, typer.Option(help="Dataset name.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the record files.")],
+    models: Annotated[
+        list[str] | None, typer.Option(help="Only these models (comma-separated; repeatable).")
+    ] = None,
+) -> None:
+    """Write the dataset's predictions in the TinySaver seed code's record format."""
+    from orchestrator.evaluation import split_patterns
+    from orchestrator.exports import export_records
+
+    with transaction() as session:
+        names = export_records(
+            session,
+            get_dataset(session, dataset),
+            out_dir,
+            split_patterns(models) if models else None,
+        )
+    out.print(f"{len(names)} models' records written to {out_dir}")
+
+
 # ----- models ------------------------------------------------------------------------------------
 @models_app.command("list")
 def models_list(

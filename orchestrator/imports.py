@@ -17,9 +17,11 @@ from search.selection import centipoints
 from search.service import Progress, SaverSearch, UpdateSummary
 
 
-def record_keys(num_samples: int) -> list[str]:
-    """Records carry no sample keys; their position is their identity."""
-    return [f"{i:08d}" for i in range(num_samples)]
+def record_keys(records: Records) -> list[str]:
+    """The keys the records carry (saverzoo's exports do), else their positions."""
+    if records.keys is not None:
+        return list(records.keys)
+    return [f"{i:08d}" for i in range(records.num_samples)]
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ def _dataset_for(
     )
     session.add(dataset)
     session.flush()
-    add_shard(session, dataset, 0, record_keys(records.num_samples), records.labels)
+    add_shard(session, dataset, 0, record_keys(records), records.labels)
     return dataset, True
 
 
@@ -105,7 +107,7 @@ def import_records(
         budgets,
         holdout_fraction,
     )
-    digest = digest_of(record_keys(records.num_samples))
+    digest = digest_of(record_keys(records))
     model_ids, cost_changed = [], []
     for model_records in records.models:
         model, changed = _model_for(session, model_records)

@@ -40,6 +40,7 @@ class ModelRecords:
 class Records:
     labels: np.ndarray  # (N,) int64
     models: list[ModelRecords]
+    keys: list[str] | None = None  # sample keys when the files carry them (saverzoo's exports)
 
     @property
     def num_samples(self) -> int:
@@ -73,6 +74,7 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             if missing:
                 raise RecordsError(f"{path} lacks the arrays {sorted(missing)}")
             label, preds, confs = npz["label"], npz["preds"], npz["confs"]
+            keys = [str(k) for k in npz["keys"]] if "keys" in npz.files else None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         if isinstance(error, RecordsError):
             raise
@@ -92,7 +94,9 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     probs = confs[0].astype(np.float32)
     if not np.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1:
         raise RecordsError(f"{path}: confs must be probabilities in [0, 1]")
-    return labels.astype(np.int64), preds[0], probs
+    if keys is not None and len(keys) != len(labels):
+        raise RecordsError(f"{path}: {len(keys)} keys but {len(labels)} labels")
+    return labels.astype(np.int64), preds[0], probs, keys
 
 
 def read_records(directory: Path) -> Records:
@@ -119,11 +123,13 @@ def read_records(directory: Path) -> Records:
     bad_cost = [n for n in names if not gmacs[n] > 0]
     if bad_cost:
         raise RecordsError(f"{COMPLEXITY_FILE}: macs must be positive for {', '.join(bad_cost)}")
-    labels, models = None, []
+    labels, keys, models = None, None, []
     for path, name in zip(files, names, strict=True):
-        file_labels, classes, probs = _load_npz(path)
+        file_labels, classes, probs, file_keys = _load_npz(path)
         if labels is None:
-            labels, first = file_labels, path
+            labels, keys, first = file_labels, file_keys, path
+        elif file_keys != keys:
+            raise RecordsError(f"{path} has other sample keys than {first}")
         elif len(file_labels) != len(labels):
             raise RecordsError(f"{path} has N={len(file_labels)} but {first} has N={len(labels)}")
         elif not np.array_equal(file_labels, labels):
@@ -138,4 +144,4 @@ def read_records(directory: Path) -> Records:
                 topk_probs=probs,
             )
         )
-    return Records(labels=labels, models=models)
+    return Records(labels=labels, models=models, keys=keys)

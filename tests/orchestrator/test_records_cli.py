@@ -307,3 +307,21 @@ def test_a_broken_config_file_fails_in_one_line(monkeypatch, tmp_path):
         get_settings.cache_clear()
     assert result.exit_code == 1 and "is not valid TOML" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_records_export_then_import_gives_the_same_best_savers(use_database, tmp_path):
+    zoo = small_zoo()
+    saverzoo("records", "import", records_dir(tmp_path, zoo), "--dataset", "val")
+
+    exported = saverzoo("records", "export", "--dataset", "val", "--out", tmp_path / "export")
+    again = saverzoo("records", "import", tmp_path / "export", "--dataset", "val-again")
+
+    assert exported.exit_code == 0 and again.exit_code == 0, exported.output + again.output
+    keys = (tmp_path / "export" / "sample_keys.txt").read_text().split()
+    assert keys == sorted(keys) and len(keys) == len(zoo.labels)
+    with np.load(tmp_path / "export" / f"{zoo.names[0]}_test.npz") as npz:
+        assert npz["preds"].shape == (1, len(zoo.labels), 1)
+        assert list(npz["keys"]) == keys
+    assert saverzoo_json("savers", "best", "--dataset", "val-again") == saverzoo_json(
+        "savers", "best", "--dataset", "val"
+    )
