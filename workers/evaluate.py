@@ -86,32 +86,48 @@ def evaluate_samples(
     batch_size: int = 64,
     device: str = "cpu",
 ) -> ShardResult:
-    """Run every model over the samples (reference mode); images are decoded once for all."""
-    all_samples = list(samples)
-    failures = SampleFailures()
-    good = list(decoded(all_samples, failures))
+    """Run every model over the samples (reference mode), one batch of samples at a time.
+
+    Each batch is decoded once; each group of models that share a data config transforms it once.
+    """
     groups: dict[tuple, list[LoadedModel]] = {}
     for model in models:
         groups.setdefault(model.config_key, []).append(model)
-    row_of = {sample.key: row for row, sample in enumerate(all_samples)}
-    result = ShardResult([s.key for s in all_samples], [s.label for s in all_samples], failures)
-    for model in models:
         model.module.to(device)
-        result.predictions[model.spec.name] = ShardPredictions(
-            np.full((len(all_samples), TOP_K), UNDECODABLE_CLASS, dtype=np.int64),
-            np.zeros((len(all_samples), TOP_K), dtype=np.float32),
-        )
-    for group in groups.values():
-        transform = create_transform(**group[0].config, is_training=False)
-        for batch in _batches(good, batch_size):
-            images = torch.stack([transform(image) for _, image in batch])
-            rows = [row_of[sample.key] for sample, _ in batch]
+    transforms = {
+        key: create_transform(**g[0].config, is_training=False) for key, g in groups.items()
+    }
+    result = ShardResult([], [], SampleFailures())
+    outputs: dict[str, list[tuple]] = {model.spec.name: [] for model in models}
+    for batch in _batches(samples, batch_size):
+        result.keys.extend(sample.key for sample in batch)
+        result.labels.extend(sample.label for sample in batch)
+        good = list(decoded(batch, result.failures))
+        for name in outputs:  # undecodable rows: class -1, probability 0
+            outputs[name].append(_blank(len(batch)))
+        if not good:
+            continue
+        rows = [i for i, sample in enumerate(batch) if sample.key not in result.failures.reasons]
+        for key, group in groups.items():
+            images = torch.stack([transforms[key](image) for _, image in good])
             for model in group:
                 classes, probs = _top_k(model.module, images, device)
-                predictions = result.predictions[model.spec.name]
-                predictions.classes[rows, : classes.shape[1]] = classes
-                predictions.probs[rows, : probs.shape[1]] = probs
+                blank_classes, blank_probs = outputs[model.spec.name][-1]
+                blank_classes[rows, : classes.shape[1]] = classes
+                blank_probs[rows, : probs.shape[1]] = probs
+    for name, parts in outputs.items():
+        result.predictions[name] = ShardPredictions(
+            np.concatenate([c for c, _ in parts]) if parts else np.empty((0, TOP_K), np.int64),
+            np.concatenate([p for _, p in parts]) if parts else np.empty((0, TOP_K), np.float32),
+        )
     return result
+
+
+def _blank(rows: int) -> tuple[np.ndarray, np.ndarray]:
+    return (
+        np.full((rows, TOP_K), UNDECODABLE_CLASS, dtype=np.int64),
+        np.zeros((rows, TOP_K), dtype=np.float32),
+    )
 
 
 def evaluate_shard(
