@@ -151,6 +151,21 @@ class PairResult(Base):
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
 
+class ModelThroughput(Base):
+    """Measured forward throughput of a model on a device type, at the batch size used."""
+
+    __tablename__ = "model_throughput"
+    __table_args__ = (UniqueConstraint("model_id", "device_type"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    device_type: Mapped[str] = mapped_column(String(100))  # "cpu", "NVIDIA H200", ...
+    batch_size: Mapped[int] = mapped_column(Integer)
+    images_per_s: Mapped[float] = mapped_column(Float)
+    peak_memory_mb: Mapped[float | None] = mapped_column(Float)
+    measured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
 class BestSaver(Base):
     """The current best pair of a base per criterion; ``selection`` is in_sample or holdout."""
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from cluster.errors import InputError
-from db.models import Model
+from db.models import Model, ModelThroughput
 from db.queries import complete_model_ids, get_dataset
 from db.schema import current_revision, head_revision, upgrade
 from orchestrator.cli_datasets import datasets_app, objectstore_app
@@ -138,6 +138,13 @@ def models_list(
             ids = complete_model_ids(session, get_dataset(session, dataset))
             query = query.where(Model.id.in_(ids))
         models = session.scalars(query).all()
+        throughput = {}
+        for model_id, device, images_per_s in session.execute(
+            select(
+                ModelThroughput.model_id, ModelThroughput.device_type, ModelThroughput.images_per_s
+            )
+        ):
+            throughput.setdefault(model_id, {})[device] = images_per_s
         rows = [
             {
                 "name": m.name,
@@ -145,6 +152,7 @@ def models_list(
                 "gmacs": m.gmacs,
                 "params_m": m.params_m,
                 "random_weights": m.random_weights,
+                "images_per_s": throughput.get(m.id, {}),
             }
             for m in models
         ]

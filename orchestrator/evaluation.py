@@ -16,10 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cluster.errors import InputError
-from db.models import Dataset, DatasetShard, Model
+from db.models import Dataset, DatasetShard, Model, ModelThroughput, utc_now
 from db.queries import complete_model_ids, get_dataset, keys_digest, store_chunk, upsert_model
+from db.upsert import upsert
 from search.service import SaverSearch
-from workers.evaluate import LoadedModel, ShardResult, evaluate_shard
+from workers.evaluate import LoadedModel, ShardResult, Throughput, device_type, evaluate_shard
 from workers.models import ModelLoadError, ModelSpec, timm_spec
 
 
@@ -126,10 +127,19 @@ def evaluate_dataset(
                 .order_by(DatasetShard.shard_index)
             )
         ]
+    measured = {model.spec.name: Throughput() for model in loaded}
     for done, (index, url, count) in enumerate(shards, start=1):
         result = evaluate_shard(
             loaded, url, expected_samples=count, batch_size=batch_size, device=device
         )
+        for name, shard_throughput in result.throughput.items():
+            total = measured[name]
+            total.images += shard_throughput.images
+            total.seconds += shard_throughput.seconds
+            if shard_throughput.peak_memory_mb is not None:
+                total.peak_memory_mb = max(
+                    total.peak_memory_mb or 0.0, shard_throughput.peak_memory_mb
+                )
         with sessions.begin() as session:
             _store(session, dataset_name, index, result, loaded, ids)
         summary.samples += len(result.keys)
@@ -137,11 +147,39 @@ def evaluate_dataset(
         if progress:
             progress(done, len(shards))
     with sessions.begin() as session:
+        _store_throughput(session, ids, measured, device_type(device), batch_size)
         dataset = get_dataset(session, dataset_name)
         complete = set(complete_model_ids(session, dataset))
         SaverSearch().models_completed(session, dataset, [i for i in ids.values() if i in complete])
     summary.evaluated = [model.spec.name for model in loaded]
     return summary
+
+
+def _store_throughput(
+    session: Session,
+    ids: dict[str, int],
+    measured: dict[str, Throughput],
+    device: str,
+    batch_size: int,
+) -> None:
+    """The latest measurement per (model, device type) replaces the one before."""
+    upsert(
+        session,
+        ModelThroughput,
+        [
+            {
+                "model_id": ids[name],
+                "device_type": device,
+                "batch_size": batch_size,
+                "images_per_s": throughput.images_per_s,
+                "peak_memory_mb": throughput.peak_memory_mb,
+                "measured_at": utc_now(),
+            }
+            for name, throughput in measured.items()
+            if throughput.images
+        ],
+        key=["model_id", "device_type"],
+    )
 
 
 def _store(

@@ -11,6 +11,7 @@ chunk still lines up with the shard's samples.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -53,11 +54,25 @@ class ShardPredictions:
 
 
 @dataclass
+class Throughput:
+    """Forward passes of one model: images and seconds (the device synchronised), peak memory."""
+
+    images: int = 0
+    seconds: float = 0.0
+    peak_memory_mb: float | None = None
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
 class ShardResult:
     keys: list[str]
     labels: list[int]
     failures: SampleFailures
     predictions: dict[str, ShardPredictions] = field(default_factory=dict)  # by model name
+    throughput: dict[str, Throughput] = field(default_factory=dict)  # by model name
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:
@@ -111,7 +126,7 @@ def evaluate_samples(
         for key, group in groups.items():
             images = torch.stack([transforms[key](image) for _, image in good])
             for model in group:
-                classes, probs = _top_k(model.module, images, device)
+                classes, probs = _timed_top_k(model, images, device, result)
                 blank_classes, blank_probs = outputs[model.spec.name][-1]
                 blank_classes[rows, : classes.shape[1]] = classes
                 blank_probs[rows, : probs.shape[1]] = probs
@@ -121,6 +136,29 @@ def evaluate_samples(
             np.concatenate([p for _, p in parts]) if parts else np.empty((0, TOP_K), np.float32),
         )
     return result
+
+
+def _timed_top_k(model: LoadedModel, images: torch.Tensor, device: str, result: ShardResult):
+    """Top-k of one batch, adding the forward pass to the model's measured throughput."""
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    classes, probs = _top_k(model.module, images, device)  # copies back: the device is done
+    elapsed = time.perf_counter() - start
+    measured = result.throughput.setdefault(model.spec.name, Throughput())
+    measured.images += len(images)
+    measured.seconds += elapsed
+    if cuda:
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+        measured.peak_memory_mb = max(peak, measured.peak_memory_mb or 0.0)
+    return classes, probs
+
+
+def device_type(device: str) -> str:
+    """What a measurement names its device by: "cpu" or the GPU's model name."""
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
 
 
 def _blank(rows: int) -> tuple[np.ndarray, np.ndarray]:

@@ -165,3 +165,15 @@ def test_pretrained_weights_missing_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="not available offline.*--random-weights"):
         build(timm_spec("resnet18.a1_in1k"))
+
+
+def test_evaluation_records_measured_throughput_per_device_type(zoo_dataset, use_database):
+    from tests.factories import saverzoo_json
+
+    result = saverzoo("evaluate", "--models", "seeded-*", "--dataset", "tiny", "--batch-size", "4")
+    assert result.exit_code == 0, result.output
+
+    listed = {row["name"]: row for row in saverzoo_json("models", "list")}
+    for name in MODELS:
+        assert set(listed[name]["images_per_s"]) == {"cpu"}
+        assert listed[name]["images_per_s"]["cpu"] > 0
