@@ -118,7 +118,16 @@ def evaluate_dataset(
         return summary
     with sessions.begin() as session:
         dataset = get_dataset(session, dataset_name)
+        names = [model.spec.name for model in loaded]
+        costs_before = dict(
+            session.execute(select(Model.name, Model.gmacs).where(Model.name.in_(names))).all()
+        )
         ids = {model.spec.name: register(session, model).id for model in loaded}
+        cost_changed = [
+            ids[m.spec.name]
+            for m in loaded
+            if m.spec.name in costs_before and costs_before[m.spec.name] != m.profile.gmacs
+        ]
         shards = [
             (s.shard_index, s.url, s.num_samples)
             for s in session.scalars(
@@ -150,7 +159,10 @@ def evaluate_dataset(
         _store_throughput(session, ids, measured, device_type(device), batch_size)
         dataset = get_dataset(session, dataset_name)
         complete = set(complete_model_ids(session, dataset))
-        SaverSearch().models_completed(session, dataset, [i for i in ids.values() if i in complete])
+        search = SaverSearch()
+        search.models_completed(session, dataset, [i for i in ids.values() if i in complete])
+        # A cost is the model's: the other datasets it is evaluated on move with it.
+        search.costs_changed(session, cost_changed, skip={dataset.id})
     summary.evaluated = [model.spec.name for model in loaded]
     return summary
 
