@@ -59,7 +59,7 @@ def service_add_one_model(num_models: int, num_samples: int, database_url: str |
     """Zoo of ``num_models - 1`` models in the database, then time adding the last one."""
     from sqlalchemy import select
 
-    from db.models import Dataset, Model
+    from db.models import Dataset
     from db.queries import add_shard, store_chunk, upsert_model
     from db.queries import keys_digest as digest_of
     from db.schema import upgrade
@@ -133,7 +133,6 @@ def service_add_one_model(num_models: int, num_samples: int, database_url: str |
         SaverSearch().models_completed(session, dataset, [model_id])
         cold = time.perf_counter() - start
         session.rollback()
-    del Model
     return {
         "models": num_models,
         "pairs": summary.pairs_computed,

@@ -76,21 +76,6 @@ class Zoo:
     def num_samples(self) -> int:
         return self.correct.shape[1]
 
-    def row(self, name: str) -> int:
-        try:
-            return self.names.index(name)
-        except ValueError:
-            raise KeyError(f"model {name!r} is not in this zoo") from None
-
-    def columns(self, samples: np.ndarray) -> Zoo:
-        """The same models on a subset of the samples (e.g. a calibration half)."""
-        return Zoo(
-            self.names,
-            self.costs,
-            np.ascontiguousarray(self.correct[:, samples]),
-            np.ascontiguousarray(self.confidence[:, samples]),
-        )
-
 
 @dataclass(frozen=True)
 class SaverOrder:
