@@ -20,7 +20,7 @@ from db.models import Dataset, DatasetShard, Model, ModelThroughput, utc_now
 from db.queries import complete_model_ids, get_dataset, keys_digest, store_chunk, upsert_model
 from db.upsert import upsert
 from search.service import SaverSearch
-from workers.evaluate import LoadedModel, ShardResult, Throughput, device_type, evaluate_shard
+from workers.evaluate import EvalOptions, LoadedModel, ShardResult, Throughput, Worker, device_type
 from workers.models import ModelLoadError, ModelSpec, timm_spec
 
 
@@ -93,7 +93,7 @@ def _plain(value: object) -> object:  # JSON-friendly tuples
 class EvaluationSummary:
     dataset: str
     evaluated: list[str] = field(default_factory=list)
-    failed_to_load: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # name -> why it was not evaluated
     samples: int = 0
     undecodable: int = 0
 
@@ -103,17 +103,22 @@ def evaluate_dataset(
     dataset_name: str,
     specs: Sequence[ModelSpec],
     *,
-    batch_size: int = 64,
-    device: str = "cpu",
+    options: EvalOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> EvaluationSummary:
+    """Evaluate ``specs`` on every shard of the dataset; store chunks shard by shard.
+
+    A model that fails to load or to run is named in the summary and the others finish; a
+    model that failed part-way is not complete, so the search leaves it out.
+    """
+    options = options or EvalOptions()
     summary = EvaluationSummary(dataset_name)
     loaded = []
     for spec in specs:
         try:
             loaded.append(LoadedModel.load(spec))
         except ModelLoadError as error:
-            summary.failed_to_load[spec.name] = str(error)
+            summary.failed[spec.name] = str(error)
     if not loaded:
         return summary
     with sessions.begin() as session:
@@ -136,34 +141,26 @@ def evaluate_dataset(
                 .order_by(DatasetShard.shard_index)
             )
         ]
-    measured = {model.spec.name: Throughput() for model in loaded}
-    for done, (index, url, count) in enumerate(shards, start=1):
-        result = evaluate_shard(
-            loaded, url, expected_samples=count, batch_size=batch_size, device=device
-        )
-        for name, shard_throughput in result.throughput.items():
-            total = measured[name]
-            total.images += shard_throughput.images
-            total.seconds += shard_throughput.seconds
-            if shard_throughput.peak_memory_mb is not None:
-                total.peak_memory_mb = max(
-                    total.peak_memory_mb or 0.0, shard_throughput.peak_memory_mb
-                )
-        with sessions.begin() as session:
-            _store(session, dataset_name, index, result, loaded, ids)
-        summary.samples += len(result.keys)
-        summary.undecodable += len(result.failures)
-        if progress:
-            progress(done, len(shards))
+    with Worker(loaded, options) as worker:
+        for done, (index, url, count) in enumerate(shards, start=1):
+            result = worker.evaluate_shard(url, expected_samples=count)
+            with sessions.begin() as session:
+                _store(session, dataset_name, index, result, ids)
+            summary.samples += len(result.keys)
+            summary.undecodable += len(result.failures)
+            if progress:
+                progress(done, len(shards))
+        measured = worker.throughput
+        summary.failed.update(worker.failed_models)
     with sessions.begin() as session:
-        _store_throughput(session, ids, measured, device_type(device), batch_size)
+        _store_throughput(session, ids, measured, device_type(options.device))
         dataset = get_dataset(session, dataset_name)
         complete = set(complete_model_ids(session, dataset))
         search = SaverSearch()
         search.models_completed(session, dataset, [i for i in ids.values() if i in complete])
         # A cost is the model's: the other datasets it is evaluated on move with it.
         search.costs_changed(session, cost_changed, skip={dataset.id})
-    summary.evaluated = [model.spec.name for model in loaded]
+    summary.evaluated = [m.spec.name for m in loaded if m.spec.name not in summary.failed]
     return summary
 
 
@@ -172,7 +169,6 @@ def _store_throughput(
     ids: dict[str, int],
     measured: dict[str, Throughput],
     device: str,
-    batch_size: int,
 ) -> None:
     """The latest measurement per (model, device type) replaces the one before."""
     upsert(
@@ -182,7 +178,7 @@ def _store_throughput(
             {
                 "model_id": ids[name],
                 "device_type": device,
-                "batch_size": batch_size,
+                "batch_size": throughput.batch_size,
                 "images_per_s": throughput.images_per_s,
                 "peak_memory_mb": throughput.peak_memory_mb,
                 "measured_at": utc_now(),
@@ -199,16 +195,14 @@ def _store(
     dataset_name: str,
     index: int,
     result: ShardResult,
-    loaded: Sequence[LoadedModel],
     ids: dict[str, int],
 ) -> None:
     dataset: Dataset = get_dataset(session, dataset_name)
     digest = keys_digest(result.keys)
-    for model in loaded:
-        predictions = result.predictions[model.spec.name]
+    for name, predictions in result.predictions.items():
         store_chunk(
             session,
-            model=session.get(Model, ids[model.spec.name]),
+            model=session.get(Model, ids[name]),
             dataset=dataset,
             shard_index=index,
             keys_digest_=digest,

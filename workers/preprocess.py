@@ -1,0 +1,111 @@
+"""Fast-mode preprocessing: decode each JPEG once to a uint8 tensor, transform on the device.
+
+Decoding is libjpeg-turbo through torchvision on the CPU (the same library PIL uses, and the same
+pixels, grayscale and CMYK included) or nvJPEG on a CUDA device. A file torchvision cannot decode
+(not a JPEG, an unusual JPEG) is decoded by PIL instead; only a file neither can decode is a failed
+sample, so fast and reference mode count the same failures.
+
+The geometry is timm's own: ``create_transform(**config, use_prefetcher=True)`` builds the resize
+and crop of the eval transform without the tensor conversion, and torchvision applies those same
+transform objects to tensors. What differs from reference mode is only the resampling arithmetic
+(PIL's integer filters against torchvision's antialiased float filters), a few grey levels at most;
+normalisation is ``(x - 255 mean) / (255 std)`` as in timm's prefetcher.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from timm.data import create_transform
+from timm.data.transforms import CenterCropOrPad, MaybePILToTensor
+from torchvision.io import ImageReadMode, decode_jpeg
+from torchvision.transforms import CenterCrop, Compose
+
+from workers.shards import decode_rgb
+
+
+def _as_tensor(jpeg: bytes) -> torch.Tensor:
+    # frombuffer needs a writable buffer to stay warning-free; the copy is one small memcpy.
+    return torch.frombuffer(bytearray(jpeg), dtype=torch.uint8)
+
+
+def _pil_decode(jpeg: bytes) -> torch.Tensor:
+    """PIL's decode as a CHW uint8 tensor (raises on a file PIL cannot decode either)."""
+    image = decode_rgb(jpeg)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+
+
+def decode_cpu(jpeg: bytes) -> torch.Tensor:
+    """A CHW uint8 RGB tensor; raises when neither torchvision nor PIL can decode the bytes."""
+    try:
+        return decode_jpeg(_as_tensor(jpeg), mode=ImageReadMode.RGB)
+    except RuntimeError:
+        return _pil_decode(jpeg)
+
+
+def decode_on_device(jpegs: list[bytes], device: str) -> list[torch.Tensor | Exception]:
+    """Decode a batch with nvJPEG on ``device``; an image it refuses is decoded on the CPU.
+
+    Returns a tensor (on the device) or the decoding error for each input, in order.
+    """
+    try:
+        return list(
+            decode_jpeg([_as_tensor(j) for j in jpegs], mode=ImageReadMode.RGB, device=device)
+        )
+    except RuntimeError:
+        pass  # one image spoils a batched call: decode one by one
+    decoded: list[torch.Tensor | Exception] = []
+    for jpeg in jpegs:
+        try:
+            decoded.append(decode_jpeg(_as_tensor(jpeg), mode=ImageReadMode.RGB, device=device))
+        except RuntimeError:
+            try:
+                decoded.append(_pil_decode(jpeg).to(device))
+            except Exception as error:  # noqa: BLE001 - any decoder error marks the sample bad
+                decoded.append(error)
+    return decoded
+
+
+class _CenterCropOrPadTensor:
+    """timm's ``CenterCropOrPad`` for tensors: torchvision pads tensors with one value only."""
+
+    def __init__(self, size: tuple[int, int], fill: list[int]) -> None:
+        self.size, self.fill = size, fill
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = self.size
+        _, h, w = image.shape
+        canvas = torch.tensor(self.fill, dtype=image.dtype, device=image.device)
+        canvas = canvas.view(-1, 1, 1).expand(image.shape[0], max(h, height), max(w, width))
+        canvas = canvas.clone()
+        top, left = (canvas.shape[1] - h) // 2, (canvas.shape[2] - w) // 2
+        canvas[:, top : top + h, left : left + w] = image
+        return CenterCrop(self.size)(canvas)
+
+
+def geometry(config: dict) -> Compose:
+    """The resize and crop of timm's eval transform for ``config``, applicable to tensors."""
+    steps = create_transform(**config, is_training=False, use_prefetcher=True).transforms
+    steps = [_tensor_step(step) for step in steps]
+    return Compose([step for step in steps if step is not None])
+
+
+def _tensor_step(step):
+    if isinstance(step, CenterCropOrPad):
+        return _CenterCropOrPadTensor(tuple(step.size), list(step.fill))
+    if isinstance(step, MaybePILToTensor):
+        return None  # the images are tensors already
+    return step  # torchvision's and timm's resizes and crops take tensors
+
+
+class DeviceTransform:
+    """Decoded uint8 images (any sizes, on the device) to one normalised float batch."""
+
+    def __init__(self, config: dict, device: str) -> None:
+        self.geometry = geometry(config)
+        self.mean = torch.tensor(config["mean"], device=device).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(config["std"], device=device).view(1, -1, 1, 1) * 255
+
+    def __call__(self, images: list[torch.Tensor]) -> torch.Tensor:
+        batch = torch.stack([self.geometry(image) for image in images])
+        return (batch.float() - self.mean) / self.std
