@@ -29,7 +29,16 @@ from orchestrator.console import (
     settings_or_fail,
     transaction,
 )
-from search.results import add_budget, best_savers, budget_key, curve, fields_for
+from search.costs import COSTS, GMACS, LATENCY
+from search.results import (
+    add_budget,
+    best_savers,
+    budget_key,
+    check_device_type,
+    curve,
+    fields_for,
+    latency_best_savers,
+)
 from search.selection import BUDGET, PAPER, centipoints
 from search.service import SaverSearch
 
@@ -207,23 +216,52 @@ def savers_best(
     holdout: Annotated[
         bool, typer.Option(help="Pick thresholds on half the samples, score on the other half.")
     ] = False,
+    cost: Annotated[
+        str, typer.Option(help="'gmacs', or 'latency' measured on --device-type.")
+    ] = GMACS,
+    device_type: Annotated[
+        str | None,
+        typer.Option(help="With --cost latency: the device type whose throughput to use."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The best saver of every base model (or of BASE)."""
     criterion, max_drop = _criterion(criterion, max_drop)
+    if cost not in COSTS:
+        raise fail(f"--cost must be {GMACS!r} or {LATENCY!r}, not {cost!r}")
+    if cost == GMACS and device_type is not None:
+        raise fail("--device-type picks the latency measurements; it needs --cost latency")
+    unmeasured: list[str] = []
     with transaction() as session:
         data = get_dataset(session, dataset)
+        if cost == LATENCY:
+            check_device_type(session, data, device_type)
         cp, kept = budget_key(data, criterion, max_drop)
         if not kept:
             with progress_bar(f"computing the {max_drop:g}-point budget") as update:
                 add_budget(session, data, cp, SaverSearch(), update)
-        rows = best_savers(
-            session, data, criterion=criterion, max_drop_centipoints=cp, holdout=holdout, base=base
-        )
+        query = {
+            "criterion": criterion,
+            "max_drop_centipoints": cp,
+            "holdout": holdout,
+            "base": base,
+        }
+        if cost == LATENCY:
+            rows, unmeasured = latency_best_savers(session, data, device_type=device_type, **query)
+        else:
+            rows = best_savers(session, data, **query)
+    notice = (
+        f"{len(unmeasured)} of {len(rows)} bases have no throughput measured on "
+        f"{device_type!r}: listed last, without a saver"
+        if unmeasured
+        else None
+    )
     if as_json:
         print_json(rows)
+        if notice:
+            err.print(notice, style="dim", highlight=False)
         return
-    _print_best(rows, criterion, max_drop, holdout, dataset)
+    _print_best(rows, criterion, max_drop, holdout, dataset, device_type, notice)
 
 
 HEADERS = {
@@ -253,7 +291,16 @@ def _cell(field: str, value: float | None) -> str:
     return f"{100 * value:.2f}" if field in PERCENT else f"{value:.4f}"
 
 
-def _print_best(rows: list[dict], criterion: str, max_drop: float, holdout: bool, dataset: str):
+def _print_best(
+    rows: list[dict],
+    criterion: str,
+    max_drop: float,
+    holdout: bool,
+    dataset: str,
+    device_type: str | None = None,
+    notice: str | None = None,
+):
+    """``device_type``: costs are latencies measured there (else GMACs)."""
     fields = fields_for(criterion, holdout)
     title = (
         f"{dataset}: paper criterion (equal performance)"
@@ -262,7 +309,9 @@ def _print_best(rows: list[dict], criterion: str, max_drop: float, holdout: bool
     )
     if holdout:
         title += ", picked on the calibration half, scored on the other half"
-    table = Table("base", "saver", *(HEADERS[f] for f in fields), title=title)
+    if device_type is not None:
+        title += f"; cost: latency on {device_type}"
+    table = Table("base", "saver", *(HEADERS[f] for f in fields), title=title, caption=notice)
     for row in rows:
         cells = [_cell(f, row[f]) for f in fields]
         table.add_row(row["base"], row["saver"] or "[dim]none[/]", *cells)

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from cluster.errors import InputError
-from db.models import BestSaver, Dataset, Model, PairResult
+from db.models import BestSaver, Dataset, Model, ModelThroughput, PairResult
 from db.queries import (
     complete_model_ids,
     dataset_samples,
@@ -15,8 +15,9 @@ from db.queries import (
     top1_predictions,
 )
 from search.best import HOLDOUT, IN_SAMPLE
+from search.costs import COST_COLUMNS, latency_per_image, recost_pair
 from search.engine import Zoo, pair_curve, pareto_front
-from search.selection import PAPER, centipoints, has_saver
+from search.selection import PAPER, centipoints, has_saver, rank_key
 from search.service import Progress, SaverSearch
 
 BUDGET_FIELDS = ("threshold", "exit_ratio", "accuracy", "base_accuracy", "relative_cost", "saving")
@@ -31,6 +32,8 @@ HOLDOUT_FIELDS = (
     "relative_cost",
     "saving",
 )
+# What re-costing reads of a stored pair.
+RECOST_INPUTS = (*COST_COLUMNS, "exit_ratio", "holdout_exit_ratio")
 
 
 def fields_for(criterion: str, holdout: bool) -> tuple[str, ...]:
@@ -39,21 +42,30 @@ def fields_for(criterion: str, holdout: bool) -> tuple[str, ...]:
     return PAPER_FIELDS if criterion == PAPER else BUDGET_FIELDS
 
 
-def _view(pair: PairResult, criterion: str, holdout: bool) -> dict:
+def _view(pair: PairResult, criterion: str, holdout: bool, costs: dict | None = None) -> dict:
+    """The reported fields of a pair; ``costs`` replaces its ``COST_COLUMNS`` (see recost_pair)."""
+
+    def value(column: str) -> float:
+        return costs[column] if costs and column in costs else getattr(pair, column)
+
     if holdout:
         return {
             "threshold": pair.holdout_threshold,
             "in_sample_accuracy": pair.holdout_calibration_accuracy,
-            "in_sample_saving": pair.holdout_calibration_saving,
+            "in_sample_saving": value("holdout_calibration_saving"),
             "exit_ratio": pair.holdout_exit_ratio,
             "accuracy": pair.holdout_accuracy,
             "base_accuracy": pair.holdout_base_accuracy,
-            "relative_cost": 1.0 - pair.holdout_saving,
-            "saving": pair.holdout_saving,
+            "relative_cost": 1.0 - value("holdout_saving"),
+            "saving": value("holdout_saving"),
         }
     if criterion == PAPER:
-        return {"threshold": pair.threshold, "exit_ratio": pair.exit_ratio, "delta_c": -pair.saving}
-    return {field: getattr(pair, field) for field in BUDGET_FIELDS}
+        return {
+            "threshold": pair.threshold,
+            "exit_ratio": pair.exit_ratio,
+            "delta_c": -value("saving"),
+        }
+    return {field: value(field) for field in BUDGET_FIELDS}
 
 
 def budget_key(dataset: Dataset, criterion: str, max_drop: float) -> tuple[int, bool]:
@@ -123,6 +135,108 @@ def best_savers(
                 entry.update(saver=name, **_view(pair, criterion, holdout))
         result.append(entry)
     return result
+
+
+def measured_device_types(session: Session, model_ids: list[int]) -> list[str]:
+    """Device types with a throughput measured for at least one of ``model_ids``."""
+    if not model_ids:
+        return []
+    return list(
+        session.scalars(
+            select(ModelThroughput.device_type)
+            .where(ModelThroughput.model_id.in_(model_ids))
+            .distinct()
+            .order_by(ModelThroughput.device_type)
+        )
+    )
+
+
+def check_device_type(session: Session, dataset: Dataset, device_type: str | None) -> str:
+    """``device_type`` if the dataset's models have throughput measured on it; else InputError."""
+    measured = measured_device_types(session, complete_model_ids(session, dataset))
+    known = (
+        f"measured for {dataset.name!r}: {', '.join(repr(d) for d in measured)}"
+        if measured
+        else f"no model of {dataset.name!r} has a measured throughput yet"
+    )
+    if device_type is None:
+        raise InputError(f"--cost latency needs --device-type ({known})")
+    if device_type not in measured:
+        raise InputError(f"no throughput measured on device type {device_type!r} ({known})")
+    return device_type
+
+
+def latency_best_savers(
+    session: Session,
+    dataset: Dataset,
+    *,
+    device_type: str,
+    criterion: str,
+    max_drop_centipoints: int,
+    holdout: bool = False,
+    base: str | None = None,
+) -> tuple[list[dict], list[str]]:
+    """``best_savers`` with each model's cost its latency per image on ``device_type``.
+
+    Candidates are the stored pairs (savers cheaper than their base in GMACs: the pairs the search
+    keeps) whose saver is also faster than the base on the device, both measured there; each is
+    re-costed (``search.costs``) and ranked as ``search.best`` ranks GMACs results. Returns one
+    object per base, fastest first (bases without a measurement last, with no saver), and the names
+    of those unmeasured bases.
+    """
+    complete = complete_model_ids(session, dataset)
+    base_ids = complete
+    if base is not None:
+        wanted = get_model(session, base)
+        if wanted.id not in complete:
+            raise InputError(f"model {base!r} has no complete predictions on {dataset.name!r}")
+        base_ids = [wanted.id]
+    models = {m.id: m for m in session.scalars(select(Model).where(Model.id.in_(complete)))}
+    latency = {
+        model_id: latency_per_image(images_per_s)
+        for model_id, images_per_s in session.execute(
+            select(ModelThroughput.model_id, ModelThroughput.images_per_s).where(
+                ModelThroughput.device_type == device_type,
+                ModelThroughput.model_id.in_(complete),
+                ModelThroughput.images_per_s > 0,
+            )
+        )
+    }
+    query = select(PairResult).where(
+        PairResult.dataset_id == dataset.id,
+        PairResult.criterion == criterion,
+        PairResult.max_drop_centipoints == max_drop_centipoints,
+    )
+    if base is not None:
+        query = query.where(PairResult.base_id == base_ids[0])
+    best: dict[int, tuple[tuple, PairResult, dict]] = {}
+    for pair in session.scalars(query):
+        b, s = pair.base_id, pair.saver_id
+        if b not in latency or s not in latency or not latency[s] < latency[b]:
+            continue
+        costs = recost_pair({c: getattr(pair, c) for c in RECOST_INPUTS}, latency[s] / latency[b])
+        selection_saving = costs["holdout_calibration_saving" if holdout else "saving"]
+        accuracy = pair.holdout_calibration_accuracy if holdout else pair.accuracy
+        key = rank_key(criterion, selection_saving, accuracy, latency[s], models[s].name)
+        if b not in best or key < best[b][0]:
+            best[b] = (key, pair, costs)
+    fields = fields_for(criterion, holdout)
+    ordered = sorted(
+        (models[i] for i in base_ids),
+        key=lambda m: (m.id not in latency, latency.get(m.id, 0.0), m.gmacs, m.name),
+    )
+    result = []
+    for model in ordered:
+        entry = {"base": model.name, "saver": None, **dict.fromkeys(fields)}
+        if model.id in best:
+            _, pair, costs = best[model.id]
+            selection_saving = costs["holdout_calibration_saving" if holdout else "saving"]
+            if has_saver(criterion, selection_saving):
+                entry.update(
+                    saver=models[pair.saver_id].name, **_view(pair, criterion, holdout, costs)
+                )
+        result.append(entry)
+    return result, [m.name for m in ordered if m.id not in latency]
 
 
 def curve(session: Session, dataset: Dataset, base: str, saver: str) -> dict:
