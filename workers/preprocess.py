@@ -14,6 +14,8 @@ normalisation is ``(x - 255 mean) / (255 std)`` as in timm's prefetcher.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from timm.data import create_transform
@@ -22,6 +24,12 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import CenterCrop, Compose
 
 from workers.shards import decode_rgb
+
+# torchvision 0.29 announces that its image decoders move to torchcodec; they are still the ones
+# with nvJPEG batch decoding that this module needs, so the notice is not repeated per image.
+warnings.filterwarnings(
+    "ignore", "The image decoding and encoding capabilities", DeprecationWarning
+)
 
 
 def _as_tensor(jpeg: bytes) -> torch.Tensor:

@@ -177,3 +177,18 @@ def test_evaluation_records_measured_throughput_per_device_type(zoo_dataset, use
     for name in MODELS:
         assert set(listed[name]["images_per_s"]) == {"cpu"}
         assert listed[name]["images_per_s"]["cpu"] > 0
+
+
+def test_fast_mode_through_the_cli_stores_every_chunk(zoo_dataset, use_database):
+    result = saverzoo("evaluate", "--models", "seeded-*", "--dataset", "tiny", "--mode", "fast")
+    assert result.exit_code == 0, result.output
+    assert row_counts(use_database)["prediction_chunks"] == 3 * 3
+    for name in MODELS:
+        classes, probs = stored_top5(use_database, name)
+        assert classes.shape == (12, 5) and (classes >= 0).all() and (probs > 0).all()
+
+
+def test_an_unknown_mode_is_a_one_line_error(zoo_dataset):
+    result = saverzoo("evaluate", "--models", "seeded-vit", "--dataset", "tiny", "--mode", "x")
+    assert result.exit_code == 1
+    assert "--mode 'x': use fast or reference" in result.stderr
