@@ -182,3 +182,53 @@ class BestSaver(Base):
     selection: Mapped[str] = mapped_column(String(10))
     pair_id: Mapped[int] = mapped_column(ForeignKey("pair_results.id", ondelete="CASCADE"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class Sweep(Base):
+    """Models to evaluate on a dataset, submitted by someone, run by a driver on a Ray cluster.
+
+    ``state``: queued, running, done, failed (some unit failed every attempt), cancelled. Which
+    (model, shard) work is done is never stored here: it is the prediction chunks that exist.
+    """
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    submitted_by: Mapped[str] = mapped_column(String(100))
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    model_patterns: Mapped[list[str]] = mapped_column(JSON)  # as given
+    models: Mapped[list[str]] = mapped_column(JSON)  # what the patterns expanded to
+    options: Mapped[dict] = mapped_column(JSON)  # mode, device, batch size, weights, attempts
+    state: Mapped[str] = mapped_column(String(12), default="queued")
+    error: Mapped[str | None] = mapped_column(Text)
+    driver: Mapped[str | None] = mapped_column(String(200))  # host:pid of the running driver
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    units: Mapped[list[SweepUnit]] = relationship(
+        back_populates="sweep", order_by="SweepUnit.unit_index", cascade="all, delete-orphan"
+    )
+
+
+class SweepUnit(Base):
+    """A group of models on one shard: what one worker actor runs at a time, and its attempts."""
+
+    __tablename__ = "sweep_units"
+    __table_args__ = (UniqueConstraint("sweep_id", "unit_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    unit_index: Mapped[int] = mapped_column(Integer)
+    models: Mapped[list[str]] = mapped_column(JSON)
+    shard_index: Mapped[int] = mapped_column(Integer)
+    gmacs: Mapped[float] = mapped_column(Float)  # the unit's compute: sum of model GMACs x samples
+    state: Mapped[str] = mapped_column(String(12), default="pending")  # pending running done failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(200))  # node and actor of the last attempt
+    images: Mapped[int] = mapped_column(Integer, default=0)  # images x models evaluated
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    sweep: Mapped[Sweep] = relationship(back_populates="units")

@@ -90,7 +90,7 @@ def models_add(
     with user_errors():
         loaded = LoadedModel.load(spec)
     with transaction() as session:
-        register(session, loaded)
+        register(session, loaded.spec, loaded.config, loaded.profile)
     out.print(
         f"model {name!r} registered: {arch}, {loaded.profile.params_m:.2f} M parameters, "
         f"{loaded.profile.gmacs:.3f} GMACs at {loaded.config['input_size']}"

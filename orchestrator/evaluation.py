@@ -17,11 +17,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cluster.errors import InputError
 from db.models import Dataset, DatasetShard, Model, ModelThroughput, utc_now
-from db.queries import complete_model_ids, get_dataset, keys_digest, store_chunk, upsert_model
+from db.queries import complete_model_ids, get_dataset, upsert_model
 from db.upsert import upsert
 from search.service import SaverSearch
-from workers.evaluate import EvalOptions, LoadedModel, ShardResult, Throughput, Worker, device_type
+from workers.evaluate import EvalOptions, Throughput, device_type
 from workers.models import ModelLoadError, ModelSpec, timm_spec
+from workers.profile import Profile
+from workers.unit import ShardTask, UnitRunner
 
 
 def split_patterns(values: Sequence[str]) -> list[str]:
@@ -65,20 +67,19 @@ def resolve_specs(
     return list(specs.values())
 
 
-def register(session: Session, loaded: LoadedModel) -> Model:
+def register(session: Session, spec: ModelSpec, config: dict, cost: Profile) -> Model:
     """Store the model's description: source, cost, data config (the same model: updated)."""
-    spec = loaded.spec
     return upsert_model(
         session,
         name=spec.name,
         arch=spec.arch,
         source="checkpoint" if spec.source == "checkpoint" else "timm",
-        gmacs=loaded.profile.gmacs,
-        params_m=loaded.profile.params_m,
-        input_size=list(loaded.config["input_size"]),
-        crop_pct=loaded.config.get("crop_pct"),
-        interpolation=loaded.config.get("interpolation"),
-        data_config={k: _plain(v) for k, v in loaded.config.items()},
+        gmacs=cost.gmacs,
+        params_m=cost.params_m,
+        input_size=list(config["input_size"]),
+        crop_pct=config.get("crop_pct"),
+        interpolation=config.get("interpolation"),
+        data_config={k: _plain(v) for k, v in config.items()},
         timm_version=timm.__version__,
         checkpoint=spec.checkpoint,
         random_weights=spec.random_weights,
@@ -87,6 +88,51 @@ def register(session: Session, loaded: LoadedModel) -> Model:
 
 def _plain(value: object) -> object:  # JSON-friendly tuples
     return list(value) if isinstance(value, tuple) else value
+
+
+def register_all(
+    session: Session, described: Sequence[tuple[ModelSpec, dict, Profile]]
+) -> tuple[dict[str, int], list[int]]:
+    """Register models; their ids by name, and the ids of those whose cost changed."""
+    names = [spec.name for spec, _, _ in described]
+    costs_before = dict(
+        session.execute(select(Model.name, Model.gmacs).where(Model.name.in_(names))).all()
+    )
+    ids = {spec.name: register(session, spec, config, cost).id for spec, config, cost in described}
+    changed = [
+        ids[spec.name]
+        for spec, _, cost in described
+        if spec.name in costs_before and costs_before[spec.name] != cost.gmacs
+    ]
+    return ids, changed
+
+
+def dataset_shards(session: Session, dataset: Dataset) -> list[ShardTask]:
+    return [
+        ShardTask(s.shard_index, s.url, s.num_samples)
+        for s in session.scalars(
+            select(DatasetShard)
+            .where(DatasetShard.dataset_id == dataset.id)
+            .order_by(DatasetShard.shard_index)
+        )
+    ]
+
+
+def models_evaluated(
+    session: Session,
+    dataset_name: str,
+    model_ids: Sequence[int],
+    cost_changed: Sequence[int] = (),
+) -> list[int]:
+    """Hand the models that now have every chunk to the incremental search (the rest wait)."""
+    dataset = get_dataset(session, dataset_name)
+    complete = set(complete_model_ids(session, dataset))
+    finished = [i for i in model_ids if i in complete]
+    search = SaverSearch()
+    search.models_completed(session, dataset, finished)
+    # A cost is the model's: the other datasets it is evaluated on move with it.
+    search.costs_changed(session, list(cost_changed), skip={dataset.id})
+    return finished
 
 
 @dataclass
@@ -113,58 +159,38 @@ def evaluate_dataset(
     """
     options = options or EvalOptions()
     summary = EvaluationSummary(dataset_name)
+    runner = UnitRunner(sessions, options)
     loaded = []
     for spec in specs:
         try:
-            loaded.append(LoadedModel.load(spec))
+            loaded.append(runner.load(spec))
         except ModelLoadError as error:
             summary.failed[spec.name] = str(error)
     if not loaded:
         return summary
     with sessions.begin() as session:
-        dataset = get_dataset(session, dataset_name)
-        names = [model.spec.name for model in loaded]
-        costs_before = dict(
-            session.execute(select(Model.name, Model.gmacs).where(Model.name.in_(names))).all()
-        )
-        ids = {model.spec.name: register(session, model).id for model in loaded}
-        cost_changed = [
-            ids[m.spec.name]
-            for m in loaded
-            if m.spec.name in costs_before and costs_before[m.spec.name] != m.profile.gmacs
-        ]
-        shards = [
-            (s.shard_index, s.url, s.num_samples)
-            for s in session.scalars(
-                select(DatasetShard)
-                .where(DatasetShard.dataset_id == dataset.id)
-                .order_by(DatasetShard.shard_index)
-            )
-        ]
-    with Worker(loaded, options) as worker:
-        for done, (index, url, count) in enumerate(shards, start=1):
-            result = worker.evaluate_shard(url, expected_samples=count)
-            with sessions.begin() as session:
-                _store(session, dataset_name, index, result, ids)
-            summary.samples += len(result.keys)
-            summary.undecodable += len(result.failures)
-            if progress:
-                progress(done, len(shards))
-        measured = worker.throughput
-        summary.failed.update(worker.failed_models)
+        shards = dataset_shards(session, get_dataset(session, dataset_name))
+        ids, cost_changed = register_all(session, [(m.spec, m.config, m.profile) for m in loaded])
+    running = [model.spec for model in loaded]
+    measured: dict[str, Throughput] = {}
+    for done, shard in enumerate(shards, start=1):
+        report = runner.run(dataset_name, shard, running, ids, skip_done=False)
+        summary.failed.update(report.failed)
+        running = [spec for spec in running if spec.name not in summary.failed]
+        for name, throughput in report.throughput.items():
+            measured.setdefault(name, Throughput()).add(throughput)
+        summary.samples += report.samples
+        summary.undecodable += report.undecodable
+        if progress:
+            progress(done, len(shards))
     with sessions.begin() as session:
-        _store_throughput(session, ids, measured, device_type(options.device))
-        dataset = get_dataset(session, dataset_name)
-        complete = set(complete_model_ids(session, dataset))
-        search = SaverSearch()
-        search.models_completed(session, dataset, [i for i in ids.values() if i in complete])
-        # A cost is the model's: the other datasets it is evaluated on move with it.
-        search.costs_changed(session, cost_changed, skip={dataset.id})
-    summary.evaluated = [m.spec.name for m in loaded if m.spec.name not in summary.failed]
+        store_throughput(session, ids, measured, device_type(options.device))
+        models_evaluated(session, dataset_name, list(ids.values()), cost_changed)
+    summary.evaluated = [spec.name for spec in running]
     return summary
 
 
-def _store_throughput(
+def store_throughput(
     session: Session,
     ids: dict[str, int],
     measured: dict[str, Throughput],
@@ -188,30 +214,3 @@ def _store_throughput(
         ],
         key=["model_id", "device_type"],
     )
-
-
-def _store(
-    session: Session,
-    dataset_name: str,
-    index: int,
-    result: ShardResult,
-    ids: dict[str, int],
-) -> None:
-    dataset: Dataset = get_dataset(session, dataset_name)
-    digest = keys_digest(result.keys)
-    for name, predictions in result.predictions.items():
-        store_chunk(
-            session,
-            model=session.get(Model, ids[name]),
-            dataset=dataset,
-            shard_index=index,
-            keys_digest_=digest,
-            topk_classes=predictions.classes,
-            topk_probs=predictions.probs,
-        )
-    shard = session.scalar(
-        select(DatasetShard).where(
-            DatasetShard.dataset_id == dataset.id, DatasetShard.shard_index == index
-        )
-    )
-    shard.failed_samples = dict(result.failures.reasons)

@@ -34,7 +34,7 @@ from timm.data import create_transform
 from timm.utils import decay_batch_step
 
 from cluster.errors import InputError, ServiceError
-from workers.models import ModelSpec, build, data_config
+from workers.models import ModelSpec, build, data_config, skeleton
 from workers.prefetch import prefetched
 from workers.preprocess import DeviceTransform, decode_cpu, decode_on_device
 from workers.profile import Profile, profile
@@ -106,7 +106,7 @@ class LoadedModel:
     def load(cls, spec: ModelSpec) -> LoadedModel:
         module = build(spec)
         config = data_config(spec, module)
-        return cls(spec, module, config, profile(module, tuple(config["input_size"])))
+        return cls(spec, module, config, profile(skeleton(spec), tuple(config["input_size"])))
 
     @property
     def config_key(self) -> tuple:

@@ -21,6 +21,7 @@ import torch
 from timm.data import resolve_data_config
 
 from cluster.errors import InputError
+from workers.profile import Profile, profile
 
 DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
 
@@ -53,14 +54,41 @@ def timm_spec(name: str, *, random_weights: bool = False) -> ModelSpec:
     return ModelSpec(name, arch, "random" if random_weights else "timm")
 
 
+def _kwargs(spec: ModelSpec) -> dict:
+    return {} if spec.num_classes is None else {"num_classes": spec.num_classes}
+
+
+def _timm_name(spec: ModelSpec) -> str:
+    """What timm builds: ``arch.tag`` keeps the tag's pretrained (and so data) config."""
+    return spec.name if spec.source in ("timm", "random") else spec.arch
+
+
+def skeleton(spec: ModelSpec) -> torch.nn.Module:
+    """The architecture without weights, on the ``meta`` device: no memory, no download.
+
+    It carries the same pretrained config (so the same data config) as the real model, and
+    costs are counted on it in a fraction of a second. A model whose construction computes with
+    tensors cannot be built on ``meta``; it is built on the CPU with random weights instead.
+    """
+    try:
+        with torch.device("meta"):
+            return timm.create_model(_timm_name(spec), pretrained=False, **_kwargs(spec)).eval()
+    except (RuntimeError, NotImplementedError, ValueError):
+        pass
+    try:
+        return timm.create_model(_timm_name(spec), pretrained=False, **_kwargs(spec)).eval()
+    except (RuntimeError, ValueError) as error:
+        raise ModelLoadError(f"cannot build {spec.arch!r}: {error}") from None
+
+
 def build(spec: ModelSpec) -> torch.nn.Module:
     """The model with its weights, in eval mode, on the CPU."""
-    kwargs = {} if spec.num_classes is None else {"num_classes": spec.num_classes}
+    kwargs = _kwargs(spec)
     try:
         if spec.source == "timm":
             model = timm.create_model(spec.name, pretrained=True, **kwargs)
         else:
-            model = timm.create_model(spec.arch, pretrained=False, **kwargs)
+            model = timm.create_model(_timm_name(spec), pretrained=False, **kwargs)
     except (OSError, RuntimeError, ValueError) as error:  # hub errors arrive as these
         if spec.source == "timm":
             raise ModelLoadError(
@@ -92,3 +120,11 @@ def data_config(spec: ModelSpec, model: torch.nn.Module) -> dict:
     """timm's eval data config: explicit overrides, then pretrained test settings, defaults."""
     resolved = resolve_data_config(dict(spec.data_overrides), model=model, use_test_size=True)
     return {key: resolved[key] for key in DATA_CONFIG_KEYS if key in resolved}
+
+
+def describe(spec: ModelSpec) -> tuple[dict, Profile]:
+    """Data config and cost without loading weights (on the ``meta`` skeleton): what a sweep
+    plans and registers with before any worker loads the model."""
+    model = skeleton(spec)
+    config = data_config(spec, model)
+    return config, profile(model, tuple(config["input_size"]))

@@ -82,6 +82,17 @@ def test_device_preprocessing_is_within_the_bound_of_timms_transform(samples, na
     assert grey.mean() <= MEAN_GREY_LEVELS
 
 
+@pytest.mark.parametrize("name", ["bicubic-224", "bilinear-160x192", "border-224"])
+def test_images_of_one_size_resized_together_equal_images_resized_alone(name):
+    config = {"mean": (0.5,) * 3, "std": (0.5,) * 3, **CONFIGS[name]}
+    images = [decode_cpu(natural_jpeg(i, (500, 375) if i % 3 else (375, 500))) for i in range(6)]
+    transform = DeviceTransform(config, "cpu")
+
+    together = transform(images)
+
+    assert torch.equal(together, torch.cat([transform([image]) for image in images]))
+
+
 def test_fast_mode_predictions_agree_with_reference_mode(samples):
     models = [
         seeded("test_resnet", 0),
