@@ -20,6 +20,7 @@ from db.queries import complete_model_ids, get_dataset
 from db.schema import current_revision, head_revision, upgrade
 from orchestrator.cli_datasets import datasets_app, objectstore_app
 from orchestrator.cli_evaluate import evaluate, models_add
+from orchestrator.cli_sweep import sweep_app
 from orchestrator.console import (
     err,
     fail,
@@ -55,6 +56,7 @@ app.add_typer(datasets_app, name="datasets")
 app.command("evaluate")(evaluate)
 models_app.command("add")(models_add)
 app.add_typer(objectstore_app, name="objectstore")
+app.add_typer(sweep_app, name="sweep")
 
 
 # ----- db ----------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import timm
 from sqlalchemy import select
@@ -27,8 +28,24 @@ from workers.unit import ShardTask, UnitRunner
 
 
 def split_patterns(values: Sequence[str]) -> list[str]:
-    """``--models a,b --models 'convnext*'`` as ``['a', 'b', 'convnext*']``."""
-    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+    """``--models a,b --models 'convnext*' --models @zoo.txt`` as one list of names/patterns.
+
+    ``@FILE`` reads names or patterns from a file, one per line (``#`` starts a comment).
+    """
+    parts = []
+    for value in values:
+        if value.startswith("@"):
+            path = Path(value[1:]).expanduser()
+            try:
+                lines = path.read_text().splitlines()
+            except OSError as error:
+                raise InputError(
+                    f"--models {value}: cannot read {path} ({error.strerror})"
+                ) from None
+            parts.extend(line.split("#", 1)[0] for line in lines)
+        else:
+            parts.extend(value.split(","))
+    return [part.strip() for part in parts if part.strip()]
 
 
 def spec_of(model: Model) -> ModelSpec:
@@ -41,9 +58,14 @@ def spec_of(model: Model) -> ModelSpec:
 
 
 def resolve_specs(
-    session: Session, patterns: Sequence[str], *, random_weights: bool
+    session: Session,
+    patterns: Sequence[str],
+    *,
+    random_weights: bool,
+    exclude: Sequence[str] = (),
 ) -> list[ModelSpec]:
-    """Registered checkpoint models by name or pattern, else timm names and patterns."""
+    """Registered checkpoint models by name or pattern, else timm names and patterns, minus
+    the names that match an ``exclude`` pattern."""
     registered = {
         m.name: m for m in session.scalars(select(Model).where(Model.source == "checkpoint"))
     }
@@ -62,8 +84,16 @@ def resolve_specs(
             names = [pattern]
         for name in names:
             specs[name] = timm_spec(name, random_weights=random_weights)
+    excluded = split_patterns(exclude)
+    specs = {
+        name: spec
+        for name, spec in specs.items()
+        if not any(fnmatch.fnmatchcase(name, pattern) for pattern in excluded)
+    }
     if not specs:
-        raise InputError("--models names no model")
+        raise InputError(
+            "--models names no model" + (" once --exclude is applied" if excluded else "")
+        )
     return list(specs.values())
 
 

@@ -75,10 +75,14 @@ class EvalOptions:
         batch_size: int = 64,
         *,
         compile: bool = False,
+        check_device: bool = True,
     ) -> EvalOptions:
-        """Sensible settings: fast with bf16 and channels_last on a GPU, reference on the CPU."""
+        """Sensible settings: fast with bf16 and channels_last on a GPU, reference on the CPU.
+
+        ``check_device=False`` for options meant for other machines (a sweep's workers).
+        """
         cuda = device.startswith("cuda")
-        if cuda and not torch.cuda.is_available():
+        if cuda and check_device and not torch.cuda.is_available():
             raise InputError(f"--device {device}: this machine has no CUDA device; use cpu")
         if not cuda and device != "cpu":
             raise InputError(f"--device {device!r}: use cpu, cuda or cuda:N")

@@ -17,7 +17,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import DatasetShard, Model, PredictionChunk
 from db.queries import get_dataset, keys_digest, store_chunk
-from workers.evaluate import EvalOptions, LoadedModel, ShardResult, Throughput, Worker
+from workers.evaluate import (
+    EvalOptions,
+    LoadedModel,
+    ShardResult,
+    Throughput,
+    Worker,
+    device_type,
+)
 from workers.models import ModelLoadError, ModelSpec
 
 MAX_CACHED_MODELS = 16  # loaded models kept between units (a worker's next unit often reuses them)
@@ -41,6 +48,7 @@ class UnitReport:
     samples: int = 0
     undecodable: int = 0
     throughput: dict[str, Throughput] = field(default_factory=dict)
+    device_type: str = "cpu"  # what the throughput was measured on
 
 
 class UnitRunner:
@@ -76,7 +84,7 @@ class UnitRunner:
         With ``skip_done``, a model whose chunk of this shard exists is not run again: a unit
         retried after a crash computes only what is missing.
         """
-        report = UnitReport(shard.index)
+        report = UnitReport(shard.index, device_type=device_type(self.options.device))
         if skip_done:
             with self.sessions.begin() as session:
                 done = _stored_models(session, dataset_name, shard.index, list(model_ids.values()))

@@ -1,0 +1,249 @@
+"""``saverzoo sweep``: submit zoo sweeps to Ray, follow, resume and cancel them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cluster.ray_cluster import connected
+from cluster.settings import Settings, data_dir
+from db.session import session_factory
+from orchestrator.console import (
+    err,
+    fail,
+    out,
+    print_json,
+    settings_or_fail,
+    transaction,
+    user_errors,
+)
+from orchestrator.plan import DEFAULT_BUNDLE_GMACS
+from orchestrator.sweeps import DONE, SweepOptions, cancel, list_sweeps, status, submit
+
+sweep_app = typer.Typer(help="Zoo sweeps on a Ray cluster: every missing chunk, exactly once.")
+
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        help="Ray cluster: host:port of its head, or auto; http://HOST:8265 submits a Ray Job; "
+        "none: an embedded local Ray.",
+    ),
+]
+Wait = Annotated[
+    bool, typer.Option(help="Run in the foreground with a progress bar until the sweep ends.")
+]
+
+
+@sweep_app.command("submit")
+def sweep_submit(
+    models: Annotated[
+        list[str],
+        typer.Option(help="Names, timm patterns or @FILE, comma-separated; repeatable."),
+    ],
+    dataset: Annotated[str, typer.Option(help="A registered dataset.")],
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Patterns of models to leave out; repeatable.")
+    ] = None,
+    ray_address: RayAddress = None,
+    wait: Wait = False,
+    device: Annotated[str, typer.Option(help="cpu or cuda (on the workers).")] = "cpu",
+    mode: Annotated[str | None, typer.Option(help="fast or reference (default per device).")] = (
+        None
+    ),
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    random_weights: Annotated[bool, typer.Option(help="Random weights (recorded).")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile each model.")] = False,
+    max_attempts: Annotated[int, typer.Option(help="Tries per work unit before it fails.")] = 3,
+    cpus_per_worker: Annotated[
+        int, typer.Option(help="On a cluster without GPUs: CPUs per worker.")
+    ] = 1,
+    workers: Annotated[int | None, typer.Option(help="At most this many workers.")] = None,
+    bundle_gmacs: Annotated[
+        float, typer.Option(help="Models of one data config share a unit up to this cost.")
+    ] = DEFAULT_BUNDLE_GMACS,
+) -> None:
+    """Submit a sweep: these models on this dataset, every missing chunk computed once."""
+    options = SweepOptions(
+        device, mode, batch_size, random_weights, compile, max_attempts, bundle_gmacs,
+        cpus_per_worker, workers,
+    )  # fmt: skip
+    settings = settings_or_fail()
+    with transaction(settings) as session:
+        sweep = submit(session, dataset, models, options, exclude=exclude or [])
+        sweep_id, count = sweep.id, len(sweep.models)
+    out.print(f"sweep {sweep_id} submitted: {count} models on {dataset}")
+    _start(settings, sweep_id, ray_address, wait)
+
+
+@sweep_app.command("resume")
+def sweep_resume(
+    sweep_id: Annotated[int, typer.Argument(help="The sweep to finish.")],
+    ray_address: RayAddress = None,
+    wait: Wait = False,
+) -> None:
+    """Finish a sweep whose driver stopped: only the missing chunks are computed."""
+    settings = settings_or_fail()
+    with transaction(settings) as session:
+        status(session, sweep_id)  # an unknown id fails here, in one line
+    _start(settings, sweep_id, ray_address, wait)
+
+
+def _start(settings: Settings, sweep_id: int, address: str | None, wait: bool) -> None:
+    if address and address.startswith(("http://", "https://")):
+        with user_errors():
+            job = _submit_job(settings, sweep_id, address)
+        out.print(f"sweep {sweep_id} runs as Ray Job {job} on {address}")
+        return
+    if not wait:
+        log = _detach(sweep_id, address)
+        out.print(f"sweep {sweep_id} runs in the background (log: {log}); follow it with "
+                  f"`saverzoo sweep status {sweep_id}`")  # fmt: skip
+        return
+    state = _drive(settings, sweep_id, address)
+    out.print(f"sweep {sweep_id}: {state}")
+    if state != DONE:
+        with transaction(settings) as session:
+            report = status(session, sweep_id)
+        if report["error"]:
+            err.print(f"[bold red]error:[/] {report['error']}", soft_wrap=True)
+        for failure in report["failures"]:
+            if failure["attempts"] >= report["options"]["max_attempts"]:
+                err.print(f"  {', '.join(failure['models'])} on shard {failure['shard']}: "
+                          f"{failure['error']}", soft_wrap=True)  # fmt: skip
+        raise typer.Exit(code=1)
+
+
+def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
+    """Run the sweep's driver here, with a progress bar of images evaluated."""
+    from orchestrator.scheduler import SweepDriver  # imports Ray: only when a sweep runs
+
+    with (
+        user_errors(),
+        connected(address),
+        Progress(
+            TextColumn(f"sweep {sweep_id}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("units · {task.fields[rate]:,.0f} img/s"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as bar,
+    ):
+        task = bar.add_task("sweep", total=None, rate=0.0)
+
+        def update(progress) -> None:
+            bar.update(
+                task,
+                completed=progress.units_done,
+                total=progress.units_total,
+                rate=progress.images_per_s,
+            )
+
+        driver = SweepDriver(session_factory(settings.database_url), settings, sweep_id, update)
+        return driver.run()
+
+
+def _detach(sweep_id: int, address: str | None) -> Path:
+    """Run the driver in a background process that outlives this command; its log file."""
+    log = data_dir() / "sweeps" / f"sweep-{sweep_id}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "orchestrator", "sweep", "resume", str(sweep_id), "--wait"]
+    if address:
+        command += ["--ray-address", address]
+    with open(log, "ab") as sink:
+        subprocess.Popen(
+            command, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    return log
+
+
+def _submit_job(settings: Settings, sweep_id: int, address: str) -> str:
+    """The driver as a Ray Job on the cluster: it outlives this client."""
+    from ray.job_submission import JobSubmissionClient
+
+    from cluster.errors import ServiceError
+    from cluster.ray_cluster import worker_environment
+
+    try:
+        client = JobSubmissionClient(address)
+        return client.submit_job(
+            entrypoint=f"python -m orchestrator sweep resume {sweep_id} --wait --ray-address auto",
+            runtime_env={
+                "working_dir": str(Path(__file__).resolve().parents[1]),
+                "env_vars": worker_environment(settings),
+            },
+            submission_id=f"saverzoo-sweep-{sweep_id}-{os.getpid()}",
+        )
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise ServiceError(f"cannot submit a Ray Job to {address}: {error}") from None
+
+
+@sweep_app.command("status")
+def sweep_status(
+    sweep_id: Annotated[int | None, typer.Argument(help="A sweep (default: the latest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Per-model progress, throughput, ETA and failures of a sweep."""
+    with transaction() as session:
+        if sweep_id is None:
+            sweeps = list_sweeps(session)
+            if not sweeps:
+                raise fail("no sweeps yet; submit one with `saverzoo sweep submit`")
+            sweep_id = sweeps[-1]["id"]
+        report = status(session, sweep_id)
+    if as_json:
+        print_json(report)
+        return
+    table = Table(title=f"sweep {report['id']} on {report['dataset']}: {report['state']}")
+    table.add_column("model")
+    table.add_column("shards done", justify="right")
+    for name, progress in report["models"].items():
+        table.add_row(name, f"{progress['shards_done']}/{progress['shards']}")
+    out.print(table)
+    units = report["units"]
+    rate = report["images_per_worker_s"]
+    eta = report["eta_s"]
+    out.print(
+        f"units: {units['done']} done, {units['running']} running, {units['pending']} pending, "
+        f"{units['failed']} failed"
+        + (f" · {rate:,.0f} img/s per worker" if rate else "")
+        + (f" · about {eta / 60:.1f} min left" if eta else "")
+    )
+    if report["error"]:
+        err.print(f"[bold red]error:[/] {report['error']}", soft_wrap=True)
+    for failure in report["failures"]:
+        where = f"{', '.join(failure['models'])} on shard {failure['shard']}"
+        err.print(f"  {where} (attempt {failure['attempts']}): {failure['error']}", soft_wrap=True)
+
+
+@sweep_app.command("list")
+def sweep_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
+    """Every sweep, oldest first."""
+    with transaction() as session:
+        sweeps = list_sweeps(session)
+    if as_json:
+        print_json(sweeps)
+        return
+    table = Table(title="sweeps")
+    for column in ("id", "dataset", "state", "models", "submitted by", "submitted at"):
+        table.add_column(column)
+    for s in sweeps:
+        table.add_row(str(s["id"]), s["dataset"], s["state"], str(s["models"]),
+                      s["submitted_by"], s["submitted_at"])  # fmt: skip
+    out.print(table)
+
+
+@sweep_app.command("cancel")
+def sweep_cancel(sweep_id: Annotated[int, typer.Argument(help="The sweep to stop.")]) -> None:
+    """Stop a sweep: its driver stops the workers; stored chunks stay."""
+    with transaction() as session:
+        cancel(session, sweep_id)
+    out.print(f"sweep {sweep_id} cancelled")

@@ -1,0 +1,49 @@
+"""The Ray actor that runs work units: one per GPU of the cluster (or per few CPUs).
+
+The only module of ``workers`` that imports Ray. It is a thin shell around ``UnitRunner``: the
+actor reads its settings from the environment Ray's runtime environment gave it, keeps models
+loaded between units, and writes each unit's chunks to the database itself.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+
+import ray
+
+from workers.evaluate import EvalOptions, FatalDeviceError
+from workers.models import ModelSpec
+from workers.unit import ShardTask, UnitReport, UnitRunner
+
+
+@ray.remote(max_restarts=0, max_task_retries=0)
+class EvalActor:
+    def __init__(self, options: EvalOptions) -> None:
+        import torch
+
+        from cluster.settings import get_settings
+        from db.session import session_factory
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+        torch.set_num_threads(max(1, int(cpus)))
+        self.runner = UnitRunner(session_factory(get_settings().database_url), options)
+
+    def where(self) -> str:
+        """host:pid of this worker, for reports (and for tests that stop it)."""
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+    def run(
+        self,
+        dataset: str,
+        shard: ShardTask,
+        specs: Sequence[ModelSpec],
+        model_ids: dict[str, int],
+    ) -> UnitReport:
+        try:
+            return self.runner.run(dataset, shard, specs, model_ids)
+        except FatalDeviceError:
+            # The CUDA context is corrupt: nothing more may run in this process. Its unit had
+            # stored nothing (one transaction per unit); the driver re-queues it elsewhere.
+            os._exit(1)
