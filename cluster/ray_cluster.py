@@ -49,7 +49,10 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _check_reachable(address: str) -> None:
+def check_reachable(address: str | None) -> None:
+    """Fail within seconds when ``address`` (host:port) does not answer; None and auto pass."""
+    if address is None or address == "auto":
+        return
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise InputError(f"--ray-address {address!r}: use host:port of the Ray head, or auto")
@@ -83,8 +86,7 @@ def connected(
             include_dashboard=False,
         )
     else:
-        if address != "auto":
-            _check_reachable(address)
+        check_reachable(address)
         kwargs = dict(address=address)
         if node_ip:
             kwargs["_node_ip_address"] = node_ip

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -12,8 +14,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cluster.ray_cluster import connected
+from cluster.ray_cluster import RayUnavailable, check_reachable, connected
 from cluster.settings import Settings, data_dir
+from db.models import Sweep, utc_now
 from db.session import session_factory
 from orchestrator.console import (
     err,
@@ -25,7 +28,16 @@ from orchestrator.console import (
     user_errors,
 )
 from orchestrator.plan import DEFAULT_BUNDLE_GMACS
-from orchestrator.sweeps import DONE, SweepOptions, cancel, list_sweeps, status, submit
+from orchestrator.sweeps import (
+    DONE,
+    FAILED,
+    QUEUED,
+    SweepOptions,
+    cancel,
+    list_sweeps,
+    status,
+    submit,
+)
 
 sweep_app = typer.Typer(help="Zoo sweeps on a Ray cluster: every missing chunk, exactly once.")
 
@@ -75,6 +87,9 @@ def sweep_submit(
         cpus_per_worker, workers,
     )  # fmt: skip
     settings = settings_or_fail()
+    if not (ray_address or "").startswith(("http://", "https://")):
+        with user_errors():
+            check_reachable(ray_address)  # before a sweep exists that could not run
     with transaction(settings) as session:
         sweep = submit(session, dataset, models, options, exclude=exclude or [])
         sweep_id, count = sweep.id, len(sweep.models)
@@ -124,8 +139,10 @@ def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
     """Run the sweep's driver here, with a progress bar of images evaluated."""
     from orchestrator.scheduler import SweepDriver  # imports Ray: only when a sweep runs
 
+    sessions = session_factory(settings.database_url)
     with (
         user_errors(),
+        _failing_sweep_on_error(sessions, sweep_id),
         connected(address),
         Progress(
             TextColumn(f"sweep {sweep_id}"),
@@ -147,8 +164,20 @@ def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
                 rate=progress.images_per_s,
             )
 
-        driver = SweepDriver(session_factory(settings.database_url), settings, sweep_id, update)
-        return driver.run()
+        return SweepDriver(sessions, settings, sweep_id, update).run()
+
+
+@contextmanager
+def _failing_sweep_on_error(sessions, sweep_id: int) -> Iterator[None]:
+    """A sweep that cannot start (Ray unreachable) is marked failed with why, never left queued."""
+    try:
+        yield
+    except RayUnavailable as error:
+        with sessions.begin() as session:
+            sweep = session.get(Sweep, sweep_id)
+            if sweep.state == QUEUED:
+                sweep.state, sweep.error, sweep.finished_at = FAILED, str(error), utc_now()
+        raise
 
 
 def _detach(sweep_id: int, address: str | None) -> Path:

@@ -308,7 +308,8 @@ class SweepDriver:
             errors = "; ".join(f"{name}: {why}" for name, why in report.failed.items())
             self._retry(unit, pending, errors)
         else:
-            self._update_unit(unit, state=DONE, images=images, seconds=seconds, error=None)
+            # A unit done on a later attempt keeps the error of the attempt before (history).
+            self._update_unit(unit, state=DONE, images=images, seconds=seconds)
         self._report_progress()
 
     def _retry(self, unit: _Unit, pending: deque[_Unit], error: str) -> None:

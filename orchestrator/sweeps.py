@@ -251,9 +251,10 @@ def status(session: Session, sweep_id: int) -> dict:
         "units": {state: by_state.get(state, 0) for state in (PENDING, UNIT_RUNNING, DONE, FAILED)},
         "images_per_worker_s": images / seconds if seconds else None,
         "eta_s": remaining_gmacs / rate / workers if rate and sweep.state == RUNNING else None,
-        "failures": [
+        "failures": [  # units not done whose last attempt failed
             {"models": u.models, "shard": u.shard_index, "attempts": u.attempts, "error": u.error}
             for u in units
-            if u.error
+            if u.error and u.state != DONE
         ],
+        "retried_units": sum(u.attempts > 1 and u.state == DONE for u in units),
     }

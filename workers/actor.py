@@ -8,7 +8,6 @@ loaded between units, and writes each unit's chunks to the database itself.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Sequence
 
 import ray
@@ -31,8 +30,8 @@ class EvalActor:
         self.runner = UnitRunner(session_factory(get_settings().database_url), options)
 
     def where(self) -> str:
-        """host:pid of this worker, for reports (and for tests that stop it)."""
-        return f"{socket.gethostname()}:{os.getpid()}"
+        """node address:pid of this worker, for reports (and for stopping it by hand)."""
+        return f"{ray.util.get_node_ip_address()}:{os.getpid()}"
 
     def run(
         self,

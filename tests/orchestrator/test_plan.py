@@ -1,0 +1,68 @@
+"""Sweep planning: every missing (model, shard) in exactly one unit, grouped to keep a GPU busy."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from orchestrator.plan import PlannedModel, ShardRef, bundles, plan_units
+
+SHARDS = [ShardRef(i, f"s3://b/s-{i}.tar", 1000) for i in range(4)]
+
+
+def model(name: str, gmacs: float, config: str = "224-bicubic") -> PlannedModel:
+    return PlannedModel(name, (("config", config),), gmacs)
+
+
+def test_small_models_of_one_config_share_a_bundle_and_a_large_model_runs_alone():
+    zoo = [model("vit_large", 60.0), model("resnet50", 4.1), model("resnet18", 1.8),
+           model("mobilenet", 0.2), model("effnet", 0.4)]  # fmt: skip
+
+    packed = [sorted(m.name for m in b) for b in bundles(zoo, budget_gmacs=8.0)]
+
+    assert ["vit_large"] in packed
+    assert ["effnet", "mobilenet", "resnet18", "resnet50"] in packed
+
+
+def test_models_of_different_data_configs_never_share_a_bundle():
+    zoo = [model("a", 1.0, "224"), model("b", 1.0, "288"), model("c", 1.0, "224")]
+
+    packed = [sorted(m.name for m in b) for b in bundles(zoo)]
+
+    assert sorted(packed) == [["a", "c"], ["b"]]
+
+
+def test_done_chunks_are_not_planned_and_units_come_largest_first():
+    zoo = [model("big", 20.0), model("small", 1.0, "other")]
+    done = {("big", 0), ("small", 1), ("small", 2)}
+
+    units = plan_units(zoo, SHARDS, done)
+
+    planned = Counter((name, u.shard) for u in units for name in u.models)
+    assert set(planned) == {(m.name, s.index) for m in zoo for s in SHARDS} - done
+    assert [u.gmacs for u in units] == sorted((u.gmacs for u in units), reverse=True)
+    assert units[0].models == ("big",) and units[0].gmacs == 20.0 * 1000
+
+
+names = st.sampled_from([f"m{i}" for i in range(8)])
+
+
+@given(
+    costs=st.dictionaries(names, st.floats(0.01, 30.0), min_size=1),
+    configs=st.dictionaries(names, st.sampled_from(["x", "y", "z"])),
+    done=st.sets(st.tuples(names, st.integers(0, 3))),
+    budget=st.floats(0.5, 40.0),
+)
+def test_every_missing_model_shard_is_planned_exactly_once(costs, configs, done, budget):
+    zoo = [model(name, gmacs, configs.get(name, "x")) for name, gmacs in costs.items()]
+
+    units = plan_units(zoo, SHARDS, done, budget)
+
+    planned = Counter((name, u.shard) for u in units for name in u.models)
+    assert all(count == 1 for count in planned.values())
+    assert set(planned) == {(m.name, s.index) for m in zoo for s in SHARDS} - done
+    for unit in units:  # a unit holds one data config, and only exceeds the budget alone
+        assert len({configs.get(name, "x") for name in unit.models}) == 1
+        assert len(unit.models) == 1 or sum(costs[n] for n in unit.models) <= budget + 1e-9

@@ -1,0 +1,222 @@
+"""Sweeps on real Ray (local, CPU): exactly the chunks in-process evaluation stores, whatever dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+from sqlalchemy import func, select
+
+from db.arrays import from_npy
+from db.models import Model, PredictionChunk, Sweep, SweepUnit
+from db.session import session_factory
+from tests.factories import image_folder, row_counts, saverzoo, saverzoo_json
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+ARCHS = ("test_resnet", "test_efficientnet", "test_vit", "test_convnext", "test_byobnet",
+         "test_nfnet")  # fmt: skip
+MODELS = [f"seeded-{arch}" for arch in ARCHS]
+SHARDS = 4
+
+
+@pytest.fixture
+def sweep_dataset(use_database, tmp_path):
+    """4 shards of real JPEGs, and six seeded checkpoints (weights equal in every process)."""
+    image_folder(tmp_path / "src", classes=3, per_class=8)
+    made = saverzoo("datasets", "make-shards", tmp_path / "src", "--out", tmp_path / "shards",
+                    "--name", "tiny", "--shard-size", "6")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    for seed, arch in enumerate(ARCHS):
+        torch.manual_seed(seed)
+        path = tmp_path / f"{arch}.safetensors"
+        save_file(timm.create_model(arch, pretrained=False).state_dict(), str(path))
+        added = saverzoo("models", "add", f"seeded-{arch}", "--arch", arch, "--checkpoint", path)
+        assert added.exit_code == 0, added.output
+    return tmp_path
+
+
+def chunks(url: str) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray, object]]:
+    """(model, shard) -> (top-5 classes, top-5 probabilities, when it was written)."""
+    with session_factory(url).begin() as session:
+        rows = session.execute(
+            select(Model.name, PredictionChunk).join(Model, Model.id == PredictionChunk.model_id)
+        ).all()
+        return {
+            (name, c.shard_index): (from_npy(c.topk_classes), from_npy(c.topk_probs), c.created_at)
+            for name, c in rows
+        }
+
+
+def units(url: str, sweep_id: int = 1) -> list[SweepUnit]:
+    with session_factory(url).begin() as session:
+        rows = session.scalars(select(SweepUnit).where(SweepUnit.sweep_id == sweep_id)).all()
+        session.expunge_all()
+        return rows
+
+
+def sweep_state(url: str, sweep_id: int = 1) -> str | None:
+    with session_factory(url).begin() as session:
+        sweep = session.get(Sweep, sweep_id)
+        return sweep.state if sweep else None
+
+
+def in_background(*args: str) -> subprocess.Popen:
+    """The CLI in its own process (and process group), as a user's terminal would run it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+    )
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_for(condition, timeout: float = 120.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_sweep_stores_what_in_process_evaluation_stores(sweep_dataset, use_database):
+    swept = saverzoo("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny", "--wait",
+                     "--batch-size", "4")  # fmt: skip
+    assert swept.exit_code == 0, swept.output
+    assert "sweep 1: done" in swept.stdout
+    by_sweep = chunks(use_database)
+    best_by_sweep = saverzoo_json("savers", "best", "--dataset", "tiny")
+    counts = row_counts(use_database)
+    assert set(by_sweep) == {(m, s) for m in MODELS for s in range(SHARDS)}
+
+    local = saverzoo("evaluate", "--models", "seeded-*", "--dataset", "tiny", "--batch-size", "4")
+    assert local.exit_code == 0, local.output
+
+    in_process = chunks(use_database)
+    for key, (classes, probs, _) in by_sweep.items():
+        assert (in_process[key][0][:, 0] == classes[:, 0]).all(), key
+        np.testing.assert_allclose(in_process[key][1], probs, rtol=1e-4, atol=1e-7)
+    best = saverzoo_json("savers", "best", "--dataset", "tiny")
+    assert [(r["base"], r["saver"]) for r in best] == [
+        (r["base"], r["saver"]) for r in best_by_sweep
+    ]
+    assert row_counts(use_database) == counts  # replaced, never duplicated
+    status = saverzoo_json("sweep", "status", "1")
+    assert status["state"] == "done" and status["units"]["failed"] == 0
+    assert all(m["shards_done"] == SHARDS for m in status["models"].values())
+
+
+def test_a_killed_worker_loses_only_its_unit_which_is_redone(sweep_dataset, use_database):
+    driver = in_background("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
+                           "--wait", "--batch-size", "2", "--bundle-gmacs", "0")  # fmt: skip
+    running = wait_for(
+        lambda: [u for u in units(use_database) if u.state == "running" and u.worker],
+        what="a running unit",
+    )
+    victim = running[0]
+    os.kill(int(victim.worker.rsplit(":", 1)[1]), signal.SIGKILL)
+
+    output, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 0, output
+    assert sweep_state(use_database) == "done"
+    stored = chunks(use_database)
+    assert set(stored) == {(m, s) for m in MODELS for s in range(SHARDS)}  # no gap
+    assert row_counts(use_database)["prediction_chunks"] == len(MODELS) * SHARDS  # no duplicate
+    lost = [u for u in units(use_database) if u.error and "worker lost" in u.error]
+    assert lost and all(u.state == "done" and u.attempts >= 2 for u in lost)
+
+
+def test_a_model_that_always_fails_ends_failed_and_the_others_complete(
+    sweep_dataset, use_database
+):
+    (sweep_dataset / "test_vit.safetensors").unlink()  # registered, but its weights are gone
+
+    result = saverzoo("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny", "--wait",
+                      "--max-attempts", "2")  # fmt: skip
+
+    assert result.exit_code == 1
+    assert "sweep 1: failed" in result.stdout
+    assert "seeded-test_vit" in result.stderr and "does not exist" in result.stderr
+    failed = [u for u in units(use_database) if u.state == "failed"]
+    assert failed and all(u.models == ["seeded-test_vit"] and u.attempts == 2 for u in failed)
+    stored = chunks(use_database)
+    others = [m for m in MODELS if m != "seeded-test_vit"]
+    assert set(stored) == {(m, s) for m in others for s in range(SHARDS)}
+
+
+def test_a_resumed_sweep_computes_only_the_missing_chunks(sweep_dataset, use_database):
+    driver = in_background("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
+                           "--wait", "--batch-size", "2", "--bundle-gmacs", "0")  # fmt: skip
+    wait_for(lambda: sum(u.state == "done" for u in units(use_database)) >= 3, what="3 units")
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and its embedded Ray die together
+    driver.wait()
+    workers = {int(u.worker.rsplit(":", 1)[1]) for u in units(use_database) if u.worker}
+    wait_for(lambda: not any(alive(pid) for pid in workers), what="the workers to end")
+    before = chunks(use_database)
+    assert 3 <= len(before) < len(MODELS) * SHARDS
+
+    resumed = saverzoo("sweep", "resume", "1", "--wait")
+
+    assert resumed.exit_code == 0, resumed.output
+    after = chunks(use_database)
+    assert set(after) == {(m, s) for m in MODELS for s in range(SHARDS)}
+    assert all(after[key][2] == written for key, (_, _, written) in before.items())  # kept
+    planned = sum(len(u.models) for u in units(use_database))
+    assert planned == len(MODELS) * SHARDS - len(before)  # only the missing work was run
+    assert sweep_state(use_database) == "done"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--models", "nothing-like-this*", "--dataset", "tiny"], "matches no timm model"),
+        (["--models", "seeded-*", "--dataset", "nope"], "nope"),
+        (["--models", "seeded-*", "--dataset", "tiny", "--ray-address", "127.0.0.2:1"],
+         "no Ray cluster answers at 127.0.0.2:1"),
+        (["--models", "seeded-*", "--dataset", "tiny", "--mode", "quick"], "fast or reference"),
+    ],
+)  # fmt: skip
+def test_bad_input_fails_in_one_line_and_leaves_no_sweep(sweep_dataset, use_database, args, message):
+    result = saverzoo("sweep", "submit", *args, "--wait")
+
+    assert result.exit_code == 1
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    with session_factory(use_database).begin() as session:
+        assert session.scalar(select(func.count()).select_from(Sweep)) == 0
+
+
+def test_an_object_store_that_refuses_credentials_leaves_no_sweep(
+    use_s3, use_database, tmp_path, monkeypatch
+):
+    image_folder(tmp_path / "src", classes=2, per_class=2)
+    made = saverzoo("datasets", "make-shards", tmp_path / "src", "--out", "s3://sweeps/tiny",
+                    "--name", "remote", "--shard-size", "2")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+
+    result = saverzoo("sweep", "submit", "--models", "test_resnet", "--random-weights",
+                      "--dataset", "remote", "--wait")  # fmt: skip
+
+    assert result.exit_code == 1
+    assert "refused" in result.stderr
+    with session_factory(use_database).begin() as session:
+        assert session.scalar(select(func.count()).select_from(Sweep)) == 0
