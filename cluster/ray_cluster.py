@@ -21,6 +21,11 @@ from cluster.errors import InputError, ServiceError
 from cluster.objectstore import CHAIN_VARIABLES, resolve_endpoint
 from cluster.settings import Settings
 
+# Ray 2.60 clusters use token authentication (a token in ~/.ray/auth_token or RAY_AUTH_TOKEN); a
+# client must say so to join one, before Ray is imported (it reads the mode once). Kept on unless
+# the environment says otherwise.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+
 EMBEDDED_NODE_IP = "127.0.0.2"
 CONNECT_TIMEOUT_S = 5.0
 # Passed on to workers when set here: where models come from and how (offline or not).
@@ -95,7 +100,12 @@ def connected(
     except (ConnectionError, RuntimeError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         where = "an embedded Ray" if address is None else f"the Ray cluster at {address}"
-        raise RayUnavailable(f"cannot start or join {where}: {reason}") from None
+        hint = (
+            ""
+            if address is None
+            else " (is its auth token in ~/.ray/auth_token or RAY_AUTH_TOKEN?)"
+        )
+        raise RayUnavailable(f"cannot start or join {where}: {reason}{hint}") from None
     try:
         yield
     finally:

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         default=8333, ge=1, le=65535, description="S3 port of the local object store."
     )
 
+    ray_node_ip: str | None = Field(
+        default=None,
+        description="This machine's address for Ray (the embedded Ray uses 127.0.0.2 when unset).",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _known_url(cls, value: str) -> str:

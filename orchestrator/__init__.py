@@ -1,1 +1,4 @@
-"""User-facing layer: the typer CLI, imports, and (later) sweep planning and scheduling."""
+"""The CLI, sweep planning and scheduling, evaluation in-process, exports and reports."""
+
+# Sets Ray's token authentication mode before any module of this package imports Ray.
+import cluster.ray_cluster  # noqa: F401

@@ -143,7 +143,7 @@ def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
     with (
         user_errors(),
         _failing_sweep_on_error(sessions, sweep_id),
-        connected(address),
+        connected(address, node_ip=settings.ray_node_ip),
         Progress(
             TextColumn(f"sweep {sweep_id}"),
             BarColumn(),

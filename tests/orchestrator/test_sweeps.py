@@ -1,4 +1,4 @@
-"""Sweeps on real Ray (local, CPU): exactly the chunks in-process evaluation stores, whatever dies."""
+"""Sweeps on real Ray (local, CPU): the chunks in-process evaluation stores, whatever dies."""
 
 from __future__ import annotations
 
@@ -145,9 +145,7 @@ def test_a_killed_worker_loses_only_its_unit_which_is_redone(sweep_dataset, use_
     assert lost and all(u.state == "done" and u.attempts >= 2 for u in lost)
 
 
-def test_a_model_that_always_fails_ends_failed_and_the_others_complete(
-    sweep_dataset, use_database
-):
+def test_a_model_that_always_fails_ends_failed_and_the_others_complete(sweep_dataset, use_database):
     (sweep_dataset / "test_vit.safetensors").unlink()  # registered, but its weights are gone
 
     result = saverzoo("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny", "--wait",
@@ -195,7 +193,9 @@ def test_a_resumed_sweep_computes_only_the_missing_chunks(sweep_dataset, use_dat
         (["--models", "seeded-*", "--dataset", "tiny", "--mode", "quick"], "fast or reference"),
     ],
 )  # fmt: skip
-def test_bad_input_fails_in_one_line_and_leaves_no_sweep(sweep_dataset, use_database, args, message):
+def test_bad_input_fails_in_one_line_and_leaves_no_sweep(
+    sweep_dataset, use_database, args, message
+):
     result = saverzoo("sweep", "submit", *args, "--wait")
 
     assert result.exit_code == 1

@@ -1,0 +1,109 @@
+"""A sweep on a two-node Ray cluster on this machine (loopback), losing its second node midway."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.factories import row_counts
+from tests.orchestrator.test_sweeps import (
+    MODELS,
+    SHARDS,
+    chunks,
+    in_background,
+    sweep_state,
+    units,
+    wait_for,
+)
+from tests.orchestrator.test_sweeps import sweep_dataset as sweep_dataset  # a shared fixture
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+HEAD, SECOND = "127.0.0.2", "127.0.0.3"
+RAY = str(Path(sys.executable).with_name("ray"))
+# Notice a lost node within seconds rather than Ray's default quarter of a minute.
+FAST_HEALTH_CHECKS = {
+    "RAY_health_check_period_ms": "500",
+    "RAY_health_check_failure_threshold": "4",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HEAD, 0))
+        return probe.getsockname()[1]
+
+
+def node_processes(temp_dir: str, address: str | None = None) -> list[int]:
+    """PIDs of Ray's processes of this test cluster (of one node when ``address`` is given)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if temp_dir in command and (address is None or f"={address}" in command):
+            found.append(int(entry.name))
+    return found
+
+
+def kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def two_nodes():
+    """``ray start --head`` on 127.0.0.2 and a second node on 127.0.0.3, one logical GPU each."""
+    temp_dir = tempfile.mkdtemp(prefix="rz-", dir="/tmp")  # Ray's socket paths must stay short
+    port = _free_port()
+    env = {**os.environ, **FAST_HEALTH_CHECKS, "RAY_AUTH_MODE": "token"}
+    common = ["--num-gpus=1", "--num-cpus=1", "--disable-usage-stats"]
+    subprocess.run([RAY, "start", "--head", f"--node-ip-address={HEAD}", f"--port={port}",
+                    f"--temp-dir={temp_dir}", "--include-dashboard=false", *common],
+                   check=True, env=env, capture_output=True)  # fmt: skip
+    subprocess.run([RAY, "start", f"--address={HEAD}:{port}", f"--node-ip-address={SECOND}",
+                    *common], check=True, env=env, capture_output=True)  # fmt: skip
+    yield f"{HEAD}:{port}", temp_dir
+    kill(node_processes(temp_dir))  # by PID: never `ray stop`, which stops every Ray
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_workers_spread_over_both_nodes_and_losing_one_loses_no_chunk(
+    two_nodes, sweep_dataset, use_database, monkeypatch
+):
+    address, temp_dir = two_nodes
+    monkeypatch.setenv("SAVERZOO_RAY_NODE_IP", HEAD)
+    driver = in_background("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
+                           "--wait", "--batch-size", "2", "--bundle-gmacs", "0",
+                           "--ray-address", address)  # fmt: skip
+
+    def nodes_at_work():
+        return {u.worker.split(":")[0] for u in units(use_database) if u.worker}
+
+    try:
+        wait_for(lambda: nodes_at_work() == {HEAD, SECOND}, what="both nodes at work")
+    except AssertionError:
+        driver.kill()
+        raise AssertionError(driver.communicate()[0]) from None
+    second = node_processes(temp_dir, SECOND)
+    assert second
+    kill(second)
+
+    output, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 0, output
+    assert sweep_state(use_database) == "done"
+    assert set(chunks(use_database)) == {(m, s) for m in MODELS for s in range(SHARDS)}
+    assert row_counts(use_database)["prediction_chunks"] == len(MODELS) * SHARDS
