@@ -121,6 +121,12 @@ class SweepDriver:
         self.failed_units = 0
         self.images_done = 0
         self.started = time.monotonic()
+        # For the scheduling-overhead benchmark: per unit, the driver's round trip and the
+        # worker's own time.
+        self.round_trips: list[tuple[float, float]] = []
+        self.bookkeeping_s = 0.0  # the driver's own time per result: unit rows, search
+        self.first_worker_s: float | None = None  # until the first worker was ready
+        self.workers_started = 0
 
     # -- the sweep's rows -------------------------------------------------------------------
 
@@ -226,6 +232,9 @@ class SweepDriver:
         try:
             self.actors[actor] = ray.get(ref)
             self.idle.append(actor)
+            self.workers_started += 1
+            if self.first_worker_s is None:
+                self.first_worker_s = time.monotonic() - self.started
         except RayError as error:
             self.last_start_error = str(error).strip().splitlines()[0]
 
@@ -282,6 +291,13 @@ class SweepDriver:
         self.in_flight[ref] = (actor, unit, time.monotonic())
 
     def _collect(self, ref: ray.ObjectRef, pending: deque[_Unit]) -> None:
+        began = time.monotonic()
+        try:
+            self._collect_result(ref, pending)
+        finally:
+            self.bookkeeping_s += time.monotonic() - began
+
+    def _collect_result(self, ref: ray.ObjectRef, pending: deque[_Unit]) -> None:
         actor, unit, started = self.in_flight.pop(ref)
         try:
             report: UnitReport = ray.get(ref)
@@ -295,6 +311,7 @@ class SweepDriver:
             return
         self.idle.append(actor)
         seconds = time.monotonic() - started
+        self.round_trips.append((seconds, report.seconds))
         with self.sessions.begin() as session:
             store_throughput(session, self.model_ids, report.throughput, report.device_type)
             stored = [self.model_ids[name] for name in report.stored + report.skipped]

@@ -8,6 +8,7 @@ part-way has stored nothing of its shard, and a unit run twice leaves one row pe
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class UnitReport:
     undecodable: int = 0
     throughput: dict[str, Throughput] = field(default_factory=dict)
     device_type: str = "cpu"  # what the throughput was measured on
+    seconds: float = 0.0  # wall time of the unit in the worker: load, read, evaluate, store
 
 
 class UnitRunner:
@@ -84,6 +86,7 @@ class UnitRunner:
         With ``skip_done``, a model whose chunk of this shard exists is not run again: a unit
         retried after a crash computes only what is missing.
         """
+        started = time.perf_counter()
         report = UnitReport(shard.index, device_type=device_type(self.options.device))
         if skip_done:
             with self.sessions.begin() as session:
@@ -107,6 +110,7 @@ class UnitRunner:
         report.stored = list(result.predictions)
         report.samples = len(result.keys)
         report.undecodable = len(result.failures)
+        report.seconds = time.perf_counter() - started
         return report
 
 
