@@ -29,7 +29,13 @@ os.environ.setdefault("RAY_AUTH_MODE", "token")
 EMBEDDED_NODE_IP = "127.0.0.2"
 CONNECT_TIMEOUT_S = 5.0
 # Passed on to workers when set here: where models come from and how (offline or not).
-PASSED_VARIABLES = ("HF_HUB_OFFLINE", "HF_HOME", "HF_HUB_CACHE", "TORCH_HOME", "SAVERZOO_CONFIG")
+PASSED_VARIABLES = (
+    "HF_HUB_OFFLINE",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "TORCH_HOME",
+    "SAVERZOO_CONFIG",
+)
 
 
 class RayUnavailable(ServiceError):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +16,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cluster.ray_cluster import RayUnavailable, check_reachable, connected
+from cluster.errors import ServiceError
+from cluster.ray_cluster import check_reachable, connected, worker_environment
 from cluster.settings import Settings, data_dir
 from db.models import Sweep, utc_now
 from db.session import session_factory
@@ -39,6 +42,7 @@ from orchestrator.sweeps import (
     submit,
 )
 
+JOB_SUBMIT_ATTEMPTS = 15
 sweep_app = typer.Typer(help="Zoo sweeps on a Ray cluster: every missing chunk, exactly once.")
 
 RayAddress = Annotated[
@@ -112,9 +116,15 @@ def sweep_resume(
 
 def _start(settings: Settings, sweep_id: int, address: str | None, wait: bool) -> None:
     if address and address.startswith(("http://", "https://")):
-        with user_errors():
+        with (
+            user_errors(),
+            _failing_sweep_on_error(session_factory(settings.database_url), sweep_id),
+        ):
             job = _submit_job(settings, sweep_id, address)
-        out.print(f"sweep {sweep_id} runs as Ray Job {job} on {address}")
+        with transaction(settings) as session:  # until the job's driver takes it over
+            session.get(Sweep, sweep_id).driver = f"ray job {job}"
+        out.print(f"sweep {sweep_id} runs as Ray Job {job} on {address}; follow it with "
+                  f"`saverzoo sweep status {sweep_id}` or `ray job logs {job}`")  # fmt: skip
         return
     if not wait:
         log = _detach(sweep_id, address)
@@ -140,20 +150,20 @@ def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
     from orchestrator.scheduler import SweepDriver  # imports Ray: only when a sweep runs
 
     sessions = session_factory(settings.database_url)
-    with (
-        user_errors(),
-        _failing_sweep_on_error(sessions, sweep_id),
-        connected(address, node_ip=settings.ray_node_ip),
-        Progress(
-            TextColumn(f"sweep {sweep_id}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("units · {task.fields[rate]:,.0f} img/s"),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        ) as bar,
-    ):
+    with user_errors(), ExitStack() as stack:
+        with _failing_sweep_on_error(sessions, sweep_id):
+            stack.enter_context(connected(address, node_ip=settings.ray_node_ip))
+        bar = stack.enter_context(
+            Progress(
+                TextColumn(f"sweep {sweep_id}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("units · {task.fields[rate]:,.0f} img/s"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            )
+        )
         task = bar.add_task("sweep", total=None, rate=0.0)
 
         def update(progress) -> None:
@@ -169,10 +179,11 @@ def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
 
 @contextmanager
 def _failing_sweep_on_error(sessions, sweep_id: int) -> Iterator[None]:
-    """A sweep that cannot start (Ray unreachable) is marked failed with why, never left queued."""
+    """A sweep that cannot start (Ray unreachable, the job refused) is marked failed with why,
+    never left queued."""
     try:
         yield
-    except RayUnavailable as error:
+    except ServiceError as error:  # RayUnavailable among them
         with sessions.begin() as session:
             sweep = session.get(Sweep, sweep_id)
             if sweep.state == QUEUED:
@@ -195,24 +206,33 @@ def _detach(sweep_id: int, address: str | None) -> Path:
 
 
 def _submit_job(settings: Settings, sweep_id: int, address: str) -> str:
-    """The driver as a Ray Job on the cluster: it outlives this client."""
+    """The driver as a Ray Job on the cluster: it outlives this client.
+
+    A head that has just started answers "no available agent" for a few seconds: retried.
+    """
     from ray.job_submission import JobSubmissionClient
 
-    from cluster.errors import ServiceError
-    from cluster.ray_cluster import worker_environment
-
-    try:
-        client = JobSubmissionClient(address)
-        return client.submit_job(
-            entrypoint=f"python -m orchestrator sweep resume {sweep_id} --wait --ray-address auto",
-            runtime_env={
-                "working_dir": str(Path(__file__).resolve().parents[1]),
-                "env_vars": worker_environment(settings),
-            },
-            submission_id=f"saverzoo-sweep-{sweep_id}-{os.getpid()}",
-        )
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        raise ServiceError(f"cannot submit a Ray Job to {address}: {error}") from None
+    logging.getLogger("ray").setLevel(logging.ERROR)  # packaging chatter, one line per file
+    for attempt in range(JOB_SUBMIT_ATTEMPTS):
+        try:
+            client = JobSubmissionClient(address)
+            return client.submit_job(
+                # The cluster's python runs it: its nodes have saverzoo installed (infra image).
+                entrypoint=f"python -m orchestrator sweep resume {sweep_id} --wait "
+                "--ray-address auto",
+                runtime_env={
+                    "working_dir": str(Path(__file__).resolve().parents[1]),
+                    "excludes": [".git", ".venv", "*.egg-info", "__pycache__"],
+                    "env_vars": worker_environment(settings),
+                },
+                submission_id=f"saverzoo-sweep-{sweep_id}-{os.getpid()}",
+            )
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            if "No available agent" in str(error) and attempt + 1 < JOB_SUBMIT_ATTEMPTS:
+                time.sleep(2.0)
+                continue
+            raise ServiceError(f"cannot submit a Ray Job to {address}: {error}") from None
+    raise AssertionError("unreachable")
 
 
 @sweep_app.command("status")

@@ -37,7 +37,6 @@ from orchestrator.sweeps import (
     CANCELLED,
     DONE,
     FAILED,
-    FINISHED,
     PENDING,
     QUEUED,
     RUNNING,
@@ -133,7 +132,7 @@ class SweepDriver:
     def _claim(self) -> deque[_Unit]:
         with self.sessions.begin() as session:
             sweep = get_sweep(session, self.sweep_id)
-            if sweep.state in FINISHED:
+            if sweep.state in (DONE, CANCELLED):  # a failed sweep may be tried again
                 raise InputError(f"sweep {self.sweep_id} is {sweep.state}; nothing to run")
             if _driver_alive(sweep):
                 raise InputError(

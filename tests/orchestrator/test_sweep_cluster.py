@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import row_counts
+from tests.factories import row_counts, saverzoo
 from tests.orchestrator.test_sweeps import (
     MODELS,
     SHARDS,
@@ -107,3 +107,33 @@ def test_workers_spread_over_both_nodes_and_losing_one_loses_no_chunk(
     assert sweep_state(use_database) == "done"
     assert set(chunks(use_database)) == {(m, s) for m in MODELS for s in range(SHARDS)}
     assert row_counts(use_database)["prediction_chunks"] == len(MODELS) * SHARDS
+
+
+@pytest.fixture
+def head_with_dashboard():
+    """A one-node cluster whose dashboard (the Ray Jobs API) listens on 127.0.0.2 only."""
+    temp_dir = tempfile.mkdtemp(prefix="rz-", dir="/tmp")
+    port, dashboard = _free_port(), _free_port()
+    # Job drivers run the cluster's python, which has saverzoo installed (the venv, here).
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": path, "SAVERZOO_RAY_NODE_IP": HEAD}
+    subprocess.run([RAY, "start", "--head", f"--node-ip-address={HEAD}", f"--port={port}",
+                    f"--temp-dir={temp_dir}", "--include-dashboard=true",
+                    f"--dashboard-host={HEAD}", f"--dashboard-port={dashboard}", "--num-cpus=2",
+                    "--disable-usage-stats"], check=True, env=env, capture_output=True)  # fmt: skip
+    yield f"http://{HEAD}:{dashboard}"
+    kill(node_processes(temp_dir))
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_a_sweep_submitted_as_a_ray_job_runs_on_the_cluster(
+    head_with_dashboard, sweep_dataset, use_database
+):
+    result = saverzoo("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
+                      "--ray-address", head_with_dashboard)  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert "runs as Ray Job saverzoo-sweep-1-" in result.stdout  # returned at once
+    wait_for(lambda: sweep_state(use_database) in ("done", "failed"), timeout=240, what="the job")
+    assert sweep_state(use_database) == "done"
+    assert set(chunks(use_database)) == {(m, s) for m in MODELS for s in range(SHARDS)}
