@@ -19,6 +19,7 @@ from tests.orchestrator.test_sweeps import (
     SHARDS,
     chunks,
     in_background,
+    on_postgres,
     sweep_state,
     units,
     wait_for,
@@ -39,6 +40,17 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind((HEAD, 0))
         return probe.getsockname()[1]
+
+
+def own_ports() -> list[str]:
+    """Free ports for a node's agent and metrics: Ray's fixed defaults clash between nodes (and
+    with any other Ray) on one machine."""
+    return [
+        f"--dashboard-agent-listen-port={_free_port()}",
+        f"--dashboard-agent-grpc-port={_free_port()}",
+        f"--metrics-export-port={_free_port()}",
+        f"--runtime-env-agent-port={_free_port()}",
+    ]
 
 
 def node_processes(temp_dir: str, address: str | None = None) -> list[int]:
@@ -72,15 +84,16 @@ def two_nodes():
     env = {**os.environ, **FAST_HEALTH_CHECKS, "RAY_AUTH_MODE": "token"}
     common = ["--num-gpus=1", "--num-cpus=1", "--disable-usage-stats"]
     subprocess.run([RAY, "start", "--head", f"--node-ip-address={HEAD}", f"--port={port}",
-                    f"--temp-dir={temp_dir}", "--include-dashboard=false", *common],
-                   check=True, env=env, capture_output=True)  # fmt: skip
+                    f"--temp-dir={temp_dir}", "--include-dashboard=false", *common,
+                    *own_ports()], check=True, env=env, capture_output=True)  # fmt: skip
     subprocess.run([RAY, "start", f"--address={HEAD}:{port}", f"--node-ip-address={SECOND}",
-                    *common], check=True, env=env, capture_output=True)  # fmt: skip
+                    *common, *own_ports()], check=True, env=env, capture_output=True)  # fmt: skip
     yield f"{HEAD}:{port}", temp_dir
     kill(node_processes(temp_dir))  # by PID: never `ray stop`, which stops every Ray
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@on_postgres
 def test_workers_spread_over_both_nodes_and_losing_one_loses_no_chunk(
     two_nodes, sweep_dataset, use_database, monkeypatch
 ):
@@ -120,12 +133,14 @@ def head_with_dashboard():
     subprocess.run([RAY, "start", "--head", f"--node-ip-address={HEAD}", f"--port={port}",
                     f"--temp-dir={temp_dir}", "--include-dashboard=true",
                     f"--dashboard-host={HEAD}", f"--dashboard-port={dashboard}", "--num-cpus=2",
-                    "--disable-usage-stats"], check=True, env=env, capture_output=True)  # fmt: skip
+                    "--disable-usage-stats", *own_ports()],
+                   check=True, env=env, capture_output=True)  # fmt: skip
     yield f"http://{HEAD}:{dashboard}"
     kill(node_processes(temp_dir))
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@on_postgres
 def test_a_sweep_submitted_as_a_ray_job_runs_on_the_cluster(
     head_with_dashboard, sweep_dataset, use_database
 ):

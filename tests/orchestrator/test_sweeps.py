@@ -28,6 +28,14 @@ MODELS = [f"seeded-{arch}" for arch in ARCHS]
 SHARDS = 4
 
 
+# Failure tests run on PostgreSQL, the database a cluster's workers share; the equality and the
+# bad-input tests run on both databases.
+def on_postgres(test):
+    return pytest.mark.postgres(
+        pytest.mark.parametrize("database_url", ["postgres"], indirect=True)(test)
+    )
+
+
 @pytest.fixture
 def sweep_dataset(use_database, tmp_path):
     """4 shards of real JPEGs, and six seeded checkpoints (weights equal in every process)."""
@@ -81,11 +89,12 @@ def in_background(*args: str) -> subprocess.Popen:
 
 
 def alive(pid: int) -> bool:
+    """Running (a zombie, ended but not yet reaped by this test process, is not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
         return False
-    return True
 
 
 def wait_for(condition, timeout: float = 120.0, what: str = "condition"):
@@ -125,6 +134,7 @@ def test_a_sweep_stores_what_in_process_evaluation_stores(sweep_dataset, use_dat
     assert all(m["shards_done"] == SHARDS for m in status["models"].values())
 
 
+@on_postgres
 def test_a_killed_worker_loses_only_its_unit_which_is_redone(sweep_dataset, use_database):
     driver = in_background("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
                            "--wait", "--batch-size", "2", "--bundle-gmacs", "0")  # fmt: skip
@@ -145,6 +155,7 @@ def test_a_killed_worker_loses_only_its_unit_which_is_redone(sweep_dataset, use_
     assert lost and all(u.state == "done" and u.attempts >= 2 for u in lost)
 
 
+@on_postgres
 def test_a_model_that_always_fails_ends_failed_and_the_others_complete(sweep_dataset, use_database):
     (sweep_dataset / "test_vit.safetensors").unlink()  # registered, but its weights are gone
 
@@ -161,6 +172,7 @@ def test_a_model_that_always_fails_ends_failed_and_the_others_complete(sweep_dat
     assert set(stored) == {(m, s) for m in others for s in range(SHARDS)}
 
 
+@on_postgres
 def test_a_resumed_sweep_computes_only_the_missing_chunks(sweep_dataset, use_database):
     driver = in_background("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
                            "--wait", "--batch-size", "2", "--bundle-gmacs", "0")  # fmt: skip
@@ -220,3 +232,27 @@ def test_an_object_store_that_refuses_credentials_leaves_no_sweep(
     assert "refused" in result.stderr
     with session_factory(use_database).begin() as session:
         assert session.scalar(select(func.count()).select_from(Sweep)) == 0
+
+
+@on_postgres
+def test_without_wait_the_driver_runs_in_the_background_and_can_be_cancelled(
+    sweep_dataset, use_database, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # where the driver's log goes
+    submitted = saverzoo("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
+                         "--batch-size", "2", "--bundle-gmacs", "0")  # fmt: skip
+    assert submitted.exit_code == 0, submitted.output
+    assert "runs in the background" in submitted.stdout
+    wait_for(lambda: any(u.state == "done" for u in units(use_database)), what="a unit done")
+
+    cancelled = saverzoo("sweep", "cancel", "1")
+
+    assert cancelled.exit_code == 0, cancelled.output
+    with session_factory(use_database).begin() as session:
+        driver_pid = int(session.get(Sweep, 1).driver.rsplit(":", 1)[1])
+    wait_for(lambda: not alive(driver_pid), what="the driver to stop")
+    assert sweep_state(use_database) == "cancelled"
+    assert not any(u.state == "running" for u in units(use_database))
+    assert len(chunks(use_database)) < len(MODELS) * SHARDS
+    log = tmp_path / "data" / "saverzoo" / "sweeps" / "sweep-1.log"
+    assert "sweep 1: cancelled" in log.read_text()
