@@ -126,6 +126,7 @@ class SweepDriver:
         self.bookkeeping_s = 0.0  # the driver's own time per result: unit rows, search
         self.first_worker_s: float | None = None  # until the first worker was ready
         self.workers_started = 0
+        self._beat = 0.0  # when the heartbeat was last written
 
     # -- the sweep's rows -------------------------------------------------------------------
 
@@ -173,7 +174,7 @@ class SweepDriver:
     def _sweep_state(self) -> str:
         with self.sessions.begin() as session:
             sweep = session.get(Sweep, self.sweep_id)
-            if time.monotonic() - getattr(self, "_beat", 0.0) > HEARTBEAT_S:
+            if time.monotonic() - self._beat > HEARTBEAT_S:
                 sweep.heartbeat_at = utc_now()
                 self._beat = time.monotonic()
             return sweep.state
@@ -242,6 +243,8 @@ class SweepDriver:
     def run(self) -> str:
         """Run the sweep to its end; returns its final state."""
         pending = self._claim()
+        if self.options.device.startswith("cuda") and not ray.cluster_resources().get("GPU"):
+            return self._finish(FAILED, "--device cuda, but the Ray cluster has no GPU")
         no_worker_since = None
         try:
             while pending or self.in_flight:
