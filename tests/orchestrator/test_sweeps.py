@@ -256,3 +256,13 @@ def test_without_wait_the_driver_runs_in_the_background_and_can_be_cancelled(
     assert len(chunks(use_database)) < len(MODELS) * SHARDS
     log = tmp_path / "data" / "saverzoo" / "sweeps" / "sweep-1.log"
     assert "sweep 1: cancelled" in log.read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU for Ray to find")
+def test_a_gpu_sweep_on_a_cluster_without_gpus_fails_at_once(sweep_dataset, use_database):
+    result = saverzoo("sweep", "submit", "--models", "seeded-test_resnet", "--dataset", "tiny",
+                      "--device", "cuda", "--wait")  # fmt: skip
+
+    assert result.exit_code == 1
+    assert "the Ray cluster has no GPU" in result.stderr
+    assert sweep_state(use_database) == "failed"
