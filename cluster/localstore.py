@@ -13,9 +13,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -173,7 +175,10 @@ class LocalObjectStore:
                 )
             try:
                 # Listing answers before volumes are ready: only a read-back proves readiness.
-                client.create_bucket(Bucket=HEALTH_BUCKET)
+                try:
+                    client.create_bucket(Bucket=HEALTH_BUCKET)
+                except client.exceptions.BucketAlreadyOwnedByYou:
+                    pass  # a store started again on its earlier data
                 client.put_object(Bucket=HEALTH_BUCKET, Key="probe", Body=b"ok")
                 if client.get_object(Bucket=HEALTH_BUCKET, Key="probe")["Body"].read() == b"ok":
                     return
@@ -215,3 +220,23 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def free_port_block() -> int:
+    """An S3 port P such that P..P+4 and P+10000..P+10004 are free on 127.0.0.1 (a store of
+    one's own beside any other)."""
+    for _ in range(200):
+        base = random.randint(20000, 30000)
+        ports = [base + i for i in range(5)] + [base + 10000 + i for i in range(5)]
+        sockets = []
+        try:
+            for port in ports:
+                sockets.append(socket.socket())
+                sockets[-1].bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+        return base
+    raise LocalStoreError("no free block of ports on 127.0.0.1 for the object store")

@@ -92,6 +92,7 @@ class Model(Base):
     data_config: Mapped[dict | None] = mapped_column(JSON)  # the full timm data config
     timm_version: Mapped[str | None] = mapped_column(String(40))
     checkpoint: Mapped[str | None] = mapped_column(Text)
+    num_classes: Mapped[int | None] = mapped_column(Integer)  # None: the architecture's default
     random_weights: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 

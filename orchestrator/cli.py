@@ -29,6 +29,7 @@ from orchestrator.console import (
     progress_bar,
     settings_or_fail,
     transaction,
+    user_errors,
 )
 from search.costs import COSTS, GMACS, LATENCY
 from search.results import (
@@ -355,14 +356,23 @@ def savers_curve(
 
 @app.command("demo")
 def demo(
-    workdir: Annotated[Path, typer.Option(help="Where the demo keeps its files.")] = Path(
+    workdir: Annotated[Path, typer.Option(help="Where the demo keeps everything.")] = Path(
         "demo-out"
     ),
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over (train again).")] = False,
+    epochs: Annotated[int, typer.Option(help="Training epochs per model.")] = 3,
+    models: Annotated[int, typer.Option(help="How many models of the zoo, cheapest first.")] = 6,
 ) -> None:
-    """Run the search end to end on a generated example zoo and print the best savers."""
+    """The whole product on real data: digits as shards, a trained zoo, a sweep, best savers."""
     from orchestrator.demo import run_demo
+    from orchestrator.demo_data import ZOO
 
-    run_demo(workdir, out)
+    if not 2 <= models <= len(ZOO):
+        raise fail(f"--models {models}: use 2 to {len(ZOO)}")
+    if epochs < 1:
+        raise fail(f"--epochs {epochs}: use 1 or more")
+    with user_errors():
+        run_demo(workdir, out, fresh=fresh, epochs=epochs, models=models)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -53,7 +53,7 @@ def spec_of(model: Model) -> ModelSpec:
     source = "random" if model.random_weights else model.source
     overrides = (model.data_config or {}) if model.source == "checkpoint" else {}
     return ModelSpec(
-        model.name, model.arch or model.name, source, model.checkpoint, None, overrides
+        model.name, model.arch or model.name, source, model.checkpoint, model.num_classes, overrides
     )
 
 
@@ -112,6 +112,7 @@ def register(session: Session, spec: ModelSpec, config: dict, cost: Profile) -> 
         data_config={k: _plain(v) for k, v in config.items()},
         timm_version=timm.__version__,
         checkpoint=spec.checkpoint,
+        num_classes=spec.num_classes,
         random_weights=spec.random_weights,
     )
 

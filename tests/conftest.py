@@ -155,9 +155,9 @@ class S3Server:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A real SeaweedFS on free loopback ports for the whole session."""
-    from cluster.localstore import LocalObjectStore
+    from cluster.localstore import LocalObjectStore, free_port_block
 
-    store = LocalObjectStore(tmp_path_factory.mktemp("seaweedfs"), _free_port_block())
+    store = LocalObjectStore(tmp_path_factory.mktemp("seaweedfs"), free_port_block())
     state = store.up()
     try:
         yield S3Server(state.endpoint, store.credentials())
@@ -165,31 +165,12 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         store.down()
 
 
-def _free_port_block() -> int:
-    """A port P such that P..P+4 and P+10000..P+10004 are free on 127.0.0.1."""
-    import random
-
-    for _ in range(200):
-        base = random.randint(20000, 30000)
-        ports = [base + i for i in range(5)] + [base + 10000 + i for i in range(5)]
-        sockets = []
-        try:
-            for port in ports:
-                sockets.append(socket.socket())
-                sockets[-1].bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-        return base
-    raise RuntimeError("no free block of ports for SeaweedFS")
-
-
 @pytest.fixture
 def free_port_block() -> int:
     """An S3 port P of a free block for a SeaweedFS of a test's own."""
-    return _free_port_block()
+    from cluster.localstore import free_port_block as find
+
+    return find()
 
 
 @pytest.fixture
