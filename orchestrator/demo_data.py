@@ -40,6 +40,8 @@ ZOO = (
     "resnet34",
 )
 EPOCHS = 3
+BATCH = 32
+LEARNING_RATE = 4e-3
 
 
 @dataclass(frozen=True)
@@ -99,17 +101,19 @@ def train(
     torch.manual_seed(seed)
     model = timm.create_model(arch, pretrained=False, num_classes=10)
     images, labels = _tensors(samples)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
-    steps = epochs * -(-len(images) // 64)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.05)
+    steps = epochs * -(-len(images) // BATCH)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=LEARNING_RATE, total_steps=steps
+    )
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(images), generator=generator)
         total = 0.0
-        for start in range(0, len(images), 64):
-            batch = order[start : start + 64]
+        for start in range(0, len(images), BATCH):
+            batch = order[start : start + BATCH]
             shifted = _jitter(images[batch], generator)
             loss = loss_fn(model(shifted), labels[batch])
             optimizer.zero_grad()

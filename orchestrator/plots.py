@@ -58,7 +58,7 @@ def plot_zoo(models: list[dict], curves: list[dict], path: Path) -> Path:
     ax.set_ylabel("accuracy (%)")
     ax.set_title("The zoo (dots) and each base with its best saver (lines)")
     if curves:
-        ax.legend(loc="lower right", fontsize=6)
+        ax.legend(loc="best", fontsize=6)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
