@@ -46,6 +46,7 @@ from orchestrator.sweeps import (
     plan,
     sweep_specs,
 )
+from search.service import SaverSearch
 from workers.actor import EvalActor
 from workers.unit import UnitReport
 
@@ -277,9 +278,17 @@ class SweepDriver:
                     sweep.error = "interrupted; `saverzoo sweep resume` finishes it"
             raise
         self._stop_actors()
+        self._search_what_is_missing()
         if self.failed_units:
             return self._finish(FAILED, f"{self.failed_units} work units failed every attempt")
         return self._finish(DONE)
+
+    def _search_what_is_missing(self) -> None:
+        """Pairs of models whose last chunks landed while no driver was looking (a driver killed
+        between a worker's write and its own bookkeeping) are computed now; nothing else is."""
+        with self.sessions.begin() as session:
+            dataset = session.scalar(select(Dataset).where(Dataset.name == self.dataset))
+            SaverSearch().refresh(session, dataset)
 
     def _dispatch(self, actor, unit: _Unit) -> None:
         unit.attempts += 1

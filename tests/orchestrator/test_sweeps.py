@@ -26,6 +26,7 @@ ARCHS = ("test_resnet", "test_efficientnet", "test_vit", "test_convnext", "test_
          "test_nfnet")  # fmt: skip
 MODELS = [f"seeded-{arch}" for arch in ARCHS]
 SHARDS = 4
+BUDGETS = (0.0, 0.1, 0.5, 1.0, 2.0)  # the default budgets, and the paper criterion beside them
 
 
 # Failure tests run on PostgreSQL, the database a cluster's workers share; the equality and the
@@ -193,6 +194,8 @@ def test_a_resumed_sweep_computes_only_the_missing_chunks(sweep_dataset, use_dat
     planned = sum(len(u.models) for u in units(use_database))
     assert planned == len(MODELS) * SHARDS - len(before)  # only the missing work was run
     assert sweep_state(use_database) == "done"
+    pairs = len(MODELS) * (len(MODELS) - 1) // 2  # every model searched, whoever wrote its chunks
+    assert row_counts(use_database)["pair_results"] == pairs * (len(BUDGETS) + 1)
 
 
 @pytest.mark.parametrize(
