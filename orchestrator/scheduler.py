@@ -71,7 +71,6 @@ class _Unit:
     index: int
     models: list[str]
     shard: int
-    gmacs: float
     attempts: int
     images: int  # samples x models of the unit
 
@@ -155,7 +154,6 @@ class SweepDriver:
                     r.unit_index,
                     r.models,
                     r.shard_index,
-                    r.gmacs,
                     0,
                     self.shards[r.shard_index].samples * len(r.models),
                 )

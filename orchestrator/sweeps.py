@@ -213,7 +213,7 @@ def status(session: Session, sweep_id: int) -> dict:
     """Per-model progress (chunks present of shards), throughput, ETA and failures."""
     sweep = get_sweep(session, sweep_id)
     dataset = session.get(Dataset, sweep.dataset_id)
-    specs, ids = sweep_specs(session, sweep)
+    _, ids = sweep_specs(session, sweep)
     shards = dataset_shards(session, dataset)
     done = done_work(session, dataset, ids)
     units = session.scalars(select(SweepUnit).where(SweepUnit.sweep_id == sweep.id)).all()
