@@ -194,34 +194,35 @@ class SweepDriver:
 
     # -- actors -----------------------------------------------------------------------------
 
-    def _resources(self) -> dict:
+    def _actor_resources(self) -> dict:
+        """Decided once per run: GPU workers stay GPU workers while nodes come and go."""
         if ray.cluster_resources().get("GPU", 0) >= 1:
             return {"num_gpus": 1, "num_cpus": 1}
         return {"num_gpus": 0, "num_cpus": self.options.cpus_per_worker}
 
     def _wanted(self, pending: int) -> int:
-        resources = self._resources()
+        useful = pending + len(self.in_flight)
+        if len(self.actors) + len(self.starting) >= useful:
+            return useful  # enough workers: no need to ask Ray
         total = ray.cluster_resources()
-        if resources["num_gpus"]:
+        if self.resources["num_gpus"]:
             slots = int(total.get("GPU", 0))
         else:
-            slots = int(total.get("CPU", 0) // resources["num_cpus"])
-        limit = self.options.max_workers or slots
-        return max(0, min(slots, limit, pending + len(self.in_flight)))
+            slots = int(total.get("CPU", 0) // self.resources["num_cpus"])
+        return max(0, min(slots, self.options.max_workers or slots, useful))
 
     def _room_for_one(self) -> bool:
-        resources, free = self._resources(), ray.available_resources()
-        if resources["num_gpus"] and free.get("GPU", 0) < 1:
+        free = ray.available_resources()
+        if self.resources["num_gpus"] and free.get("GPU", 0) < 1:
             return False
-        return free.get("CPU", 0) >= resources["num_cpus"]
+        return free.get("CPU", 0) >= self.resources["num_cpus"]
 
     def _start_actors(self, pending: int) -> None:
         while len(self.actors) + len(self.starting) < self._wanted(pending):
             if not self._room_for_one():
                 return
             actor = EvalActor.options(
-                **self._resources(),
-                runtime_env={"env_vars": worker_environment(self.settings)},
+                **self.resources, runtime_env={"env_vars": self.worker_env}
             ).remote(self.options.eval_options())
             self.starting[actor.where.remote()] = actor
             time.sleep(0.05)  # let Ray account for it before the next room check
@@ -242,8 +243,10 @@ class SweepDriver:
     def run(self) -> str:
         """Run the sweep to its end; returns its final state."""
         pending = self._claim()
-        if self.options.device.startswith("cuda") and not ray.cluster_resources().get("GPU"):
+        self.resources = self._actor_resources()
+        if self.options.device.startswith("cuda") and not self.resources["num_gpus"]:
             return self._finish(FAILED, "--device cuda, but the Ray cluster has no GPU")
+        self.worker_env = worker_environment(self.settings)
         no_worker_since = None
         try:
             while pending or self.in_flight:
