@@ -12,12 +12,18 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
 
-from cluster.errors import InputError
-from db.models import Model, ModelThroughput
-from db.queries import complete_model_ids, get_dataset
+from db.queries import get_dataset
 from db.schema import current_revision, head_revision, upgrade
+from orchestrator.catalog import (
+    DEFAULT_ALTERNATIVES,
+    MAX_PAGE,
+    SaverQuery,
+    model_detail,
+    models_page,
+    saver_of,
+    savers,
+)
 from orchestrator.cli_datasets import datasets_app, objectstore_app
 from orchestrator.cli_evaluate import evaluate, models_add
 from orchestrator.cli_sweep import sweep_app
@@ -31,17 +37,9 @@ from orchestrator.console import (
     transaction,
     user_errors,
 )
-from search.costs import COSTS, GMACS, LATENCY
-from search.results import (
-    add_budget,
-    best_savers,
-    budget_key,
-    check_device_type,
-    curve,
-    fields_for,
-    latency_best_savers,
-)
-from search.selection import BUDGET, PAPER, centipoints
+from search.costs import GMACS, LATENCY
+from search.results import add_budget, budget_key, curve, fields_for
+from search.selection import BUDGET, PAPER
 from search.service import SaverSearch
 
 app = typer.Typer(help="Find the tiny model that saves each large model of a zoo (TinySaver).")
@@ -141,58 +139,53 @@ def records_export(
 @models_app.command("list")
 def models_list(
     dataset: Annotated[str | None, typer.Option(help="Only models evaluated on it.")] = None,
+    source: Annotated[str | None, typer.Option(help="timm, checkpoint or records.")] = None,
+    name: Annotated[str | None, typer.Option(help="Names matching this pattern, e.g. 'vit_*'.")] = (
+        None
+    ),
+    offset: Annotated[int, typer.Option(help="Skip this many models.")] = 0,
+    limit: Annotated[int, typer.Option(help=f"At most this many (1 to {MAX_PAGE}).")] = MAX_PAGE,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Models with their cost and source."""
+    """Models with their cost and source, cheapest first."""
     with transaction() as session:
-        query = select(Model).order_by(Model.gmacs, Model.name)
-        if dataset is not None:
-            ids = complete_model_ids(session, get_dataset(session, dataset))
-            query = query.where(Model.id.in_(ids))
-        models = session.scalars(query).all()
-        throughput = {}
-        for model_id, device, images_per_s in session.execute(
-            select(
-                ModelThroughput.model_id, ModelThroughput.device_type, ModelThroughput.images_per_s
-            )
-        ):
-            throughput.setdefault(model_id, {})[device] = images_per_s
-        rows = [
-            {
-                "name": m.name,
-                "source": m.source,
-                "gmacs": m.gmacs,
-                "params_m": m.params_m,
-                "random_weights": m.random_weights,
-                "images_per_s": throughput.get(m.id, {}),
-            }
-            for m in models
-        ]
+        page = models_page(
+            session, dataset=dataset, source=source, name=name, offset=offset, limit=limit
+        )
     if as_json:
-        print_json(rows)
+        print_json(page)
         return
     table = Table("model", "source", "GMACs", "params (M)")
-    for row in rows:
+    for row in page["items"]:
         params = "" if row["params_m"] is None else f"{row['params_m']:.2f}"
         table.add_row(row["name"], row["source"], f"{row['gmacs']:.4g}", params)
     out.print(table)
-    out.print(f"{len(rows)} models in {settings_or_fail().database_display}", style="dim")
+    shown = len(page["items"])
+    more = f" ({shown} shown from {offset})" if shown < page["total"] else ""
+    out.print(f"{page['total']} models{more} in {settings_or_fail().database_display}", style="dim")
+
+
+@models_app.command("show")
+def models_show(
+    name: Annotated[str, typer.Argument(help="A model's name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A model's profile, data config, throughput and accuracy per dataset."""
+    with transaction() as session:
+        detail = model_detail(session, name)
+    if as_json:
+        print_json(detail)
+        return
+    out.print(f"[bold]{detail['name']}[/] ({detail['source']}, arch {detail['arch'] or '-'})")
+    params = "-" if detail["params_m"] is None else f"{detail['params_m']:.2f} M"
+    out.print(f"cost: {detail['gmacs']:.4g} GMACs at input {detail['input_size']}, params {params}")
+    for device, rate in detail["images_per_s"].items():
+        out.print(f"throughput on {device}: {rate:,.0f} images/s")
+    for dataset, accuracy in detail["accuracy"].items():
+        out.print(f"top-1 accuracy on {dataset}: {100 * accuracy:.2f}%")
 
 
 # ----- savers ------------------------------------------------------------------------------------
-def _criterion(criterion: str, max_drop: float | None) -> tuple[str, float]:
-    if criterion not in (BUDGET, PAPER):
-        raise fail(f"--criterion must be {BUDGET!r} or {PAPER!r}, not {criterion!r}")
-    if criterion == PAPER and max_drop is not None:
-        raise fail("--max-drop sets a budget; it cannot be combined with --criterion paper")
-    max_drop = 0.0 if max_drop is None else max_drop
-    try:
-        centipoints(max_drop)
-    except InputError as error:
-        raise fail(str(error)) from None
-    return criterion, max_drop
-
-
 @savers_app.command("refresh")
 def savers_refresh(
     dataset: Annotated[str, typer.Option(help="Dataset name.")],
@@ -206,19 +199,31 @@ def savers_refresh(
     )
 
 
+Dataset = Annotated[str, typer.Option(help="Dataset name.")]
+MaxDrop = Annotated[float | None, typer.Option(help="Allowed accuracy drop in points (default 0).")]
+Criterion = Annotated[str, typer.Option(help="'budget' or 'paper' (equal performance).")]
+Holdout = Annotated[
+    bool, typer.Option(help="Pick thresholds on half the samples, score on the other half.")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _keep_budget(session, dataset: str, query: SaverQuery) -> None:
+    """Unlike the HTTP API, the CLI computes a budget the dataset does not keep yet."""
+    data = get_dataset(session, dataset)
+    cp, kept = budget_key(data, query.criterion, query.max_drop)
+    if not kept:
+        with progress_bar(f"computing the {query.max_drop:g}-point budget") as update:
+            add_budget(session, data, cp, SaverSearch(), update)
+
+
 @savers_app.command("best")
 def savers_best(
     base: Annotated[str | None, typer.Argument(help="One base model (default: all).")] = None,
-    dataset: Annotated[str, typer.Option(help="Dataset name.")] = ...,
-    max_drop: Annotated[
-        float | None, typer.Option(help="Allowed accuracy drop in points (default 0).")
-    ] = None,
-    criterion: Annotated[str, typer.Option(help="'budget' or 'paper' (equal performance).")] = (
-        BUDGET
-    ),
-    holdout: Annotated[
-        bool, typer.Option(help="Pick thresholds on half the samples, score on the other half.")
-    ] = False,
+    dataset: Dataset = ...,
+    max_drop: MaxDrop = None,
+    criterion: Criterion = BUDGET,
+    holdout: Holdout = False,
     cost: Annotated[
         str, typer.Option(help="'gmacs', or 'latency' measured on --device-type.")
     ] = GMACS,
@@ -226,33 +231,13 @@ def savers_best(
         str | None,
         typer.Option(help="With --cost latency: the device type whose throughput to use."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """The best saver of every base model (or of BASE)."""
-    criterion, max_drop = _criterion(criterion, max_drop)
-    if cost not in COSTS:
-        raise fail(f"--cost must be {GMACS!r} or {LATENCY!r}, not {cost!r}")
-    if cost == GMACS and device_type is not None:
-        raise fail("--device-type picks the latency measurements; it needs --cost latency")
-    unmeasured: list[str] = []
     with transaction() as session:
-        data = get_dataset(session, dataset)
-        if cost == LATENCY:
-            check_device_type(session, data, device_type)
-        cp, kept = budget_key(data, criterion, max_drop)
-        if not kept:
-            with progress_bar(f"computing the {max_drop:g}-point budget") as update:
-                add_budget(session, data, cp, SaverSearch(), update)
-        query = {
-            "criterion": criterion,
-            "max_drop_centipoints": cp,
-            "holdout": holdout,
-            "base": base,
-        }
-        if cost == LATENCY:
-            rows, unmeasured = latency_best_savers(session, data, device_type=device_type, **query)
-        else:
-            rows = best_savers(session, data, **query)
+        query = SaverQuery(criterion, max_drop, holdout, cost, device_type).checked()
+        _keep_budget(session, dataset, query)
+        rows, unmeasured = savers(session, dataset, query, base)
     notice = (
         f"{len(unmeasured)} of {len(rows)} bases have no throughput measured on "
         f"{device_type!r}: listed last, without a saver"
@@ -264,7 +249,38 @@ def savers_best(
         if notice:
             err.print(notice, style="dim", highlight=False)
         return
-    _print_best(rows, criterion, max_drop, holdout, dataset, device_type, notice)
+    _print_best(rows, query, dataset, notice)
+
+
+@savers_app.command("show")
+def savers_show(
+    base: Annotated[str, typer.Argument(help="A base model.")],
+    dataset: Dataset = ...,
+    max_drop: MaxDrop = None,
+    criterion: Criterion = BUDGET,
+    holdout: Holdout = False,
+    alternatives: Annotated[
+        int, typer.Option(help="How many next-best savers to list.")
+    ] = DEFAULT_ALTERNATIVES,
+    as_json: AsJson = False,
+) -> None:
+    """BASE's best saver and the next-best alternatives, ranked the same way."""
+    with transaction() as session:
+        query = SaverQuery(criterion, max_drop, holdout).checked()
+        _keep_budget(session, dataset, query)
+        answer = saver_of(session, dataset, base, query, alternatives)
+    if as_json:
+        print_json(answer)
+        return
+    ranked = [answer["best"], *answer["alternatives"]] if answer["best"] else []
+    _print_best(
+        [{"base": base, **row} for row in ranked],
+        query,
+        dataset,
+        f"{len(ranked)} of {answer['candidates']} cheaper models shown, best first"
+        if ranked
+        else f"no saver of {base} meets this criterion",
+    )
 
 
 HEADERS = {
@@ -294,26 +310,17 @@ def _cell(field: str, value: float | None) -> str:
     return f"{100 * value:.2f}" if field in PERCENT else f"{value:.4f}"
 
 
-def _print_best(
-    rows: list[dict],
-    criterion: str,
-    max_drop: float,
-    holdout: bool,
-    dataset: str,
-    device_type: str | None = None,
-    notice: str | None = None,
-):
-    """``device_type``: costs are latencies measured there (else GMACs)."""
-    fields = fields_for(criterion, holdout)
+def _print_best(rows: list[dict], query: SaverQuery, dataset: str, notice: str | None = None):
+    fields = fields_for(query.criterion, query.holdout)
     title = (
         f"{dataset}: paper criterion (equal performance)"
-        if criterion == PAPER
-        else f"{dataset}: best savers, accuracy drop <= {max_drop:g} pts"
+        if query.criterion == PAPER
+        else f"{dataset}: best savers, accuracy drop <= {query.max_drop:g} pts"
     )
-    if holdout:
+    if query.holdout:
         title += ", picked on the calibration half, scored on the other half"
-    if device_type is not None:
-        title += f"; cost: latency on {device_type}"
+    if query.cost == LATENCY:
+        title += f"; cost: latency on {query.device_type}"
     table = Table("base", "saver", *(HEADERS[f] for f in fields), title=title, caption=notice)
     for row in rows:
         cells = [_cell(f, row[f]) for f in fields]

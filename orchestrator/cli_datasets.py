@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from cluster.localstore import LocalObjectStore
-from db.models import Dataset, DatasetShard
+from db.models import DatasetShard
 from db.queries import get_dataset
+from orchestrator.catalog import datasets
 from orchestrator.console import (
     fail,
     out,
@@ -117,29 +118,15 @@ def datasets_add(
 def datasets_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
     """Registered datasets."""
     with transaction() as session:
-        shard_counts = dict(
-            session.execute(
-                select(DatasetShard.dataset_id, func.count()).group_by(DatasetShard.dataset_id)
-            ).all()
-        )
-        rows = [
-            {
-                "name": d.name,
-                "num_samples": d.num_samples,
-                "num_classes": d.num_classes,
-                "num_shards": shard_counts.get(d.id, 0),
-                "shards": d.shard_urls,
-            }
-            for d in session.scalars(select(Dataset).order_by(Dataset.name))
-        ]
+        rows = datasets(session)
     if as_json:
         print_json(rows)
         return
-    table = Table("dataset", "samples", "classes", "shards", "location")
+    table = Table("dataset", "samples", "classes", "shards", "models", "location")
     for row in rows:
         table.add_row(
             row["name"], str(row["num_samples"]), str(row["num_classes"]),
-            str(row["num_shards"]), row["shards"],
+            str(row["num_shards"]), str(row["num_models"]), row["shards"],
         )  # fmt: skip
     out.print(table)
 

@@ -42,7 +42,7 @@ def fields_for(criterion: str, holdout: bool) -> tuple[str, ...]:
     return PAPER_FIELDS if criterion == PAPER else BUDGET_FIELDS
 
 
-def _view(pair: PairResult, criterion: str, holdout: bool, costs: dict | None = None) -> dict:
+def pair_view(pair: PairResult, criterion: str, holdout: bool, costs: dict | None = None) -> dict:
     """The reported fields of a pair; ``costs`` replaces its ``COST_COLUMNS`` (see recost_pair)."""
 
     def value(column: str) -> float:
@@ -132,7 +132,7 @@ def best_savers(
             name, pair = best[model.id]
             selection_saving = pair.holdout_calibration_saving if holdout else pair.saving
             if has_saver(criterion, selection_saving):
-                entry.update(saver=name, **_view(pair, criterion, holdout))
+                entry.update(saver=name, **pair_view(pair, criterion, holdout))
         result.append(entry)
     return result
 
@@ -233,7 +233,7 @@ def latency_best_savers(
             selection_saving = costs["holdout_calibration_saving" if holdout else "saving"]
             if has_saver(criterion, selection_saving):
                 entry.update(
-                    saver=models[pair.saver_id].name, **_view(pair, criterion, holdout, costs)
+                    saver=models[pair.saver_id].name, **pair_view(pair, criterion, holdout, costs)
                 )
         result.append(entry)
     return result, [m.name for m in ordered if m.id not in latency]

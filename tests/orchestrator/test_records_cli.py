@@ -251,7 +251,7 @@ def test_records_with_other_labels_than_the_dataset_are_refused(use_database, tm
         (["savers", "best", "--dataset", "val", "--max-drop", "inf"], "from 0 to 100"),
         (["savers", "best", "--dataset", "val", "--max-drop", "1e30"], "from 0 to 100"),
         (["savers", "best", "--dataset", "val", "--max-drop", "0.125"], "two decimals"),
-        (["savers", "best", "--dataset", "val", "--criterion", "best"], "--criterion must be"),
+        (["savers", "best", "--dataset", "val", "--criterion", "best"], "criterion must be"),
         (["savers", "curve", "zoo000", "zoo005", "--dataset", "val"], "is not cheaper"),
         (["savers", "refresh", "--dataset", "nope"], "unknown dataset"),
         (["models", "list", "--dataset", "nope"], "unknown dataset"),

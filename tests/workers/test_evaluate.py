@@ -173,7 +173,7 @@ def test_evaluation_records_measured_throughput_per_device_type(zoo_dataset, use
     result = saverzoo("evaluate", "--models", "seeded-*", "--dataset", "tiny", "--batch-size", "4")
     assert result.exit_code == 0, result.output
 
-    listed = {row["name"]: row for row in saverzoo_json("models", "list")}
+    listed = {row["name"]: row for row in saverzoo_json("models", "list")["items"]}
     for name in MODELS:
         assert set(listed[name]["images_per_s"]) == {"cpu"}
         assert listed[name]["images_per_s"]["cpu"] > 0

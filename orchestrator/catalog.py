@@ -1,0 +1,292 @@
+"""What saverzoo answers, as JSON-ready objects: datasets, models, savers, curves.
+
+The CLI's ``--json`` output and the HTTP API are these same objects, so both always agree. Every
+answer reads stored results (pairs, best savers, costs); only a model's accuracy and a pair's
+curve are computed from its stored predictions. Functions take the caller's session and raise
+``InputError`` (``NotFound`` for an unknown name) for what the caller must fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cluster.errors import InputError
+from db.models import Dataset, DatasetShard, Model, ModelThroughput, PairResult, PredictionChunk
+from db.queries import (
+    NotFound,
+    complete_model_ids,
+    dataset_samples,
+    get_dataset,
+    get_model,
+    top1_predictions,
+)
+from search.costs import COSTS, GMACS, LATENCY
+from search.results import (
+    best_savers,
+    budget_key,
+    check_device_type,
+    fields_for,
+    latency_best_savers,
+    pair_view,
+)
+from search.selection import BUDGET, CRITERIA, PAPER, centipoints, has_saver, rank_key
+
+MAX_PAGE = 1000
+DEFAULT_ALTERNATIVES = 5
+
+
+@dataclass(frozen=True)
+class SaverQuery:
+    """Which best savers: a criterion (with its accuracy budget), a selection and a cost."""
+
+    criterion: str = BUDGET
+    max_drop: float | None = None  # points; None: 0 under a budget (the paper takes none)
+    holdout: bool = False
+    cost: str = GMACS
+    device_type: str | None = None
+
+    def checked(self) -> SaverQuery:
+        """This query with its default budget filled in; InputError for a contradiction."""
+        if self.criterion not in CRITERIA:
+            raise InputError(f"criterion must be {BUDGET!r} or {PAPER!r}, not {self.criterion!r}")
+        if self.criterion == PAPER and self.max_drop is not None:
+            raise InputError("max_drop sets a budget; it cannot be combined with criterion paper")
+        max_drop = 0.0 if self.max_drop is None else self.max_drop
+        centipoints(max_drop)  # 0..100 points, two decimals at most
+        if self.cost not in COSTS:
+            raise InputError(f"cost must be {GMACS!r} or {LATENCY!r}, not {self.cost!r}")
+        if self.cost == GMACS and self.device_type is not None:
+            raise InputError("device_type picks latency measurements; it needs cost latency")
+        return SaverQuery(self.criterion, max_drop, self.holdout, self.cost, self.device_type)
+
+    def describe(self) -> dict:
+        return {
+            "criterion": self.criterion,
+            "max_drop": None if self.criterion == PAPER else self.max_drop,
+            "holdout": self.holdout,
+            "cost": self.cost,
+            "device_type": self.device_type,
+        }
+
+
+def check_kept_budget(dataset: Dataset, query: SaverQuery) -> int:
+    """The stored key of the query's budget; InputError when the dataset does not keep it."""
+    cp, kept = budget_key(dataset, query.criterion, query.max_drop)
+    if not kept:
+        budgets = ", ".join(f"{b / 100:g}" for b in dataset.budgets_centipoints)
+        raise InputError(
+            f"{dataset.name!r} keeps the budgets {budgets} (points); add {query.max_drop:g} with "
+            f"`saverzoo savers best --dataset {dataset.name} --max-drop {query.max_drop:g}`"
+        )
+    return cp
+
+
+# ----- datasets and models -----------------------------------------------------------------------
+def datasets(session: Session) -> list[dict]:
+    shard_counts = dict(
+        session.execute(
+            select(DatasetShard.dataset_id, func.count()).group_by(DatasetShard.dataset_id)
+        ).all()
+    )
+    return [
+        {
+            "name": d.name,
+            "num_samples": d.num_samples,
+            "num_classes": d.num_classes,
+            "num_shards": shard_counts.get(d.id, 0),
+            "num_models": len(complete_model_ids(session, d)),
+            "budgets": [b / 100 for b in d.budgets_centipoints],
+            "shards": d.shard_urls,
+        }
+        for d in session.scalars(select(Dataset).order_by(Dataset.name))
+    ]
+
+
+def models_page(
+    session: Session,
+    *,
+    dataset: str | None = None,
+    source: str | None = None,
+    name: str | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> dict:
+    """Models cheapest first, filtered (``name`` is a shell pattern such as ``vit_*``) and paged."""
+    if offset < 0:
+        raise InputError(f"offset {offset}: use 0 or more")
+    if not 1 <= limit <= MAX_PAGE:
+        raise InputError(f"limit {limit}: use 1 to {MAX_PAGE}")
+    query = select(Model).order_by(Model.gmacs, Model.name)
+    if dataset is not None:
+        query = query.where(
+            Model.id.in_(complete_model_ids(session, get_dataset(session, dataset)))
+        )
+    if source is not None:
+        query = query.where(Model.source == source)
+    models = session.scalars(query).all()
+    if name is not None:
+        models = [m for m in models if fnmatchcase(m.name, name)]
+    page = models[offset : offset + limit]
+    throughput = _throughputs(session, [m.id for m in page])
+    return {
+        "items": [_model_summary(m, throughput.get(m.id, {})) for m in page],
+        "total": len(models),
+        "offset": offset,
+        "limit": limit,
+    }
+
+
+def _throughputs(session: Session, model_ids: list[int]) -> dict[int, dict[str, float]]:
+    result: dict[int, dict[str, float]] = {}
+    rows = session.execute(
+        select(
+            ModelThroughput.model_id, ModelThroughput.device_type, ModelThroughput.images_per_s
+        ).where(ModelThroughput.model_id.in_(model_ids))
+    )
+    for model_id, device, images_per_s in rows:
+        result.setdefault(model_id, {})[device] = images_per_s
+    return result
+
+
+def _model_summary(model: Model, images_per_s: dict[str, float]) -> dict:
+    return {
+        "name": model.name,
+        "source": model.source,
+        "gmacs": model.gmacs,
+        "params_m": model.params_m,
+        "random_weights": model.random_weights,
+        "images_per_s": images_per_s,
+    }
+
+
+def model_detail(session: Session, name: str) -> dict:
+    """A model's profile, data config, measured throughput and top-1 accuracy per dataset."""
+    model = get_model(session, name)
+    accuracy = {}
+    for dataset in session.scalars(select(Dataset).order_by(Dataset.name)):
+        if model.id in complete_model_ids(session, dataset):
+            accuracy[dataset.name] = model_accuracies(session, dataset, [model.id])[model.id]
+    return {
+        **_model_summary(model, _throughputs(session, [model.id]).get(model.id, {})),
+        "arch": model.arch,
+        "input_size": model.input_size,
+        "crop_pct": model.crop_pct,
+        "interpolation": model.interpolation,
+        "num_classes": model.num_classes,
+        "timm_version": model.timm_version,
+        "data_config": model.data_config,
+        "accuracy": accuracy,
+    }
+
+
+def model_accuracies(session: Session, dataset: Dataset, model_ids: list[int]) -> dict[int, float]:
+    """Top-1 accuracy of complete models on the dataset, from their stored predictions."""
+    classes, _ = top1_predictions(session, dataset, model_ids)
+    labels = dataset_samples(session, dataset).labels
+    return {i: float((row == labels).mean()) for i, row in zip(model_ids, classes, strict=True)}
+
+
+# ----- savers ------------------------------------------------------------------------------------
+def savers(session: Session, dataset_name: str, query: SaverQuery, base: str | None = None):
+    """Every base's best saver (or BASE's), and the bases without a latency measurement."""
+    dataset = get_dataset(session, dataset_name)
+    cp = check_kept_budget(dataset, query)
+    selection = {
+        "criterion": query.criterion,
+        "max_drop_centipoints": cp,
+        "holdout": query.holdout,
+        "base": base,
+    }
+    if query.cost == LATENCY:
+        check_device_type(session, dataset, query.device_type)
+        return latency_best_savers(session, dataset, device_type=query.device_type, **selection)
+    return best_savers(session, dataset, **selection), []
+
+
+def saver_of(
+    session: Session,
+    dataset_name: str,
+    base: str,
+    query: SaverQuery,
+    alternatives: int = DEFAULT_ALTERNATIVES,
+) -> dict:
+    """The best saver of one base (GMACs cost) and the next-best savers, ranked the same way."""
+    if query.cost != GMACS:
+        raise InputError("alternatives are ranked by GMACs; use the savers list for latency")
+    if not 0 <= alternatives <= 100:
+        raise InputError(f"alternatives {alternatives}: use 0 to 100")
+    dataset = get_dataset(session, dataset_name)
+    cp = check_kept_budget(dataset, query)
+    model = get_model(session, base)
+    if not _complete(session, dataset, model):
+        raise NotFound(f"model {base!r} has no complete predictions on {dataset.name!r}")
+    pairs = session.execute(
+        select(PairResult, Model.name, Model.gmacs)
+        .join(Model, Model.id == PairResult.saver_id)
+        .where(
+            PairResult.dataset_id == dataset.id,
+            PairResult.base_id == model.id,
+            PairResult.criterion == query.criterion,
+            PairResult.max_drop_centipoints == cp,
+        )
+    ).all()
+    holdout = query.holdout
+
+    def key(row) -> tuple:
+        pair, name, gmacs = row
+        saving = pair.holdout_calibration_saving if holdout else pair.saving
+        accuracy = pair.holdout_calibration_accuracy if holdout else pair.accuracy
+        return rank_key(query.criterion, saving, accuracy, gmacs, name)
+
+    ranked = []
+    for pair, name, gmacs in sorted(pairs, key=key):
+        saving = pair.holdout_calibration_saving if holdout else pair.saving
+        if has_saver(query.criterion, saving):
+            ranked.append(
+                {"saver": name, "saver_gmacs": gmacs, **pair_view(pair, query.criterion, holdout)}
+            )
+    return {
+        "dataset": dataset.name,
+        "base": model.name,
+        "base_gmacs": model.gmacs,
+        **query.describe(),
+        "fields": list(fields_for(query.criterion, holdout)),
+        "best": ranked[0] if ranked else None,
+        "alternatives": ranked[1 : 1 + alternatives],
+        "candidates": len(pairs),
+    }
+
+
+def _complete(session: Session, dataset: Dataset, model: Model) -> bool:
+    """One model's chunks cover every shard (cheaper than listing every complete model)."""
+    shards = session.scalar(
+        select(func.count()).select_from(DatasetShard).where(DatasetShard.dataset_id == dataset.id)
+    )
+    chunks = session.scalar(
+        select(func.count())
+        .select_from(PredictionChunk)
+        .where(PredictionChunk.dataset_id == dataset.id, PredictionChunk.model_id == model.id)
+    )
+    return bool(shards) and chunks == shards
+
+
+def accuracy_table(session: Session, dataset: Dataset) -> list[dict]:
+    """Every complete model of the dataset with its cost and accuracy, cheapest first."""
+    ids = complete_model_ids(session, dataset)
+    models = session.scalars(select(Model).where(Model.id.in_(ids))).all()
+    accuracy = model_accuracies(session, dataset, ids) if ids else {}
+    rows = [
+        {
+            "name": m.name,
+            "gmacs": m.gmacs,
+            "params_m": m.params_m,
+            "accuracy": accuracy[m.id],
+            "source": m.source,
+        }
+        for m in models
+    ]
+    return sorted(rows, key=lambda r: (r["gmacs"], r["name"]))
