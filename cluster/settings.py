@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 import platformdirs
 from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -23,6 +25,7 @@ from pydantic_settings import (
 from sqlalchemy.engine import make_url
 
 APP_NAME = "saverzoo"
+MIN_TOKEN_LENGTH = 16
 DEFAULT_BUDGETS = (0.0, 0.1, 0.5, 1.0, 2.0)
 
 
@@ -43,6 +46,7 @@ class Settings(BaseSettings):
 
     database_url: str = Field(
         default_factory=lambda: f"sqlite:///{data_dir() / 'saverzoo.db'}",
+        repr=False,  # may hold a password: database_display is the printable form
         description="SQLAlchemy URL; the default is an SQLite file in the user data directory.",
     )
     search_budgets: list[float] = Field(
@@ -72,6 +76,46 @@ class Settings(BaseSettings):
         default=None,
         description="This machine's address for Ray (the embedded Ray uses 127.0.0.2 when unset).",
     )
+
+    ray_address: str | None = Field(
+        default=None,
+        description="Where sweeps run by default: a Ray head host:port, auto, or the Ray Jobs "
+        "URL http://HOST:8265; unset: an embedded local Ray.",
+    )
+
+    # The HTTP API (saverzoo serve). Tokens are secrets: never shown by repr, never logged.
+    api_read_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        repr=False,
+        description="Bearer tokens that may read (comma-separated in the environment).",
+    )
+    api_write_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        repr=False,
+        description="Bearer tokens that may read and submit sweeps (comma-separated).",
+    )
+    api_open_read: bool = Field(
+        default=False, description="Let anyone read the API without a token."
+    )
+
+    @field_validator("api_read_tokens", "api_write_tokens", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            return [token.strip() for token in value if str(token).strip()]
+        return value
+
+    @field_validator("api_read_tokens", "api_write_tokens")
+    @classmethod
+    def _long_tokens(cls, value: list[str]) -> list[str]:
+        if any(len(token) < MIN_TOKEN_LENGTH for token in value):
+            raise ValueError(
+                f"API tokens need at least {MIN_TOKEN_LENGTH} characters; make one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -26,6 +26,7 @@ from orchestrator.catalog import (
 )
 from orchestrator.cli_datasets import datasets_app, objectstore_app
 from orchestrator.cli_evaluate import evaluate, models_add
+from orchestrator.cli_serve import serve
 from orchestrator.cli_sweep import sweep_app
 from orchestrator.console import (
     err,
@@ -56,6 +57,7 @@ app.command("evaluate")(evaluate)
 models_app.command("add")(models_add)
 app.add_typer(objectstore_app, name="objectstore")
 app.add_typer(sweep_app, name="sweep")
+app.command("serve")(serve)
 
 
 # ----- db ----------------------------------------------------------------------------------------

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
+from contextlib import ExitStack
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cluster.errors import ServiceError
-from cluster.ray_cluster import check_reachable, connected, worker_environment
-from cluster.settings import Settings, data_dir
-from db.models import Sweep, utc_now
+from cluster.ray_cluster import connected
+from cluster.settings import Settings
 from db.session import session_factory
 from orchestrator.console import (
     err,
@@ -30,11 +21,15 @@ from orchestrator.console import (
     transaction,
     user_errors,
 )
+from orchestrator.launch import (
+    check_address,
+    failing_sweep_on_error,
+    is_jobs_url,
+    start_in_background,
+)
 from orchestrator.plan import DEFAULT_BUNDLE_GMACS
 from orchestrator.sweeps import (
     DONE,
-    FAILED,
-    QUEUED,
     SweepOptions,
     cancel,
     list_sweeps,
@@ -42,7 +37,6 @@ from orchestrator.sweeps import (
     submit,
 )
 
-JOB_SUBMIT_ATTEMPTS = 15
 sweep_app = typer.Typer(help="Zoo sweeps on a Ray cluster: every missing chunk, exactly once.")
 
 RayAddress = Annotated[
@@ -91,9 +85,9 @@ def sweep_submit(
         cpus_per_worker, workers,
     )  # fmt: skip
     settings = settings_or_fail()
-    if not (ray_address or "").startswith(("http://", "https://")):
-        with user_errors():
-            check_reachable(ray_address)  # before a sweep exists that could not run
+    ray_address = ray_address or settings.ray_address
+    with user_errors():
+        check_address(ray_address)
     with transaction(settings) as session:
         sweep = submit(session, dataset, models, options, exclude=exclude or [])
         sweep_id, count = sweep.id, len(sweep.models)
@@ -115,21 +109,10 @@ def sweep_resume(
 
 
 def _start(settings: Settings, sweep_id: int, address: str | None, wait: bool) -> None:
-    if address and address.startswith(("http://", "https://")):
-        with (
-            user_errors(),
-            _failing_sweep_on_error(session_factory(settings.database_url), sweep_id),
-        ):
-            job = _submit_job(settings, sweep_id, address)
-        with transaction(settings) as session:  # until the job's driver takes it over
-            session.get(Sweep, sweep_id).driver = f"ray job {job}"
-        out.print(f"sweep {sweep_id} runs as Ray Job {job} on {address}; follow it with "
-                  f"`saverzoo sweep status {sweep_id}` or `ray job logs {job}`")  # fmt: skip
-        return
-    if not wait:
-        log = _detach(sweep_id, address)
-        out.print(f"sweep {sweep_id} runs in the background (log: {log}); follow it with "
-                  f"`saverzoo sweep status {sweep_id}`")  # fmt: skip
+    address = address or settings.ray_address
+    if not wait or is_jobs_url(address):
+        with user_errors():
+            out.print(start_in_background(settings, sweep_id, address))
         return
     state = _drive(settings, sweep_id, address)
     out.print(f"sweep {sweep_id}: {state}")
@@ -151,7 +134,7 @@ def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
 
     sessions = session_factory(settings.database_url)
     with user_errors(), ExitStack() as stack:
-        with _failing_sweep_on_error(sessions, sweep_id):
+        with failing_sweep_on_error(sessions, sweep_id):
             stack.enter_context(connected(address, node_ip=settings.ray_node_ip))
         bar = stack.enter_context(
             Progress(
@@ -175,64 +158,6 @@ def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
             )
 
         return SweepDriver(sessions, settings, sweep_id, update).run()
-
-
-@contextmanager
-def _failing_sweep_on_error(sessions, sweep_id: int) -> Iterator[None]:
-    """A sweep that cannot start (Ray unreachable, the job refused) is marked failed with why,
-    never left queued."""
-    try:
-        yield
-    except ServiceError as error:  # RayUnavailable among them
-        with sessions.begin() as session:
-            sweep = session.get(Sweep, sweep_id)
-            if sweep.state == QUEUED:
-                sweep.state, sweep.error, sweep.finished_at = FAILED, str(error), utc_now()
-        raise
-
-
-def _detach(sweep_id: int, address: str | None) -> Path:
-    """Run the driver in a background process that outlives this command; its log file."""
-    log = data_dir() / "sweeps" / f"sweep-{sweep_id}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "orchestrator", "sweep", "resume", str(sweep_id), "--wait"]
-    if address:
-        command += ["--ray-address", address]
-    with open(log, "ab") as sink:
-        subprocess.Popen(
-            command, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-    return log
-
-
-def _submit_job(settings: Settings, sweep_id: int, address: str) -> str:
-    """The driver as a Ray Job on the cluster: it outlives this client.
-
-    A head that has just started answers "no available agent" for a few seconds: retried.
-    """
-    from ray.job_submission import JobSubmissionClient
-
-    logging.getLogger("ray").setLevel(logging.ERROR)  # packaging chatter, one line per file
-    for attempt in range(JOB_SUBMIT_ATTEMPTS):
-        try:
-            client = JobSubmissionClient(address)
-            return client.submit_job(
-                # The cluster's python runs it: its nodes have saverzoo installed (infra image).
-                entrypoint=f"python -m orchestrator sweep resume {sweep_id} --wait "
-                "--ray-address auto",
-                runtime_env={
-                    "working_dir": str(Path(__file__).resolve().parents[1]),
-                    "excludes": [".git", ".venv", "*.egg-info", "__pycache__"],
-                    "env_vars": worker_environment(settings),
-                },
-                submission_id=f"saverzoo-sweep-{sweep_id}-{os.getpid()}",
-            )
-        except (ConnectionError, RuntimeError, ValueError) as error:
-            if "No available agent" in str(error) and attempt + 1 < JOB_SUBMIT_ATTEMPTS:
-                time.sleep(2.0)
-                continue
-            raise ServiceError(f"cannot submit a Ray Job to {address}: {error}") from None
-    raise AssertionError("unreachable")
 
 
 @sweep_app.command("status")

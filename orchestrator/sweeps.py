@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from cluster.errors import InputError
 from db.models import Dataset, Model, PredictionChunk, Sweep, SweepUnit, utc_now
-from db.queries import get_dataset
+from db.queries import NotFound, get_dataset
 from orchestrator.evaluation import dataset_shards, register_all, resolve_specs, spec_of
 from orchestrator.plan import DEFAULT_BUNDLE_GMACS, PlannedModel, ShardRef, plan_units
 from search.service import SaverSearch
@@ -114,7 +114,7 @@ def check_readable(session: Session, dataset: Dataset) -> None:
 def get_sweep(session: Session, sweep_id: int) -> Sweep:
     sweep = session.get(Sweep, sweep_id)
     if sweep is None:
-        raise InputError(f"no sweep {sweep_id}; `saverzoo sweep list` shows the sweeps")
+        raise NotFound(f"no sweep {sweep_id}; `saverzoo sweep list` shows the sweeps")
     return sweep
 
 

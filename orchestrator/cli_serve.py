@@ -1,0 +1,72 @@
+"""``saverzoo serve``: the HTTP API and the latest reports, with uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cluster.settings import Settings, data_dir
+from orchestrator.console import err, fail, settings_or_fail
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def check_exposure(settings: Settings, host: str) -> None:
+    """A server reachable from other machines must have tokens: refuse to start otherwise."""
+    if not (settings.api_read_tokens or settings.api_write_tokens) and not is_loopback(host):
+        raise fail(
+            f"--host {host} is reachable from other machines and no API token is configured; "
+            "set SAVERZOO_API_READ_TOKENS / SAVERZOO_API_WRITE_TOKENS, or serve on 127.0.0.1"
+        )
+
+
+def access_summary(settings: Settings) -> str:
+    """Who may do what, with token counts only (tokens are never printed)."""
+    reads = "anyone" if settings.api_open_read else "read or write tokens"
+    return (
+        f"reads: {reads}; submitting sweeps: write tokens "
+        f"({len(settings.api_read_tokens)} read, {len(settings.api_write_tokens)} write tokens "
+        "configured)"
+    )
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    report_dir: Annotated[
+        Path | None, typer.Option(help="Where served reports are kept (default: the data dir).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+) -> None:
+    """Serve the HTTP API (/v1, OpenAPI at /openapi.json) and each dataset's report (/report)."""
+    import uvicorn
+
+    from orchestrator.api import create_app
+
+    settings = settings_or_fail()
+    check_exposure(settings, host)
+    app = create_app(settings, report_dir or data_dir() / "reports")
+    err.print(
+        f"saverzoo API on http://{host}:{port} (docs at /docs, reports at /report) over "
+        f"{settings.database_display}; {access_summary(settings)}",
+        highlight=False,
+    )
+    if not (settings.api_open_read or settings.api_read_tokens or settings.api_write_tokens):
+        err.print(
+            "no token configured and reads not open: every /v1 request will be refused; set "
+            "SAVERZOO_API_OPEN_READ=1 to read without a token on this machine",
+            style="yellow",
+        )
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
