@@ -363,6 +363,34 @@ def savers_curve(
     out.print(table)
 
 
+@app.command("report")
+def report(
+    dataset: Dataset = ...,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder of the report (default: where `serve` finds it)."),
+    ] = None,
+    max_drop: MaxDrop = None,
+    criterion: Criterion = BUDGET,
+    holdout: Holdout = False,
+) -> None:
+    """Write a dataset's report: index.html (sortable table), zoo and curve PNGs, CSV tables."""
+    from cluster.settings import data_dir
+    from orchestrator.report import write_report
+    from orchestrator.report_server import report_folder
+
+    folder = out_dir or report_folder(data_dir() / "reports", dataset)
+    with transaction() as session:
+        query = SaverQuery(criterion, max_drop, holdout).checked()
+        _keep_budget(session, dataset, query)
+        with progress_bar("plotting Pareto fronts") as update:
+            summary = write_report(session, dataset, folder, query, update)
+    out.print(
+        f"report of {dataset} written to {summary.path / 'index.html'}: {summary.saved} of "
+        f"{summary.bases} bases saved ({summary.seconds:.1f} s)"
+    )
+
+
 @app.command("demo")
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo keeps everything.")] = Path(

@@ -259,7 +259,12 @@ def curve(session: Session, dataset: Dataset, base: str, saver: str) -> dict:
     zoo = Zoo.from_predictions(
         [base, saver], [base_model.gmacs, saver_model.gmacs], classes, probs, labels
     )
-    points = pair_curve(zoo, 0, 1)
+    return curve_of(zoo, 0, 1, dataset.name)
+
+
+def curve_of(zoo: Zoo, base: int, saver: int, dataset_name: str) -> dict:
+    """A pair's every exit set and Pareto front, as ``curve`` returns them (pure)."""
+    points = pair_curve(zoo, base, saver)
     front = pareto_front(points)
 
     def as_dict(p):
@@ -272,9 +277,9 @@ def curve(session: Session, dataset: Dataset, base: str, saver: str) -> dict:
         }
 
     return {
-        "base": base,
-        "saver": saver,
-        "dataset": dataset.name,
+        "base": zoo.names[base],
+        "saver": zoo.names[saver],
+        "dataset": dataset_name,
         "base_accuracy": points[0].base_accuracy,
         "saver_accuracy": points[-1].accuracy,
         "cost_ratio": points[0].cost_ratio,
