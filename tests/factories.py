@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -94,3 +101,55 @@ def flat_imagenet(root: Path, count: int = 7) -> tuple[dict[str, tuple[bytes, in
     labels_file = root.parent / "labels.txt"
     labels_file.write_text("\n".join(labels) + "\n")
     return made, labels_file
+
+
+# ----- the HTTP API ---------------------------------------------------------------------------
+READ_TOKEN = "read-token-for-tests-0001"
+WRITE_TOKEN = "write-token-for-tests-0001"
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@contextmanager
+def api_server(log: Path, report_dir: Path | None = None, **env: str) -> Iterator[str]:
+    """``saverzoo serve`` in a process of its own on a free loopback port; yields its URL.
+
+    The environment is this process's (the test database) plus ``env``; the server's output goes
+    to ``log``.
+    """
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "orchestrator", "serve", "--port", str(port)]
+    if report_dir is not None:
+        command += ["--report-dir", str(report_dir)]
+    with open(log, "wb") as sink:
+        server = subprocess.Popen(
+            command, env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"saverzoo serve exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"saverzoo serve did not answer: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
