@@ -1,0 +1,108 @@
+"""The static report: its files, its page in headless Chromium, and serving it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shutil
+import subprocess
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.factories import api_server, records_dir, saverzoo, saverzoo_json, small_zoo
+
+CHROMIUM = shutil.which("chromium")
+ROW = re.compile(r'<tr data-base="([^"]+)">')
+
+
+@pytest.fixture
+def val_zoo(use_database, tmp_path):
+    """Seven of eight models' records on 'val' (the eighth arrives later in one test)."""
+    zoo = small_zoo(num_models=8)
+    imported = saverzoo(
+        "records", "import", records_dir(tmp_path, zoo, zoo.names[:7]), "--dataset", "val"
+    )
+    assert imported.exit_code == 0, imported.output
+    return zoo
+
+
+def assert_valid_png(path):
+    with Image.open(path) as image:
+        image.verify()
+        assert image.format == "PNG" and image.size[0] > 100
+
+
+def test_the_report_writes_the_page_plots_and_timm_style_tables(val_zoo, tmp_path):
+    out = tmp_path / "report"
+    written = saverzoo("report", "--dataset", "val", "--out", out)
+    assert written.exit_code == 0, written.output
+    best = saverzoo_json("savers", "best", "--dataset", "val")
+    saved = [row for row in best if row["saver"]]
+    assert saved, "the synthetic zoo has savers"
+    assert_valid_png(out / "zoo.png")
+    curves = sorted((out / "curves").glob("*.png"))
+    assert len(curves) == len(saved)
+    for path in curves:
+        assert_valid_png(path)
+
+    savers_rows = list(csv.DictReader(io.StringIO((out / "savers.csv").read_text())))
+    assert [r["base"] for r in savers_rows] == [r["base"] for r in best]
+    for row, expected in zip(savers_rows, best, strict=True):
+        assert row["saver"] == (expected["saver"] or "")
+        if expected["saver"]:
+            assert float(row["saving_pct"]) == pytest.approx(100 * expected["saving"], abs=5e-4)
+            assert float(row["top1"]) == pytest.approx(100 * expected["accuracy"], abs=5e-4)
+    models = list(csv.DictReader(io.StringIO((out / "models.csv").read_text())))
+    assert list(models[0])[:4] == ["model", "top1", "top1_err", "param_count"]
+    for row in models:
+        accuracy = saverzoo_json("models", "show", row["model"])["accuracy"]["val"]
+        assert float(row["top1"]) == pytest.approx(100 * accuracy, abs=5e-4)
+        assert float(row["top1"]) + float(row["top1_err"]) == pytest.approx(100)
+
+    page = (out / "index.html").read_text()
+    assert ROW.findall(page) == [r["base"] for r in best]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
+def test_the_report_page_opens_in_headless_chromium(val_zoo, tmp_path):
+    out = tmp_path / "report"
+    assert saverzoo("report", "--dataset", "val", "--out", out).exit_code == 0
+    url = (out / "index.html").as_uri()
+    browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--no-first-run", f"--user-data-dir={tmp_path / 'chromium'}"]  # fmt: skip
+    shot = tmp_path / "page.png"
+    subprocess.run(
+        [*browser, "--window-size=1200,1600", f"--screenshot={shot}", url],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert_valid_png(shot)
+    dom = subprocess.run(
+        [*browser, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120
+    ).stdout
+    assert sorted(ROW.findall(dom)) == sorted(val_zoo.names[:7])  # every base, once
+    assert '<img class="zoo" src="zoo.png"' in dom
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_serve_shows_the_current_report_and_rebuilds_it_when_models_arrive(val_zoo, tmp_path):
+    with api_server(
+        tmp_path / "server.log", tmp_path / "reports", SAVERZOO_API_OPEN_READ="1"
+    ) as url:
+        first = httpx.get(f"{url}/report/val/", timeout=60)
+        assert first.status_code == 200 and "text/html" in first.headers["content-type"]
+        assert len(ROW.findall(first.text)) == 7
+        assert httpx.get(f"{url}/report/val/savers.csv").text.startswith("base,saver,")
+        assert "/report/val/" in httpx.get(f"{url}/report/").text
+        assert httpx.get(f"{url}/report/val/%2E%2E/%2E%2E/etc/passwd").status_code == 404
+        assert httpx.get(f"{url}/report/nope/").status_code == 404
+
+        added = saverzoo("records", "import",
+                         records_dir(tmp_path / "more", val_zoo, val_zoo.names[7:]),
+                         "--dataset", "val")  # fmt: skip
+        assert added.exit_code == 0, added.output
+        second = httpx.get(f"{url}/report/val/", timeout=60)
+        assert sorted(ROW.findall(second.text)) == sorted(val_zoo.names)
