@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 # The report's page is checked in headless Chromium: Debian's, installed here when missing.
 browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-	  && { apt-get install -y -q chromium >/dev/null 2>&1 \
-	       || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } \
+	  && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+	       || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }; } \
 	  || echo "chromium is not installed: the report's browser test will be skipped"
 
 test: $(STAMP) browser
