@@ -83,6 +83,11 @@ class Settings(BaseSettings):
         "URL http://HOST:8265; unset: an embedded local Ray.",
     )
 
+    report_dir: Path = Field(
+        default_factory=lambda: data_dir() / "reports",
+        description="Where `saverzoo report` writes by default and `saverzoo serve` keeps reports.",
+    )
+
     # The HTTP API (saverzoo serve). Tokens are secrets: never shown by repr, never logged.
     api_read_tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cluster.errors import InputError, ServiceError
-from cluster.settings import Settings
+from cluster.settings import Settings, get_settings
 from db.queries import NotFound, get_dataset
 from db.schema import SchemaOutOfDate, current_revision, ensure_schema, head_revision
 from db.session import session_factory
@@ -137,8 +137,14 @@ class SweepRequest(BaseModel):
 
 
 # ----- the app -----------------------------------------------------------------------------------
+def app_from_environment() -> FastAPI:
+    """The app of the process-wide settings: uvicorn's factory for ``serve --workers N``."""
+    settings = get_settings()
+    return create_app(settings, settings.report_dir)
+
+
 def create_app(settings: Settings, report_dir: Path | None = None) -> FastAPI:
-    """The API over the settings' database; ``report_dir`` caches the served reports."""
+    """The API over the settings' database; reports are served from ``report_dir`` if given."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

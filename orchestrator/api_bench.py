@@ -108,17 +108,18 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="*", default=[1, 4, 8])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--server-workers", type=int, default=1, help="serve --workers")
     args = parser.parse_args()
     env = {**os.environ, "SAVERZOO_DATABASE_URL": args.database_url,
            "SAVERZOO_API_READ_TOKENS": TOKEN}  # fmt: skip
     build_zoo(env, args.models, args.samples)
     server = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "serve", "--port", str(args.port), "--log-level",
-         "warning"], env=env,
+         "warning", "--workers", str(args.server_workers)], env=env,
     )  # fmt: skip
     url = f"http://127.0.0.1:{args.port}"
     try:
-        for _ in range(300):
+        for _ in range(600):
             try:
                 httpx.get(f"{url}/healthz", timeout=1)
                 break
@@ -128,7 +129,8 @@ def main() -> None:
         latencies(url, names, 100, seed=0)  # warm the connection pool and the page cache
         seconds = latencies(url, names, args.requests, seed=1)
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-              f"{len(names)} bases, {args.requests} sequential requests")  # fmt: skip
+              f"{len(names)} bases, {args.requests} sequential requests, "
+              f"{args.server_workers} server process(es)")  # fmt: skip
         print(f"GET /v1/savers/{{base}} latency: p50 {1e3 * statistics.median(seconds):.2f} ms, "
               f"p90 {1e3 * percentile(seconds, 0.9):.2f} ms, "
               f"p99 {1e3 * percentile(seconds, 0.99):.2f} ms, "

@@ -224,54 +224,67 @@ def saver_of(
     model = get_model(session, base)
     if not _complete(session, dataset, model):
         raise NotFound(f"model {base!r} has no complete predictions on {dataset.name!r}")
-    pairs = session.execute(
-        select(PairResult, Model.name, Model.gmacs)
-        .join(Model, Model.id == PairResult.saver_id)
-        .where(
-            PairResult.dataset_id == dataset.id,
-            PairResult.base_id == model.id,
-            PairResult.criterion == query.criterion,
-            PairResult.max_drop_centipoints == cp,
-        )
-    ).all()
     holdout = query.holdout
-
-    def key(row) -> tuple:
-        pair, name, gmacs = row
-        saving = pair.holdout_calibration_saving if holdout else pair.saving
-        accuracy = pair.holdout_calibration_accuracy if holdout else pair.accuracy
-        return rank_key(query.criterion, saving, accuracy, gmacs, name)
-
-    ranked = []
-    for pair, name, gmacs in sorted(pairs, key=key):
-        saving = pair.holdout_calibration_saving if holdout else pair.saving
-        if has_saver(query.criterion, saving):
-            ranked.append(
-                {"saver": name, "saver_gmacs": gmacs, **pair_view(pair, query.criterion, holdout)}
+    # Rank from the ranking index alone, then load the few pairs shown: a dear base has ~1,000
+    # candidate savers.
+    saving = PairResult.holdout_calibration_saving if holdout else PairResult.saving
+    accuracy = PairResult.holdout_calibration_accuracy if holdout else PairResult.accuracy
+    same_criterion = (
+        PairResult.dataset_id == dataset.id,
+        PairResult.base_id == model.id,
+        PairResult.criterion == query.criterion,
+        PairResult.max_drop_centipoints == cp,
+    )
+    candidates = session.execute(
+        select(PairResult.saver_id, saving, accuracy, Model.gmacs, Model.name)
+        .join(Model, Model.id == PairResult.saver_id)
+        .where(*same_criterion)
+    ).all()
+    ranked = sorted(
+        (rank_key(query.criterion, s, a, gmacs, name), saver_id, name, gmacs)
+        for saver_id, s, a, gmacs, name in candidates
+        if has_saver(query.criterion, s)
+    )[: 1 + alternatives]
+    pairs = {
+        pair.saver_id: pair
+        for pair in session.scalars(
+            select(PairResult).where(
+                *same_criterion, PairResult.saver_id.in_([saver for _, saver, _, _ in ranked])
             )
+        )
+    }
+    shown = [
+        {"saver": name, "saver_gmacs": gmacs, **pair_view(pairs[saver], query.criterion, holdout)}
+        for _, saver, name, gmacs in ranked
+    ]
     return {
         "dataset": dataset.name,
         "base": model.name,
         "base_gmacs": model.gmacs,
         **query.describe(),
         "fields": list(fields_for(query.criterion, holdout)),
-        "best": ranked[0] if ranked else None,
-        "alternatives": ranked[1 : 1 + alternatives],
-        "candidates": len(pairs),
+        "best": shown[0] if shown else None,
+        "alternatives": shown[1:],
+        "candidates": len(candidates),
     }
 
 
 def _complete(session: Session, dataset: Dataset, model: Model) -> bool:
     """One model's chunks cover every shard (cheaper than listing every complete model)."""
-    shards = session.scalar(
-        select(func.count()).select_from(DatasetShard).where(DatasetShard.dataset_id == dataset.id)
+    shards = (
+        select(func.count())
+        .select_from(DatasetShard)
+        .where(DatasetShard.dataset_id == dataset.id)
+        .scalar_subquery()
     )
-    chunks = session.scalar(
+    chunks = (
         select(func.count())
         .select_from(PredictionChunk)
         .where(PredictionChunk.dataset_id == dataset.id, PredictionChunk.model_id == model.id)
+        .scalar_subquery()
     )
-    return bool(shards) and chunks == shards
+    num_shards, num_chunks = session.execute(select(shards, chunks)).one()
+    return bool(num_shards) and num_chunks == num_shards
 
 
 def accuracy_table(session: Session, dataset: Dataset) -> list[dict]:

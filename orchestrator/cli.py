@@ -375,12 +375,12 @@ def report(
     holdout: Holdout = False,
 ) -> None:
     """Write a dataset's report: index.html (sortable table), zoo and curve PNGs, CSV tables."""
-    from cluster.settings import data_dir
     from orchestrator.report import write_report
     from orchestrator.report_server import report_folder
 
-    folder = out_dir or report_folder(data_dir() / "reports", dataset)
-    with transaction() as session:
+    settings = settings_or_fail()
+    folder = out_dir or report_folder(settings.report_dir, dataset)
+    with transaction(settings) as session:
         query = SaverQuery(criterion, max_drop, holdout).checked()
         _keep_budget(session, dataset, query)
         with progress_bar("plotting Pareto fronts") as update:

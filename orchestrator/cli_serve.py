@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import OperationalError
 
-from cluster.settings import Settings, data_dir
+from cluster.settings import Settings, get_settings
+from db.schema import SchemaOutOfDate, ensure_schema
 from orchestrator.console import err, fail, settings_or_fail
 
 
@@ -46,18 +49,29 @@ def serve(
     ),
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     report_dir: Annotated[
-        Path | None, typer.Option(help="Where served reports are kept (default: the data dir).")
+        Path | None,
+        typer.Option(help="Where served reports are kept (default: SAVERZOO_REPORT_DIR)."),
     ] = None,
+    workers: Annotated[int, typer.Option(help="Server processes.", min=1, max=64)] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
 ) -> None:
     """Serve the HTTP API (/v1, OpenAPI at /openapi.json) and each dataset's report (/report)."""
     import uvicorn
 
-    from orchestrator.api import create_app
-
+    if report_dir is not None:  # the worker processes read their settings from the environment
+        os.environ["SAVERZOO_REPORT_DIR"] = str(report_dir.resolve())
+        get_settings.cache_clear()
     settings = settings_or_fail()
     check_exposure(settings, host)
-    app = create_app(settings, report_dir or data_dir() / "reports")
+    try:
+        ensure_schema(settings.database_url)  # a new database is migrated; an old one refused
+    except SchemaOutOfDate as error:
+        raise fail(str(error)) from None
+    except (OperationalError, OSError) as error:  # serve anyway: /readyz says 503 until it answers
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        err.print(
+            f"the database {settings.database_display} is unreachable: {reason}", style="yellow"
+        )
     err.print(
         f"saverzoo API on http://{host}:{port} (docs at /docs, reports at /report) over "
         f"{settings.database_display}; {access_summary(settings)}",
@@ -69,4 +83,11 @@ def serve(
             "SAVERZOO_API_OPEN_READ=1 to read without a token on this machine",
             style="yellow",
         )
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.run(
+        "orchestrator.api:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
