@@ -285,21 +285,3 @@ def _complete(session: Session, dataset: Dataset, model: Model) -> bool:
     )
     num_shards, num_chunks = session.execute(select(shards, chunks)).one()
     return bool(num_shards) and num_chunks == num_shards
-
-
-def accuracy_table(session: Session, dataset: Dataset) -> list[dict]:
-    """Every complete model of the dataset with its cost and accuracy, cheapest first."""
-    ids = complete_model_ids(session, dataset)
-    models = session.scalars(select(Model).where(Model.id.in_(ids))).all()
-    accuracy = model_accuracies(session, dataset, ids) if ids else {}
-    rows = [
-        {
-            "name": m.name,
-            "gmacs": m.gmacs,
-            "params_m": m.params_m,
-            "accuracy": accuracy[m.id],
-            "source": m.source,
-        }
-        for m in models
-    ]
-    return sorted(rows, key=lambda r: (r["gmacs"], r["name"]))
