@@ -94,6 +94,11 @@ class Model(Base):
     checkpoint: Mapped[str | None] = mapped_column(Text)
     num_classes: Mapped[int | None] = mapped_column(Integer)  # None: the architecture's default
     random_weights: Mapped[bool] = mapped_column(Boolean, default=False)
+    # What identifies the weights (JSON of timm's pretrained cfg fields, or the checkpoint path).
+    weights_id: Mapped[str | None] = mapped_column(Text)
+    # Set when newer weights replaced these: the row (renamed name@weights) keeps its predictions
+    # for the record, but no search, query or report counts it any more.
+    superseded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
 
@@ -209,8 +214,11 @@ class Sweep(Base):
     """
 
     __tablename__ = "sweeps"
+    __table_args__ = (UniqueConstraint("key", name="uq_sweeps_key"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # Set by submitters that must not submit the same work twice (the watcher): unique.
+    key: Mapped[str | None] = mapped_column(String(200))
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     submitted_by: Mapped[str] = mapped_column(String(100))
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
@@ -249,3 +257,37 @@ class SweepUnit(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     sweep: Mapped[Sweep] = relationship(back_populates="units")
+
+
+class RegistrySnapshot(Base):
+    """The pretrained models an installed timm offered, recorded once per (version, contents)."""
+
+    __tablename__ = "registry_snapshots"
+    __table_args__ = (UniqueConstraint("timm_version", "digest"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    timm_version: Mapped[str] = mapped_column(String(40))
+    digest: Mapped[str] = mapped_column(String(32))  # of every entry: equal registries, one row
+    num_entries: Mapped[int] = mapped_column(Integer)
+    taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+    entries: Mapped[list[RegistryEntry]] = relationship(
+        back_populates="snapshot", cascade="all, delete-orphan"
+    )
+
+
+class RegistryEntry(Base):
+    """One pretrained ``arch.tag``: what identifies its weights, and its data config."""
+
+    __tablename__ = "registry_entries"
+    __table_args__ = (UniqueConstraint("snapshot_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey("registry_snapshots.id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(String(300))
+    weights: Mapped[dict] = mapped_column(JSON)  # hub id, file name, url, file as timm gives them
+    data_config: Mapped[dict] = mapped_column(JSON)
+
+    snapshot: Mapped[RegistrySnapshot] = relationship(back_populates="entries")

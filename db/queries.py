@@ -129,13 +129,14 @@ def store_chunk(
 
 
 def complete_model_ids(session: Session, dataset: Dataset) -> list[int]:
-    """Models with predictions on every shard of the dataset."""
+    """Models with predictions on every shard of the dataset (superseded models aside)."""
     num_shards = session.scalar(
         select(func.count()).select_from(DatasetShard).where(DatasetShard.dataset_id == dataset.id)
     )
     rows = session.execute(
         select(PredictionChunk.model_id)
-        .where(PredictionChunk.dataset_id == dataset.id)
+        .join(Model, Model.id == PredictionChunk.model_id)
+        .where(PredictionChunk.dataset_id == dataset.id, Model.superseded_at.is_(None))
         .group_by(PredictionChunk.model_id)
         .having(func.count() == num_shards)
         .order_by(PredictionChunk.model_id)
