@@ -49,6 +49,8 @@ def worker_environment(settings: Settings) -> dict[str, str]:
         "SAVERZOO_S3_REGION": settings.s3_region,
         "SAVERZOO_S3_MAX_ATTEMPTS": str(settings.s3_max_attempts),
     }
+    if settings.timm_plugins:
+        env["SAVERZOO_TIMM_PLUGINS"] = ",".join(settings.timm_plugins)
     endpoint = resolve_endpoint(settings)
     if endpoint.url is not None:
         env["SAVERZOO_S3_ENDPOINT_URL"] = endpoint.url

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
         "URL http://HOST:8265; unset: an embedded local Ray.",
     )
 
+    timm_plugins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Python modules that register models with timm (comma-separated), imported "
+        "before timm's registry is read, in this process and in every worker.",
+    )
     report_dir: Path = Field(
         default_factory=lambda: data_dir() / "reports",
         description="Where `saverzoo report` writes by default and `saverzoo serve` keeps reports.",
@@ -103,7 +108,7 @@ class Settings(BaseSettings):
         default=False, description="Let anyone read the API without a token."
     )
 
-    @field_validator("api_read_tokens", "api_write_tokens", mode="before")
+    @field_validator("api_read_tokens", "api_write_tokens", "timm_plugins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

@@ -28,6 +28,7 @@ from orchestrator.cli_datasets import datasets_app, objectstore_app
 from orchestrator.cli_evaluate import evaluate, models_add
 from orchestrator.cli_serve import serve
 from orchestrator.cli_sweep import sweep_app
+from orchestrator.cli_watch import watch
 from orchestrator.console import (
     err,
     fail,
@@ -58,6 +59,7 @@ models_app.command("add")(models_add)
 app.add_typer(objectstore_app, name="objectstore")
 app.add_typer(sweep_app, name="sweep")
 app.command("serve")(serve)
+app.command("watch")(watch)
 
 
 # ----- db ----------------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def sweep_submit(
         sweep = submit(session, dataset, models, options, exclude=exclude or [])
         sweep_id, count = sweep.id, len(sweep.models)
     out.print(f"sweep {sweep_id} submitted: {count} models on {dataset}")
-    _start(settings, sweep_id, ray_address, wait)
+    start_sweep(settings, sweep_id, ray_address, wait)
 
 
 @sweep_app.command("resume")
@@ -105,10 +105,11 @@ def sweep_resume(
     settings = settings_or_fail()
     with transaction(settings) as session:
         status(session, sweep_id)  # an unknown id fails here, in one line
-    _start(settings, sweep_id, ray_address, wait)
+    start_sweep(settings, sweep_id, ray_address, wait)
 
 
-def _start(settings: Settings, sweep_id: int, address: str | None, wait: bool) -> None:
+def start_sweep(settings: Settings, sweep_id: int, address: str | None, wait: bool) -> None:
+    """Run the sweep: here with a progress bar (wait), else in the background or as a Ray Job."""
     address = address or settings.ray_address
     if not wait or is_jobs_url(address):
         with user_errors():

@@ -24,6 +24,7 @@ from search.service import SaverSearch
 from workers.evaluate import EvalOptions, Throughput, device_type
 from workers.models import ModelLoadError, ModelSpec, timm_spec
 from workers.profile import Profile
+from workers.registry import canonical, entry, load_plugins
 from workers.unit import ShardTask, UnitRunner
 
 
@@ -66,8 +67,12 @@ def resolve_specs(
 ) -> list[ModelSpec]:
     """Registered checkpoint models by name or pattern, else timm names and patterns, minus
     the names that match an ``exclude`` pattern."""
+    load_plugins()
     registered = {
-        m.name: m for m in session.scalars(select(Model).where(Model.source == "checkpoint"))
+        m.name: m
+        for m in session.scalars(
+            select(Model).where(Model.source == "checkpoint", Model.superseded_at.is_(None))
+        )
     }
     specs: dict[str, ModelSpec] = {}
     for pattern in split_patterns(patterns):
@@ -114,7 +119,17 @@ def register(session: Session, spec: ModelSpec, config: dict, cost: Profile) -> 
         checkpoint=spec.checkpoint,
         num_classes=spec.num_classes,
         random_weights=spec.random_weights,
+        weights_id=weights_id(spec),
     )
+
+
+def weights_id(spec: ModelSpec) -> str | None:
+    """What identifies the weights evaluated: timm's pretrained cfg fields, or the file."""
+    if spec.source == "checkpoint":
+        return canonical({"checkpoint": spec.checkpoint})
+    if spec.source == "timm" and "." in spec.name:
+        return entry(spec.name).weights_id
+    return None  # random weights, or an architecture's default tag (resolved by timm at load)
 
 
 def _plain(value: object) -> object:  # JSON-friendly tuples

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -83,26 +84,58 @@ def _detach(sweep_id: int, address: str | None) -> Path:
 
 
 def _submit_job(settings: Settings, sweep_id: int, address: str) -> str:
-    """The driver as a Ray Job on the cluster: it outlives this client.
+    """The sweep's driver as a Ray Job on the cluster: it outlives this client."""
+    return submit_job(
+        settings,
+        address,
+        f"python -m orchestrator sweep resume {sweep_id} --wait --ray-address auto",
+        f"saverzoo-sweep-{sweep_id}-{os.getpid()}",
+    )
+
+
+def submit_watch_job(
+    settings: Settings, dataset: str, patterns: list[str], address: str, timm_requirement: str
+) -> str:
+    """One watcher pass as a Ray Job whose Python has ``timm_requirement`` (pip runtime env):
+    it reads that timm's registry, and the sweep it runs there inherits the same environment."""
+    scope = shlex.quote(",".join(patterns))
+    return submit_job(
+        settings,
+        address,
+        f"python -m orchestrator watch --once --dataset {shlex.quote(dataset)} --models {scope} "
+        "--wait --ray-address auto",
+        f"saverzoo-watch-{int(time.time())}-{os.getpid()}",
+        pip=[timm_requirement],
+    )
+
+
+def submit_job(
+    settings: Settings,
+    address: str,
+    entrypoint: str,
+    submission_id: str,
+    pip: list[str] | None = None,
+) -> str:
+    """A saverzoo command as a Ray Job, with this project as its working directory.
 
     A head that has just started answers "no available agent" for a few seconds: retried.
     """
     from ray.job_submission import JobSubmissionClient
 
     logging.getLogger("ray").setLevel(logging.ERROR)  # packaging chatter, one line per file
+    runtime_env = {
+        "working_dir": str(Path(__file__).resolve().parents[1]),
+        "excludes": [".git", ".venv", "*.egg-info", "__pycache__"],
+        "env_vars": worker_environment(settings),
+    }
+    if pip:
+        runtime_env["pip"] = pip
     for attempt in range(JOB_SUBMIT_ATTEMPTS):
         try:
             client = JobSubmissionClient(address)
+            # The cluster's python runs it: its nodes have saverzoo installed (infra image).
             return client.submit_job(
-                # The cluster's python runs it: its nodes have saverzoo installed (infra image).
-                entrypoint=f"python -m orchestrator sweep resume {sweep_id} --wait "
-                "--ray-address auto",
-                runtime_env={
-                    "working_dir": str(Path(__file__).resolve().parents[1]),
-                    "excludes": [".git", ".venv", "*.egg-info", "__pycache__"],
-                    "env_vars": worker_environment(settings),
-                },
-                submission_id=f"saverzoo-sweep-{sweep_id}-{os.getpid()}",
+                entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id
             )
         except (ConnectionError, RuntimeError, ValueError) as error:
             if "No available agent" in str(error) and attempt + 1 < JOB_SUBMIT_ATTEMPTS:

@@ -22,6 +22,7 @@ from timm.data import resolve_data_config
 
 from cluster.errors import InputError
 from workers.profile import Profile, profile
+from workers.registry import load_plugins
 
 DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
 
@@ -48,6 +49,7 @@ class ModelSpec:
 
 def timm_spec(name: str, *, random_weights: bool = False) -> ModelSpec:
     """A timm model by ``arch`` or ``arch.tag``."""
+    load_plugins()
     arch = name.split(".", 1)[0]
     if arch not in timm.list_models():
         raise ModelLoadError(f"timm has no architecture {arch!r} (timm {timm.__version__})")
@@ -70,6 +72,7 @@ def skeleton(spec: ModelSpec) -> torch.nn.Module:
     costs are counted on it in a fraction of a second. A model whose construction computes with
     tensors cannot be built on ``meta``; it is built on the CPU with random weights instead.
     """
+    load_plugins()
     try:
         with torch.device("meta"):
             return timm.create_model(_timm_name(spec), pretrained=False, **_kwargs(spec)).eval()
@@ -83,6 +86,7 @@ def skeleton(spec: ModelSpec) -> torch.nn.Module:
 
 def build(spec: ModelSpec) -> torch.nn.Module:
     """The model with its weights, in eval mode, on the CPU."""
+    load_plugins()
     kwargs = _kwargs(spec)
     try:
         if spec.source == "timm":
