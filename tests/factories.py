@@ -45,6 +45,39 @@ def saverzoo_json(*args: str):
     return json.loads(result.stdout)
 
 
+def stored_zoo(url: str, dataset_name: str) -> tuple[Zoo, dict[str, float]]:
+    """The dataset's complete models as an engine zoo, and each one's top-1 accuracy."""
+    import numpy as np
+
+    from db.models import Model
+    from db.queries import complete_model_ids, dataset_samples, get_dataset, top1_predictions
+    from db.session import session_factory
+
+    with session_factory(url).begin() as session:
+        dataset = get_dataset(session, dataset_name)
+        ids = complete_model_ids(session, dataset)
+        models = session.scalars(select(Model).where(Model.id.in_(ids))).all()
+        classes, probs = top1_predictions(session, dataset, [m.id for m in models])
+        labels = dataset_samples(session, dataset).labels
+    names = [m.name for m in models]
+    zoo = Zoo.from_predictions(names, [m.gmacs for m in models], classes, probs, labels)
+    accuracy = {name: float(np.mean(classes[i] == labels)) for i, name in enumerate(names)}
+    return zoo, accuracy
+
+
+def brute_force_best_saving(zoo: Zoo, base: int) -> float:
+    """The largest saving of any cheaper saver at any threshold that loses no accuracy."""
+    from search.engine import pair_curve
+
+    best = 0.0
+    for saver in range(len(zoo.names)):
+        if zoo.costs[saver] < zoo.costs[base]:
+            for point in pair_curve(zoo, base, saver):
+                if point.correct >= point.base_correct:
+                    best = max(best, point.saving)
+    return best
+
+
 def row_counts(url: str) -> dict[str, int]:
     with engine_for(url).connect() as connection:
         return {

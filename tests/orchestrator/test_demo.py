@@ -13,15 +13,12 @@ import signal
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from sqlalchemy import select
 
-from db.models import Model, SweepUnit
-from db.queries import complete_model_ids, dataset_samples, get_dataset, top1_predictions
+from db.models import SweepUnit
 from db.session import session_factory
-from search.engine import Zoo, pair_curve
-from tests.factories import row_counts
+from tests.factories import brute_force_best_saving, row_counts, stored_zoo
 from tests.orchestrator.test_sweeps import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.s3]
@@ -44,30 +41,6 @@ def sweep_running(url: str) -> bool:
         return False
 
 
-def stored_zoo(url: str) -> tuple[Zoo, dict[str, float]]:
-    with session_factory(url).begin() as session:
-        dataset = get_dataset(session, "digits-val")
-        ids = complete_model_ids(session, dataset)
-        models = session.scalars(select(Model).where(Model.id.in_(ids))).all()
-        classes, probs = top1_predictions(session, dataset, [m.id for m in models])
-        labels = dataset_samples(session, dataset).labels
-    names = [m.name for m in models]
-    zoo = Zoo.from_predictions(names, [m.gmacs for m in models], classes, probs, labels)
-    accuracy = {name: float(np.mean(classes[i] == labels)) for i, name in enumerate(names)}
-    return zoo, accuracy
-
-
-def brute_force_best_saving(zoo: Zoo, base: int) -> float:
-    """The largest saving of any cheaper saver at any threshold that loses no accuracy."""
-    best = 0.0
-    for saver in range(len(zoo.names)):
-        if zoo.costs[saver] < zoo.costs[base]:
-            for point in pair_curve(zoo, base, saver):
-                if point.correct >= point.base_correct:
-                    best = max(best, point.saving)
-    return best
-
-
 def test_the_demo_survives_an_interrupted_sweep_and_finds_the_savers(tmp_path):
     workdir = tmp_path / "demo"
     url = f"sqlite:///{workdir / 'saverzoo.db'}"
@@ -84,7 +57,7 @@ def test_the_demo_survives_an_interrupted_sweep_and_finds_the_savers(tmp_path):
     assert counts["models"] == MODELS
     assert counts["prediction_chunks"] == MODELS * SHARDS  # nothing twice, nothing missing
     assert (workdir / "zoo.png").read_bytes().startswith(b"\x89PNG")
-    zoo, accuracy = stored_zoo(url)
+    zoo, accuracy = stored_zoo(url, "digits-val")
     assert len({round(a, 3) for a in accuracy.values()}) == MODELS  # they differ
     assert max(accuracy.values()) > 0.5  # chance is 0.1
     best = json.loads((workdir / "best-savers.json").read_text())
