@@ -250,12 +250,19 @@ def _v1() -> APIRouter:
         dataset: Annotated[str | None, Query(max_length=200)] = None,
         source: Annotated[str | None, Query(pattern="^(timm|checkpoint|records)$")] = None,
         name: Annotated[str | None, Query(max_length=300, description="e.g. vit_*")] = None,
+        superseded: bool = False,
         offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> dict:
         """Models cheapest first, filtered and paged: items, total, offset and limit."""
         return catalog.models_page(
-            db, dataset=dataset, source=source, name=name, offset=offset, limit=limit
+            db,
+            dataset=dataset,
+            source=source,
+            name=name,
+            superseded=superseded,
+            offset=offset,
+            limit=limit,
         )
 
     @router.get("/models/{name:path}", tags=["models"])

@@ -112,10 +112,12 @@ def models_page(
     dataset: str | None = None,
     source: str | None = None,
     name: str | None = None,
+    superseded: bool = False,
     offset: int = 0,
     limit: int = 100,
 ) -> dict:
-    """Models cheapest first, filtered (``name`` is a shell pattern such as ``vit_*``) and paged."""
+    """Models cheapest first, filtered (``name`` is a shell pattern such as ``vit_*``) and paged;
+    models whose weights were replaced only with ``superseded``."""
     if offset < 0:
         raise InputError(f"offset {offset}: use 0 or more")
     if not 1 <= limit <= MAX_PAGE:
@@ -127,6 +129,8 @@ def models_page(
         )
     if source is not None:
         query = query.where(Model.source == source)
+    if not superseded:
+        query = query.where(Model.superseded_at.is_(None))
     models = session.scalars(query).all()
     if name is not None:
         models = [m for m in models if fnmatchcase(m.name, name)]
@@ -178,6 +182,8 @@ def model_detail(session: Session, name: str) -> dict:
         "interpolation": model.interpolation,
         "num_classes": model.num_classes,
         "timm_version": model.timm_version,
+        "weights_id": model.weights_id,
+        "superseded_at": model.superseded_at.isoformat() if model.superseded_at else None,
         "data_config": model.data_config,
         "accuracy": accuracy,
     }

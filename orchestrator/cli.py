@@ -147,6 +147,9 @@ def models_list(
     name: Annotated[str | None, typer.Option(help="Names matching this pattern, e.g. 'vit_*'.")] = (
         None
     ),
+    superseded: Annotated[
+        bool, typer.Option("--superseded", help="Also models whose weights were replaced.")
+    ] = False,
     offset: Annotated[int, typer.Option(help="Skip this many models.")] = 0,
     limit: Annotated[int, typer.Option(help=f"At most this many (1 to {MAX_PAGE}).")] = MAX_PAGE,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -154,7 +157,13 @@ def models_list(
     """Models with their cost and source, cheapest first."""
     with transaction() as session:
         page = models_page(
-            session, dataset=dataset, source=source, name=name, offset=offset, limit=limit
+            session,
+            dataset=dataset,
+            source=source,
+            name=name,
+            superseded=superseded,
+            offset=offset,
+            limit=limit,
         )
     if as_json:
         print_json(page)

@@ -51,6 +51,9 @@ def watch(
     every: Annotated[str | None, typer.Option(help="A pass every period, e.g. 24h.")] = None,
     ray_address: RayAddress = None,
     wait: Wait = False,
+    start: Annotated[
+        bool, typer.Option(help="Start the sweep's driver (--no-start: only queue the sweep).")
+    ] = True,
     device: Annotated[str, typer.Option(help="cpu or cuda (on the workers).")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
     max_attempts: Annotated[int, typer.Option(help="Tries per work unit before it fails.")] = 3,
@@ -79,7 +82,7 @@ def watch(
         try:
             if not (check_pypi and _pass_with_newer_timm(pypi_url, dataset, patterns, address)):
                 sweep_id = _one_pass(settings, dataset, patterns, options, as_json)
-                if sweep_id is not None:
+                if sweep_id is not None and start:
                     start_sweep(settings, sweep_id, address, wait)
         except typer.Exit as stop:
             if period is None or stop.exit_code == 0:
