@@ -116,24 +116,24 @@ def submit_job(
     submission_id: str,
     pip: list[str] | None = None,
 ) -> str:
-    """A saverzoo command as a Ray Job, with this project as its working directory.
+    """A saverzoo command as a Ray Job (from a source checkout, the checkout is its code).
 
     A head that has just started answers "no available agent" for a few seconds: retried.
     """
     from ray.job_submission import JobSubmissionClient
 
     logging.getLogger("ray").setLevel(logging.ERROR)  # packaging chatter, one line per file
-    runtime_env = {
-        "working_dir": str(Path(__file__).resolve().parents[1]),
-        "excludes": [".git", ".venv", "*.egg-info", "__pycache__"],
-        "env_vars": worker_environment(settings),
-    }
+    runtime_env: dict = {"env_vars": worker_environment(settings)}
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").exists():  # a source checkout: ship it as the job's code
+        runtime_env["working_dir"] = str(checkout)
+        runtime_env["excludes"] = [".git", ".venv", "*.egg-info", "__pycache__"]
+    # else saverzoo is installed (the infra image): the cluster's nodes have the same install
     if pip:
         runtime_env["pip"] = pip
     for attempt in range(JOB_SUBMIT_ATTEMPTS):
         try:
             client = JobSubmissionClient(address)
-            # The cluster's python runs it: its nodes have saverzoo installed (infra image).
             return client.submit_job(
                 entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id
             )

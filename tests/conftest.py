@@ -22,6 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["SAVERZOO_CONFIG"] = os.devnull
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+POSTGRES_SCRIPT = Path(__file__).resolve().parents[1] / "infra" / "local" / "postgres.sh"
 
 
 def _answers(url: str) -> bool:
@@ -42,48 +43,25 @@ def _free_port() -> int:
 
 
 def _throwaway_cluster(tmp: Path) -> tuple[str, subprocess.Popen]:
-    """initdb + postgres on a free loopback port, run as the postgres user when we are root."""
-    bindir = Path(
-        subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
-        or "/usr/lib/postgresql/15/bin"
-    )
-    if not (bindir / "initdb").exists():
-        candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-        if not candidates:
-            pytest.skip("no PostgreSQL server answers and initdb is not installed")
-        bindir = candidates[-1].parent
-    data = tmp / "pgdata"
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    tmp.chmod(0o777)
-    subprocess.run(
-        [*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-        check=True,
-        capture_output=True,
-    )
+    """A PostgreSQL on a free loopback port, by the development script infra/local/postgres.sh."""
     port = _free_port()
     server = subprocess.Popen(
-        [
-            *as_postgres,
-            str(bindir / "postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-h",
-            "127.0.0.1",
-            "-k",
-            str(tmp),
-        ],
+        ["bash", str(POSTGRES_SCRIPT), str(tmp), str(port)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    for _ in range(100):
+    for _ in range(150):
         if _answers(url):
             return url, server
+        if server.poll() == 3:  # the script's code for "initdb is not installed"
+            pytest.skip("no PostgreSQL server answers and initdb is not installed")
+        if server.poll() is not None:
+            raise RuntimeError(f"the throwaway PostgreSQL did not start: {server.stderr.read()}")
         time.sleep(0.2)
     server.terminate()
-    raise RuntimeError("the throwaway PostgreSQL did not start")
+    raise RuntimeError("the throwaway PostgreSQL did not answer within 30 s")
 
 
 @pytest.fixture(scope="session")
