@@ -2,7 +2,8 @@
 # A throwaway PostgreSQL for development and the tests: initdb into DIR, then serve it on
 # 127.0.0.1:PORT in the foreground (trust authentication, user postgres) until stopped.
 #   infra/local/postgres.sh DIR [PORT]      then: postgresql+psycopg://postgres@127.0.0.1:PORT/postgres
-# Run as root, the server runs as the postgres user (PostgreSQL refuses to run as root).
+# Run as root, the server runs as the postgres user (PostgreSQL refuses to run as root): DIR and
+# its parents must then be reachable by that user (a folder made by mktemp -d under /tmp is).
 set -euo pipefail
 data_parent=${1:?usage: postgres.sh DIR [PORT]}
 port=${2:-5433}
