@@ -3,8 +3,8 @@
 One pass (``watch_once``) on one dataset, in the caller's transaction:
 1. lock the dataset row, so concurrent watchers of a dataset take turns (the second then finds
    the first one's sweep running and submits nothing);
-2. read the installed timm's registry (scoped by patterns) and record it as a snapshot when it
-   differs from every snapshot of that timm version;
+2. read the installed timm's whole registry and record it as a snapshot when it differs from
+   every snapshot of that timm version; the patterns then scope what is considered;
 3. decide per pretrained tag (``plan_changes``, pure): new to the dataset, new weights (its weights
    identity differs from the one evaluated), new data config (against the last snapshot), or skip
    (up to date, already in a queued or running sweep);
@@ -19,9 +19,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
 import timm
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cluster.errors import InputError
@@ -115,18 +117,18 @@ def watch_once(
     dataset_name: str,
     patterns: Sequence[str],
     options: SweepOptions,
-    entries: Sequence[Entry] | None = None,
 ) -> WatchSummary:
     """One pass of the watcher on a dataset (see the module's docstring); nothing is started."""
     dataset = get_dataset(session, dataset_name)
     lock_dataset_search(session, dataset)
     session.refresh(dataset)
-    entries = registry.installed(patterns) if entries is None else entries
+    everything = registry.installed()
+    entries = [e for e in everything if any(fnmatchcase(e.name, p) for p in patterns)]
     if not entries:
         raise InputError(
             f"--models {', '.join(patterns)} matches no pretrained model of timm {timm.__version__}"
         )
-    snapshot, new_snapshot, previous = record_snapshot(session, entries)
+    snapshot, new_snapshot, previous = record_snapshot(session, everything)
     names = [e.name for e in entries]
     models = _models_named(session, names)
     complete = set(complete_model_ids(session, dataset))
@@ -154,7 +156,7 @@ def record_snapshot(
     session: Session, entries: Sequence[Entry]
 ) -> tuple[RegistrySnapshot, bool, dict[str, dict]]:
     """This registry's snapshot (made if new), whether it is new, and the data configs of the
-    latest snapshot before it."""
+    latest snapshot before it. Two watchers recording the same registry at once: one row."""
     version, fingerprint = timm.__version__, registry.digest(entries)
     latest = session.scalar(select(RegistrySnapshot).order_by(RegistrySnapshot.id.desc()).limit(1))
     previous = {} if latest is None else _data_configs(session, latest.id)
@@ -169,8 +171,19 @@ def record_snapshot(
     snapshot.entries = [
         RegistryEntry(name=e.name, weights=e.weights, data_config=e.data_config) for e in entries
     ]
-    session.add(snapshot)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(snapshot)
+    except IntegrityError:  # recorded by a watcher of another dataset meanwhile
+        return (
+            session.scalar(
+                select(RegistrySnapshot).where(
+                    RegistrySnapshot.timm_version == version, RegistrySnapshot.digest == fingerprint
+                )
+            ),
+            False,
+            previous,
+        )
     return snapshot, True, previous
 
 
