@@ -160,11 +160,7 @@ def record_snapshot(
     version, fingerprint = timm.__version__, registry.digest(entries)
     latest = session.scalar(select(RegistrySnapshot).order_by(RegistrySnapshot.id.desc()).limit(1))
     previous = {} if latest is None else _data_configs(session, latest.id)
-    same = session.scalar(
-        select(RegistrySnapshot).where(
-            RegistrySnapshot.timm_version == version, RegistrySnapshot.digest == fingerprint
-        )
-    )
+    same = _snapshot(session, version, fingerprint)
     if same is not None:
         return same, False, previous
     snapshot = RegistrySnapshot(timm_version=version, digest=fingerprint, num_entries=len(entries))
@@ -175,16 +171,16 @@ def record_snapshot(
         with session.begin_nested():
             session.add(snapshot)
     except IntegrityError:  # recorded by a watcher of another dataset meanwhile
-        return (
-            session.scalar(
-                select(RegistrySnapshot).where(
-                    RegistrySnapshot.timm_version == version, RegistrySnapshot.digest == fingerprint
-                )
-            ),
-            False,
-            previous,
-        )
+        return _snapshot(session, version, fingerprint), False, previous
     return snapshot, True, previous
+
+
+def _snapshot(session: Session, version: str, fingerprint: str) -> RegistrySnapshot | None:
+    return session.scalar(
+        select(RegistrySnapshot).where(
+            RegistrySnapshot.timm_version == version, RegistrySnapshot.digest == fingerprint
+        )
+    )
 
 
 def _data_configs(session: Session, snapshot_id: int) -> dict[str, dict]:
@@ -218,10 +214,12 @@ def _active(session: Session, dataset_id: int) -> dict[str, int]:
 
 
 def supersede(session: Session, models: Sequence[Model]) -> list[str]:
-    """Mark stale models (renamed ``name@weights``) and search their datasets again."""
+    """Mark stale models (renamed ``name@<hash>``, unique per row) and search their datasets
+    again."""
     renamed = []
     for model in models:
-        tag = hashlib.blake2b((model.weights_id or model.name).encode(), digest_size=5).hexdigest()
+        stale = f"{model.id}|{model.weights_id}".encode()
+        tag = hashlib.blake2b(stale, digest_size=5).hexdigest()
         model.name, model.superseded_at = f"{model.name}@{tag}", utc_now()
         renamed.append(model.name)
     session.flush()
