@@ -24,6 +24,7 @@ from orchestrator.catalog import (
     saver_of,
     savers,
 )
+from orchestrator.cli_cascade import cascade_app
 from orchestrator.cli_datasets import datasets_app, objectstore_app
 from orchestrator.cli_evaluate import evaluate, models_add
 from orchestrator.cli_serve import serve
@@ -60,6 +61,7 @@ app.add_typer(objectstore_app, name="objectstore")
 app.add_typer(sweep_app, name="sweep")
 app.command("serve")(serve)
 app.command("watch")(watch)
+app.add_typer(cascade_app, name="cascade")
 
 
 # ----- db ----------------------------------------------------------------------------------------

@@ -1,0 +1,39 @@
+"""The database side of a cascade: which saver, base and threshold the stored search chose."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cluster.errors import InputError
+from cluster.settings import get_settings
+from db.queries import get_model
+from db.session import session_factory
+from orchestrator.catalog import SaverQuery, saver_of
+from orchestrator.evaluation import spec_of
+from workers.models import ModelSpec
+
+
+@dataclass(frozen=True)
+class ChosenPair:
+    saver: ModelSpec
+    base: ModelSpec
+    threshold: float
+    about: dict  # the dataset, the criterion and the operating point the search predicted
+
+
+def chosen_pair(
+    base: str, dataset: str, max_drop: float | None, criterion: str, holdout: bool
+) -> ChosenPair:
+    """BASE's best saver on DATASET under the criterion, and its threshold."""
+    query = SaverQuery(criterion, max_drop, holdout).checked()
+    with session_factory(get_settings().database_url).begin() as session:
+        answer = saver_of(session, dataset, base, query, alternatives=0)
+        best = answer["best"]
+        if best is None:
+            raise InputError(
+                f"{base!r} has no saver on {dataset!r} under this criterion; "
+                f"`saverzoo savers show {base} --dataset {dataset}` lists the candidates"
+            )
+        about = {"dataset": dataset, **query.describe(), "predicted": best}
+        saver = spec_of(get_model(session, best["saver"]))
+        return ChosenPair(saver, spec_of(get_model(session, base)), best["threshold"], about)

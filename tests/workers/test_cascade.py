@@ -1,0 +1,146 @@
+"""The cascade at run time answers exactly as the search engine simulated it (CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from db.models import Model
+from db.queries import dataset_samples, get_dataset, top1_predictions
+from db.session import session_factory
+from orchestrator.evaluation import dataset_shards, spec_of
+from tests.factories import saverzoo, saverzoo_json
+from tests.workers.test_evaluate import MODELS
+from tests.workers.test_evaluate import zoo_dataset as zoo_dataset  # a shared fixture
+from workers.cascade import Cascade
+from workers.shards import decode_rgb, read_shard
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+BASE, SAVER = "seeded-resnet", "seeded-vit"  # different input sizes, crops and normalisations
+
+
+@pytest.fixture
+def evaluated(zoo_dataset, use_database):
+    result = saverzoo("evaluate", "--models", ",".join(MODELS), "--dataset", "tiny",
+                      "--batch-size", "4")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return use_database
+
+
+def stored(url: str) -> tuple[list[np.ndarray], np.ndarray, dict[str, tuple]]:
+    """The dataset's images (decoded, in its order), labels, and each model's stored top-1."""
+    with session_factory(url).begin() as session:
+        dataset = get_dataset(session, "tiny")
+        images = [
+            np.asarray(decode_rgb(sample.jpeg))
+            for shard in dataset_shards(session, dataset)
+            for sample in read_shard(shard.url)
+        ]
+        labels = dataset_samples(session, dataset).labels
+        ids = {name: session.query(Model).filter_by(name=name).one().id for name in MODELS}
+        classes, probs = top1_predictions(session, dataset, list(ids.values()))
+    return images, labels, {n: (classes[i], probs[i]) for i, n in enumerate(ids)}
+
+
+def simulated(predictions: dict, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The engine's cascade: exit where the saver's confidence is above the threshold."""
+    saver_classes, saver_probs = predictions[SAVER]
+    exits = saver_probs > threshold
+    return exits, np.where(exits, saver_classes, predictions[BASE][0])
+
+
+def specs(url: str):
+    with session_factory(url).begin() as session:
+        return [spec_of(session.query(Model).filter_by(name=n).one()) for n in (SAVER, BASE)]
+
+
+def test_the_cascade_matches_the_engines_simulation_at_any_threshold(evaluated):
+    images, labels, predictions = stored(evaluated)
+    saver_probs = predictions[SAVER][1]
+    cascade = Cascade.build(*specs(evaluated), threshold=float(np.median(saver_probs)))
+    for threshold in (float(np.median(saver_probs)), float(np.quantile(saver_probs, 0.25))):
+        cascade.threshold = threshold
+        output = cascade(images)
+        exits, answers = simulated(predictions, threshold)
+        assert 0 < exits.sum() < len(images)  # a mixed batch
+        assert np.array_equal(output.exits, exits)
+        assert np.array_equal(output.classes[:, 0], answers)
+        assert (output.classes[:, 0] == labels).mean() == (answers == labels).mean()
+        assert output.answered_by == [SAVER if e else BASE for e in exits]
+
+
+def test_a_cascade_from_the_store_uses_the_searchs_saver_and_threshold(evaluated):
+    images, labels, predictions = stored(evaluated)
+    cascade = Cascade.from_store(BASE, "tiny", criterion="paper")
+    chosen = saverzoo_json("savers", "show", BASE, "--dataset", "tiny", "--criterion", "paper")
+    assert cascade.saver.spec.name == chosen["best"]["saver"]
+    assert cascade.threshold == chosen["best"]["threshold"]
+    output = cascade(images)
+    assert output.exits.mean() == pytest.approx(chosen["best"]["exit_ratio"])
+    if cascade.saver.spec.name == SAVER:
+        exits, answers = simulated(predictions, cascade.threshold)
+        assert np.array_equal(output.classes[:, 0], answers)
+
+
+def test_all_exit_none_exit_and_single_input_batches(evaluated):
+    images, _, predictions = stored(evaluated)
+    cascade = Cascade.build(*specs(evaluated), threshold=-1.0)
+    everyone = cascade(images)  # every confidence is above -1: the base never runs
+    assert everyone.exits.all() and cascade.runners[BASE].throughput.images == 0
+    assert np.array_equal(everyone.classes[:, 0], predictions[SAVER][0])
+
+    cascade.threshold = 1.0  # no probability is above 1: the base answers everything
+    nobody = cascade(images)
+    assert not nobody.exits.any()
+    assert np.array_equal(nobody.classes[:, 0], predictions[BASE][0])
+    assert cascade.runners[BASE].throughput.images == len(images)
+
+    one = cascade(images[3:4])
+    assert one.classes.shape == (1, 5) and one.classes[0, 0] == predictions[BASE][0][3]
+    with pytest.raises(ValueError, match="at least one image"):
+        cascade([])
+
+
+def test_an_exported_cascade_answers_the_same_without_the_database(evaluated, tmp_path):
+    images, _, _ = stored(evaluated)
+    out = tmp_path / "cascade"
+    exported = saverzoo("cascade", "export", BASE, "--dataset", "tiny", "--criterion", "paper",
+                        "--out", out)  # fmt: skip
+    assert exported.exit_code == 0, exported.output
+    meta = json.loads((out / "cascade.json").read_text())
+    assert {meta["saver"]["name"], meta["base"]["name"]} <= set(MODELS)
+    expected = Cascade.from_store(BASE, "tiny", criterion="paper")(images)
+
+    np.savez(tmp_path / "images.npz", *images)
+    script = f"""
+import numpy as np
+from workers.cascade import Cascade
+images = list(np.load("{tmp_path / "images.npz"}").values())
+output = Cascade.load("{out}")(images)
+np.savez("{tmp_path / "answers.npz"}", classes=output.classes, exits=output.exits)
+"""
+    nowhere = "postgresql+psycopg://nobody@127.0.0.1:9/none"  # any database access would fail
+    env = {**os.environ, "SAVERZOO_DATABASE_URL": nowhere}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+    answers = np.load(tmp_path / "answers.npz")
+    assert np.array_equal(answers["exits"], expected.exits)
+    assert np.array_equal(answers["classes"], expected.classes)
+
+    files = []
+    for index in (0, 1):
+        files.append(tmp_path / f"image-{index}.png")
+        Image.fromarray(images[index]).save(files[-1])
+    printed = subprocess.run([sys.executable, str(out / "load_cascade.py"), *map(str, files)],
+                             env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    lines = printed.stdout.splitlines()
+    assert [line.split("\t")[1] for line in lines] == [
+        f"class {c}" for c in expected.classes[:2, 0]
+    ]

@@ -1,0 +1,212 @@
+"""The cascade at run time: the saver first, the base only where the saver is unsure.
+
+``Cascade`` takes a batch of decoded images (uint8, any sizes), preprocesses them per model with
+each model's own data config (the evaluation's own preprocessing: timm's eval transform on the
+CPU, the decode-once device transform on a GPU, bf16 there), runs the saver on all of them,
+keeps the saver's answer where its top-1 probability is above the threshold (the search's rule:
+an input exits when ``confidence > threshold``), and runs the base on the others only.
+
+It is built from the database (``Cascade.from_store``: a base's best saver and threshold, as the
+search chose them), explicitly from two model specs and a threshold, or from an exported folder
+(``Cascade.load``, no database needed; ``export`` writes one).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+from PIL import Image
+from timm.data import create_transform
+
+from cluster.errors import InputError
+from workers.evaluate import EvalOptions, LoadedModel, ModelRunner
+from workers.models import ModelSpec
+from workers.preprocess import DeviceTransform
+from workers.profile import profile
+from workers.registry import load_plugins
+
+EXPORT_FILE = "cascade.json"
+
+
+@dataclass(frozen=True)
+class CascadeOutput:
+    """Per input: the merged top-k, which model answered, and the saver's confidence."""
+
+    classes: np.ndarray  # int64 (N, k)
+    probs: np.ndarray  # float32 (N, k)
+    exits: np.ndarray  # bool (N,): the saver answered
+    saver_confidence: np.ndarray  # float32 (N,)
+    names: tuple[str, str]  # (saver, base)
+
+    @property
+    def answered_by(self) -> list[str]:
+        saver, base = self.names
+        return [saver if exit_ else base for exit_ in self.exits]
+
+
+class Cascade:
+    def __init__(
+        self,
+        saver: LoadedModel,
+        base: LoadedModel,
+        threshold: float,
+        device: str = "cpu",
+        batch_size: int = 64,
+    ) -> None:
+        self.saver, self.base, self.threshold = saver, base, float(threshold)
+        self.options = EvalOptions.choose(device, None, batch_size)
+        self.runners = {m.spec.name: ModelRunner(m, self.options) for m in (saver, base)}
+        self.transforms = {m.spec.name: self._transform(m.config) for m in (saver, base)}
+
+    # ----- building ------------------------------------------------------------------------------
+    @classmethod
+    def build(cls, saver: ModelSpec, base: ModelSpec, threshold: float, **options) -> Cascade:
+        """Two models by spec (weights loaded as evaluation loads them) and a threshold."""
+        return cls(LoadedModel.load(saver), LoadedModel.load(base), threshold, **options)
+
+    @classmethod
+    def from_store(
+        cls,
+        base: str,
+        dataset: str,
+        *,
+        max_drop: float | None = None,
+        criterion: str = "budget",
+        holdout: bool = False,
+        **options,
+    ) -> Cascade:
+        """BASE with its best saver on DATASET and the threshold the search chose."""
+        from orchestrator.cascades import chosen_pair  # the database side, above the workers
+
+        chosen = chosen_pair(base, dataset, max_drop, criterion, holdout)
+        return cls.build(chosen.saver, chosen.base, chosen.threshold, **options)
+
+    @classmethod
+    def load(cls, folder: Path, **options) -> Cascade:
+        """An exported cascade (``export``): both models and the threshold, no database."""
+        from safetensors.torch import load_file
+
+        load_plugins()
+        meta = json.loads((Path(folder) / EXPORT_FILE).read_text())
+        loaded = []
+        for role in ("saver", "base"):
+            model = meta[role]
+            module = timm.create_model(model["timm_name"], pretrained=False,
+                                       num_classes=model["num_classes"])  # fmt: skip
+            module.load_state_dict(load_file(Path(folder) / f"{role}.safetensors"))
+            spec = ModelSpec(model["name"], model["arch"], "checkpoint")
+            cost = profile(module, tuple(model["data_config"]["input_size"]))
+            loaded.append(LoadedModel(spec, module.eval(), model["data_config"], cost))
+        return cls(*loaded, meta["threshold"], **options)
+
+    def _transform(self, config: dict):
+        if self.options.mode == "reference":
+            return create_transform(**config, is_training=False)
+        return DeviceTransform(config, self.options.device)
+
+    # ----- running -------------------------------------------------------------------------------
+    def __call__(self, images: Sequence) -> CascadeOutput:
+        """The cascade's answers for decoded images: uint8 arrays (H, W, 3) or (H, W), PIL
+        images, or uint8 tensors (3, H, W)."""
+        if len(images) == 0:
+            raise InputError("the cascade needs at least one image")
+        images = [_as_pil(image) for image in images] if self.options.mode == "reference" else [
+            _as_tensor(image) for image in images
+        ]  # fmt: skip
+        saver, base = self.saver.spec.name, self.base.spec.name
+        classes, probs = self._top_k(saver, images)
+        confidence = probs[:, 0].copy()
+        exits = confidence > self.threshold
+        unsure = np.flatnonzero(~exits)
+        if len(unsure):
+            base_classes, base_probs = self._top_k(base, [images[i] for i in unsure])
+            k = min(classes.shape[1], base_classes.shape[1])
+            classes, probs = classes[:, :k].copy(), probs[:, :k].copy()
+            classes[unsure], probs[unsure] = base_classes[:, :k], base_probs[:, :k]
+        return CascadeOutput(classes, probs, exits, confidence, (saver, base))
+
+    def _top_k(self, name: str, images: list) -> tuple[np.ndarray, np.ndarray]:
+        transform = self.transforms[name]
+        if self.options.mode == "reference":
+            batch = torch.stack([transform(image) for image in images])
+        else:
+            batch = transform([image.to(self.options.device) for image in images])
+        return self.runners[name].top_k(batch.to(self.options.device))
+
+    # ----- exporting -----------------------------------------------------------------------------
+    def export(self, folder: Path, about: dict | None = None) -> Path:
+        """Both models' weights (safetensors), data configs, the threshold and a loader script."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"threshold": self.threshold, "timm_version": timm.__version__, **(about or {})}
+        for role, model in (("saver", self.saver), ("base", self.base)):
+            state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
+            save_file(state, str(folder / f"{role}.safetensors"))
+            meta[role] = {
+                "name": model.spec.name,
+                "arch": model.spec.arch,
+                # An arch.tag keeps its pretrained config (model arguments included).
+                "timm_name": model.spec.name if model.spec.source == "timm" else model.spec.arch,
+                "num_classes": model.module.num_classes,
+                "data_config": {k: _plain(v) for k, v in model.config.items()},
+                "gmacs": model.profile.gmacs,
+            }
+        (folder / EXPORT_FILE).write_text(json.dumps(meta, indent=1))
+        (folder / "load_cascade.py").write_text(LOADER)
+        return folder
+
+
+LOADER = '''"""Run this exported cascade on image files: python load_cascade.py IMAGE [IMAGE ...]
+
+Needs saverzoo's worker extras (torch, timm), not its database. From Python:
+    from workers.cascade import Cascade
+    cascade = Cascade.load("path/to/this/folder")          # device="cuda" on a GPU
+    output = cascade([uint8_image, ...])                     # output.classes, .probs, .answered_by
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from workers.cascade import Cascade
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__.splitlines()[0])
+    cascade = Cascade.load(Path(__file__).resolve().parent)
+    images = [np.asarray(Image.open(path).convert("RGB")) for path in sys.argv[1:]]
+    output = cascade(images)
+    for path, top, prob, model in zip(sys.argv[1:], output.classes[:, 0], output.probs[:, 0],
+                                      output.answered_by):
+        print(f"{path}\\tclass {top}\\tp={prob:.4f}\\tby {model}")
+'''
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _as_pil(image) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, torch.Tensor):
+        image = image.permute(1, 2, 0).cpu().numpy() if image.ndim == 3 else image.cpu().numpy()
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise InputError(f"images must be uint8, not {array.dtype}")
+    return Image.fromarray(array).convert("RGB")
+
+
+def _as_tensor(image) -> torch.Tensor:
+    """uint8 (3, H, W), as the device transform takes them."""
+    return torch.from_numpy(np.asarray(_as_pil(image))).permute(2, 0, 1).contiguous()
