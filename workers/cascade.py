@@ -114,11 +114,7 @@ class Cascade:
     def __call__(self, images: Sequence) -> CascadeOutput:
         """The cascade's answers for decoded images: uint8 arrays (H, W, 3) or (H, W), PIL
         images, or uint8 tensors (3, H, W)."""
-        if len(images) == 0:
-            raise InputError("the cascade needs at least one image")
-        images = [_as_pil(image) for image in images] if self.options.mode == "reference" else [
-            _as_tensor(image) for image in images
-        ]  # fmt: skip
+        images = self._converted(images)
         saver, base = self.saver.spec.name, self.base.spec.name
         classes, probs = self._top_k(saver, images)
         confidence = probs[:, 0].copy()
@@ -130,6 +126,17 @@ class Cascade:
             classes, probs = classes[:, :k].copy(), probs[:, :k].copy()
             classes[unsure], probs[unsure] = base_classes[:, :k], base_probs[:, :k]
         return CascadeOutput(classes, probs, exits, confidence, (saver, base))
+
+    def base_alone(self, images: Sequence) -> tuple[np.ndarray, np.ndarray]:
+        """The base's top-k on every image, as it would run without a saver."""
+        return self._top_k(self.base.spec.name, self._converted(images))
+
+    def _converted(self, images: Sequence) -> list:
+        if len(images) == 0:
+            raise InputError("the cascade needs at least one image")
+        if self.options.mode == "reference":
+            return [_as_pil(image) for image in images]
+        return [_as_tensor(image) for image in images]
 
     def _top_k(self, name: str, images: list) -> tuple[np.ndarray, np.ndarray]:
         transform = self.transforms[name]

@@ -144,3 +144,13 @@ np.savez("{tmp_path / "answers.npz"}", classes=output.classes, exits=output.exit
     assert [line.split("\t")[1] for line in lines] == [
         f"class {c}" for c in expected.classes[:2, 0]
     ]
+
+
+def test_the_benchmark_measures_both_paths_at_the_asked_exit_ratio(tmp_path, database_url):
+    from workers.cascade_bench import main
+
+    main(["--images", "4", "--batch-size", "2", "--pairs", "test_resnet:test_vit",
+          "--exit-ratios", "0.5", "--json", str(tmp_path / "bench.json")])  # fmt: skip
+    [result] = json.loads((tmp_path / "bench.json").read_text())["results"]
+    assert result["exit_ratio"] == 0.5 and result["base_alone_s"] > 0 and result["cascade_s"] > 0
+    assert 0.5 < result["predicted_relative_cost"] < 1.5
