@@ -49,9 +49,11 @@ def stored(url: str) -> tuple[list[np.ndarray], np.ndarray, dict[str, tuple]]:
     return images, labels, {n: (classes[i], probs[i]) for i, n in enumerate(ids)}
 
 
-def simulated(predictions: dict, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def simulated(
+    predictions: dict, threshold: float, saver: str = SAVER
+) -> tuple[np.ndarray, np.ndarray]:
     """The engine's cascade: exit where the saver's confidence is above the threshold."""
-    saver_classes, saver_probs = predictions[SAVER]
+    saver_classes, saver_probs = predictions[saver]
     exits = saver_probs > threshold
     return exits, np.where(exits, saver_classes, predictions[BASE][0])
 
@@ -84,9 +86,9 @@ def test_a_cascade_from_the_store_uses_the_searchs_saver_and_threshold(evaluated
     assert cascade.threshold == chosen["best"]["threshold"]
     output = cascade(images)
     assert output.exits.mean() == pytest.approx(chosen["best"]["exit_ratio"])
-    if cascade.saver.spec.name == SAVER:
-        exits, answers = simulated(predictions, cascade.threshold)
-        assert np.array_equal(output.classes[:, 0], answers)
+    exits, answers = simulated(predictions, cascade.threshold, cascade.saver.spec.name)
+    assert np.array_equal(output.exits, exits)
+    assert np.array_equal(output.classes[:, 0], answers)
 
 
 def test_all_exit_none_exit_and_single_input_batches(evaluated):
