@@ -156,3 +156,16 @@ def test_the_benchmark_measures_both_paths_at_the_asked_exit_ratio(tmp_path, dat
     [result] = json.loads((tmp_path / "bench.json").read_text())["results"]
     assert result["exit_ratio"] == 0.5 and result["base_alone_s"] > 0 and result["cascade_s"] > 0
     assert 0.5 < result["predicted_relative_cost"] < 1.5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_the_cascade_runs_in_bf16_and_agrees_with_the_cpu(evaluated):
+    images, _, _ = stored(evaluated)
+    saver, base = specs(evaluated)
+    on_cpu = Cascade.build(saver, base, threshold=0.5)(images)
+    cascade = Cascade.build(saver, base, threshold=0.5, device="cuda")
+    assert cascade.options.amp and cascade.options.mode == "fast"
+    on_gpu = cascade(images)
+    # bf16 and on-device resizing move probabilities a little: most answers stay the same.
+    assert (on_gpu.classes[:, 0] == on_cpu.classes[:, 0]).mean() >= 0.75
