@@ -28,7 +28,7 @@ from cluster.errors import InputError
 from workers.evaluate import EvalOptions, LoadedModel, ModelRunner
 from workers.models import ModelSpec
 from workers.preprocess import DeviceTransform
-from workers.profile import profile
+from workers.profile import Profile
 from workers.registry import load_plugins
 
 EXPORT_FILE = "cascade.json"
@@ -101,7 +101,8 @@ class Cascade:
                                        num_classes=model["num_classes"])  # fmt: skip
             module.load_state_dict(load_file(Path(folder) / f"{role}.safetensors"))
             spec = ModelSpec(model["name"], model["arch"], "checkpoint")
-            cost = profile(module, tuple(model["data_config"]["input_size"]))
+            params_m = sum(p.numel() for p in module.parameters()) / 1e6
+            cost = Profile(params_m, model["gmacs"], tuple(model["data_config"]["input_size"]))
             loaded.append(LoadedModel(spec, module.eval(), model["data_config"], cost))
         return cls(*loaded, meta["threshold"], **options)
 
