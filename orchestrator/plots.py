@@ -10,6 +10,14 @@ matplotlib.use("Agg")  # no screen: render to files only
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)  # a report draws a thousand figures: free each one
+    return path
+
+
 def plot_curve(result: dict, path: Path, chosen: dict | None = None) -> Path:
     """Accuracy against relative cost along a pair's Pareto front; ``chosen``: the operating
     point a criterion picked (relative_cost, accuracy), marked."""
@@ -31,11 +39,7 @@ def plot_curve(result: dict, path: Path, chosen: dict | None = None) -> Path:
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"Pareto front on {result['dataset']}")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_zoo(models: list[dict], curves: list[dict], path: Path) -> Path:
@@ -65,11 +69,7 @@ def plot_zoo(models: list[dict], curves: list[dict], path: Path) -> Path:
     ax.set_title("The zoo (dots) and each base with its best saver (lines)")
     if curves:
         ax.legend(loc="best", fontsize=6)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_operating_points(models: list[dict], savers: list[dict], path: Path) -> Path:
@@ -99,8 +99,4 @@ def plot_operating_points(models: list[dict], savers: list[dict], path: Path) ->
     ax.set_title(f"{len(with_saver)} of {len(savers)} bases saved: each arrow goes from a base "
                  "to its cascade", fontsize=9)  # fmt: skip
     ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
