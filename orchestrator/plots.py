@@ -18,6 +18,18 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _models(ax, models: list[dict], *, names: bool, fontsize: int) -> None:
+    """Every model alone: a dot at (GMACs, accuracy) on a log cost axis, named if asked."""
+    ax.scatter([m["gmacs"] for m in models], [100 * m["accuracy"] for m in models], s=14,
+               color="black", zorder=3, label="models alone")  # fmt: skip
+    if names:
+        for m in models:
+            ax.annotate(m["name"], (m["gmacs"], 100 * m["accuracy"]), fontsize=fontsize,
+                        xytext=(4, -8), textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("cost per image (GMACs, log scale)")
+
+
 def plot_curve(result: dict, path: Path, chosen: dict | None = None) -> Path:
     """Accuracy against relative cost along a pair's Pareto front; ``chosen``: the operating
     point a criterion picked (relative_cost, accuracy), marked."""
@@ -57,14 +69,7 @@ def plot_zoo(models: list[dict], curves: list[dict], path: Path) -> Path:
             alpha=0.7,
             label=f"{result['saver']} saving {result['base']}",
         )
-    ax.scatter(
-        [m["gmacs"] for m in models], [100 * m["accuracy"] for m in models], color="black", zorder=3
-    )
-    for m in models:
-        ax.annotate(m["name"], (m["gmacs"], 100 * m["accuracy"]), fontsize=7,
-                    xytext=(4, -8), textcoords="offset points")  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("cost per image (GMACs, log scale)")
+    _models(ax, models, names=True, fontsize=7)
     ax.set_ylabel("accuracy (%)")
     ax.set_title("The zoo (dots) and each base with its best saver (lines)")
     if curves:
@@ -78,8 +83,7 @@ def plot_operating_points(models: list[dict], savers: list[dict], path: Path) ->
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     gmacs = {m["name"]: m["gmacs"] for m in models}
     accuracy = {m["name"]: m["accuracy"] for m in models}
-    ax.scatter([m["gmacs"] for m in models], [100 * m["accuracy"] for m in models], s=14,
-               color="black", zorder=3, label="models alone")  # fmt: skip
+    _models(ax, models, names=len(models) <= 40, fontsize=6)  # beyond 40, names only clutter
     with_saver = [row for row in savers if row["saver"] is not None]
     for row in with_saver:
         base = row["base"]
@@ -89,12 +93,6 @@ def plot_operating_points(models: list[dict], savers: list[dict], path: Path) ->
     ax.scatter([row["relative_cost"] * gmacs[row["base"]] for row in with_saver],
                [100 * row["accuracy"] for row in with_saver], s=14, color="tab:blue", zorder=3,
                label="base with its best saver")  # fmt: skip
-    if len(models) <= 40:  # beyond that, names only clutter
-        for m in models:
-            ax.annotate(m["name"], (m["gmacs"], 100 * m["accuracy"]), fontsize=6,
-                        xytext=(4, -8), textcoords="offset points")  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("cost per image (GMACs, log scale)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title(f"{len(with_saver)} of {len(savers)} bases saved: each arrow goes from a base "
                  "to its cascade", fontsize=9)  # fmt: skip

@@ -72,8 +72,15 @@ def report_router() -> APIRouter:
 
     @router.get("/{dataset}/{file:path}")
     def report_file(request: Request, dataset: str, file: str = "") -> FileResponse:
-        """A file of the dataset's current report (index.html by default)."""
-        folder = current_report(request, dataset).resolve()
+        """A file of the dataset's current report (index.html by default).
+
+        Only the page checks that the report is current: the plots it links to were written
+        with it (a report is replaced whole), so a page of a thousand curves costs one check.
+        """
+        folder = report_folder(request.app.state.report_dir, dataset)
+        if file in ("", "index.html") or not (folder / REPORT_META).exists():
+            folder = current_report(request, dataset)
+        folder = folder.resolve()
         path = (folder / (file or "index.html")).resolve()
         if not path.is_relative_to(folder) or not path.is_file():
             raise NotFound(f"no file {file!r} in the report of {dataset!r}")
