@@ -27,6 +27,7 @@ from orchestrator.catalog import (
 from orchestrator.cli_cascade import cascade_app
 from orchestrator.cli_datasets import datasets_app, objectstore_app
 from orchestrator.cli_evaluate import evaluate, models_add
+from orchestrator.cli_group import OneLineErrors
 from orchestrator.cli_serve import serve
 from orchestrator.cli_sweep import sweep_app
 from orchestrator.cli_watch import watch
@@ -45,7 +46,10 @@ from search.results import add_budget, budget_key, curve, fields_for
 from search.selection import BUDGET, PAPER
 from search.service import SaverSearch
 
-app = typer.Typer(help="Find the tiny model that saves each large model of a zoo (TinySaver).")
+app = typer.Typer(
+    cls=OneLineErrors,
+    help="Find the tiny model that saves each large model of a zoo (TinySaver).",
+)
 db_app = typer.Typer(help="The database: where it is and its schema.")
 records_app = typer.Typer(help="Import evaluation records of the TinySaver seed code.")
 models_app = typer.Typer(help="Models known to saverzoo.")

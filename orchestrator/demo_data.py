@@ -9,7 +9,8 @@ epochs on the CPU from the same JPEGs through the same eval transform the evalua
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,10 @@ ZOO = (
 EPOCHS = 3
 BATCH = 32
 LEARNING_RATE = 4e-3
+# Training is made reproducible: seeded, deterministic kernels, and a fixed thread count, since a
+# float sum split over another number of threads rounds differently. What can still differ is the
+# CPU's instruction set (AVX-512 or AVX2 kernels), which moves the last digits of an accuracy.
+TRAIN_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,33 @@ def train(
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> None:
     """Train ``arch`` (10 classes) from scratch and save its weights as safetensors."""
+    with reproducible(seed):
+        _train(arch, samples, checkpoint, epochs=epochs, seed=seed, on_epoch=on_epoch)
+
+
+@contextmanager
+def reproducible(seed: int) -> Iterator[None]:
+    """Seeded, deterministic and on ``TRAIN_THREADS`` threads; the process's state is restored."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(TRAIN_THREADS)
+    torch.use_deterministic_algorithms(True)
     torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _train(
+    arch: str,
+    samples: list[Digit],
+    checkpoint: Path,
+    *,
+    epochs: int,
+    seed: int,
+    on_epoch: Callable[[int, float], None] | None,
+) -> None:
     model = timm.create_model(arch, pretrained=False, num_classes=10)
     images, labels = _tensors(samples)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.05)

@@ -54,26 +54,73 @@ def plot_curve(result: dict, path: Path, chosen: dict | None = None) -> Path:
     return _save(fig, path)
 
 
+def _label_without_overlap(ax, models: list[dict], fontsize: int) -> None:
+    """Name every dot, trying four places around it so no two names cover each other."""
+    placed: list[tuple[float, float, float, float]] = []  # label boxes in pixels
+    offsets = ((5, -11, "left"), (5, 5, "left"), (-5, -11, "right"), (-5, 5, "right"))
+    pixels_per_point = ax.figure.dpi / 72
+    for m in sorted(models, key=lambda m: m["gmacs"]):
+        x, y = ax.transData.transform((m["gmacs"], 100 * m["accuracy"]))
+        width = 0.6 * fontsize * len(m["name"]) * pixels_per_point
+        height = 1.2 * fontsize * pixels_per_point
+        for dx, dy, align in offsets:
+            left = x + dx * pixels_per_point - (width if align == "right" else 0)
+            box = (left, y + dy * pixels_per_point, width, height)
+            if not any(_overlap(box, other) for other in placed):
+                break
+        placed.append(box)
+        ax.annotate(m["name"], (m["gmacs"], 100 * m["accuracy"]), fontsize=fontsize,
+                    xytext=(dx, dy), textcoords="offset points", ha=align)  # fmt: skip
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def _cascade_line(ax, result: dict, base_cost: float, color, **style) -> None:
+    front = result["pareto_front"]
+    ax.plot([p["relative_cost"] * base_cost for p in front],
+            [100 * p["accuracy"] for p in front], color=color, zorder=4, **style)  # fmt: skip
+
+
 def plot_zoo(models: list[dict], curves: list[dict], path: Path) -> Path:
     """Every model's cost (GMACs) against its accuracy, and for each base with a saver the
-    cost and accuracy of the cascade along the pair's Pareto front."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    cost and accuracy of the cascade along the pair's Pareto front.
+
+    Cascades of similar models sit on top of each other and of the dots, so below the zoo each
+    cascade also gets a panel of its own, zoomed on its saver, its base and its curve.
+    """
+    columns = min(len(curves), 4) or 1
+    rows = -(-len(curves) // columns)
+    fig = plt.figure(figsize=(8, 4.5 + 2.6 * rows), dpi=120)
+    grid = fig.add_gridspec(1 + rows, columns, height_ratios=[4.5] + [2.6] * rows)
+    ax = fig.add_subplot(grid[0, :])
     gmacs = {m["name"]: m["gmacs"] for m in models}
-    for result in curves:
-        base_cost = gmacs[result["base"]]
-        front = result["pareto_front"]
-        ax.plot(
-            [p["relative_cost"] * base_cost for p in front],
-            [100 * p["accuracy"] for p in front],
-            lw=1,
-            alpha=0.7,
-            label=f"{result['saver']} saving {result['base']}",
-        )
-    _models(ax, models, names=True, fontsize=7)
+    accuracy = {m["name"]: m["accuracy"] for m in models}
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, result in enumerate(curves):
+        _cascade_line(ax, result, gmacs[result["base"]], colors[index % len(colors)], lw=1.6,
+                      label=f"{result['saver']} saving {result['base']}")  # fmt: skip
+    ax.scatter(list(gmacs.values()), [100 * a for a in accuracy.values()], s=30,
+               facecolors="white", edgecolors="black", zorder=3, label="models alone")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("cost per image (GMACs, log scale)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("The zoo (dots) and each base with its best saver (lines)")
+    _label_without_overlap(ax, models, fontsize=7)
     if curves:
-        ax.legend(loc="best", fontsize=6)
+        ax.legend(loc="lower right", fontsize=6)
+    for index, result in enumerate(curves):
+        panel = fig.add_subplot(grid[1 + index // columns, index % columns])
+        color = colors[index % len(colors)]
+        _cascade_line(panel, result, gmacs[result["base"]], color, lw=1.4, marker=".", ms=3)
+        ends = [result["saver"], result["base"]]
+        panel.scatter([gmacs[n] for n in ends], [100 * accuracy[n] for n in ends], s=24,
+                      facecolors="white", edgecolors="black", zorder=3)  # fmt: skip
+        panel.axhline(100 * result["base_accuracy"], color="grey", ls="--", lw=0.7)
+        panel.set_xscale("log")
+        panel.set_title(f"{result['saver']}\n→ {result['base']}", fontsize=6, color=color)
+        panel.tick_params(labelsize=6)
     return _save(fig, path)
 
 
