@@ -131,16 +131,46 @@ def explain(error: Exception, what: str) -> ObjectStoreError:
         advice = _ADVICE.get(code, f"failed ({code or error})")
         return ObjectStoreError(f"{what} {advice}")
     if isinstance(error, botocore.exceptions.NoCredentialsError):
+        stopped = _stopped_local_store()
+        if stopped is not None:  # the local store died: clients fell back to AWS, keyless
+            return ObjectStoreError(
+                f"the object store at {stopped} is unreachable ({what}): the local store is "
+                "not running; start it with `saverzoo objectstore up` (or set "
+                "SAVERZOO_S3_ENDPOINT_URL)"
+            )
         return ObjectStoreError(
             f"no credentials for {what}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
             "(or start the local store with `saverzoo objectstore up`)"
         )
+    if isinstance(error, botocore.exceptions.SSLError):
+        return ObjectStoreError(f"{what}: the object store's TLS certificate was refused ({error})")
     if isinstance(error, botocore.exceptions.ConnectionError):  # refused, timed out, reset
         return ObjectStoreError(
-            f"cannot reach the object store for {what} ({error}); is it running? "
+            f"the object store at {_endpoint_of(error)} is unreachable ({what}); is it running? "
             "(`saverzoo objectstore status`)"
         )
     return ObjectStoreError(f"{what}: {error}")
+
+
+def _endpoint_of(error: botocore.exceptions.BotoCoreError) -> str:
+    """``scheme://host:port`` of the URL a connection error names (never its path or query)."""
+    url = urlparse(str(error.kwargs.get("endpoint_url") or error.kwargs.get("proxy_url") or ""))
+    return f"{url.scheme}://{url.netloc}" if url.netloc else "the configured endpoint"
+
+
+def _stopped_local_store() -> str | None:
+    """The local store's endpoint when one was set up here and is not running, else None.
+
+    Only then does a missing key mean "the store is down": with no local store and no endpoint
+    setting, saverzoo talks to AWS itself, and a missing key is just that.
+    """
+    settings = get_settings()
+    if settings.s3_endpoint_url is not None:
+        return None
+    local = LocalObjectStore(settings.objectstore_dir, settings.objectstore_port)
+    if not local.directory.is_dir() or local.status() is not None:
+        return None
+    return local.endpoint
 
 
 def ensure_bucket(client, bucket: str) -> None:  # a botocore S3 client

@@ -27,6 +27,8 @@ from sqlalchemy.engine import make_url
 APP_NAME = "saverzoo"
 MIN_TOKEN_LENGTH = 16
 DEFAULT_BUDGETS = (0.0, 0.1, 0.5, 1.0, 2.0)
+SUPPORTED_SCHEMES = ("sqlite", "postgresql+psycopg")
+DATABASE_SCHEMES = (*SUPPORTED_SCHEMES, "sqlite+pysqlite")  # pysqlite: sqlite's default driver
 
 
 def data_dir() -> Path:
@@ -70,6 +72,13 @@ class Settings(BaseSettings):
     )
     objectstore_port: int = Field(
         default=8333, ge=1, le=65535, description="S3 port of the local object store."
+    )
+
+    max_shards: int = Field(
+        default=100_000,
+        ge=1,
+        description="Most shards a --shards pattern may expand to (ImageNet-21k has ~14,000 "
+        "shards of 1,000 images); checked before the pattern is expanded.",
     )
 
     ray_node_ip: str | None = Field(
@@ -131,12 +140,20 @@ class Settings(BaseSettings):
     @classmethod
     def _known_url(cls, value: str) -> str:
         try:
-            make_url(value)
+            url = make_url(value)
         except Exception as error:  # sqlalchemy raises ArgumentError with a terse message
             raise ValueError(
                 f"SAVERZOO_DATABASE_URL is not a database URL ({error}); "
                 "use e.g. sqlite:///path/to/saverzoo.db or postgresql+psycopg://user@host/db"
             ) from error
+        # Only these have their driver installed and their dialect tested; any other scheme
+        # would fail later, at the first connection, with an import error.
+        if url.drivername not in DATABASE_SCHEMES:
+            raise ValueError(
+                f"SAVERZOO_DATABASE_URL scheme {url.drivername!r} is not supported; use "
+                f"{' or '.join(SUPPORTED_SCHEMES)} (e.g. sqlite:///path/to/saverzoo.db or "
+                "postgresql+psycopg://user@host/db)"
+            )
         return value
 
     @field_validator("search_budgets")

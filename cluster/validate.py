@@ -36,8 +36,10 @@ SHARD_URL_RULE = "s3://bucket/key, file:///absolute/path or a local path"
 # int16 classes and int64 labels are what the database stores; int32 covers every label file.
 MAX_CLASSES = 2**15 - 1
 MAX_SAMPLES = 2**31 - 1
+# A shard is read whole by one worker: beyond a million samples it no longer fits a worker's RAM.
+MAX_SHARD_SIZE = 1_000_000
 _BRACE = re.compile(r"\{([^{}]*)\}")
-_RANGE = re.compile(r"^(\d+)\.\.(\d+)$")
+_RANGE = re.compile(r"^(\d{1,18})\.\.(\d{1,18})$")
 
 
 def _printable(value: str, limit: int = 60) -> str:
@@ -127,6 +129,11 @@ def pattern_size(pattern: str) -> int:
         count = 1
         for body in _BRACE.findall(part):
             span = _RANGE.match(body)
+            if span is None and ".." in body:
+                raise InputError(
+                    f"shard pattern {_printable(part)}: write ranges as {{000..999}}, ascending, "
+                    "with at most 18 digits"
+                )
             count *= int(span.group(2)) - int(span.group(1)) + 1 if span else body.count(",") + 1
             if count <= 0:
                 raise InputError(f"shard pattern {_printable(part)} has a descending range")

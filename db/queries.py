@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from cluster.errors import InputError
+from cluster.validate import name_problem
 from db.arrays import class_dtype, from_npy, to_npy
 from db.models import Dataset, DatasetShard, Model, PredictionChunk, utc_now
 from db.upsert import upsert
@@ -18,6 +19,10 @@ from db.upsert import upsert
 
 class NotFound(InputError, LookupError):
     """A named dataset or model is not in the database."""
+
+
+class Conflict(InputError):
+    """A request contradicts what is stored (a key sent again with another request)."""
 
 
 def keys_digest(keys: Iterable[str]) -> str:
@@ -29,19 +34,46 @@ def keys_digest(keys: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
+LISTED_NAMES = 5  # an unknown name's message shows this many known ones, not thousands
+MODEL_NAME_LENGTH = 300  # the column's length: a longer name cannot be stored
+
+
 def get_dataset(session: Session, name: str) -> Dataset:
+    """The dataset of that name; ``NotFound`` for an unknown name or one no dataset can have."""
+    problem = name_problem(name) if isinstance(name, str) else "is not a string"
+    if problem is not None:
+        raise NotFound(f"unknown dataset {_shown(name)}: a dataset name {problem}")
     dataset = session.scalar(select(Dataset).where(Dataset.name == name))
     if dataset is None:
-        known = session.scalars(select(Dataset.name).order_by(Dataset.name)).all()
-        hint = f"known: {', '.join(known)}" if known else "none is registered yet"
-        raise NotFound(f"unknown dataset {name!r} ({hint})")
+        raise NotFound(f"unknown dataset {name!r} ({_known_datasets(session)})")
     return dataset
 
 
+def _known_datasets(session: Session) -> str:
+    total = session.scalar(select(func.count()).select_from(Dataset))
+    if not total:
+        return "none is registered yet"
+    first = session.scalars(select(Dataset.name).order_by(Dataset.name).limit(LISTED_NAMES)).all()
+    if total <= LISTED_NAMES:
+        return f"known: {', '.join(first)}"
+    more = total - LISTED_NAMES
+    return f"known: {', '.join(first)} and {more:,} more; `saverzoo datasets list` shows all"
+
+
+def _shown(name: object, limit: int = 60) -> str:
+    shown = repr(name[:limit] if isinstance(name, str) else name)
+    return shown + ("…" if isinstance(name, str) and len(name) > limit else "")
+
+
 def get_model(session: Session, name: str) -> Model:
+    """The model of that name; ``NotFound`` if unknown. A name with control characters or too
+    long for the column is not looked up (PostgreSQL refuses NUL bytes in a query)."""
+    hint = "`saverzoo models list` shows the known ones"
+    if not isinstance(name, str) or len(name) > MODEL_NAME_LENGTH or not name.isprintable():
+        raise NotFound(f"unknown model {_shown(name)}; {hint}")
     model = session.scalar(select(Model).where(Model.name == name))
     if model is None:
-        raise NotFound(f"unknown model {name!r}; `saverzoo models list` shows the known ones")
+        raise NotFound(f"unknown model {name!r}; {hint}")
     return model
 
 

@@ -4,7 +4,8 @@ Every route answers from ``orchestrator.catalog``, the functions behind the CLI'
 read-only transaction of its own. Bearer tokens come from the settings: a read token reads, a write
 token also submits sweeps; reads are open without a token only with ``api_open_read``. Tokens are
 compared in constant time and never logged. Errors are ``{"error": message}`` with 401/403 for
-auth, 404 for an unknown name, 422 for a bad parameter and 503 when the database is unreachable.
+auth, 404 for an unknown name, 409 for an idempotency key sent with another request, 422 for
+a bad parameter and 503 when the database is unreachable.
 """
 
 from __future__ import annotations
@@ -16,24 +17,25 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cluster import validate
 from cluster.errors import InputError, ServiceError
 from cluster.settings import Settings, get_settings
-from db.queries import NotFound, get_dataset
+from db.queries import Conflict, NotFound, get_dataset
 from db.schema import SchemaOutOfDate, current_revision, ensure_schema, head_revision
 from db.session import session_factory
 from orchestrator import catalog
-from orchestrator.catalog import DEFAULT_ALTERNATIVES, MAX_PAGE, SaverQuery
+from orchestrator.catalog import DEFAULT_ALTERNATIVES, MAX_OFFSET, MAX_PAGE, SaverQuery
 from search.costs import GMACS
 from search.results import curve
 from search.selection import BUDGET
@@ -105,7 +107,9 @@ DB = Annotated[Session, Depends(session)]
 
 
 # ----- parameters --------------------------------------------------------------------------------
-DatasetName = Annotated[str, Query(min_length=1, max_length=200, description="A dataset's name.")]
+# Names are checked by cluster.validate where they are looked up (db.queries): an invalid one
+# names no dataset, so it is a 404 like any unknown name.
+DatasetName = Annotated[str, Query(description="A dataset's name.")]
 MaxDrop = Annotated[
     float | None,
     Query(
@@ -121,8 +125,10 @@ Holdout = Annotated[
 class SweepRequest(BaseModel):
     """A sweep to submit: models (names, timm patterns) on a registered dataset."""
 
-    dataset: str = Field(min_length=1, max_length=200)
-    models: list[str] = Field(min_length=1, max_length=10_000)
+    dataset: str = Field(description="A registered dataset's name.")
+    models: list[str] = Field(
+        min_length=1, max_length=10_000, description="Names or timm patterns (vit_*), or a,b."
+    )
     exclude: list[str] = Field(default_factory=list, max_length=10_000)
     device: str = Field(default="cpu", pattern="^(cpu|cuda)$")
     mode: str | None = Field(default=None, pattern="^(fast|reference)$")
@@ -134,6 +140,30 @@ class SweepRequest(BaseModel):
     workers: int | None = Field(default=None, ge=1, le=100_000)
     bundle_gmacs: float | None = Field(default=None, gt=0, le=1e9)
     start: bool = Field(default=True, description="Start its driver now (false: only queue it).")
+    idempotency_key: str | None = Field(
+        default=None,
+        description="Sent again, the same request answers the sweep it first made (also the "
+        "Idempotency-Key header).",
+    )
+
+    # The validators raise InputError, a ValueError: pydantic reports it as a 422 on the field.
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, value: str) -> str:
+        return validate.name(value, "dataset")
+
+    @field_validator("idempotency_key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        return None if value is None else validate.request_key(value)
+
+    @field_validator("models", "exclude")
+    @classmethod
+    def _patterns(cls, values: list[str]) -> list[str]:
+        for value in values:  # "a,b" is two patterns, as on the command line
+            for part in value.split(","):
+                validate.model_pattern(part.strip(), "model pattern")
+        return values
 
 
 # ----- the app -----------------------------------------------------------------------------------
@@ -185,6 +215,10 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def not_found(_request, error: NotFound):
         return _error(404, str(error))
+
+    @app.exception_handler(Conflict)
+    async def conflict(_request, error: Conflict):
+        return _error(409, str(error))
 
     @app.exception_handler(InputError)
     async def bad_input(_request, error: InputError):
@@ -247,11 +281,11 @@ def _v1() -> APIRouter:
     @router.get("/models", tags=["models"])
     def models(
         db: DB,
-        dataset: Annotated[str | None, Query(max_length=200)] = None,
+        dataset: Annotated[str | None, Query(description="Only models complete on it.")] = None,
         source: Annotated[str | None, Query(pattern="^(timm|checkpoint|records)$")] = None,
         name: Annotated[str | None, Query(max_length=300, description="e.g. vit_*")] = None,
         superseded: bool = False,
-        offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> dict:
         """Models cheapest first, filtered and paged: items, total, offset and limit."""
@@ -319,27 +353,69 @@ def _v1() -> APIRouter:
         return status(db, sweep_id)
 
     @router.post("/sweeps", tags=["sweeps"], status_code=201, dependencies=[Depends(require_write)])
-    def submit_sweep(request: Request, body: SweepRequest) -> dict:
-        """Submit a sweep (write token); its driver starts on the configured Ray cluster."""
-        return _submit(request.app.state.settings, request.app.state.sessions, body)
+    def submit_sweep(
+        request: Request,
+        response: Response,
+        body: SweepRequest,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    ) -> dict:
+        """Submit a sweep (write token); its driver starts on the configured Ray cluster.
+
+        With an idempotency key, a repeat of the request answers the sweep it made (200, not
+        started again); the same key with a different request is a 409.
+        """
+        key = _one_key(idempotency_key, body.idempotency_key)
+        answer = _submit(request.app.state.settings, request.app.state.sessions, body, key)
+        if not answer.pop("created"):
+            response.status_code = 200
+        return answer
 
     return router
 
 
-def _submit(settings: Settings, sessions, body: SweepRequest) -> dict:
+def _one_key(header: str | None, field: str | None) -> str | None:
+    if header is not None:
+        validate.request_key(header, "Idempotency-Key")
+    if header is not None and field is not None and header != field:
+        raise InputError("the Idempotency-Key header and the body's idempotency_key differ")
+    return header if header is not None else field
+
+
+def _submit(settings: Settings, sessions, body: SweepRequest, key: str | None) -> dict:
     from orchestrator.launch import check_address, start_in_background
+    from orchestrator.sweeps import keyed_sweep, status
+
+    if key is not None:
+        with sessions.begin() as db_session:
+            repeat = keyed_sweep(db_session, key) is not None
+    if body.start and not (key is not None and repeat):
+        check_address(settings.ray_address)  # a repeat is neither checked nor started again
+    try:
+        with sessions.begin() as db_session:
+            sweep_id, created = _submit_once(db_session, body, key)
+    except IntegrityError:
+        if key is None:
+            raise
+        with sessions.begin() as db_session:  # the same request sent twice at once: one won
+            sweep_id, created = _submit_once(db_session, body, key)
+    start = body.start and created
+    started = start_in_background(settings, sweep_id, settings.ray_address) if start else None
+    with sessions.begin() as db_session:
+        return {**status(db_session, sweep_id), "started": started, "created": created}
+
+
+def _submit_once(db_session: Session, body: SweepRequest, key: str | None) -> tuple[int, bool]:
+    """The id of the sweep the request makes (or made, for a repeated key) and whether new."""
     from orchestrator.plan import DEFAULT_BUNDLE_GMACS
-    from orchestrator.sweeps import SweepOptions, status, submit
+    from orchestrator.sweeps import SweepOptions, submit, submit_once
 
     options = SweepOptions(
         body.device, body.mode, body.batch_size, body.random_weights, body.compile,
         body.max_attempts, body.bundle_gmacs or DEFAULT_BUNDLE_GMACS, body.cpus_per_worker,
         body.workers,
     )  # fmt: skip
-    if body.start:
-        check_address(settings.ray_address)
-    with sessions.begin() as db_session:
-        sweep_id = submit(db_session, body.dataset, body.models, options, exclude=body.exclude).id
-    started = start_in_background(settings, sweep_id, settings.ray_address) if body.start else None
-    with sessions.begin() as db_session:
-        return {**status(db_session, sweep_id), "started": started}
+    request = (body.dataset, body.models, options)
+    if key is None:
+        return submit(db_session, *request, exclude=body.exclude).id, True
+    sweep, created = submit_once(db_session, key, *request, exclude=body.exclude)
+    return sweep.id, created

@@ -35,6 +35,7 @@ from search.results import (
 )
 from search.selection import BUDGET, CRITERIA, PAPER, centipoints, has_saver, rank_key
 
+MAX_OFFSET = 10**9  # the HTTP API's bound too
 MAX_PAGE = 1000
 DEFAULT_ALTERNATIVES = 5
 
@@ -118,8 +119,8 @@ def models_page(
 ) -> dict:
     """Models cheapest first, filtered (``name`` is a shell pattern such as ``vit_*``) and paged;
     models whose weights were replaced only with ``superseded``."""
-    if offset < 0:
-        raise InputError(f"offset {offset}: use 0 or more")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InputError(f"offset {offset}: use 0 to {MAX_OFFSET:,}")
     if not 1 <= limit <= MAX_PAGE:
         raise InputError(f"limit {limit}: use 1 to {MAX_PAGE}")
     query = select(Model).order_by(Model.gmacs, Model.name)

@@ -10,6 +10,8 @@ from rich.table import Table
 from sqlalchemy import select
 
 from cluster.localstore import LocalObjectStore
+from cluster.validate import MAX_SHARD_SIZE, integer
+from cluster.validate import name as valid_name
 from db.models import DatasetShard
 from db.queries import get_dataset
 from orchestrator.catalog import datasets
@@ -25,6 +27,8 @@ from orchestrator.console import (
 from orchestrator.datasets import (
     DatasetSpec,
     check_name,
+    check_shard_list,
+    checked_labels,
     expand_shards,
     read_for_registration,
     register,
@@ -73,11 +77,14 @@ def make_shards_command(
 ) -> None:
     """Write SRC as WebDataset shards (original JPEG bytes) and register the dataset."""
     with user_errors():
+        valid_name(name, "dataset name")  # it becomes shard file and object names
+        integer(shard_size, "--shard-size", 1, MAX_SHARD_SIZE)
         if src.is_dir() and tar_files(src) and not any(p.is_dir() for p in src.iterdir()):
             if out_url is not None or labels is not None:
                 raise fail(f"{src} holds .tar shards: they are registered where they are, as "
                            "they are; drop --out and --labels")  # fmt: skip
-            urls = [str(p.resolve()) for p in tar_files(src)]
+            found = [str(p.resolve()) for p in tar_files(src)]
+            urls = check_shard_list(found, settings_or_fail().max_shards)
             with progress_bar("reading shards") as update:
                 shards = read_for_registration(urls, update)
             # webdataset's expand_urls joins several URL patterns with "::".
@@ -86,14 +93,16 @@ def make_shards_command(
         if out_url is None:
             raise fail("--out is required to write shards (s3://bucket/prefix or a folder)")
         source = find_source(src, labels)
+        plans = plan_shards(source, name, shard_size)
+        classes = num_classes if num_classes is not None else source.num_classes
+        checked_labels(DatasetSpec(name, "", classes, source.label_source), plans)
         with transaction() as session:  # before writing: never overwrite a registered dataset
-            check_name(session, name, plan_shards(source, name, shard_size))
+            check_name(session, name, plans)
         with progress_bar(f"writing {name} shards") as update:
             shards = make_shards(
                 source, name, out_url, shard_size=shard_size, split=split, progress=update
             )
         base = shards[0].url.rsplit("/", 1)[0]
-        classes = num_classes if num_classes is not None else source.num_classes
         spec = DatasetSpec(name, brace_urls(base, name, len(shards)), classes, source.label_source)
     _register(spec, shards)
 
@@ -108,7 +117,8 @@ def datasets_add(
 ) -> None:
     """Register existing WebDataset shards (read once for their keys, labels and bad samples)."""
     with user_errors():
-        urls = expand_shards(shards)
+        valid_name(name, "dataset name")
+        urls = expand_shards(shards, settings_or_fail().max_shards)
         with progress_bar("reading shards") as update:
             written = read_for_registration(urls, update)
     _register(DatasetSpec(name, shards, num_classes, f"tars:{shards}"), written)

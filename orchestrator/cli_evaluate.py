@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from cluster import validate
+from cluster.errors import InputError
 from db.session import session_factory
 from orchestrator.console import (
     err,
@@ -16,9 +18,9 @@ from orchestrator.console import (
     transaction,
     user_errors,
 )
-from orchestrator.evaluation import evaluate_dataset, register, resolve_specs
+from orchestrator.evaluation import checkpoint_id, evaluate_dataset, register, resolve_specs
 from workers.evaluate import EvalOptions, LoadedModel
-from workers.models import ModelSpec
+from workers.models import ModelSpec, checked_overrides
 
 
 def evaluate(
@@ -72,26 +74,57 @@ def models_add(
     mean: Annotated[str | None, typer.Option(help="e.g. 0.485,0.456,0.406")] = None,
     std: Annotated[str | None, typer.Option(help="e.g. 0.229,0.224,0.225")] = None,
     crop_pct: Annotated[float | None, typer.Option()] = None,
-    interpolation: Annotated[str | None, typer.Option()] = None,
+    interpolation: Annotated[str | None, typer.Option(help="bilinear, bicubic or nearest.")] = None,
 ) -> None:
-    """Register a local checkpoint (loaded with weights_only=True) and measure its cost."""
-    overrides = {
-        key: value
-        for key, value in {
-            "input_size": None if input_size is None else (3, input_size, input_size),
-            "mean": None if mean is None else tuple(float(v) for v in mean.split(",")),
-            "std": None if std is None else tuple(float(v) for v in std.split(",")),
-            "crop_pct": crop_pct,
-            "interpolation": interpolation,
-        }.items()
-        if value is not None
-    }
-    spec = ModelSpec(name, arch, "checkpoint", str(checkpoint.resolve()), num_classes, overrides)
+    """Register a local checkpoint (loaded with weights_only=True) and measure its cost.
+
+    The same model registered again changes nothing; other weights, another architecture or
+    data config under a registered name are refused.
+    """
     with user_errors():
+        spec = checkpoint_spec(
+            name, arch, checkpoint, num_classes, input_size, mean, std, crop_pct, interpolation
+        )
         loaded = LoadedModel.load(spec)
+        identity = checkpoint_id(spec.checkpoint)
     with transaction() as session:
-        register(session, loaded.spec, loaded.config, loaded.profile)
+        register(session, loaded.spec, loaded.config, loaded.profile, identity)
     out.print(
         f"model {name!r} registered: {arch}, {loaded.profile.params_m:.2f} M parameters, "
         f"{loaded.profile.gmacs:.3f} GMACs at {loaded.config['input_size']}"
     )
+
+
+def checkpoint_spec(
+    name: str,
+    arch: str,
+    checkpoint: Path,
+    num_classes: int | None,
+    input_size: int | None,
+    mean: str | None,
+    std: str | None,
+    crop_pct: float | None,
+    interpolation: str | None,
+) -> ModelSpec:
+    """The spec of ``models add``, every option checked (InputError on the first bad one)."""
+    validate.name(name, "model name")
+    if num_classes is not None:
+        validate.integer(num_classes, "--num-classes", 1, validate.MAX_CLASSES)
+    overrides = checked_overrides(
+        {
+            "input_size": None if input_size is None else (3, input_size, input_size),
+            "mean": None if mean is None else _numbers(mean, "--mean"),
+            "std": None if std is None else _numbers(std, "--std"),
+            "crop_pct": crop_pct,
+            "interpolation": interpolation,
+        }
+    )
+    return ModelSpec(name, arch, "checkpoint", str(checkpoint.resolve()), num_classes, overrides)
+
+
+def _numbers(text: str, what: str) -> tuple[float, ...]:
+    """``0.5,0.5,0.5`` as numbers; what is not a number is an ``InputError`` naming the option."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise InputError(f"{what} {text!r}: give three numbers, e.g. 0.5,0.5,0.5") from None

@@ -2,8 +2,8 @@
 
 Click prints usage errors as a framed block and exits 2; a bug would print a traceback. Here a
 usage error (a missing option, a value of the wrong type) becomes ``error: …`` with the command's
-``--help`` to read, and an error nobody expected becomes one line naming its type, with the
-traceback shown only when ``SAVERZOO_DEBUG`` is set.
+``--help`` to read, and an error nobody expected becomes one ``internal error`` line naming its
+type, with the traceback shown only when ``SAVERZOO_DEBUG`` is set.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ import os
 import sys
 from typing import Any
 
-from typer import _click as click  # typer carries its own click
+# typer carries its own copy of click: its exceptions, not the click package's, reach this group.
+from typer import Abort
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
 DEBUG_VARIABLE = "SAVERZOO_DEBUG"
-UNEXPECTED = "unexpected"  # the word that marks a bug in the one line
+UNEXPECTED = "internal error"  # the words that mark a bug in the one line
 
 
 def _one_line(message: str) -> str:
@@ -33,22 +35,25 @@ class OneLineErrors(TyperGroup):
             result: Any = super().main(
                 args, prog_name, complete_var, standalone_mode=False, **extra
             )
-        except click.UsageError as error:
+        except NoArgsIsHelpError as error:  # bare `saverzoo` or `saverzoo sweep`: the help
+            print(error.ctx.get_help() if error.ctx else error.format_message())
+            sys.exit(0)
+        except UsageError as error:
             where = f"; see `{error.ctx.command_path} --help`" if error.ctx else ""
-            fail(_one_line(error.format_message()) + where)
+            fail(_one_line(error.format_message()).rstrip(".") + where)
             sys.exit(1)
-        except click.ClickException as error:
+        except ClickException as error:
             fail(_one_line(error.format_message()))
             sys.exit(1)
-        except click.Abort:
+        except Abort:
             fail("interrupted")
             sys.exit(130)
         except Exception as error:
             if os.environ.get(DEBUG_VARIABLE):
                 raise
             fail(
-                f"{UNEXPECTED} {type(error).__name__}: {_one_line(str(error))[:300]} "
-                f"(set {DEBUG_VARIABLE}=1 to see where)"
+                f"{UNEXPECTED} ({type(error).__name__}: {_one_line(str(error))[:300]}); "
+                f"set {DEBUG_VARIABLE}=1 to see where"
             )
             sys.exit(1)
         sys.exit(result if isinstance(result, int) else 0)

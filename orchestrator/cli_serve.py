@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -41,6 +43,32 @@ def access_summary(settings: Settings) -> str:
         f"({len(settings.api_read_tokens)} read, {len(settings.api_write_tokens)} write tokens "
         "configured)"
     )
+
+
+class DropQueryStrings(logging.Filter):
+    """Access-log lines without their query strings: a token sent as ``?token=`` (refused, but
+    sent) or any other secret in a URL must not be kept in a log file.
+
+    uvicorn logs ``(client, method, path?query, http version, status)`` as the record's
+    arguments, the path percent-quoted, so the first ``?`` starts the query.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
+def log_config() -> dict:
+    """uvicorn's logging, its access log filtered; a dict, so ``--workers N`` processes
+    configure themselves the same way."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["no_query"] = {"()": "orchestrator.cli_serve.DropQueryStrings"}
+    config["handlers"]["access"].setdefault("filters", []).append("no_query")
+    return config
 
 
 def serve(
@@ -90,4 +118,5 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
+        log_config=log_config(),
     )

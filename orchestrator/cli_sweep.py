@@ -9,6 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cluster import validate
 from cluster.ray_cluster import connected
 from cluster.settings import Settings
 from db.session import session_factory
@@ -32,9 +33,11 @@ from orchestrator.sweeps import (
     DONE,
     SweepOptions,
     cancel,
+    keyed_sweep,
     list_sweeps,
     status,
     submit,
+    submit_once,
 )
 
 sweep_app = typer.Typer(help="Zoo sweeps on a Ray cluster: every missing chunk, exactly once.")
@@ -78,6 +81,10 @@ def sweep_submit(
     bundle_gmacs: Annotated[
         float, typer.Option(help="Models of one data config share a unit up to this cost.")
     ] = DEFAULT_BUNDLE_GMACS,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="Run again with the same key, the command finds its first sweep."),
+    ] = None,
 ) -> None:
     """Submit a sweep: these models on this dataset, every missing chunk computed once."""
     options = SweepOptions(
@@ -86,13 +93,30 @@ def sweep_submit(
     )  # fmt: skip
     settings = settings_or_fail()
     ray_address = ray_address or settings.ray_address
-    with user_errors():
-        check_address(ray_address)
+    key = idempotency_key
+    if key is None or not _submitted_before(settings, key):  # a repeat starts nothing
+        with user_errors():
+            check_address(ray_address)
     with transaction(settings) as session:
-        sweep = submit(session, dataset, models, options, exclude=exclude or [])
-        sweep_id, count = sweep.id, len(sweep.models)
+        if key is None:
+            sweep, created = submit(session, dataset, models, options, exclude=exclude or []), True
+        else:
+            sweep, created = submit_once(session, key, dataset, models, options,
+                                         exclude=exclude or [])  # fmt: skip
+        sweep_id, count, state = sweep.id, len(sweep.models), sweep.state
+    if not created:
+        out.print(f"sweep {sweep_id} was submitted with this key before ({state}); follow it "
+                  f"with `saverzoo sweep status {sweep_id}`")  # fmt: skip
+        return
     out.print(f"sweep {sweep_id} submitted: {count} models on {dataset}")
     start_sweep(settings, sweep_id, ray_address, wait)
+
+
+def _submitted_before(settings: Settings, key: str) -> bool:
+    with user_errors():
+        validate.request_key(key, "--idempotency-key")
+    with transaction(settings) as session:
+        return keyed_sweep(session, key) is not None
 
 
 @sweep_app.command("resume")

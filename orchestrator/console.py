@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import tomllib
 from collections.abc import Iterator
@@ -54,17 +55,42 @@ def user_errors() -> Iterator[None]:
 
 @contextmanager
 def transaction(settings: Settings | None = None) -> Iterator[Session]:
-    """A session on an up-to-date schema; one-line errors for what the user can fix."""
+    """A session on an up-to-date schema; one-line errors for what the user can fix.
+
+    "cannot use the database" is said only of errors from the database: an OSError while the
+    schema is checked (an SQLite folder that cannot be made) or SQLAlchemy's OperationalError
+    (connection refused, database locked). An OSError of the command's own files is not one:
+    it is named as such.
+    """
     settings = settings or settings_or_fail()
     try:
         ensure_schema(settings.database_url)
-        with session_factory(settings.database_url).begin() as session:
-            yield session
+        sessions = session_factory(settings.database_url)
     except USER_ERRORS as error:
         raise fail(str(error)) from None
     except (OperationalError, OSError) as error:
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        raise fail(f"cannot use the database {settings.database_display}: {reason}") from None
+        raise _database_failure(settings, error) from None
+    try:
+        with sessions.begin() as session:
+            yield session
+    except USER_ERRORS as error:
+        raise fail(str(error)) from None
+    except OperationalError as error:
+        raise _database_failure(settings, error) from None
+    except OSError as error:  # the command's own file or folder: say which and why
+        raise fail(os_error_line(error)) from None
+
+
+def os_error_line(error: OSError) -> str:
+    """``cannot use /path: Permission denied``, or the error itself when it names no file."""
+    if error.filename is None or not error.strerror:
+        return str(error)
+    return f"cannot use {error.filename}: {error.strerror}"
+
+
+def _database_failure(settings: Settings, error: Exception) -> typer.Exit:
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+    return fail(f"cannot use the database {settings.database_display}: {reason}")
 
 
 @contextmanager
@@ -86,4 +112,33 @@ def progress_bar(description: str) -> Iterator:
 
 
 def print_json(value: object) -> None:
-    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+    """``value`` as strict JSON; a NaN or an infinity (which JSON cannot carry) fails in one
+    line naming where it is, rather than printing ``NaN`` that no JSON parser reads."""
+    try:
+        text = json.dumps(value, indent=2, allow_nan=False)
+    except ValueError:
+        where = non_finite_at(value)
+        if where is None:
+            raise
+        raise fail(
+            f"the answer holds a non-finite number at {where[0]} ({where[1]!r}), which JSON "
+            "cannot carry; run the command without --json to see the rest"
+        ) from None
+    sys.stdout.write(text + "\n")
+
+
+def non_finite_at(value: object, path: str = "$") -> tuple[str, float] | None:
+    """Where the first NaN or infinity in a JSON-like value is (``$[2].saving``), and it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    if isinstance(value, dict):
+        children = ((f"{path}.{key}", item) for key, item in value.items())
+    elif isinstance(value, list | tuple):
+        children = ((f"{path}[{i}]", item) for i, item in enumerate(value))
+    else:
+        return None
+    for child_path, item in children:
+        found = non_finite_at(item, child_path)
+        if found is not None:
+            return found
+    return None

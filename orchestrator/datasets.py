@@ -1,7 +1,17 @@
-"""Register datasets of WebDataset shards: shards, per-shard keys and labels, failed samples."""
+"""Register datasets of WebDataset shards: shards, per-shard keys and labels, failed samples.
+
+Shard patterns use a brace notation of saverzoo's own, expanded here and nowhere else: ``{N..M}``
+(ascending, zero-padded as written) and ``{a,b,c}``, several patterns joined with ``::``. It is
+exactly what ``cluster.validate.pattern_size`` counts, so the cap on the number of shards holds
+before anything is expanded. webdataset's ``expand_urls`` is not used: it also substitutes
+``${VAR}`` from the environment after any count, and its brace library turns a whole range into a
+list before yielding the first URL.
+"""
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -9,9 +19,17 @@ from typing import Protocol
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from webdataset.shardlists import expand_urls
 
 from cluster.errors import InputError
+from cluster.validate import (
+    MAX_CLASSES,
+    class_indices,
+    integer,
+    shard_pattern,
+    shard_url,
+    unique_keys,
+)
+from cluster.validate import name as valid_name
 from db.arrays import from_npy
 from db.models import Dataset, DatasetShard
 from db.queries import add_shard, find_dataset, keys_digest
@@ -35,12 +53,68 @@ class DatasetSpec:
     label_source: str
 
 
-def expand_shards(pattern: str) -> list[str]:
-    """``s3://b/p/val-{000000..000063}.tar`` (webdataset's brace notation) as a list of URLs."""
-    urls = expand_urls(pattern)
+_BRACE = re.compile(r"\{([^{}]*)\}")
+_RANGE = re.compile(r"(\d+)\.\.(\d+)")
+
+
+def _alternatives(body: str, part: str) -> list[str]:
+    """What one brace stands for: a range ``000..063`` (padded as written) or a list ``a,b``."""
+    span = _RANGE.fullmatch(body)
+    if span is not None:
+        first, last = span.groups()
+        padded = any(bound.startswith("0") and bound != "0" for bound in (first, last))
+        width = max(len(first), len(last)) if padded else 0
+        return [f"{i:0{width}d}" for i in range(int(first), int(last) + 1)]
+    if "," in body:
+        return body.split(",")
+    raise InputError(
+        f"--shards {part[:80]!r}: {{{body[:40]}}} is neither a range like {{000..063}} nor a "
+        "list like {a,b}"
+    )
+
+
+def _expand(part: str) -> list[str]:
+    pieces = _BRACE.split(part)  # literal, brace body, literal, brace body, ..., literal
+    if any("{" in literal or "}" in literal for literal in pieces[0::2]):
+        raise InputError(f"--shards {part[:80]!r}: braces may not nest and must be balanced")
+    choices = [
+        _alternatives(piece, part) if odd else [piece]
+        for odd, piece in zip(itertools.cycle((False, True)), pieces)
+    ]
+    return ["".join(combination) for combination in itertools.product(*choices)]
+
+
+def expand_shards(pattern: str, max_shards: int) -> list[str]:
+    """``s3://b/p/val-{000000..000063}.tar`` as a list of URLs, each one saverzoo reads itself.
+
+    The count is checked before expanding (a range of a billion shards is refused, not built);
+    every URL is checked after, since a brace may hold a scheme (``{pipe:cmd,x}``).
+    """
+    try:
+        shard_pattern(pattern, max_shards)
+    except InputError:
+        raise
+    except ValueError:  # int() refuses a range bound of thousands of digits
+        raise InputError(
+            f"--shards {pattern[:80]!r}: a range bound is too long; --shards may expand to at "
+            f"most {max_shards:,} shards (setting SAVERZOO_MAX_SHARDS)"
+        ) from None
+    urls = [url for part in pattern.split("::") for url in _expand(part)]
     if not urls:
         raise InputError(f"--shards {pattern!r} names no shard")
+    for url in urls:
+        shard_url(url)
     return urls
+
+
+def check_shard_list(urls: list[str], max_shards: int) -> list[str]:
+    """A list of shard URLs (a folder's tar files) under the same rules as a pattern."""
+    if len(urls) > max_shards:
+        raise InputError(
+            f"{len(urls):,} shards, more than the {max_shards:,} allowed (setting "
+            "SAVERZOO_MAX_SHARDS)"
+        )
+    return [shard_url(url) for url in urls]
 
 
 def read_for_registration(
@@ -84,6 +158,25 @@ def check_name(session: Session, name: str, shards: list[ShardContents]) -> None
         )
 
 
+def checked_labels(spec: DatasetSpec, shards: list[ShardContents]) -> tuple[np.ndarray, int]:
+    """All labels, and the class count, once both fit what the database stores (int16 classes).
+
+    Sample keys must be unique across the dataset: a held-out split picks samples by key.
+    """
+    unique_keys((key for shard in shards for key in shard.keys), f"dataset {spec.name!r}")
+    what = f"labels of dataset {spec.name!r}"
+    parts = [class_indices(np.asarray(s.labels), what) for s in shards]  # before any narrowing
+    labels = np.concatenate([p.astype(np.int64) for p in parts]) if parts else np.zeros(0)
+    if len(labels) == 0:
+        raise InputError(f"dataset {spec.name!r} would have no samples")
+    if spec.num_classes is None:
+        num_classes = int(labels.max()) + 1
+    else:
+        num_classes = integer(spec.num_classes, "--num-classes", 1, MAX_CLASSES)
+    class_indices(labels, what, num_classes)
+    return labels, num_classes
+
+
 def register(
     session: Session,
     spec: DatasetSpec,
@@ -97,12 +190,8 @@ def register(
     A dataset registered again with the same samples and labels takes the new shard locations
     (shards moved) and the new record of samples that do not decode.
     """
-    labels = np.concatenate([np.asarray(s.labels, dtype=np.int64) for s in shards])
-    if len(labels) == 0:
-        raise InputError(f"dataset {spec.name!r} would have no samples")
-    num_classes = spec.num_classes if spec.num_classes is not None else int(labels.max()) + 1
-    if labels.max() >= num_classes or labels.min() < 0:
-        raise InputError(f"labels of {spec.name!r} fall outside 0..{num_classes - 1}")
+    valid_name(spec.name, "dataset name")
+    labels, num_classes = checked_labels(spec, shards)
     check_name(session, spec.name, shards)
     existing = find_dataset(session, spec.name)
     if existing is not None:

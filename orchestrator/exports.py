@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cluster import validate
 from cluster.errors import InputError
 from db.arrays import from_npy
 from db.models import Dataset, Model, PredictionChunk
@@ -46,12 +47,26 @@ def export_records(
             f"no complete predictions on {dataset.name!r} for {', '.join(sorted(missing))}"
         )
     samples = dataset_samples(session, dataset)
+    try:
+        _write(session, dataset, out, chosen, samples)
+    except OSError as error:  # a file where the folder should be, no permission, a full disk
+        reason = error.strerror or str(error)
+        raise InputError(
+            f"--out {out}: cannot write the records there ({reason}); give a folder you can "
+            "write to"
+        ) from None
+    return [m.name for m in chosen]
+
+
+def _write(session: Session, dataset: Dataset, out: Path, models: list[Model], samples) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder (it is made if missing)")
     out.mkdir(parents=True, exist_ok=True)
     complexity = {}
-    for model in chosen:
+    for model in models:
         classes, probs = _topk(session, dataset, model)
         np.savez(
-            out / f"{model.name}_test.npz",
+            validate.child_path(out, model.name, "_test.npz", "model name"),
             label=samples.labels[:, None],
             preds=classes[None],
             confs=probs[None],
@@ -65,4 +80,3 @@ def export_records(
         }
     (out / "complexity_info.json").write_text(json.dumps(complexity, indent=1))
     (out / "sample_keys.txt").write_text("".join(f"{key}\n" for key in samples.keys))
-    return [m.name for m in chosen]

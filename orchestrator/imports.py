@@ -1,7 +1,14 @@
-"""Import TinySaver records into the database: all models or none."""
+"""Import TinySaver records into the database: all models or none.
+
+Records name a model and bring its predictions and cost. A name saverzoo already knows as a timm
+or checkpoint model keeps its description: its records are taken only at the cost it is
+registered with (a records export of it, moved to another dataset), and refused at any other cost
+or over random weights, since they would then be another model's predictions under its name.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +16,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cluster import validate
 from db.models import Dataset, Model
 from db.queries import add_shard, dataset_samples, find_dataset, store_chunk
 from db.queries import keys_digest as digest_of
@@ -52,11 +60,12 @@ def _dataset_for(
                 f"records ({records.num_samples}); import them under another --dataset name"
             )
         return dataset, False
-    num_classes = int(max(records.labels.max(), *(m.topk_classes.max() for m in records.models)))
+    highest = max(records.labels.max(), *(m.topk_classes.max() for m in records.models))
+    num_classes = validate.integer(int(highest) + 1, "classes", 1, validate.MAX_CLASSES)
     dataset = Dataset(
         name=name,
-        num_samples=records.num_samples,
-        num_classes=num_classes + 1,
+        num_samples=validate.integer(records.num_samples, "samples", 1, validate.MAX_SAMPLES),
+        num_classes=num_classes,
         label_source=source,
         budgets_centipoints=sorted({centipoints(b) for b in budgets}),
         holdout_fraction=holdout_fraction,
@@ -70,8 +79,9 @@ def _dataset_for(
 def _model_for(session: Session, records: ModelRecords) -> tuple[Model, bool]:
     """The model the records describe, and whether its cost changed.
 
-    A model saverzoo already knows keeps its description (source, architecture); the records
-    only bring its cost.
+    A model saverzoo already knows from elsewhere keeps its description (source, architecture,
+    cost); records of it at another cost are refused (see the module's docstring). A model
+    known from records takes the new records' cost.
     """
     model = session.scalar(select(Model).where(Model.name == records.name))
     if model is None:
@@ -81,11 +91,28 @@ def _model_for(session: Session, records: ModelRecords) -> tuple[Model, bool]:
         session.add(model)
         session.flush()
         return model, False
+    if model.source != "records":
+        _refuse_other_model(model, records)
+        return model, False
     changed = model.gmacs != records.gmacs
     model.gmacs = records.gmacs
     model.params_m = records.params_m if records.params_m is not None else model.params_m
     session.flush()
     return model, changed
+
+
+def _refuse_other_model(model: Model, records: ModelRecords) -> None:
+    if model.random_weights:
+        what = f"a {model.source} model with random weights"
+    elif not math.isclose(model.gmacs, records.gmacs, rel_tol=1e-6):
+        what = f"a {model.source} model of {model.gmacs:.6g} GMACs, not {records.gmacs:.6g}"
+    else:
+        return
+    raise RecordsError(
+        f"records of {records.name!r} cannot join the model of that name, {what}; rename "
+        f"{records.name}_test.npz (and its complexity_info.json entry) to import them as "
+        "another model"
+    )
 
 
 def import_records(
@@ -98,6 +125,7 @@ def import_records(
     search: SaverSearch,
     progress: Progress | None = None,
 ) -> ImportSummary:
+    validate.name(dataset_name, "--dataset")
     records = read_records(directory)
     dataset, created = _dataset_for(
         session,

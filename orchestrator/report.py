@@ -26,6 +26,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cluster.errors import InputError
 from db.models import Dataset, Model
 from db.queries import complete_model_ids, dataset_samples, get_dataset, top1_predictions
 from orchestrator.catalog import SaverQuery, savers
@@ -67,14 +68,12 @@ def write_report(
     start = time.perf_counter()
     query = (query or SaverQuery()).checked()
     dataset = get_dataset(session, dataset_name)
-    rows, _ = savers(session, dataset_name, query)
-    zoo, models = _zoo(session, dataset)
-    index = {name: i for i, name in enumerate(zoo.names)}
-    saved = [row for row in rows if row["saver"] is not None]
-    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "curves").mkdir(parents=True)
+    staging = _staging(out)  # before any work: an --out that cannot be written fails at once
     try:
+        rows, _ = savers(session, dataset_name, query)
+        zoo, models = _zoo(session, dataset)
+        index = {name: i for i, name in enumerate(zoo.names)}
+        saved = [row for row in rows if row["saver"] is not None]
         plot_operating_points(models, rows, staging / ZOO_PLOT)
         curve_files = {}
         for done, row in enumerate(saved, 1):
@@ -94,6 +93,23 @@ def write_report(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ReportSummary(out, len(rows), len(saved), time.perf_counter() - start)
+
+
+def _staging(out: Path) -> Path:
+    """The empty staging folder beside ``out``, made now; ``InputError`` if ``out`` is a file or
+    its folder cannot be written."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; name a folder (the report replaces it whole)")
+    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        (staging / "curves").mkdir(parents=True)
+    except OSError as error:
+        raise InputError(
+            f"--out {out}: cannot write a folder there ({error.strerror}); choose a folder you "
+            "may write to"
+        ) from None
+    return staging
 
 
 def _zoo(session: Session, dataset: Dataset) -> tuple[Zoo, list[dict]]:

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from sqlalchemy import select
 
+from cluster.validate import name_problem, relative_path_problem
 from db.models import Dataset
 from db.queries import NotFound, get_dataset
 from orchestrator.report import REPORT_META, file_name, report_state, write_report
@@ -52,6 +53,14 @@ def _is_current(folder: Path, state: dict) -> bool:
     return all(meta.get(key) == value for key, value in state.items())
 
 
+def checked_name(dataset: str) -> str:
+    """A dataset name that can exist, else ``NotFound`` (a report is looked up, not made)."""
+    problem = name_problem(dataset)
+    if problem is not None:
+        raise NotFound(f"no report of {dataset[:60]!r}: a dataset name {problem}")
+    return dataset
+
+
 def report_router() -> APIRouter:
     router = APIRouter(prefix="/report", tags=["reports"])
 
@@ -68,6 +77,7 @@ def report_router() -> APIRouter:
 
     @router.get("/{dataset}")
     def report_root(dataset: str) -> RedirectResponse:
+        checked_name(dataset)
         return RedirectResponse(f"/report/{quote(dataset, safe='')}/")
 
     @router.get("/{dataset}/{file:path}")
@@ -77,6 +87,10 @@ def report_router() -> APIRouter:
         Only the page checks that the report is current: the plots it links to were written
         with it (a report is replaced whole), so a page of a thousand curves costs one check.
         """
+        checked_name(dataset)
+        problem = relative_path_problem(file) if file else None
+        if problem is not None:  # a NUL byte, a 5,000-character name: no file can have it
+            raise NotFound(f"no file {file[:60]!r} in the report of {dataset!r}: it {problem}")
         folder = report_folder(request.app.state.report_dir, dataset)
         if file in ("", "index.html") or not (folder / REPORT_META).exists():
             folder = current_report(request, dataset)

@@ -10,6 +10,8 @@ exactly the missing (model, shard) work.
 from __future__ import annotations
 
 import getpass
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -17,9 +19,10 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from cluster import validate
 from cluster.errors import InputError
 from db.models import Dataset, Model, PredictionChunk, Sweep, SweepUnit, utc_now
-from db.queries import NotFound, get_dataset
+from db.queries import Conflict, NotFound, get_dataset
 from orchestrator.evaluation import dataset_shards, register_all, resolve_specs, spec_of
 from orchestrator.plan import DEFAULT_BUNDLE_GMACS, PlannedModel, ShardRef, plan_units
 from search.service import SaverSearch
@@ -30,6 +33,7 @@ from workers.shards import open_shard
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
 PENDING, UNIT_RUNNING = "pending", "running"
+REQUEST_KEY = "request"  # Sweep.key of a request sent with an idempotency key; watch uses "watch"
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ def submit(
     """A queued sweep, its models registered with their costs; bad input raises InputError."""
     options.check()
     dataset = get_dataset(session, dataset_name)
+    check_readable(session, dataset)  # before the models are described: it fails fastest
     specs = resolve_specs(session, patterns, random_weights=options.random_weights, exclude=exclude)
     described = []
     for spec in specs:
@@ -79,7 +84,6 @@ def submit(
             described.append((spec, *describe(spec)))
         except ModelLoadError as error:
             raise InputError(f"model {spec.name!r}: {error}") from None
-    check_readable(session, dataset)
     ids, cost_changed = register_all(session, described)
     SaverSearch().costs_changed(session, cost_changed, skip=set())
     sweep = Sweep(
@@ -95,6 +99,56 @@ def submit(
     return sweep
 
 
+def submit_once(
+    session: Session,
+    request_key: str,
+    dataset_name: str,
+    patterns: Sequence[str],
+    options: SweepOptions,
+    *,
+    exclude: Sequence[str] = (),
+) -> tuple[Sweep, bool]:
+    """The sweep a client's key submitted, and whether it is new: a repeat of the same request
+    finds the first one; the same key with another request raises ``Conflict``.
+
+    The key is stored in ``Sweep.key`` (unique) as ``request:<key digest>:<request digest>``, so
+    two racing identical requests make one row: the second one's flush fails (IntegrityError).
+    """
+    prefix = f"{REQUEST_KEY}:{_digest(validate.request_key(request_key))}:"
+    wanted = prefix + _digest(_request(dataset_name, patterns, exclude, options))
+    earlier = session.scalar(select(Sweep).where(Sweep.key.startswith(prefix)))
+    if earlier is not None and earlier.key != wanted:
+        raise Conflict(
+            f"the idempotency key {request_key!r} was used for sweep {earlier.id}, a different "
+            "request; send a new key for a new sweep"
+        )
+    if earlier is not None:
+        return earlier, False
+    sweep = submit(session, dataset_name, patterns, options, exclude=exclude)
+    sweep.key = wanted
+    session.flush()
+    return sweep, True
+
+
+def keyed_sweep(session: Session, request_key: str) -> Sweep | None:
+    """The sweep a client's key submitted, if any (a racing request's, after an IntegrityError)."""
+    prefix = f"{REQUEST_KEY}:{_digest(request_key)}:"
+    return session.scalar(select(Sweep).where(Sweep.key.startswith(prefix)))
+
+
+def _request(
+    dataset_name: str, patterns: Sequence[str], exclude: Sequence[str], options: SweepOptions
+) -> str:
+    """What defines a sweep request, canonical: the same request gives the same text."""
+    what = {"dataset": dataset_name, "models": list(patterns), "exclude": list(exclude),
+            "options": asdict(options)}  # fmt: skip
+    return json.dumps(what, sort_keys=True)
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 def _user() -> str:
     try:
         return getpass.getuser()
@@ -105,8 +159,17 @@ def _user() -> str:
 def check_readable(session: Session, dataset: Dataset) -> None:
     """Open the dataset's first shard: refused credentials or a dead store fail here, at once."""
     shards = dataset_shards(session, dataset)
-    if not shards:
-        raise InputError(f"dataset {dataset.name!r} has no shards")
+    if not shards or not any(shard.url for shard in shards):
+        raise InputError(
+            f"dataset {dataset.name!r} has no shards to evaluate (it was imported from "
+            "records); sweep a dataset registered from its shards (`saverzoo datasets add`)"
+        )
+    missing = [shard.index for shard in shards if not shard.url]
+    if missing:
+        raise InputError(
+            f"dataset {dataset.name!r}: shards {', '.join(map(str, missing[:5]))} have no URL; "
+            "register its shards again with `saverzoo datasets add`"
+        )
     stream = open_shard(shards[0].url)  # ShardError (a ServiceError) names the shard and cause
     stream.close()
 

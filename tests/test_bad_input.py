@@ -30,7 +30,7 @@ from tests.factories import image_folder, records_dir, saverzoo, small_zoo
 
 pytestmark = pytest.mark.slow
 EXAMPLES = settings(
-    max_examples=30,
+    max_examples=15,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -331,7 +331,7 @@ def _torch_save(value: object, path: Path) -> None:
 def _zeros(*shape: int):
     import torch
 
-    return torch.zeros(*shape)
+    return torch.zeros(shape)
 
 
 def _test_resnet_state() -> dict:

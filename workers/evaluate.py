@@ -33,16 +33,18 @@ import torch
 from timm.data import create_transform
 from timm.utils import decay_batch_step
 
+from cluster import validate
 from cluster.errors import InputError, ServiceError
-from workers.models import ModelSpec, build, data_config, skeleton
+from workers.models import ModelSpec, build, cost, data_config, skeleton
 from workers.prefetch import prefetched
 from workers.preprocess import DeviceTransform, decode_cpu, decode_on_device
-from workers.profile import Profile, profile
+from workers.profile import Profile
 from workers.shards import DECODE_ERRORS, Sample, SampleFailures, decode_rgb, read_shard
 
 TOP_K = 5
 UNDECODABLE_CLASS = -1
 MODES = ("fast", "reference")
+MAX_BATCH_SIZE = 65_536  # images per forward pass; more never fits a device
 # Messages of CUDA errors after which the process's CUDA context is corrupt.
 FATAL_DEVICE_ERRORS = (
     "illegal memory access",
@@ -89,8 +91,12 @@ class EvalOptions:
         mode = mode or ("fast" if cuda else "reference")
         if mode not in MODES:
             raise InputError(f"--mode {mode!r}: use fast or reference")
-        if batch_size < 1:
-            raise InputError(f"--batch-size {batch_size}: use a positive number")
+        try:
+            validate.integer(batch_size, "--batch-size", 1, MAX_BATCH_SIZE)
+        except InputError:
+            raise InputError(
+                f"--batch-size {batch_size!r}: use a positive number up to {MAX_BATCH_SIZE:,}"
+            ) from None
         gpu_fast = cuda and mode == "fast"
         return cls(device, mode, batch_size, gpu_fast, gpu_fast, compile)
 
@@ -110,7 +116,7 @@ class LoadedModel:
     def load(cls, spec: ModelSpec) -> LoadedModel:
         module = build(spec)
         config = data_config(spec, module)
-        return cls(spec, module, config, profile(skeleton(spec), tuple(config["input_size"])))
+        return cls(spec, module, config, cost(spec, skeleton(spec), config["input_size"]))
 
     @property
     def config_key(self) -> tuple:

@@ -33,6 +33,8 @@ from cluster.objectstore import (
     s3_client,
     upload_file,
 )
+from cluster.validate import child_path
+from cluster.validate import name as valid_name
 from workers.shards import decode_problem, local_path
 from workers.sources import Source, SourceImage
 
@@ -85,11 +87,13 @@ class WrittenShard:
 
 
 def shard_name(dataset: str, index: int) -> str:
-    return f"{dataset}-{index:06d}.tar"
+    """The file (or object) name of a shard: only a valid dataset name becomes one."""
+    return f"{valid_name(dataset, 'dataset name')}-{index:06d}.tar"
 
 
 def brace_urls(base_url: str, dataset: str, num_shards: int) -> str:
-    """All shard URLs in webdataset's brace notation."""
+    """All shard URLs in brace notation."""
+    valid_name(dataset, "dataset name")
     last = num_shards - 1
     return f"{base_url.rstrip('/')}/{dataset}-{{{0:06d}..{last:06d}}}.tar"
 
@@ -107,10 +111,23 @@ def plan_shards(source: Source, dataset: str, shard_size: int) -> list[ShardPlan
 class LocalDestination:
     def __init__(self, url: str) -> None:
         self.root = Path(local_path(url))
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root):  # a folder we may write into
+                pass
+        except OSError as error:
+            reason = "it is a file" if self.root.is_file() else (error.strerror or str(error))
+            raise InputError(
+                f"--out {url}: cannot write shards there ({reason}); give a folder you may write"
+            ) from None
 
     def url_of(self, name: str) -> str:
         return str(self.root.resolve() / name)
+
+    def _shard_path(self, name: str) -> Path:
+        """``root/name`` for a shard's ``name`` (``shard_name``'s form), proven inside ``root``."""
+        dataset, _, tail = name.rpartition("-")
+        return child_path(self.root, dataset, f"-{tail}", "dataset name")
 
     def staging_dir(self) -> Path:
         return self.root  # same file system: the final rename is atomic
@@ -119,7 +136,7 @@ class LocalDestination:
         return (self.root / name).is_file()
 
     def put(self, staged: Path, name: str) -> None:
-        os.replace(staged, self.root / name)
+        os.replace(staged, self._shard_path(name))
 
     def read_text(self, name: str) -> str | None:
         path = self.root / name
@@ -218,13 +235,30 @@ def timm_manifest(dataset: str, split: str, shards: list[WrittenShard], names: l
 
 def _journal(destination: LocalDestination | S3Destination, dataset: str, out_url: str) -> dict:
     """Finished shards by name; a folder holds the shards (and manifest) of one dataset only."""
-    stored = json.loads(destination.read_text(JOURNAL) or "{}")
+    try:
+        stored = json.loads(destination.read_text(JOURNAL) or "{}")
+    except ValueError:
+        raise InputError(
+            f"{out_url}/{JOURNAL} is not saverzoo's journal; give the shards an empty --out"
+        ) from None
+    if not isinstance(stored, dict):
+        raise InputError(f"{out_url}/{JOURNAL} is not saverzoo's journal; use an empty --out")
     owner = stored.pop(OWNER_KEY, dataset)
     if owner != dataset:
         raise InputError(
             f"{out_url} holds the shards of dataset {owner!r}; give {dataset!r} its own --out"
         )
-    return stored
+    # The journal is a file anyone may edit: only entries naming this dataset's shards count, so
+    # a name in it (``../x``) never becomes a file to delete; the rest is written again.
+    ours = {shard_name(dataset, i) for i in range(len(stored))}
+    return {
+        name: entry
+        for name, entry in stored.items()
+        if name in ours
+        and isinstance(entry, dict)
+        and isinstance(entry.get("digest"), str)
+        and isinstance(entry.get("failed"), dict)
+    }
 
 
 def _save_journal(destination: LocalDestination | S3Destination, journal: dict, dataset: str):
@@ -262,6 +296,7 @@ def make_shards(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[WrittenShard]:
     """Write (or finish writing) the shards of ``source``; returns every shard, in order."""
+    valid_name(dataset, "dataset name")  # it becomes file and object names below
     plans = plan_shards(source, dataset, shard_size)
     destination = destination_for(out_url)
     journal = _journal(destination, dataset, out_url)

@@ -1,7 +1,10 @@
 """Read WebDataset shards from object storage or disk: (key, JPEG bytes, label, file name).
 
-A shard is opened through webdataset's ``gopen`` dispatch, with an ``s3`` handler registered here
-that streams the object with boto3 (no ``aws`` subprocess). Its tar is expanded by webdataset's own
+A shard is opened through saverzoo's own scheme dispatch (``SHARD_OPENERS``): ``s3://`` streams the
+object with boto3, ``file:///path`` and plain paths open the file. Every other URL is refused by
+``cluster.validate.shard_url`` before anything is opened: webdataset's ``gopen`` would run
+``pipe:`` URLs as shell commands and hand ``http://`` and friends to curl, so it is never called,
+not even for URLs already stored in the database. The tar is expanded by webdataset's own
 ``tar_file_expander`` and ``group_by_keys``. Every stage is a small generator.
 
 Failures: a transient read error (dropped connection, timeout, 5xx after botocore's own retries)
@@ -23,11 +26,11 @@ from typing import BinaryIO
 import botocore.exceptions
 import urllib3.exceptions
 from PIL import Image
-from webdataset.gopen import gopen, gopen_schemes
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from cluster.errors import InputError, ServiceError
 from cluster.objectstore import ObjectStoreError, S3Url, explain, s3_client
+from cluster.validate import MAX_CLASSES, integer, shard_scheme
 
 READ_ATTEMPTS = 4
 BACKOFF_S = 0.5
@@ -58,16 +61,12 @@ class Sample:
     filename: str
 
 
-def _gopen_s3(
-    url: str, mode: str = "rb", bufsize: int = 8192, version: str | None = None, **_: object
-) -> BinaryIO:
-    """webdataset ``gopen`` handler for ``s3://bucket/key``: a boto3 streaming body.
+def _open_s3(url: str, version: str | None = None) -> BinaryIO:
+    """``s3://bucket/key`` as a boto3 streaming body.
 
     The body carries the object's ETag as ``version``; opening with ``version`` reads that very
     object again or fails, never a newer one.
     """
-    if mode[0] != "r":
-        raise ValueError(f"{url}: s3 shards are opened for reading only")
     location = S3Url.parse(url)
     pinned = {"IfMatch": version} if version is not None else {}
     try:
@@ -77,9 +76,6 @@ def _gopen_s3(
     body = response["Body"]
     body.version = response.get("ETag")
     return body
-
-
-gopen_schemes["s3"] = _gopen_s3  # webdataset dispatches on the URL scheme through this dict
 
 
 def local_path(url: str) -> str:
@@ -92,14 +88,43 @@ def local_path(url: str) -> str:
     return urllib.parse.unquote(parsed.path)
 
 
+def _open_local(url: str, version: str | None = None) -> BinaryIO:
+    """A file on this machine (files have no versions: ``version`` is never set for them)."""
+    return open(local_path(url), "rb")  # noqa: SIM115 - the reader closes it
+
+
+# How a shard is opened, by the scheme ``shard_scheme`` names ("" is a plain local path). There is
+# no fallback: a scheme missing here is refused, never handed to another library's opener.
+SHARD_OPENERS: dict[str, Callable[..., BinaryIO]] = {
+    "s3": _open_s3,
+    "file": _open_local,
+    "": _open_local,
+}
+
+
+def opener_for(url: str) -> Callable[..., BinaryIO]:
+    """The opener of ``url``'s scheme; any URL saverzoo does not read itself is a ShardError."""
+    try:
+        scheme = shard_scheme(url)
+    except InputError as error:  # e.g. a pipe: URL stored before URLs were checked
+        raise ShardError(f"{error}; register the dataset again with such URLs") from None
+    try:
+        return SHARD_OPENERS[scheme]
+    except KeyError:
+        raise ShardError(f"shard {url!r}: saverzoo has no reader for {scheme}:// URLs") from None
+
+
 def open_shard(url: str, version: str | None = None) -> BinaryIO:
     """A readable stream of the shard's bytes, whatever its scheme (``version``: see s3)."""
+    opener = opener_for(url)
     try:
-        if version is not None:
-            return gopen(url, version=version)  # only object stores have versions
-        return gopen(local_path(url))
+        return opener(url, version=version)
     except FileNotFoundError:
         raise ShardError(f"shard {url} does not exist") from None
+    except IsADirectoryError:
+        raise ShardError(f"shard {url} is a folder, not a tar file") from None
+    except PermissionError:
+        raise ShardError(f"shard {url} cannot be read: permission denied") from None
     except ObjectStoreError as error:
         raise ShardError(str(error)) from None
 
@@ -111,8 +136,9 @@ def _as_sample(raw: dict, url: str) -> Sample:
         raise ShardError(f"shard {url}: sample {key!r} has no {' or '.join(missing)} entry")
     try:
         label = int(raw["cls"])
-    except ValueError:
+    except ValueError:  # also what int() says of a number with thousands of digits
         raise ShardError(f"shard {url}: sample {key!r} has a non-integer cls") from None
+    integer(label, f"shard {url}: sample {key!r} has cls", 0, MAX_CLASSES - 1)
     filename = raw.get("filename", b"")
     return Sample(key, raw["jpg"], label, filename.decode() if filename else "")
 
@@ -162,6 +188,11 @@ def read_shard(
                 raise
             # webdataset appends the stream and URL to the arguments: keep the reason only.
             reason = str(error.args[0] if error.args else error).split(" @ ")[0]
+            if "duplicate file name" in reason:  # group_by_keys: one key twice in a row
+                raise ShardError(
+                    f"shard {url}: the file {reason.split(':')[0]!r} appears twice (two samples "
+                    "with one key); every sample needs its own key"
+                ) from None
             raise ShardError(f"shard {url} is truncated or not a tar file ({reason})") from None
     if expected_samples is not None and delivered != expected_samples:
         raise ShardError(

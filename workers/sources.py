@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cluster.errors import InputError
+from cluster.validate import MAX_CLASSES, integer
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg"}
 
@@ -55,13 +56,37 @@ def image_folder(root: Path) -> Source:
     return Source(images, len(classes), f"imagefolder:{root}")
 
 
+def _label(text: str, labels_file: Path, number: int) -> int:
+    """One line of a labels file as a class index in 0..MAX_CLASSES-1, or an error naming it."""
+    try:
+        value = int(text, 10) if text.lstrip("+-").isascii() else None
+    except ValueError:  # not a number, or one of thousands of digits
+        value = None
+    if value is None or "_" in text:
+        raise SourceError(
+            f"{labels_file} line {number}: {text[:40]!r} is not an integer label; write one "
+            f"class index (0..{MAX_CLASSES - 1}) per line"
+        )
+    return integer(value, f"{labels_file} line {number}: label", 0, MAX_CLASSES - 1)
+
+
+def read_labels(labels_file: Path) -> list[int]:
+    """The labels of a labels file, in order; blank lines are skipped, numbers name the line."""
+    try:
+        text = labels_file.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or "not a text file"
+        raise SourceError(f"cannot read the labels file {labels_file}: {reason}") from None
+    return [
+        _label(line.strip(), labels_file, number)
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip()
+    ]
+
+
 def flat_with_labels(root: Path, labels_file: Path) -> Source:
     paths = _images_in(root)
-    try:
-        lines = [line.strip() for line in labels_file.read_text().splitlines() if line.strip()]
-        labels = [int(line) for line in lines]
-    except (OSError, ValueError) as error:
-        raise SourceError(f"{labels_file} must hold one integer label per line ({error})") from None
+    labels = read_labels(labels_file)
     if not paths:
         raise SourceError(f"{root} has no .JPEG/.jpg files")
     if len(labels) != len(paths):
@@ -69,8 +94,6 @@ def flat_with_labels(root: Path, labels_file: Path) -> Source:
             f"{labels_file} has {len(labels)} labels but {root} has {len(paths)} images; "
             "there must be one label per image, in file-name order"
         )
-    if any(label < 0 for label in labels):
-        raise SourceError(f"{labels_file} has negative labels")
     images = [
         SourceImage(sample_key(i), path, path.name, label)
         for i, (path, label) in enumerate(zip(paths, labels, strict=True))

@@ -32,6 +32,10 @@ def test_toml_file_is_read_and_the_environment_wins(monkeypatch, tmp_path):
     ("variable", "value", "message"),
     [
         ("SAVERZOO_DATABASE_URL", "not a url", "is not a database URL"),
+        ("SAVERZOO_DATABASE_URL", "mysql://x/y", "scheme 'mysql' is not supported"),
+        ("SAVERZOO_DATABASE_URL", "foo://x", "scheme 'foo' is not supported"),
+        ("SAVERZOO_DATABASE_URL", "postgresql://u@h/d", "scheme .postgresql. is not supported"),
+        ("SAVERZOO_DATABASE_URL", "sqlite+aiosqlite:///x.db", "scheme 'sqlite.aiosqlite' is not"),
         ("SAVERZOO_SEARCH_BUDGETS", "[-1]", "from 0 to 100"),
         ("SAVERZOO_SEARCH_BUDGETS", "[0.125]", "two decimals"),
         ("SAVERZOO_HOLDOUT_FRACTION", "1.5", "strictly between 0 and 1"),
@@ -41,6 +45,32 @@ def test_bad_settings_are_refused_with_the_fix(monkeypatch, variable, value, mes
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError, match=message):
         Settings()
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///x.db", "sqlite://", "sqlite+pysqlite:///x.db", "postgresql+psycopg://h/d"]
+)
+def test_the_supported_database_schemes_are_accepted(monkeypatch, url):
+    monkeypatch.setenv("SAVERZOO_DATABASE_URL", url)
+    assert Settings().database_url == url
+
+
+@pytest.mark.parametrize("url", ["mysql://x/y", "foo://x", "mssql+pyodbc://u:pw@h/d"])
+def test_an_unsupported_database_scheme_fails_in_one_line_naming_the_supported_ones(
+    monkeypatch, url
+):
+    monkeypatch.setenv("SAVERZOO_DATABASE_URL", url)
+    from cluster.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        result = saverzoo("datasets", "list")
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is not supported; use sqlite or postgresql+psycopg" in lines[0]
+    assert "pw" not in result.stderr
 
 
 def test_passwords_are_never_shown(monkeypatch):

@@ -69,3 +69,20 @@ def test_the_demo_survives_an_interrupted_sweep_and_finds_the_savers(tmp_path):
         else:
             assert row["saving"] == pytest.approx(expected, abs=1e-9), row
     assert "best savers" in output and "Query it yourself" in output
+
+
+def test_demo_training_gives_the_same_weights_whatever_the_thread_count(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from orchestrator.demo_data import digits, train
+
+    samples = digits()[0][:96]
+    weights = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)  # the caller's count: training must not depend on it
+        path = tmp_path / f"threads-{threads}.safetensors"
+        train("resnet10t", samples, path, epochs=1)
+        weights.append(load_file(str(path)))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])

@@ -325,3 +325,176 @@ def test_records_export_then_import_gives_the_same_best_savers(use_database, tmp
     assert saverzoo_json("savers", "best", "--dataset", "val-again") == saverzoo_json(
         "savers", "best", "--dataset", "val"
     )
+
+
+# ----- records that cannot be stored as they are: refused whole, in one line ------------------
+def _edit_npz(directory, name, **changes):
+    path = directory / f"{name}_test.npz"
+    with np.load(path) as npz:
+        arrays = dict(npz)
+    for key, change in changes.items():
+        arrays[key] = change(arrays[key]) if callable(change) else change
+    np.savez(path, **arrays)
+
+
+def _set_cost(directory, name, **fields):
+    path = directory / "complexity_info.json"
+    info = json.loads(path.read_text())
+    info[name].update(fields)
+    path.write_text(json.dumps(info))
+
+
+def _set_top1(value):
+    def change(preds):
+        preds = preds.astype(np.int64)
+        preds[0, 0, 0] = value
+        return preds
+
+    return change
+
+
+def _rename(directory, name, new):
+    (directory / f"{name}_test.npz").rename(directory / f"{new}_test.npz")
+    path = directory / "complexity_info.json"
+    info = json.loads(path.read_text())
+    info[new] = info.pop(name)
+    path.write_text(json.dumps(info))
+
+
+RECORDS_THAT_CANNOT_BE_STORED = {
+    "a top-1 class beyond int16": (
+        lambda d, n: _edit_npz(d, n, preds=_set_top1(2**40)), "preds range"),
+    "a top-1 class of MAX_CLASSES": (
+        lambda d, n: _edit_npz(d, n, preds=_set_top1(2**15 - 1)), "falls outside 0..32766"),
+    "a negative prediction": (lambda d, n: _edit_npz(d, n, preds=_set_top1(-3)), "preds range"),
+    "a negative label": (
+        lambda d, n: [_edit_npz(d, m, label=lambda a: a - 1) for m in _names(d)], "label range"),
+    "a label of MAX_CLASSES": (
+        lambda d, n: [_edit_npz(d, m, label=lambda a: a + 2**15) for m in _names(d)],
+        "label range"),
+    "no samples": (
+        lambda d, n: _edit_npz(d, n, label=np.zeros((0, 1), np.int64),
+                               preds=np.zeros((1, 0, 1), np.int64),
+                               confs=np.zeros((1, 0, 1))), "at least one exit, sample and class"),
+    "no classes per sample": (
+        lambda d, n: _edit_npz(d, n, preds=lambda a: a[..., :0], confs=lambda a: a[..., :0]),
+        "at least one exit, sample and class"),
+    "no exits": (
+        lambda d, n: _edit_npz(d, n, preds=lambda a: a[:0], confs=lambda a: a[:0]),
+        "at least one exit, sample and class"),
+    "macs Infinity": (lambda d, n: _set_cost(d, n, macs=float("inf")), "finite number"),
+    "macs NaN": (lambda d, n: _set_cost(d, n, macs=float("nan")), "finite number"),
+    "macs true": (lambda d, n: _set_cost(d, n, macs=True), "must be a number"),
+    "macs a string": (lambda d, n: _set_cost(d, n, macs="4e9"), "must be a number"),
+    "macs negative": (lambda d, n: _set_cost(d, n, macs=-1e9), "is outside (0"),
+    "macs zero": (lambda d, n: _set_cost(d, n, macs=0), "is outside (0"),
+    "params Infinity": (lambda d, n: _set_cost(d, n, params=float("inf")), "finite number"),
+    "params false": (lambda d, n: _set_cost(d, n, params=False), "must be a number"),
+    "repeated sample keys": (
+        lambda d, n: [
+            _edit_npz(d, m, keys=np.array(["same"] * len(_labels(d, m)))) for m in _names(d)
+        ], "appears more than once"),
+    "a model name with a space": (lambda d, n: _rename(d, n, "my model"), "contains ' '"),
+    "a model name of 200 characters": (lambda d, n: _rename(d, n, "m" * 200), "characters"),
+    "a model name starting with a dot": (lambda d, n: _rename(d, n, ".hidden"), "start with"),
+}  # fmt: skip
+
+
+def _names(directory):
+    return [p.name[: -len("_test.npz")] for p in directory.glob("*_test.npz")]
+
+
+def _labels(directory, name):
+    with np.load(directory / f"{name}_test.npz") as npz:
+        return npz["label"]
+
+
+@pytest.mark.parametrize("case", list(RECORDS_THAT_CANNOT_BE_STORED))
+def test_records_that_cannot_be_stored_as_they_are_import_nothing(use_database, tmp_path, case):
+    damage, message = RECORDS_THAT_CANNOT_BE_STORED[case]
+    zoo = small_zoo()
+    directory = records_dir(tmp_path, zoo)
+    damage(directory, zoo.names[2])
+    saverzoo("db", "upgrade")
+    before = row_counts(use_database)
+
+    result = saverzoo("records", "import", directory, "--dataset", "val")
+
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.output
+    assert row_counts(use_database) == before
+
+
+@pytest.mark.parametrize(
+    ("dataset", "message"),
+    [("", "is empty"), ("d" * 5000, "5000 characters"), ("a/b", "contains '/'"),
+     ("..", "contains '..'"), ("val\nother", "contains '\\n'")],
+)  # fmt: skip
+def test_a_records_dataset_name_must_be_a_valid_name(use_database, tmp_path, dataset, message):
+    directory = records_dir(tmp_path, small_zoo())
+    saverzoo("db", "upgrade")
+    before = row_counts(use_database)
+
+    result = saverzoo("records", "import", directory, "--dataset", dataset)
+
+    assert result.exit_code == 1 and message in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert row_counts(use_database) == before
+
+
+def test_records_without_a_prediction_for_some_samples_import_as_wrong_answers(
+    use_database, tmp_path
+):
+    """-1 with probability 0 is what saverzoo's exports write for an image that did not decode."""
+    zoo = small_zoo()
+    directory = records_dir(tmp_path, zoo)
+    _edit_npz(directory, zoo.names[2], preds=_set_top1(-1), confs=lambda a: np.where(
+        np.arange(a.shape[1])[None, :, None] == 0, 0.0, a))  # fmt: skip
+
+    result = saverzoo("records", "import", directory, "--dataset", "val")
+
+    assert result.exit_code == 0, result.output
+
+
+def test_records_of_a_registered_model_at_another_cost_are_refused(use_database, tmp_path):
+    """A timm or checkpoint model keeps its measured cost: records under its name at another cost
+    are another model's, so they are refused (at the same cost they are its predictions)."""
+    from db.models import Model
+    from db.session import session_factory
+
+    zoo = small_zoo()
+    saverzoo("records", "import", records_dir(tmp_path, zoo), "--dataset", "val")
+    with session_factory(use_database).begin() as session:
+        model = session.query(Model).filter_by(name=zoo.names[2]).one()
+        model.source, model.arch = "timm", "test_resnet"
+    before = row_counts(use_database)
+    models_before = saverzoo_json("models", "list")
+    other = small_zoo(seed=3)
+    other.gmacs[2] *= 3
+
+    refused = saverzoo("records", "import", records_dir(tmp_path / "b", other), "--dataset", "v2")
+    same_cost = saverzoo(
+        "records", "import", records_dir(tmp_path / "c", small_zoo(seed=3)), "--dataset", "v3"
+    )
+
+    assert refused.exit_code == 1 and "cannot join the model of that name" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert same_cost.exit_code == 0, same_cost.output
+    assert saverzoo_json("models", "list") == models_before  # its cost and source kept
+    assert row_counts(use_database)["models"] == before["models"]
+
+
+def test_records_export_to_a_file_or_below_one_is_one_line(use_database, tmp_path):
+    saverzoo("records", "import", records_dir(tmp_path, small_zoo()), "--dataset", "val")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+
+    for target, message in [(a_file, "is a file"), (a_file / "below", "Not a directory")]:
+        result = saverzoo("records", "export", "--dataset", "val", "--out", target)
+        assert result.exit_code == 1, result.output
+        assert message in result.stderr and "--out" in result.stderr, result.stderr
+        assert "cannot use the database" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert a_file.read_text() == "not a folder"

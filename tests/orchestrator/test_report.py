@@ -11,6 +11,7 @@ import subprocess
 import httpx
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
 from tests.factories import api_server, records_dir, saverzoo, saverzoo_json, small_zoo
 
@@ -106,3 +107,43 @@ def test_serve_shows_the_current_report_and_rebuilds_it_when_models_arrive(val_z
         assert added.exit_code == 0, added.output
         second = httpx.get(f"{url}/report/val/", timeout=60)
         assert sorted(ROW.findall(second.text)) == sorted(val_zoo.names)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_out_that_is_a_file_or_below_a_file_fails_in_one_line_before_any_work(val_zoo, tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("kept")
+    for out, message in [
+        (a_file, f"--out {a_file} is a file; name a folder"),
+        (a_file / "report", f"--out {a_file / 'report'}: cannot write a folder there (Not a "),
+    ]:
+        result = saverzoo("report", "--dataset", "val", "--out", out)
+
+        assert result.exit_code == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], result.stderr
+        assert "database" not in result.stderr
+    assert a_file.read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_file_error_inside_a_transaction_names_the_file_not_the_database(use_database, tmp_path):
+    import typer
+
+    from orchestrator.console import transaction
+
+    missing = tmp_path / "no-such-folder" / "table.csv"
+    runner = typer.Typer()
+
+    @runner.command()
+    def write() -> None:
+        with transaction():
+            missing.write_text("x")
+
+    result = CliRunner().invoke(runner, [])
+
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot use {missing}: No such file or directory"
+    ]

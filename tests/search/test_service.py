@@ -217,17 +217,3 @@ def test_a_long_lived_service_notices_updates_made_by_another(database_url, tmp_
     full_url = f"sqlite:///{tmp_path / 'full.db'}"
     import_all_at_once(full_url, tmp_path / "f", zoo)
     assert stored_results(database_url) == stored_results(full_url)
-
-
-def test_records_bring_only_a_cost_to_a_model_saverzoo_already_knows(database_url, tmp_path):
-    from db.queries import upsert_model
-
-    zoo = small_zoo(num_models=3, num_samples=200, seed=12)
-    ensure_schema(database_url)
-    with session_factory(database_url).begin() as session:
-        upsert_model(session, name=zoo.names[2], arch="resnet50", source="timm", gmacs=4.1)
-    import_all_at_once(database_url, tmp_path, zoo)
-    with session_factory(database_url).begin() as session:
-        model = session.scalar(select(Model).where(Model.name == zoo.names[2]))
-        assert (model.source, model.arch) == ("timm", "resnet50")
-        assert model.gmacs == pytest.approx(zoo.gmacs[2])

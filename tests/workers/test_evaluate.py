@@ -192,3 +192,49 @@ def test_an_unknown_mode_is_a_one_line_error(zoo_dataset):
     result = saverzoo("evaluate", "--models", "seeded-vit", "--dataset", "tiny", "--mode", "x")
     assert result.exit_code == 1
     assert "--mode 'x': use fast or reference" in result.stderr
+
+
+def test_two_evaluations_of_a_random_weights_model_store_the_same_predictions(
+    zoo_dataset, use_database
+):
+    """Random weights are seeded by the model's name, so a rerun (after a crash, say) never
+    mixes two initialisations under one name; the seed is recorded with the model."""
+    from tests.factories import saverzoo_json
+    from workers.models import random_seed
+
+    args = ["evaluate", "--models", "test_resnet", "--random-weights", "--dataset", "tiny"]
+    first = saverzoo(*args)
+    stored = stored_top5(use_database, "test_resnet")
+    torch.rand(1000)  # this process's random state moves on; the model's seed does not
+    again = saverzoo(*args, "--batch-size", "5")
+
+    assert first.exit_code == 0 and again.exit_code == 0, first.output + again.output
+    classes, probs = stored_top5(use_database, "test_resnet")
+    assert (classes == stored[0]).all()
+    np.testing.assert_allclose(probs, stored[1], rtol=1e-5, atol=1e-7)
+    shown = saverzoo_json("models", "show", "test_resnet")
+    assert shown["random_weights"] is True
+    assert str(random_seed("test_resnet")) in shown["weights_id"]
+
+
+def test_evaluating_a_checkpoint_keeps_the_identity_recorded_at_registration(
+    zoo_dataset, use_database
+):
+    from tests.factories import saverzoo_json
+
+    registered = saverzoo_json("models", "show", "seeded-vit")["weights_id"]
+    result = saverzoo("evaluate", "--models", "seeded-vit", "--dataset", "tiny")
+
+    assert result.exit_code == 0, result.output
+    assert '"blake2b"' in registered
+    assert saverzoo_json("models", "show", "seeded-vit")["weights_id"] == registered
+
+
+@pytest.mark.parametrize("batch_size", ["0", "-1", "100000000"])
+def test_a_batch_size_out_of_range_is_a_one_line_error(zoo_dataset, batch_size):
+    result = saverzoo(
+        "evaluate", "--models", "seeded-vit", "--dataset", "tiny", "--batch-size", batch_size
+    )
+    assert result.exit_code == 1
+    assert f"--batch-size {batch_size}: use a positive number up to 65,536" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -188,8 +188,68 @@ def test_a_stopped_object_store_is_an_error_saying_so(use_s3, monkeypatch):
     monkeypatch.setenv("SAVERZOO_S3_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens
     monkeypatch.setenv("SAVERZOO_S3_MAX_ATTEMPTS", "1")
     get_settings.cache_clear()
-    with pytest.raises(ShardError, match="cannot reach the object store"):
+    with pytest.raises(ShardError, match="object store at http://127.0.0.1:9 is unreachable"):
         list(read_shard("s3://anything/x-000000.tar"))
+
+
+@pytest.fixture
+def own_local_store(free_port_block, tmp_path, monkeypatch):
+    """A SeaweedFS of the test's own, found the way a user's is: as the local store, no keys."""
+    from cluster.localstore import LocalObjectStore
+    from cluster.settings import get_settings
+
+    store = LocalObjectStore(tmp_path / "objectstore", free_port_block)
+    for variable in ("SAVERZOO_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                     "AWS_SESSION_TOKEN", "AWS_PROFILE"):  # fmt: skip
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("SAVERZOO_OBJECTSTORE_DIR", str(store.directory))
+    monkeypatch.setenv("SAVERZOO_OBJECTSTORE_PORT", str(free_port_block))
+    monkeypatch.setenv("SAVERZOO_S3_MAX_ATTEMPTS", "1")
+    get_settings.cache_clear()
+    store.up()
+    try:
+        yield store
+    finally:
+        store.down()
+        get_settings.cache_clear()
+
+
+def test_a_local_store_stopped_between_shards_is_reported_unreachable(own_local_store, tmp_path):
+    image_folder(tmp_path / "src")
+    shards = make_shards(find_source(tmp_path / "src"), "k", bucket_url(), shard_size=8)
+    assert len(list(read_shard(shards[0].url))) == 8
+
+    own_local_store.down()  # the store dies while a sweep reads its shards
+
+    with pytest.raises(ShardError) as raised:
+        list(read_shard(shards[1].url))
+    message = str(raised.value)
+    assert f"the object store at {own_local_store.endpoint} is unreachable" in message
+    assert shards[1].url in message and "no credentials" not in message
+
+
+def test_a_stopped_endpoint_store_is_reported_unreachable(free_port_block, tmp_path, monkeypatch):
+    from cluster.localstore import LocalObjectStore
+    from cluster.settings import get_settings
+
+    store = LocalObjectStore(tmp_path / "objectstore", free_port_block)
+    state = store.up()
+    try:
+        monkeypatch.setenv("SAVERZOO_S3_ENDPOINT_URL", state.endpoint)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", store.credentials()[0])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", store.credentials()[1])
+        monkeypatch.setenv("SAVERZOO_S3_MAX_ATTEMPTS", "1")
+        get_settings.cache_clear()
+        image_folder(tmp_path / "src")
+        [shard, *_] = make_shards(find_source(tmp_path / "src"), "e", bucket_url(), shard_size=20)
+    finally:
+        store.down()
+    with pytest.raises(ShardError, match=f"the object store at {state.endpoint} is unreachable"):
+        list(read_shard(shard.url))
+    get_settings.cache_clear()
 
 
 def test_a_dropped_connection_rereads_the_shard_without_repeating_samples(use_s3, tmp_path):
