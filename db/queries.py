@@ -14,6 +14,7 @@ from cluster.errors import InputError
 from cluster.validate import name_problem
 from db.arrays import class_dtype, from_npy, to_npy
 from db.models import Dataset, DatasetShard, Model, PredictionChunk, utc_now
+from db.refs import ShardRef
 from db.upsert import upsert
 
 
@@ -240,3 +241,15 @@ def lock_dataset_search(session: Session, dataset: Dataset) -> None:
         .where(Dataset.id == dataset.id)
         .values(search_revision=Dataset.search_revision + 1)
     )
+
+
+def dataset_shards(session: Session, dataset: Dataset) -> list[ShardRef]:
+    """The dataset's shards in order (a records dataset has one, without a URL)."""
+    return [
+        ShardRef(s.shard_index, s.url, s.num_samples)
+        for s in session.scalars(
+            select(DatasetShard)
+            .where(DatasetShard.dataset_id == dataset.id)
+            .order_by(DatasetShard.shard_index)
+        )
+    ]

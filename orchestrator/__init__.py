@@ -1,4 +1,2 @@
-"""The CLI, sweep planning and scheduling, evaluation in-process, exports and reports."""
-
-# Sets Ray's token authentication mode before any module of this package imports Ray.
-import cluster.ray_cluster  # noqa: F401
+"""The services above the workers and the search: answers, sweeps, ingest, reports, the demo,
+and the interfaces that use them (``cli`` and ``http``)."""

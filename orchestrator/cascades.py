@@ -8,8 +8,8 @@ from cluster.errors import InputError
 from cluster.settings import get_settings
 from db.queries import get_model
 from db.session import session_factory
-from orchestrator.catalog import SaverQuery, saver_of
-from orchestrator.evaluation import spec_of
+from orchestrator.answers import SaverQuery, saver_of
+from orchestrator.ingest.evaluation import spec_of
 from workers.models import ModelSpec
 
 

@@ -23,8 +23,6 @@ from fractions import Fraction
 
 import numpy as np
 
-from search.kernels import diff_at, scan_pairs
-
 #: The paper's threshold grid, scanned from high to low (``numpy.arange(1, 0, -0.001)``).
 PAPER_GRID = np.arange(1, 0, -0.001)
 #: The grid as the seed code compared it with float32 confidences: NumPy 1's value-based casting
@@ -178,6 +176,8 @@ def scan_saver(
     loosest_first = np.argsort(min_diffs, kind="stable")
     grid_exits = saver_order.paper_grid_exits
     distinct_exits, first_grid_index = np.unique(grid_exits, return_index=True)
+    from search.kernels import scan_pairs  # numba: imported (and compiled) on first use
+
     exits, diff, match, paper_diff = scan_pairs(
         saver_order.order,
         saver_order.boundary,
@@ -221,6 +221,8 @@ def apply_thresholds(
     saver_order = saver_order or sort_saver(zoo, saver)
     thresholds = np.asarray(thresholds, dtype=np.float64)
     exits = exits_above(saver_order, thresholds.ravel()).reshape(thresholds.shape)
+    from search.kernels import diff_at
+
     diff = diff_at(
         saver_order.order,
         saver_order.saver_correct_sorted,

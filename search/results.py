@@ -1,9 +1,14 @@
-"""Read stored search results in the shapes the CLI (and later the HTTP API) return."""
+"""Read stored search results in the shapes every answer (CLI, HTTP API, report) is built from."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
+
+if TYPE_CHECKING:  # the service computes; reading results needs none of it
+    from search.service import Progress, SaverSearch
 
 from cluster.errors import InputError
 from db.models import BestSaver, Dataset, Model, ModelThroughput, PairResult
@@ -18,7 +23,6 @@ from search.best import HOLDOUT, IN_SAMPLE
 from search.costs import COST_COLUMNS, latency_per_image, recost_pair
 from search.engine import Zoo, pair_curve, pareto_front
 from search.selection import PAPER, centipoints, has_saver, rank_key
-from search.service import Progress, SaverSearch
 
 BUDGET_FIELDS = ("threshold", "exit_ratio", "accuracy", "base_accuracy", "relative_cost", "saving")
 PAPER_FIELDS = ("threshold", "exit_ratio", "delta_c")

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from cluster.validate import name_problem
 from db.models import Base
 from db.session import engine_for
-from orchestrator.cli_group import UNEXPECTED
+from orchestrator.cli.group import UNEXPECTED
 from tests.factories import image_folder, records_dir, saverzoo, small_zoo
 
 pytestmark = pytest.mark.slow

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 
 import ray
 
+from db.refs import ShardRef
 from workers.evaluate import EvalOptions, FatalDeviceError
 from workers.models import ModelSpec
-from workers.unit import ShardTask, UnitReport, UnitRunner
+from workers.unit import UnitReport, UnitRunner
 
 
 @ray.remote(max_restarts=0, max_task_retries=0)
@@ -36,7 +37,7 @@ class EvalActor:
     def run(
         self,
         dataset: str,
-        shard: ShardTask,
+        shard: ShardRef,
         specs: Sequence[ModelSpec],
         model_ids: dict[str, int],
     ) -> UnitReport:

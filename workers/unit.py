@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import DatasetShard, Model, PredictionChunk
 from db.queries import get_dataset, keys_digest, store_chunk
+from db.refs import ShardRef
 from workers.evaluate import (
     EvalOptions,
     LoadedModel,
@@ -29,13 +30,6 @@ from workers.evaluate import (
 from workers.models import ModelLoadError, ModelSpec
 
 MAX_CACHED_MODELS = 16  # loaded models kept between units (a worker's next unit often reuses them)
-
-
-@dataclass(frozen=True)
-class ShardTask:
-    index: int
-    url: str
-    samples: int
 
 
 @dataclass
@@ -75,7 +69,7 @@ class UnitRunner:
     def run(
         self,
         dataset_name: str,
-        shard: ShardTask,
+        shard: ShardRef,
         specs: Sequence[ModelSpec],
         model_ids: dict[str, int],
         *,

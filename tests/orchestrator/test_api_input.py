@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from db.models import Sweep
 from db.session import session_factory
-from orchestrator.console import print_json
+from orchestrator.cli.console import print_json
 from tests.factories import (
     READ_TOKEN,
     WRITE_TOKEN,

@@ -75,7 +75,7 @@ def test_demo_training_gives_the_same_weights_whatever_the_thread_count(tmp_path
     import torch
     from safetensors.torch import load_file
 
-    from orchestrator.demo_data import digits, train
+    from orchestrator.demo.data import digits, train
 
     samples = digits()[0][:96]
     weights = []

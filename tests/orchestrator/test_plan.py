@@ -7,7 +7,7 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.plan import PlannedModel, ShardRef, bundles, plan_units
+from orchestrator.sweeps.plan import PlannedModel, ShardRef, bundles, plan_units
 
 SHARDS = [ShardRef(i, f"s3://b/s-{i}.tar", 1000) for i in range(4)]
 

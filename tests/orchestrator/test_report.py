@@ -131,7 +131,7 @@ def test_an_out_that_is_a_file_or_below_a_file_fails_in_one_line_before_any_work
 def test_a_file_error_inside_a_transaction_names_the_file_not_the_database(use_database, tmp_path):
     import typer
 
-    from orchestrator.console import transaction
+    from orchestrator.cli.console import transaction
 
     missing = tmp_path / "no-such-folder" / "table.csv"
     runner = typer.Typer()

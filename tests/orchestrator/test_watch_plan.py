@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import timm
 
-from orchestrator.cli_watch import parse_period
-from orchestrator.watch import NEW, NEW_DATA_CONFIG, NEW_WEIGHTS, Evaluated, plan_changes
+from orchestrator.cli.watch import parse_period
+from orchestrator.sweeps.watch import NEW, NEW_DATA_CONFIG, NEW_WEIGHTS, Evaluated, plan_changes
 from tests.factories import records_dir, saverzoo, small_zoo
 from workers.registry import Entry, digest, entry
 

@@ -13,7 +13,7 @@ from db.models import Model
 from db.queries import upsert_model
 from db.schema import ensure_schema
 from db.session import session_factory
-from orchestrator.imports import import_records
+from orchestrator.ingest.records_import import import_records
 from search.records import RecordsError, read_records
 from search.service import SaverSearch
 from tests.factories import records_dir, small_zoo

@@ -15,7 +15,7 @@ from db.models import BestSaver, Dataset, Model, PairResult
 from db.queries import get_dataset
 from db.schema import ensure_schema
 from db.session import session_factory
-from orchestrator.imports import import_records
+from orchestrator.ingest.records_import import import_records
 from search.service import SaverSearch
 from tests.factories import records_dir, row_counts, small_zoo
 

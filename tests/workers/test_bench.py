@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from workers.bench import main, make_shards
+from bench.worker import main, make_shards
 from workers.shards import read_shard
 
 

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from db.models import Model
-from db.queries import dataset_samples, get_dataset, top1_predictions
+from db.queries import dataset_samples, dataset_shards, get_dataset, top1_predictions
 from db.session import session_factory
-from orchestrator.evaluation import dataset_shards, spec_of
+from orchestrator.ingest.evaluation import spec_of
 from tests.factories import saverzoo, saverzoo_json
 from tests.workers.test_evaluate import MODELS
 from tests.workers.test_evaluate import zoo_dataset as zoo_dataset  # a shared fixture
@@ -149,7 +149,7 @@ np.savez("{tmp_path / "answers.npz"}", classes=output.classes, exits=output.exit
 
 
 def test_the_benchmark_measures_both_paths_at_the_asked_exit_ratio(tmp_path, database_url):
-    from workers.cascade_bench import main
+    from bench.cascade import main
 
     main(["--images", "4", "--batch-size", "2", "--pairs", "test_resnet:test_vit",
           "--exit-ratios", "0.5", "--json", str(tmp_path / "bench.json")])  # fmt: skip

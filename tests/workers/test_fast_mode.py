@@ -241,7 +241,7 @@ def test_torch_compile_gives_the_same_predictions(samples):
 
 
 def test_timm_model_names_resolve_for_the_benchmark_zoo():
-    from workers.bench import ZOO
+    from bench.worker import ZOO
 
     for name in ZOO:
         assert timm.is_model(name), name

@@ -1,0 +1,170 @@
+"""Benchmarks of the saver search (not tests): ``python -m bench.search``.
+
+1. Engine: milliseconds per (base, saver) pair at N samples, amortised over a whole zoo (the sort
+   of each saver's confidences included), for one budget, for the default budgets plus the paper
+   criterion, and for the full records the service stores (in-sample and held-out).
+2. Service: seconds to add one model to zoos of 100 and 1,000 models whose predictions are in an
+   SQLite database (``--database-url`` for another), warm (a long-lived process that already holds
+   the zoo) and cold (a new process that first reads the zoo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from cluster.settings import DEFAULT_BUDGETS
+from search.engine import Zoo, scan_saver, sort_saver
+from search.pairs import SplitZoo, calibration_mask, saver_records
+from search.synthetic import make_zoo
+
+BUDGETS_CP = [round(b * 100) for b in DEFAULT_BUDGETS]
+
+
+def _zoo(num_models: int, num_samples: int, seed: int = 0) -> Zoo:
+    zoo = make_zoo(num_models, num_samples, seed=seed)
+    return Zoo.from_predictions(zoo.names, zoo.gmacs, zoo.predictions, zoo.confidence, zoo.labels)
+
+
+def engine_ms_per_pair(num_models: int, num_samples: int) -> dict[str, float]:
+    zoo = _zoo(num_models, num_samples)
+    savers = range(num_models - 1)
+    bases = {s: np.flatnonzero(zoo.costs > zoo.costs[s]) for s in savers}
+    num_pairs = sum(len(b) for b in bases.values())
+    scan_saver(zoo, 0, bases[0][:1], [0.0])  # compile (or load the cached compilation)
+    results = {}
+    for label, budgets in (("1 budget", [0.0]), ("5 budgets + paper", list(DEFAULT_BUDGETS))):
+        start = time.perf_counter()
+        for saver in savers:
+            scan_saver(zoo, saver, bases[saver], budgets, sort_saver(zoo, saver))
+        results[label] = (time.perf_counter() - start) / num_pairs * 1e3
+    keys = [f"{i:08d}" for i in range(num_samples)]
+    zoos = SplitZoo(zoo, calibration_mask(keys))
+    start = time.perf_counter()
+    for saver in savers:
+        saver_records(zoos, saver, bases[saver], BUDGETS_CP)
+    results["stored records (in-sample + held-out)"] = (
+        (time.perf_counter() - start) / num_pairs * 1e3
+    )
+    return results
+
+
+def service_add_one_model(num_models: int, num_samples: int, database_url: str | None) -> dict:
+    """Zoo of ``num_models - 1`` models in the database, then time adding the last one."""
+    from sqlalchemy import select
+
+    from db.models import Dataset
+    from db.queries import add_shard, store_chunk, upsert_model
+    from db.queries import keys_digest as digest_of
+    from db.schema import upgrade
+    from db.session import session_factory
+    from search.selection import centipoints
+    from search.service import SaverSearch
+
+    synthetic = make_zoo(num_models, num_samples, seed=1)
+    workdir = Path(tempfile.mkdtemp(prefix="saverzoo-bench-"))
+    url = database_url or f"sqlite:///{workdir / 'bench.db'}"
+    upgrade(url)  # a benchmark database: migrate it whatever its state
+    sessions = session_factory(url)
+    keys = [f"{i:08d}" for i in range(num_samples)]
+    dataset_name = f"bench-{num_models}-{time.time_ns()}"
+    newcomer = num_models // 2  # a mid-cost model: base of half the zoo, saver of the other half
+    with sessions.begin() as session:
+        dataset = Dataset(
+            name=dataset_name,
+            num_samples=num_samples,
+            num_classes=1000,
+            budgets_centipoints=[centipoints(b) for b in DEFAULT_BUDGETS],
+        )
+        session.add(dataset)
+        session.flush()
+        add_shard(session, dataset, 0, keys, synthetic.labels)
+
+    def store(session, dataset, row):
+        model = upsert_model(
+            session,
+            name=f"{dataset_name}-{synthetic.names[row]}",
+            source="records",
+            gmacs=float(synthetic.gmacs[row]),
+        )
+        store_chunk(
+            session,
+            model=model,
+            dataset=dataset,
+            shard_index=0,
+            keys_digest_=digest_of(keys),
+            topk_classes=synthetic.predictions[row][:, None],
+            topk_probs=synthetic.confidence[row][:, None],
+        )
+        return model.id
+
+    with sessions.begin() as session:
+        dataset = session.scalar(select(Dataset).where(Dataset.name == dataset_name))
+        for row in range(num_models):
+            if row != newcomer:
+                store(session, dataset, row)
+    search = SaverSearch()
+    start = time.perf_counter()
+    with sessions.begin() as session:
+        dataset = session.scalar(select(Dataset).where(Dataset.name == dataset_name))
+        search.warm(session, dataset)
+        # Load (or compile) the kernels, as a long-lived service would have done already.
+        warm_kernels = SplitZoo(_zoo(30, 1000), calibration_mask([f"{i}" for i in range(1000)]))
+        saver_records(warm_kernels, 0, [1], BUDGETS_CP)
+        saver_records(warm_kernels, 0, np.arange(1, 30), BUDGETS_CP)
+    warm_up = time.perf_counter() - start
+    with sessions.begin() as session:
+        dataset = session.scalar(select(Dataset).where(Dataset.name == dataset_name))
+        model_id = store(session, dataset, newcomer)
+    start = time.perf_counter()
+    with sessions.begin() as session:
+        dataset = session.scalar(select(Dataset).where(Dataset.name == dataset_name))
+        summary = search.models_completed(session, dataset, [model_id])
+    warm = time.perf_counter() - start
+    with sessions.begin() as session:  # cold: a fresh service must read and sort the zoo first
+        dataset = session.scalar(select(Dataset).where(Dataset.name == dataset_name))
+        start = time.perf_counter()
+        SaverSearch().models_completed(session, dataset, [model_id])
+        cold = time.perf_counter() - start
+        session.rollback()
+    return {
+        "models": num_models,
+        "pairs": summary.pairs_computed,
+        "rows written": summary.rows_written,
+        "warm add (s)": warm,
+        "cold add (s)": cold,
+        "zoo load + sort (s)": warm_up,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=50_000)
+    parser.add_argument("--engine-models", type=int, default=200)
+    parser.add_argument("--zoos", type=int, nargs="*", default=[100, 1000])
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    print(
+        f"machine: {platform.processor() or platform.machine()}, numba threads "
+        f"{numba.get_num_threads()}, N = {args.samples:,}"
+    )
+    for label, ms in engine_ms_per_pair(args.engine_models, args.samples).items():
+        print(f"engine, {label}: {ms:.4f} ms per pair ({args.engine_models}-model zoo)")
+    for num_models in args.zoos:
+        result = service_add_one_model(num_models, args.samples, args.database_url)
+        print(
+            "add one model: "
+            + ", ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""``saverzoo cascade``: a found saver as a deployable cascade."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.console import out, user_errors
+
+cascade_app = typer.Typer(help="Cascades (saver first, base where unsure) to deploy.")
+
+
+@cascade_app.command("export")
+def cascade_export(
+    base: Annotated[str, typer.Argument(help="The base model.")],
+    dataset: Annotated[str, typer.Option(help="The dataset whose search chose the saver.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the cascade into.")],
+    max_drop: Annotated[
+        float | None, typer.Option(help="Allowed accuracy drop in points (default 0).")
+    ] = None,
+    criterion: Annotated[str, typer.Option(help="'budget' or 'paper'.")] = "budget",
+    holdout: Annotated[bool, typer.Option(help="The held-out threshold.")] = False,
+) -> None:
+    """Both models' weights, their data configs, the threshold and a loader: runs anywhere."""
+    from orchestrator.cascades import chosen_pair
+    from workers.cascade import Cascade
+
+    with user_errors():
+        chosen = chosen_pair(base, dataset, max_drop, criterion, holdout)
+        cascade = Cascade.build(chosen.saver, chosen.base, chosen.threshold)
+        cascade.export(out_dir, chosen.about)
+    predicted = chosen.about["predicted"]
+    saving = predicted.get("saving", -predicted.get("delta_c", 0.0))
+    out.print(
+        f"cascade {chosen.saver.name} -> {base} (threshold {chosen.threshold:.6g}, "
+        f"predicted saving {100 * saving:.1f}%) written to {out_dir}; "
+        f"run it with `python {out_dir / 'load_cascade.py'} IMAGE ...` or Cascade.load"
+    )

@@ -1,0 +1,59 @@
+"""The command line's top group: every failure the user sees is one line on stderr and exit 1.
+
+Click prints usage errors as a framed block and exits 2; a bug would print a traceback. Here a
+usage error (a missing option, a value of the wrong type) becomes ``error: …`` with the command's
+``--help`` to read, and an error nobody expected becomes one ``internal error`` line naming its
+type, with the traceback shown only when ``SAVERZOO_DEBUG`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+# typer carries its own copy of click: its exceptions, not the click package's, reach this group.
+from typer import Abort
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+from typer.core import TyperGroup
+
+DEBUG_VARIABLE = "SAVERZOO_DEBUG"
+UNEXPECTED = "internal error"  # the words that mark a bug in the one line
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+class OneLineErrors(TyperGroup):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        from orchestrator.cli.console import fail
+
+        try:
+            result: Any = super().main(
+                args, prog_name, complete_var, standalone_mode=False, **extra
+            )
+        except NoArgsIsHelpError as error:  # bare `saverzoo` or `saverzoo sweep`: the help
+            print(error.ctx.get_help() if error.ctx else error.format_message())
+            sys.exit(0)
+        except UsageError as error:
+            where = f"; see `{error.ctx.command_path} --help`" if error.ctx else ""
+            fail(_one_line(error.format_message()).rstrip(".") + where)
+            sys.exit(1)
+        except ClickException as error:
+            fail(_one_line(error.format_message()))
+            sys.exit(1)
+        except Abort:
+            fail("interrupted")
+            sys.exit(130)
+        except Exception as error:
+            if os.environ.get(DEBUG_VARIABLE):
+                raise
+            fail(
+                f"{UNEXPECTED} ({type(error).__name__}: {_one_line(str(error))[:300]}); "
+                f"set {DEBUG_VARIABLE}=1 to see where"
+            )
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)

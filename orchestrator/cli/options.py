@@ -1,0 +1,32 @@
+"""Options several commands share, and the budget the CLI computes when a dataset lacks it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from db.queries import get_dataset
+from orchestrator.answers import SaverQuery
+from orchestrator.cli.console import progress_bar
+from search.results import budget_key
+
+Dataset = Annotated[str, typer.Option(help="Dataset name.")]
+MaxDrop = Annotated[float | None, typer.Option(help="Allowed accuracy drop in points (default 0).")]
+Criterion = Annotated[str, typer.Option(help="'budget' or 'paper' (equal performance).")]
+Holdout = Annotated[
+    bool, typer.Option(help="Pick thresholds on half the samples, score on the other half.")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def keep_budget(session, dataset: str, query: SaverQuery) -> None:
+    """Unlike the HTTP API, the CLI computes a budget the dataset does not keep yet."""
+    from search.results import add_budget
+    from search.service import SaverSearch
+
+    data = get_dataset(session, dataset)
+    cp, kept = budget_key(data, query.criterion, query.max_drop)
+    if not kept:
+        with progress_bar(f"computing the {query.max_drop:g}-point budget") as update:
+            add_budget(session, data, cp, SaverSearch(), update)

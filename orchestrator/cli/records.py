@@ -1,0 +1,69 @@
+"""``saverzoo records``: TinySaver records in and out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from db.queries import get_dataset
+from orchestrator.cli.console import (
+    out,
+    progress_bar,
+    settings_or_fail,
+    transaction,
+)
+from search.service import SaverSearch
+
+records_app = typer.Typer(help="Import evaluation records of the TinySaver seed code.")
+
+
+@records_app.command("import")
+def records_import(
+    directory: Annotated[Path, typer.Argument(help="Folder of {model}_test.npz files.")],
+    dataset: Annotated[str, typer.Option(help="Dataset name to file the records under.")],
+) -> None:
+    """Import TinySaver records (all models or none) and compute their pairs."""
+    from orchestrator.ingest.records_import import import_records
+
+    settings = settings_or_fail()
+    with transaction(settings) as session, progress_bar("searching savers") as update:
+        summary = import_records(
+            session,
+            directory,
+            dataset,
+            budgets=settings.search_budgets,
+            holdout_fraction=settings.holdout_fraction,
+            search=SaverSearch(),
+            progress=update,
+        )
+    created = "new dataset" if summary.created_dataset else "existing dataset"
+    out.print(
+        f"imported {len(summary.models)} models on {summary.num_samples} samples into "
+        f"{created} {summary.dataset!r}; {summary.search.pairs_computed} pairs computed, "
+        f"{summary.search.best_changed} best savers updated "
+        f"(database {settings.database_display})"
+    )
+
+
+@records_app.command("export")
+def records_export(
+    dataset: Annotated[str, typer.Option(help="Dataset name.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the record files.")],
+    models: Annotated[
+        list[str] | None, typer.Option(help="Only these models (comma-separated; repeatable).")
+    ] = None,
+) -> None:
+    """Write the dataset's predictions in the TinySaver seed code's record format."""
+    from orchestrator.ingest.evaluation import split_patterns
+    from orchestrator.ingest.records_export import export_records
+
+    with transaction() as session:
+        names = export_records(
+            session,
+            get_dataset(session, dataset),
+            out_dir,
+            split_patterns(models) if models else None,
+        )
+    out.print(f"{len(names)} models' records written to {out_dir}")

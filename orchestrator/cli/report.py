@@ -1,0 +1,47 @@
+"""``saverzoo report``: a dataset's report as files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.answers import (
+    SaverQuery,
+)
+from orchestrator.cli.console import (
+    out,
+    progress_bar,
+    settings_or_fail,
+    transaction,
+)
+from orchestrator.cli.options import Criterion, Dataset, Holdout, MaxDrop, keep_budget
+from search.selection import BUDGET
+
+
+def report(
+    dataset: Dataset = ...,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder of the report (default: where `serve` finds it)."),
+    ] = None,
+    max_drop: MaxDrop = None,
+    criterion: Criterion = BUDGET,
+    holdout: Holdout = False,
+) -> None:
+    """Write a dataset's report: index.html (sortable table), zoo and curve PNGs, CSV tables."""
+    from orchestrator.http.reports import report_folder
+    from orchestrator.reports.page import write_report
+
+    settings = settings_or_fail()
+    folder = out_dir or report_folder(settings.report_dir, dataset)
+    with transaction(settings) as session:
+        query = SaverQuery(criterion, max_drop, holdout).checked()
+        keep_budget(session, dataset, query)
+        with progress_bar("plotting Pareto fronts") as update:
+            summary = write_report(session, dataset, folder, query, update)
+    out.print(
+        f"report of {dataset} written to {summary.path / 'index.html'}: {summary.saved} of "
+        f"{summary.bases} bases saved ({summary.seconds:.1f} s)"
+    )

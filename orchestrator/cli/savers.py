@@ -1,0 +1,195 @@
+"""``saverzoo savers``: best savers, their alternatives, pair curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from db.queries import get_dataset
+from orchestrator.answers import (
+    DEFAULT_ALTERNATIVES,
+    SaverQuery,
+    saver_of,
+    savers,
+)
+from orchestrator.cli.console import (
+    err,
+    out,
+    print_json,
+    progress_bar,
+    transaction,
+)
+from orchestrator.cli.options import (
+    AsJson,
+    Criterion,
+    Dataset,
+    Holdout,
+    MaxDrop,
+    keep_budget,
+)
+from search.costs import GMACS, LATENCY
+from search.results import curve, fields_for
+from search.selection import BUDGET, PAPER
+from search.service import SaverSearch
+
+savers_app = typer.Typer(help="Best savers, pair curves and their computation.")
+
+
+@savers_app.command("refresh")
+def savers_refresh(
+    dataset: Annotated[str, typer.Option(help="Dataset name.")],
+) -> None:
+    """Compute every missing pair of the dataset and update its best savers."""
+    with transaction() as session, progress_bar("searching savers") as update:
+        summary = SaverSearch().refresh(session, get_dataset(session, dataset), progress=update)
+    out.print(
+        f"{dataset}: {summary.models} models, {summary.pairs_computed} missing pairs computed, "
+        f"{summary.best_changed} best savers updated"
+    )
+
+
+@savers_app.command("best")
+def savers_best(
+    base: Annotated[str | None, typer.Argument(help="One base model (default: all).")] = None,
+    dataset: Dataset = ...,
+    max_drop: MaxDrop = None,
+    criterion: Criterion = BUDGET,
+    holdout: Holdout = False,
+    cost: Annotated[
+        str, typer.Option(help="'gmacs', or 'latency' measured on --device-type.")
+    ] = GMACS,
+    device_type: Annotated[
+        str | None,
+        typer.Option(help="With --cost latency: the device type whose throughput to use."),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """The best saver of every base model (or of BASE)."""
+    with transaction() as session:
+        query = SaverQuery(criterion, max_drop, holdout, cost, device_type).checked()
+        keep_budget(session, dataset, query)
+        rows, unmeasured = savers(session, dataset, query, base)
+    notice = (
+        f"{len(unmeasured)} of {len(rows)} bases have no throughput measured on "
+        f"{device_type!r}: listed last, without a saver"
+        if unmeasured
+        else None
+    )
+    if as_json:
+        print_json(rows)
+        if notice:
+            err.print(notice, style="dim", highlight=False)
+        return
+    _print_best(rows, query, dataset, notice)
+
+
+@savers_app.command("show")
+def savers_show(
+    base: Annotated[str, typer.Argument(help="A base model.")],
+    dataset: Dataset = ...,
+    max_drop: MaxDrop = None,
+    criterion: Criterion = BUDGET,
+    holdout: Holdout = False,
+    alternatives: Annotated[
+        int, typer.Option(help="How many next-best savers to list.")
+    ] = DEFAULT_ALTERNATIVES,
+    as_json: AsJson = False,
+) -> None:
+    """BASE's best saver and the next-best alternatives, ranked the same way."""
+    with transaction() as session:
+        query = SaverQuery(criterion, max_drop, holdout).checked()
+        keep_budget(session, dataset, query)
+        answer = saver_of(session, dataset, base, query, alternatives)
+    if as_json:
+        print_json(answer)
+        return
+    ranked = [answer["best"], *answer["alternatives"]] if answer["best"] else []
+    _print_best(
+        [{"base": base, **row} for row in ranked],
+        query,
+        dataset,
+        f"{len(ranked)} of {answer['candidates']} cheaper models shown, best first"
+        if ranked
+        else f"no saver of {base} meets this criterion",
+    )
+
+
+HEADERS = {
+    "threshold": "threshold",
+    "exit_ratio": "exits %",
+    "accuracy": "acc %",
+    "base_accuracy": "base acc %",
+    "relative_cost": "rel. cost",
+    "saving": "saving %",
+    "delta_c": "ΔC",
+    "in_sample_accuracy": "calib acc %",
+    "in_sample_saving": "calib saving %",
+}
+PERCENT = {
+    "exit_ratio",
+    "accuracy",
+    "base_accuracy",
+    "saving",
+    "in_sample_accuracy",
+    "in_sample_saving",
+}
+
+
+def _cell(field: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f}" if field in PERCENT else f"{value:.4f}"
+
+
+def _print_best(rows: list[dict], query: SaverQuery, dataset: str, notice: str | None = None):
+    fields = fields_for(query.criterion, query.holdout)
+    title = (
+        f"{dataset}: paper criterion (equal performance)"
+        if query.criterion == PAPER
+        else f"{dataset}: best savers, accuracy drop <= {query.max_drop:g} pts"
+    )
+    if query.holdout:
+        title += ", picked on the calibration half, scored on the other half"
+    if query.cost == LATENCY:
+        title += f"; cost: latency on {query.device_type}"
+    table = Table("base", "saver", *(HEADERS[f] for f in fields), title=title, caption=notice)
+    for row in rows:
+        cells = [_cell(f, row[f]) for f in fields]
+        table.add_row(row["base"], row["saver"] or "[dim]none[/]", *cells)
+    out.print(table)
+
+
+@savers_app.command("curve")
+def savers_curve(
+    base: Annotated[str, typer.Argument(help="Base model.")],
+    saver: Annotated[str, typer.Argument(help="Saver model (cheaper than the base).")],
+    dataset: Annotated[str, typer.Option(help="Dataset name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of the curve here.")] = None,
+) -> None:
+    """The Pareto front of (relative cost, accuracy) of one pair."""
+    with transaction() as session:
+        result = curve(session, get_dataset(session, dataset), base, saver)
+    if plot is not None:
+        from orchestrator.reports.plots import plot_curve
+
+        plot_curve(result, plot)
+        err.print(f"plot written to {plot}")
+    if as_json:
+        print_json(result)
+        return
+    front = result["pareto_front"]
+    shown = front if len(front) <= 20 else [front[i * (len(front) - 1) // 19] for i in range(20)]
+    fields = ("threshold", "exit_ratio", "accuracy", "relative_cost", "saving")
+    table = Table(
+        *(HEADERS[f] for f in fields),
+        title=f"{saver} before {base} on {dataset}: Pareto front, {len(front)} of "
+        f"{result['num_exit_sets']} exit sets"
+        + (f" ({len(shown)} shown)" if shown != front else ""),
+    )
+    for point in shown:
+        table.add_row(*(_cell(f, point[f]) for f in fields))
+    out.print(table)

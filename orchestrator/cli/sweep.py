@@ -1,0 +1,247 @@
+"""``saverzoo sweep``: submit zoo sweeps to Ray, follow, resume and cancel them."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cluster import validate
+from cluster.settings import Settings
+from db.session import session_factory
+from orchestrator.cli.console import (
+    err,
+    fail,
+    out,
+    print_json,
+    settings_or_fail,
+    transaction,
+    user_errors,
+)
+from orchestrator.sweeps.plan import DEFAULT_BUNDLE_GMACS
+from orchestrator.sweeps.store import (
+    DONE,
+    SweepOptions,
+    cancel,
+    keyed_sweep,
+    list_sweeps,
+    status,
+    submit,
+    submit_once,
+)
+
+sweep_app = typer.Typer(help="Zoo sweeps on a Ray cluster: every missing chunk, exactly once.")
+
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        help="Ray cluster: host:port of its head, or auto; http://HOST:8265 submits a Ray Job; "
+        "none: an embedded local Ray.",
+    ),
+]
+Wait = Annotated[
+    bool, typer.Option(help="Run in the foreground with a progress bar until the sweep ends.")
+]
+
+
+@sweep_app.command("submit")
+def sweep_submit(
+    models: Annotated[
+        list[str],
+        typer.Option(help="Names, timm patterns or @FILE, comma-separated; repeatable."),
+    ],
+    dataset: Annotated[str, typer.Option(help="A registered dataset.")],
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Patterns of models to leave out; repeatable.")
+    ] = None,
+    ray_address: RayAddress = None,
+    wait: Wait = False,
+    device: Annotated[str, typer.Option(help="cpu or cuda (on the workers).")] = "cpu",
+    mode: Annotated[str | None, typer.Option(help="fast or reference (default per device).")] = (
+        None
+    ),
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    random_weights: Annotated[bool, typer.Option(help="Random weights (recorded).")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile each model.")] = False,
+    max_attempts: Annotated[int, typer.Option(help="Tries per work unit before it fails.")] = 3,
+    cpus_per_worker: Annotated[
+        int, typer.Option(help="On a cluster without GPUs: CPUs per worker.")
+    ] = 1,
+    workers: Annotated[int | None, typer.Option(help="At most this many workers.")] = None,
+    bundle_gmacs: Annotated[
+        float, typer.Option(help="Models of one data config share a unit up to this cost.")
+    ] = DEFAULT_BUNDLE_GMACS,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="Run again with the same key, the command finds its first sweep."),
+    ] = None,
+) -> None:
+    """Submit a sweep: these models on this dataset, every missing chunk computed once."""
+    from orchestrator.sweeps.launch import check_address
+
+    options = SweepOptions(
+        device, mode, batch_size, random_weights, compile, max_attempts, bundle_gmacs,
+        cpus_per_worker, workers,
+    )  # fmt: skip
+    settings = settings_or_fail()
+    ray_address = ray_address or settings.ray_address
+    key = idempotency_key
+    if key is None or not _submitted_before(settings, key):  # a repeat starts nothing
+        with user_errors():
+            check_address(ray_address)
+    with transaction(settings) as session:
+        if key is None:
+            sweep, created = submit(session, dataset, models, options, exclude=exclude or []), True
+        else:
+            sweep, created = submit_once(session, key, dataset, models, options,
+                                         exclude=exclude or [])  # fmt: skip
+        sweep_id, count, state = sweep.id, len(sweep.models), sweep.state
+    if not created:
+        out.print(f"sweep {sweep_id} was submitted with this key before ({state}); follow it "
+                  f"with `saverzoo sweep status {sweep_id}`")  # fmt: skip
+        return
+    out.print(f"sweep {sweep_id} submitted: {count} models on {dataset}")
+    start_sweep(settings, sweep_id, ray_address, wait)
+
+
+def _submitted_before(settings: Settings, key: str) -> bool:
+    with user_errors():
+        validate.request_key(key, "--idempotency-key")
+    with transaction(settings) as session:
+        return keyed_sweep(session, key) is not None
+
+
+@sweep_app.command("resume")
+def sweep_resume(
+    sweep_id: Annotated[int, typer.Argument(help="The sweep to finish.")],
+    ray_address: RayAddress = None,
+    wait: Wait = False,
+) -> None:
+    """Finish a sweep whose driver stopped: only the missing chunks are computed."""
+    settings = settings_or_fail()
+    with transaction(settings) as session:
+        status(session, sweep_id)  # an unknown id fails here, in one line
+    start_sweep(settings, sweep_id, ray_address, wait)
+
+
+def start_sweep(settings: Settings, sweep_id: int, address: str | None, wait: bool) -> None:
+    """Run the sweep: here with a progress bar (wait), else in the background or as a Ray Job."""
+    from orchestrator.sweeps.launch import is_jobs_url, start_in_background
+
+    address = address or settings.ray_address
+    if not wait or is_jobs_url(address):
+        with user_errors():
+            out.print(start_in_background(settings, sweep_id, address))
+        return
+    state = _drive(settings, sweep_id, address)
+    out.print(f"sweep {sweep_id}: {state}")
+    if state != DONE:
+        with transaction(settings) as session:
+            report = status(session, sweep_id)
+        if report["error"]:
+            err.print(f"[bold red]error:[/] {report['error']}", soft_wrap=True)
+        for failure in report["failures"]:
+            if failure["attempts"] >= report["options"]["max_attempts"]:
+                err.print(f"  {', '.join(failure['models'])} on shard {failure['shard']}: "
+                          f"{failure['error']}", soft_wrap=True)  # fmt: skip
+        raise typer.Exit(code=1)
+
+
+def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
+    """Run the sweep's driver here, with a progress bar of images evaluated."""
+    from cluster.ray_cluster import connected
+    from orchestrator.sweeps.driver import SweepDriver  # imports Ray: only when a sweep runs
+    from orchestrator.sweeps.launch import failing_sweep_on_error
+
+    sessions = session_factory(settings.database_url)
+    with user_errors(), ExitStack() as stack:
+        with failing_sweep_on_error(sessions, sweep_id):
+            stack.enter_context(connected(address, node_ip=settings.ray_node_ip))
+        bar = stack.enter_context(
+            Progress(
+                TextColumn(f"sweep {sweep_id}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("units · {task.fields[rate]:,.0f} img/s"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            )
+        )
+        task = bar.add_task("sweep", total=None, rate=0.0)
+
+        def update(progress) -> None:
+            bar.update(
+                task,
+                completed=progress.units_done,
+                total=progress.units_total,
+                rate=progress.images_per_s,
+            )
+
+        return SweepDriver(sessions, settings, sweep_id, update).run()
+
+
+@sweep_app.command("status")
+def sweep_status(
+    sweep_id: Annotated[int | None, typer.Argument(help="A sweep (default: the latest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Per-model progress, throughput, ETA and failures of a sweep."""
+    with transaction() as session:
+        if sweep_id is None:
+            sweeps = list_sweeps(session)
+            if not sweeps:
+                raise fail("no sweeps yet; submit one with `saverzoo sweep submit`")
+            sweep_id = sweeps[-1]["id"]
+        report = status(session, sweep_id)
+    if as_json:
+        print_json(report)
+        return
+    table = Table(title=f"sweep {report['id']} on {report['dataset']}: {report['state']}")
+    table.add_column("model")
+    table.add_column("shards done", justify="right")
+    for name, progress in report["models"].items():
+        table.add_row(name, f"{progress['shards_done']}/{progress['shards']}")
+    out.print(table)
+    units = report["units"]
+    rate = report["images_per_worker_s"]
+    eta = report["eta_s"]
+    out.print(
+        f"units: {units['done']} done, {units['running']} running, {units['pending']} pending, "
+        f"{units['failed']} failed"
+        + (f" · {rate:,.0f} img/s per worker" if rate else "")
+        + (f" · about {eta / 60:.1f} min left" if eta else "")
+    )
+    if report["error"]:
+        err.print(f"[bold red]error:[/] {report['error']}", soft_wrap=True)
+    for failure in report["failures"]:
+        where = f"{', '.join(failure['models'])} on shard {failure['shard']}"
+        err.print(f"  {where} (attempt {failure['attempts']}): {failure['error']}", soft_wrap=True)
+
+
+@sweep_app.command("list")
+def sweep_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
+    """Every sweep, oldest first."""
+    with transaction() as session:
+        sweeps = list_sweeps(session)
+    if as_json:
+        print_json(sweeps)
+        return
+    table = Table(title="sweeps")
+    for column in ("id", "dataset", "state", "models", "submitted by", "submitted at"):
+        table.add_column(column)
+    for s in sweeps:
+        table.add_row(str(s["id"]), s["dataset"], s["state"], str(s["models"]),
+                      s["submitted_by"], s["submitted_at"])  # fmt: skip
+    out.print(table)
+
+
+@sweep_app.command("cancel")
+def sweep_cancel(sweep_id: Annotated[int, typer.Argument(help="The sweep to stop.")]) -> None:
+    """Stop a sweep: its driver stops the workers; stored chunks stay."""
+    with transaction() as session:
+        cancel(session, sweep_id)
+    out.print(f"sweep {sweep_id} cancelled")

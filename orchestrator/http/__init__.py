@@ -1,0 +1,1 @@
+"""The HTTP interface: the FastAPI app (``api``) and the reports it serves (``reports``)."""

@@ -1,0 +1,1 @@
+"""A dataset's report: the page and its tables (``page``), and the plots (``plots``)."""

@@ -1,0 +1,306 @@
+"""A static report of a dataset's best savers: ``index.html``, PNG plots and CSV tables.
+
+The page holds the best-saver table (sortable by any column), a zoo plot joining each base to its
+cascade's operating point, and one Pareto-curve plot per saved base. ``savers.csv`` and
+``models.csv`` follow timm's results CSVs: one header row, plain numbers, accuracies in percent.
+A report is written into a staging folder and moved into place whole, so a reader never sees a
+half-written one. ``report.json`` records what it was built from (the dataset's search revision).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import html
+import io
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cluster.errors import InputError
+from db.models import Dataset, Model
+from db.queries import complete_model_ids, dataset_samples, get_dataset, top1_predictions
+from orchestrator.answers import SaverQuery, savers
+from orchestrator.reports.plots import plot_curve, plot_operating_points
+from search.engine import Zoo
+from search.results import curve_of
+from search.selection import PAPER
+
+REPORT_META = "report.json"
+ZOO_PLOT = "zoo.png"
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    path: Path
+    bases: int
+    saved: int
+    seconds: float
+
+
+def report_state(session: Session, dataset: Dataset) -> dict:
+    """What a report of the dataset depends on: it is current while this stays the same."""
+    return {
+        "dataset": dataset.name,
+        "search_revision": dataset.search_revision,
+        "models": len(complete_model_ids(session, dataset)),
+    }
+
+
+def write_report(
+    session: Session,
+    dataset_name: str,
+    out: Path,
+    query: SaverQuery | None = None,
+    progress: Progress | None = None,
+) -> ReportSummary:
+    """Write the report of the dataset's stored results into ``out`` (replaced whole)."""
+    start = time.perf_counter()
+    query = (query or SaverQuery()).checked()
+    dataset = get_dataset(session, dataset_name)
+    staging = _staging(out)  # before any work: an --out that cannot be written fails at once
+    try:
+        rows, _ = savers(session, dataset_name, query)
+        zoo, models = _zoo(session, dataset)
+        index = {name: i for i, name in enumerate(zoo.names)}
+        saved = [row for row in rows if row["saver"] is not None]
+        plot_operating_points(models, rows, staging / ZOO_PLOT)
+        curve_files = {}
+        for done, row in enumerate(saved, 1):
+            result = curve_of(zoo, index[row["base"]], index[row["saver"]], dataset.name)
+            curve_files[row["base"]] = f"curves/{file_name(row['base'])}.png"
+            chosen = None if query.criterion == PAPER else row
+            plot_curve(result, staging / curve_files[row["base"]], chosen)
+            if progress:
+                progress(done, len(saved))
+        (staging / "savers.csv").write_text(savers_csv(rows, models))
+        (staging / "models.csv").write_text(models_csv(models))
+        meta = {**report_state(session, dataset), "query": query.describe(),
+                "generated_at": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+        (staging / "index.html").write_text(render_index(meta, rows, models, curve_files))
+        (staging / REPORT_META).write_text(json.dumps(meta, indent=1))
+        _replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ReportSummary(out, len(rows), len(saved), time.perf_counter() - start)
+
+
+def _staging(out: Path) -> Path:
+    """The empty staging folder beside ``out``, made now; ``InputError`` if ``out`` is a file or
+    its folder cannot be written."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; name a folder (the report replaces it whole)")
+    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        (staging / "curves").mkdir(parents=True)
+    except OSError as error:
+        raise InputError(
+            f"--out {out}: cannot write a folder there ({error.strerror}); choose a folder you "
+            "may write to"
+        ) from None
+    return staging
+
+
+def _zoo(session: Session, dataset: Dataset) -> tuple[Zoo, list[dict]]:
+    """The complete models' predictions as one zoo, and their table rows cheapest first."""
+    ids = complete_model_ids(session, dataset)
+    models = sorted(
+        session.scalars(select(Model).where(Model.id.in_(ids))), key=lambda m: (m.gmacs, m.name)
+    )
+    classes, probs = top1_predictions(session, dataset, [m.id for m in models])
+    labels = dataset_samples(session, dataset).labels
+    zoo = Zoo.from_predictions(
+        [m.name for m in models], [m.gmacs for m in models], classes, probs, labels
+    )
+    rows = [
+        {
+            "name": m.name,
+            "gmacs": m.gmacs,
+            "params_m": m.params_m,
+            "accuracy": float(zoo.correct_counts[i]) / zoo.num_samples,
+            "input_size": m.input_size,
+            "crop_pct": m.crop_pct,
+            "interpolation": m.interpolation,
+            "source": m.source,
+        }
+        for i, m in enumerate(models)
+    ]
+    return zoo, rows
+
+
+def _replace(staging: Path, out: Path) -> None:
+    """Move the finished report to ``out``; an older report there goes only once it is ready."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        out.rename(old)
+    staging.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def file_name(model: str) -> str:
+    """A file name for any model name (hub names carry '/' and ':'), distinct per name."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", model)[:120]
+    return f"{safe}-{hashlib.blake2b(model.encode(), digest_size=4).hexdigest()}"
+
+
+# ----- tables ------------------------------------------------------------------------------------
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.3f}"
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}g}"
+
+
+def savers_csv(rows: list[dict], models: list[dict]) -> str:
+    """One row per base: its best saver's operating point, accuracies in percent."""
+    gmacs = {m["name"]: m["gmacs"] for m in models}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["base", "saver", "threshold", "exit_pct", "top1", "base_top1", "top1_drop",
+                     "relative_cost", "saving_pct", "base_gmacs", "saver_gmacs"])  # fmt: skip
+    for row in rows:
+        saver = row["saver"]
+        drop = (
+            None
+            if row.get("accuracy") is None or row.get("base_accuracy") is None
+            else row["base_accuracy"] - row["accuracy"]
+        )
+        saving = row.get("saving", None if row.get("delta_c") is None else -row["delta_c"])
+        writer.writerow([
+            row["base"], saver or "", _num(row["threshold"], 6), _pct(row["exit_ratio"]),
+            _pct(row.get("accuracy")), _pct(row.get("base_accuracy")), _pct(drop),
+            _num(None if saving is None else 1 - saving, 6), _pct(saving),
+            _num(gmacs[row["base"]], 6), _num(gmacs.get(saver), 6) if saver else "",
+        ])  # fmt: skip
+    return buffer.getvalue()
+
+
+def models_csv(models: list[dict]) -> str:
+    """timm's results columns (model, top1, top1_err, param_count, img_size, crop_pct,
+    interpolation) plus the cost in GMACs and where the model came from."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["model", "top1", "top1_err", "param_count", "gmacs", "img_size", "crop_pct",
+                     "interpolation", "source"])  # fmt: skip
+    for m in models:
+        size = m["input_size"][-1] if m["input_size"] else ""
+        writer.writerow([
+            m["name"], _pct(m["accuracy"]), _pct(1 - m["accuracy"]),
+            "" if m["params_m"] is None else f"{m['params_m']:.2f}", _num(m["gmacs"], 6), size,
+            "" if m["crop_pct"] is None else m["crop_pct"], m["interpolation"] or "", m["source"],
+        ])  # fmt: skip
+    return buffer.getvalue()
+
+
+# ----- the page ----------------------------------------------------------------------------------
+COLUMNS = (  # field, header, percent
+    ("threshold", "threshold", False),
+    ("exit_ratio", "exits %", True),
+    ("accuracy", "top-1 %", True),
+    ("base_accuracy", "base top-1 %", True),
+    ("saving", "saving %", True),
+    ("relative_cost", "relative cost", False),
+)
+PAPER_COLUMNS = (("threshold", "threshold", False), ("exit_ratio", "exits %", True),
+                 ("delta_c", "ΔC", False))  # fmt: skip
+
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;width:100%}th,td{padding:3px 8px;border-bottom:1px solid #ddd}
+th{cursor:pointer;background:#f4f4f4;position:sticky;top:0;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums}th[aria-sort]::after{content:" ▲"}
+th[aria-sort=descending]::after{content:" ▼"}.none{color:#999}
+.curves{display:flex;flex-wrap:wrap;gap:8px}.curves figure{margin:0;width:340px}
+.curves img{width:340px}img.zoo{max-width:100%}
+"""
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable th").forEach((th, column) => {
+  th.addEventListener("click", () => {
+    const body = th.closest("table").tBodies[0];
+    const descending = th.getAttribute("aria-sort") === "ascending";
+    th.closest("tr").querySelectorAll("th").forEach(h => h.removeAttribute("aria-sort"));
+    th.setAttribute("aria-sort", descending ? "descending" : "ascending");
+    const key = row => {
+      const cell = row.cells[column], value = cell.dataset.value ?? cell.textContent;
+      const number = parseFloat(value);
+      return isNaN(number) ? value.toLowerCase() : number;
+    };
+    const rows = Array.from(body.rows).sort((a, b) => {
+      const x = key(a), y = key(b);
+      const order = typeof x !== typeof y ? (typeof x === "number" ? -1 : 1)
+        : x < y ? -1 : x > y ? 1 : 0;
+      return descending ? -order : order;
+    });
+    rows.forEach(row => body.appendChild(row));
+  });
+});
+"""
+
+
+def render_index(meta: dict, rows: list[dict], models: list[dict], curves: dict[str, str]) -> str:
+    """The report page: summary, zoo plot, sortable best-saver table, per-base curves."""
+    e = html.escape
+    query = meta["query"]
+    columns = PAPER_COLUMNS if query["criterion"] == PAPER else COLUMNS
+    gmacs = {m["name"]: m["gmacs"] for m in models}
+    criterion = (
+        "paper criterion (equal performance)"
+        if query["criterion"] == PAPER
+        else f"accuracy drop at most {query['max_drop']:g} points"
+    )
+    if query["holdout"]:
+        criterion += ", thresholds picked on the calibration half and scored on the other half"
+    saved = sum(row["saver"] is not None for row in rows)
+    head = "".join(f"<th>{e(h)}</th>" for h in ("base", "base GMACs", "saver"))
+    head += "".join(f"<th>{e(header)}</th>" for _, header, _ in columns)
+    body = []
+    for row in rows:
+        cells = [
+            f'<td><a href="#curve-{e(file_name(row["base"]))}">{e(row["base"])}</a></td>'
+            if row["base"] in curves
+            else f"<td>{e(row['base'])}</td>",
+            f'<td class="n">{gmacs[row["base"]]:.4g}</td>',
+            f"<td>{e(row['saver'])}</td>" if row["saver"] else '<td class="none">none</td>',
+        ]
+        for field, _, percent in columns:
+            value = row.get(field)
+            shown = "" if value is None else (f"{100 * value:.2f}" if percent else f"{value:.4g}")
+            data = "" if value is None else f' data-value="{value!r}"'
+            cells.append(f'<td class="n"{data}>{shown}</td>')
+        body.append(f'<tr data-base="{e(row["base"])}">{"".join(cells)}</tr>')
+    figures = "".join(
+        f'<figure id="curve-{e(file_name(base))}"><img src="{e(path)}" alt="Pareto front of '
+        f'{e(base)}" loading="lazy"><figcaption>{e(base)}</figcaption></figure>'
+        for base, path in curves.items()
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>saverzoo: best savers on {e(meta["dataset"])}</title><style>{STYLE}</style></head>
+<body>
+<h1>Best savers on {e(meta["dataset"])}</h1>
+<p>{saved} of {len(rows)} base models have a saver under the {e(criterion)}. A saver runs first;
+where its top-1 probability is above the threshold its answer stands, otherwise the base runs.
+Generated {e(meta["generated_at"])} from search revision {meta["search_revision"]};
+download <a href="savers.csv">savers.csv</a> and <a href="models.csv">models.csv</a>.</p>
+<img class="zoo" src="{ZOO_PLOT}" alt="cost against accuracy of every model and cascade">
+<h2>Best saver of every base</h2>
+<p>Click a column to sort.</p>
+<table class="sortable" id="savers"><thead><tr>{head}</tr></thead>
+<tbody>{"".join(body)}</tbody></table>
+<h2>Pareto fronts of the saved bases</h2>
+<div class="curves">{figures}</div>
+<script>{SORT_SCRIPT}</script>
+</body></html>
+"""
