@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from workers.cascade import Cascade
-from workers.models import ModelSpec, timm_spec
+from workers.spec import ModelSpec, timm_spec
 from workers.synthetic_images import natural_image
 
 DEFAULT_PAIRS = ("resnet50:resnet18", "convnext_tiny:mobilenetv3_large_100",

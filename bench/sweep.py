@@ -27,7 +27,7 @@ from db.session import session_factory
 from orchestrator.cli import app
 from orchestrator.ingest.evaluation import evaluate_dataset
 from orchestrator.sweeps.store import SweepOptions, submit
-from workers.models import timm_spec
+from workers.spec import timm_spec
 from workers.synthetic_images import natural_jpeg
 
 ARCHS = ("test_resnet", "test_efficientnet", "test_vit", "test_convnext", "test_byobnet",

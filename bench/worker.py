@@ -33,7 +33,7 @@ from rich.table import Table
 from timm.data import create_transform
 
 from workers.evaluate import EvalOptions, LoadedModel, ModelRunner, Worker, device_type
-from workers.models import timm_spec
+from workers.spec import timm_spec
 from workers.synthetic_images import natural_jpeg
 
 ZOO = (

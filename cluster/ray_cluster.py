@@ -21,11 +21,6 @@ from cluster.errors import InputError, ServiceError
 from cluster.objectstore import CHAIN_VARIABLES, resolve_endpoint
 from cluster.settings import Settings
 
-# Ray 2.60 clusters use token authentication (a token in ~/.ray/auth_token or RAY_AUTH_TOKEN); a
-# client must say so to join one, before Ray is imported (it reads the mode once). Kept on unless
-# the environment says otherwise.
-os.environ.setdefault("RAY_AUTH_MODE", "token")
-
 EMBEDDED_NODE_IP = "127.0.0.2"
 CONNECT_TIMEOUT_S = 5.0
 # Passed on to workers when set here: where models come from and how (offline or not).
@@ -79,6 +74,24 @@ def check_reachable(address: str | None) -> None:
         ) from None
 
 
+def ray_api():
+    """The ``ray`` module, imported with token authentication on unless the environment says
+    otherwise: Ray 2.60 clusters use token authentication (a token in ~/.ray/auth_token or
+    RAY_AUTH_TOKEN), and a client must say so before Ray is imported (it reads the mode once)."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    import ray
+
+    return ray
+
+
+def job_client(address: str):
+    """A Ray Jobs client of the head's dashboard at ``address`` (``http://HEAD:8265``)."""
+    ray_api()
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(address)
+
+
 @contextmanager
 def connected(
     address: str | None = None,
@@ -88,7 +101,7 @@ def connected(
     num_gpus: int | None = None,
 ) -> Iterator[None]:
     """Ray initialised for this process (embedded when ``address`` is None), shut down after."""
-    import ray
+    ray = ray_api()
 
     if address is None:
         kwargs = dict(

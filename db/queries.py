@@ -161,20 +161,45 @@ def store_chunk(
     )
 
 
-def complete_model_ids(session: Session, dataset: Dataset) -> list[int]:
-    """Models with predictions on every shard of the dataset (superseded models aside)."""
+def complete_model_ids(
+    session: Session, dataset: Dataset, among: Sequence[int] | None = None
+) -> list[int]:
+    """The models complete on the dataset (of ``among`` if given), in id order: the one rule.
+
+    A model is complete when it has a prediction chunk of every shard and its weights are current:
+    a superseded model (its weights replaced) is no model of any answer, search or report.
+    """
     num_shards = session.scalar(
         select(func.count()).select_from(DatasetShard).where(DatasetShard.dataset_id == dataset.id)
     )
-    rows = session.execute(
+    if not num_shards:
+        return []
+    query = (
         select(PredictionChunk.model_id)
         .join(Model, Model.id == PredictionChunk.model_id)
         .where(PredictionChunk.dataset_id == dataset.id, Model.superseded_at.is_(None))
-        .group_by(PredictionChunk.model_id)
+    )
+    if among is not None:
+        query = query.where(PredictionChunk.model_id.in_(list(among)))
+    rows = session.execute(
+        query.group_by(PredictionChunk.model_id)
         .having(func.count() == num_shards)
         .order_by(PredictionChunk.model_id)
     )
-    return [row[0] for row in rows] if num_shards else []
+    return [row[0] for row in rows]
+
+
+def require_complete(session: Session, dataset: Dataset, *models: Model) -> None:
+    """``NotFound`` naming the first of ``models`` that is not complete on the dataset."""
+    complete = set(complete_model_ids(session, dataset, [m.id for m in models]))
+    for model in models:
+        if model.superseded_at is not None:
+            raise NotFound(
+                f"model {model.name!r} was superseded (its weights were replaced), so it has no "
+                f"complete predictions on {dataset.name!r}"
+            )
+        if model.id not in complete:
+            raise NotFound(f"model {model.name!r} has no complete predictions on {dataset.name!r}")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,10 @@ def alembic_config(url: str) -> Config:
 
 
 def head_revision(url: str) -> str:
-    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations under {MIGRATIONS}: this saverzoo is installed broken")
+    return head
 
 
 def current_revision(url: str) -> str | None:

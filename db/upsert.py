@@ -8,13 +8,16 @@ the way PostgreSQL takes thousands of rows fastest.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 # ON CONFLICT upserts are dialect-specific statements with the same shape.
-_INSERT_BY_DIALECT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_INSERT_BY_DIALECT: dict[str, Callable[..., sqlite.Insert | postgresql.Insert]] = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
 COPY_MIN_ROWS = 200
 
 
@@ -63,7 +66,9 @@ def _copy_merge(session: Session, table: str, rows: list[Mapping], key: Sequence
         f'SELECT {names} FROM "{table}" WITH NO DATA'
     )
     connection.exec_driver_sql(f'TRUNCATE "{staging}"')
-    with connection.connection.driver_connection.cursor() as cursor:
+    driver_connection = connection.connection.driver_connection  # psycopg's, for COPY
+    assert driver_connection is not None  # None only once the connection is closed
+    with driver_connection.cursor() as cursor:
         with cursor.copy(f'COPY "{staging}" ({names}) FROM STDIN') as copy:
             for row in rows:
                 copy.write_row([row[c] for c in columns])

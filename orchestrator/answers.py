@@ -15,13 +15,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cluster.errors import InputError
-from db.models import Dataset, DatasetShard, Model, ModelThroughput, PairResult, PredictionChunk
+from db.models import Dataset, DatasetShard, Model, ModelThroughput, PairResult
 from db.queries import (
-    NotFound,
     complete_model_ids,
     dataset_samples,
     get_dataset,
     get_model,
+    require_complete,
     top1_predictions,
 )
 from search.costs import COSTS, GMACS, LATENCY
@@ -38,6 +38,50 @@ from search.selection import BUDGET, CRITERIA, PAPER, centipoints, has_saver, ra
 MAX_OFFSET = 10**9  # the HTTP API's bound too
 MAX_PAGE = 1000
 DEFAULT_ALTERNATIVES = 5
+
+
+# ----- the reported fields -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Field:
+    """How one reported field is shown: its label, whether it is a fraction shown in percent, and
+    its column in the report's timm-style ``savers.csv`` (None: not a column there)."""
+
+    label: str
+    percent: bool
+    csv: str | None = None
+
+
+# Field name (the JSON key; ``search.results.fields_for`` says which a criterion reports) -> how
+# the CLI tables, the report's page and its ``savers.csv`` show it.
+FIELDS: dict[str, Field] = {
+    "threshold": Field("threshold", False, "threshold"),
+    "exit_ratio": Field("exits %", True, "exit_pct"),
+    "accuracy": Field("top-1 %", True, "top1"),
+    "base_accuracy": Field("base top-1 %", True, "base_top1"),
+    "accuracy_drop": Field("top-1 drop %", True, "top1_drop"),  # base minus cascade; CSV only
+    "relative_cost": Field("relative cost", False, "relative_cost"),
+    "saving": Field("saving %", True, "saving_pct"),
+    "delta_c": Field("ΔC", False),
+    "in_sample_accuracy": Field("calib. top-1 %", True),
+    "in_sample_saving": Field("calib. saving %", True),
+}
+CURVE_FIELDS = ("threshold", "exit_ratio", "accuracy", "relative_cost", "saving")  # a front point
+
+
+def field_text(
+    field: str,
+    value: float | None,
+    *,
+    percent_format: str = ".2f",
+    number_format: str = ".4f",
+    missing: str = "",
+) -> str:
+    """A field's value as text, in percent where ``FIELDS`` says so; ``missing`` for None."""
+    if value is None:
+        return missing
+    if FIELDS[field].percent:
+        return format(100 * value, percent_format)
+    return format(value, number_format)
 
 
 @dataclass(frozen=True)
@@ -173,7 +217,7 @@ def model_detail(session: Session, name: str) -> dict:
     model = get_model(session, name)
     accuracy = {}
     for dataset in session.scalars(select(Dataset).order_by(Dataset.name)):
-        if model.id in complete_model_ids(session, dataset):
+        if complete_model_ids(session, dataset, [model.id]):
             accuracy[dataset.name] = model_accuracies(session, dataset, [model.id])[model.id]
     return {
         **_model_summary(model, _throughputs(session, [model.id]).get(model.id, {})),
@@ -229,8 +273,7 @@ def saver_of(
     dataset = get_dataset(session, dataset_name)
     cp = check_kept_budget(dataset, query)
     model = get_model(session, base)
-    if not _complete(session, dataset, model):
-        raise NotFound(f"model {base!r} has no complete predictions on {dataset.name!r}")
+    require_complete(session, dataset, model)
     holdout = query.holdout
     # Rank from the ranking index alone, then load the few pairs shown: a dear base has ~1,000
     # candidate savers.
@@ -275,20 +318,3 @@ def saver_of(
         "candidates": len(candidates),
     }
 
-
-def _complete(session: Session, dataset: Dataset, model: Model) -> bool:
-    """One model's chunks cover every shard (cheaper than listing every complete model)."""
-    shards = (
-        select(func.count())
-        .select_from(DatasetShard)
-        .where(DatasetShard.dataset_id == dataset.id)
-        .scalar_subquery()
-    )
-    chunks = (
-        select(func.count())
-        .select_from(PredictionChunk)
-        .where(PredictionChunk.dataset_id == dataset.id, PredictionChunk.model_id == model.id)
-        .scalar_subquery()
-    )
-    num_shards, num_chunks = session.execute(select(shards, chunks)).one()
-    return bool(num_shards) and num_chunks == num_shards

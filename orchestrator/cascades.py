@@ -9,8 +9,8 @@ from cluster.settings import get_settings
 from db.queries import get_model
 from db.session import session_factory
 from orchestrator.answers import SaverQuery, saver_of
-from orchestrator.ingest.evaluation import spec_of
-from workers.models import ModelSpec
+from workers.identity import spec_of
+from workers.spec import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from fractions import Fraction
 
 import numpy as np
@@ -39,9 +39,11 @@ class Zoo:
     costs: np.ndarray  # float64 (M,)
     correct: np.ndarray  # uint8 (M, N): 1 where the model's top-1 class equals the label
     confidence: np.ndarray  # float32 (M, N): the model's top-1 softmax probability
-    correct_counts: np.ndarray | None = field(default=None, repr=False)  # int64 (M,)
+    correct_counts: np.ndarray = field(init=False, repr=False)  # int64 (M,)
+    #: Precomputed ``correct_counts``; None counts them from ``correct``.
+    counts: InitVar[np.ndarray | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, counts: np.ndarray | None) -> None:
         m = len(self.names)
         if self.correct.shape != self.confidence.shape or self.correct.shape[0] != m:
             raise ValueError(
@@ -50,8 +52,9 @@ class Zoo:
             )
         if len(self.costs) != m:
             raise ValueError(f"zoo has {m} names but {len(self.costs)} costs")
-        if self.correct_counts is None:  # needed by every pair: count once (frozen, so setattr)
-            object.__setattr__(self, "correct_counts", self.correct.sum(axis=1, dtype=np.int64))
+        if counts is None:  # needed by every pair: count once
+            counts = self.correct.sum(axis=1, dtype=np.int64)
+        object.__setattr__(self, "correct_counts", counts)  # frozen, so setattr
 
     @classmethod
     def from_predictions(

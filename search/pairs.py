@@ -187,7 +187,7 @@ def saver_records(
     records = []
     for b, base in enumerate(bases):
         for column, (criterion, cp, j) in enumerate(criteria):
-            if criterion == BUDGET:
+            if j is not None:  # BUDGET
                 point = budget_point(zoos.full, full, b, j)
                 calibration_point = budget_point(zoos.calibration, calib, b, j)
             else:

@@ -188,4 +188,5 @@ def read_records(directory: Path) -> Records:
                 topk_probs=probs,
             )
         )
+    assert labels is not None  # files is not empty
     return Records(labels=labels, models=models, keys=keys)

@@ -17,6 +17,7 @@ from db.queries import (
     dataset_samples,
     get_model,
     lock_dataset_search,
+    require_complete,
     top1_predictions,
 )
 from search.best import HOLDOUT, IN_SAMPLE
@@ -105,12 +106,12 @@ def best_savers(
     base: str | None = None,
 ) -> list[dict]:
     """One object per base model of the dataset (cheapest first), with its best saver or null."""
-    model_ids = complete_model_ids(session, dataset)
     if base is not None:
         wanted = get_model(session, base)
-        if wanted.id not in model_ids:
-            raise InputError(f"model {base!r} has no complete predictions on {dataset.name!r}")
+        require_complete(session, dataset, wanted)
         model_ids = [wanted.id]
+    else:
+        model_ids = complete_model_ids(session, dataset)
     bases = session.scalars(
         select(Model).where(Model.id.in_(model_ids)).order_by(Model.gmacs, Model.name)
     ).all()
@@ -192,8 +193,7 @@ def latency_best_savers(
     base_ids = complete
     if base is not None:
         wanted = get_model(session, base)
-        if wanted.id not in complete:
-            raise InputError(f"model {base!r} has no complete predictions on {dataset.name!r}")
+        require_complete(session, dataset, wanted)
         base_ids = [wanted.id]
     models = {m.id: m for m in session.scalars(select(Model).where(Model.id.in_(complete)))}
     latency = {
@@ -246,12 +246,7 @@ def latency_best_savers(
 def curve(session: Session, dataset: Dataset, base: str, saver: str) -> dict:
     """Every distinct exit set of a pair and its Pareto front (computed from predictions)."""
     base_model, saver_model = get_model(session, base), get_model(session, saver)
-    complete = set(complete_model_ids(session, dataset))
-    for model in (base_model, saver_model):
-        if model.id not in complete:
-            raise InputError(
-                f"model {model.name!r} has no complete predictions on {dataset.name!r}"
-            )
+    require_complete(session, dataset, base_model, saver_model)
     if not saver_model.gmacs < base_model.gmacs:
         raise InputError(
             f"{saver!r} ({saver_model.gmacs:g} GMACs) is not cheaper than {base!r} "

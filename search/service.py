@@ -266,7 +266,7 @@ class SaverSearch:
         budgets = sorted(dataset.budgets_centipoints)
         ids = dict(zip(cached.zoos.full.names, cached.model_ids, strict=True))
         now = utc_now()
-        rows = []
+        rows: list[dict] = []
         for done, (saver, bases) in enumerate(wanted.items(), start=1):
             records = saver_records(cached.zoos, saver, bases, budgets)
             rows.extend(pair_row(r, dataset.id, ids, now) for r in records)

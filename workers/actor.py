@@ -14,7 +14,7 @@ import ray
 
 from db.refs import ShardRef
 from workers.evaluate import EvalOptions, FatalDeviceError
-from workers.models import ModelSpec
+from workers.spec import ModelSpec
 from workers.unit import UnitReport, UnitRunner
 
 

@@ -26,10 +26,10 @@ from timm.data import create_transform
 
 from cluster.errors import InputError
 from workers.evaluate import EvalOptions, LoadedModel, ModelRunner
-from workers.models import ModelSpec
 from workers.preprocess import DeviceTransform
 from workers.profile import Profile
 from workers.registry import load_plugins
+from workers.spec import ModelSpec
 
 EXPORT_FILE = "cascade.json"
 

@@ -35,11 +35,12 @@ from timm.utils import decay_batch_step
 
 from cluster import validate
 from cluster.errors import InputError, ServiceError
-from workers.models import ModelSpec, build, cost, data_config, skeleton
+from workers.build import build, cost, data_config, skeleton
 from workers.prefetch import prefetched
 from workers.preprocess import DeviceTransform, decode_cpu, decode_on_device
 from workers.profile import Profile
 from workers.shards import DECODE_ERRORS, Sample, SampleFailures, decode_rgb, read_shard
+from workers.spec import ModelSpec
 
 TOP_K = 5
 UNDECODABLE_CLASS = -1

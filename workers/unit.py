@@ -27,7 +27,7 @@ from workers.evaluate import (
     Worker,
     device_type,
 )
-from workers.models import ModelLoadError, ModelSpec
+from workers.spec import ModelLoadError, ModelSpec
 
 MAX_CACHED_MODELS = 16  # loaded models kept between units (a worker's next unit often reuses them)
 

@@ -20,7 +20,7 @@ from orchestrator.cli.console import (
 )
 
 if TYPE_CHECKING:  # torch and timm load in the command's body, not at start-up
-    from workers.models import ModelSpec
+    from workers.spec import ModelSpec
 
 
 def evaluate(
@@ -45,8 +45,9 @@ def evaluate(
     ] = False,
 ) -> None:
     """Evaluate models on a dataset in this process and update the best savers."""
-    from orchestrator.ingest.evaluation import evaluate_dataset, resolve_specs
+    from orchestrator.ingest.evaluation import evaluate_dataset
     from workers.evaluate import EvalOptions
+    from workers.identity import resolve_specs
 
     settings = settings_or_fail()
     with user_errors():
@@ -84,8 +85,8 @@ def models_add(
     The same model registered again changes nothing; other weights, another architecture or
     data config under a registered name are refused.
     """
-    from orchestrator.ingest.evaluation import checkpoint_id, register
     from workers.evaluate import LoadedModel
+    from workers.identity import checkpoint_id, register
 
     with user_errors():
         spec = checkpoint_spec(
@@ -113,7 +114,7 @@ def checkpoint_spec(
     interpolation: str | None,
 ) -> ModelSpec:
     """The spec of ``models add``, every option checked (InputError on the first bad one)."""
-    from workers.models import ModelSpec, checked_overrides
+    from workers.spec import ModelSpec, checked_overrides
 
     validate.name(name, "model name")
     if num_classes is not None:

@@ -56,8 +56,8 @@ def records_export(
     ] = None,
 ) -> None:
     """Write the dataset's predictions in the TinySaver seed code's record format."""
-    from orchestrator.ingest.evaluation import split_patterns
     from orchestrator.ingest.records_export import export_records
+    from workers.identity import split_patterns
 
     with transaction() as session:
         names = export_records(

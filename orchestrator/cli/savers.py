@@ -10,8 +10,12 @@ from rich.table import Table
 
 from db.queries import get_dataset
 from orchestrator.answers import (
+    CURVE_FIELDS,
     DEFAULT_ALTERNATIVES,
+    FIELDS,
     SaverQuery,
+    field_text,
+    fields_for,
     saver_of,
     savers,
 )
@@ -31,7 +35,7 @@ from orchestrator.cli.options import (
     keep_budget,
 )
 from search.costs import GMACS, LATENCY
-from search.results import curve, fields_for
+from search.results import curve
 from search.selection import BUDGET, PAPER
 from search.service import SaverSearch
 
@@ -117,31 +121,8 @@ def savers_show(
     )
 
 
-HEADERS = {
-    "threshold": "threshold",
-    "exit_ratio": "exits %",
-    "accuracy": "acc %",
-    "base_accuracy": "base acc %",
-    "relative_cost": "rel. cost",
-    "saving": "saving %",
-    "delta_c": "ΔC",
-    "in_sample_accuracy": "calib acc %",
-    "in_sample_saving": "calib saving %",
-}
-PERCENT = {
-    "exit_ratio",
-    "accuracy",
-    "base_accuracy",
-    "saving",
-    "in_sample_accuracy",
-    "in_sample_saving",
-}
-
-
 def _cell(field: str, value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{100 * value:.2f}" if field in PERCENT else f"{value:.4f}"
+    return field_text(field, value, missing="-")
 
 
 def _print_best(rows: list[dict], query: SaverQuery, dataset: str, notice: str | None = None):
@@ -155,7 +136,8 @@ def _print_best(rows: list[dict], query: SaverQuery, dataset: str, notice: str |
         title += ", picked on the calibration half, scored on the other half"
     if query.cost == LATENCY:
         title += f"; cost: latency on {query.device_type}"
-    table = Table("base", "saver", *(HEADERS[f] for f in fields), title=title, caption=notice)
+    labels = (FIELDS[f].label for f in fields)
+    table = Table("base", "saver", *labels, title=title, caption=notice)
     for row in rows:
         cells = [_cell(f, row[f]) for f in fields]
         table.add_row(row["base"], row["saver"] or "[dim]none[/]", *cells)
@@ -183,13 +165,12 @@ def savers_curve(
         return
     front = result["pareto_front"]
     shown = front if len(front) <= 20 else [front[i * (len(front) - 1) // 19] for i in range(20)]
-    fields = ("threshold", "exit_ratio", "accuracy", "relative_cost", "saving")
     table = Table(
-        *(HEADERS[f] for f in fields),
+        *(FIELDS[f].label for f in CURVE_FIELDS),
         title=f"{saver} before {base} on {dataset}: Pareto front, {len(front)} of "
         f"{result['num_exit_sets']} exit sets"
         + (f" ({len(shown)} shown)" if shown != front else ""),
     )
     for point in shown:
-        table.add_row(*(_cell(f, point[f]) for f in fields))
+        table.add_row(*(_cell(f, point[f]) for f in CURVE_FIELDS))
     out.print(table)

@@ -64,8 +64,8 @@ def watch(
     ),
 ) -> None:
     """Sweep every pretrained tag that is new, or whose weights or data config changed."""
-    from orchestrator.ingest.evaluation import split_patterns
     from orchestrator.sweeps.store import SweepOptions
+    from workers.identity import split_patterns
 
     if once == (every is not None):
         raise fail("give --once for one pass, or --every PERIOD (e.g. 24h) for a schedule")

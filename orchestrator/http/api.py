@@ -4,8 +4,8 @@ Every route answers from ``orchestrator.answers``, the functions behind the CLI'
 read-only transaction of its own. Bearer tokens come from the settings: a read token reads, a write
 token also submits sweeps; reads are open without a token only with ``api_open_read``. Tokens are
 compared in constant time and never logged. Errors are ``{"error": message}`` with 401/403 for
-auth, 404 for an unknown name, 409 for an idempotency key sent with another request, 422 for
-a bad parameter and 503 when the database is unreachable.
+auth, 404 for an unknown name or a model without complete predictions, 409 for an idempotency key
+sent with another request, 422 for a bad parameter and 503 when the database is unreachable.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from cluster.settings import Settings, get_settings
 from db.queries import Conflict, NotFound, get_dataset
 from db.schema import SchemaOutOfDate, current_revision, ensure_schema, head_revision
 from db.session import session_factory
-from orchestrator import catalog
+from orchestrator import answers
 from orchestrator.answers import DEFAULT_ALTERNATIVES, MAX_OFFSET, MAX_PAGE, SaverQuery
 from search.costs import GMACS
 from search.results import curve
@@ -276,7 +276,7 @@ def _v1() -> APIRouter:
     @router.get("/datasets", tags=["datasets"])
     def datasets(db: DB) -> list[dict]:
         """Registered datasets with their budgets and how many models are complete on each."""
-        return catalog.datasets(db)
+        return answers.datasets(db)
 
     @router.get("/models", tags=["models"])
     def models(
@@ -289,7 +289,7 @@ def _v1() -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> dict:
         """Models cheapest first, filtered and paged: items, total, offset and limit."""
-        return catalog.models_page(
+        return answers.models_page(
             db,
             dataset=dataset,
             source=source,
@@ -302,7 +302,7 @@ def _v1() -> APIRouter:
     @router.get("/models/{name:path}", tags=["models"])
     def model(db: DB, name: str) -> dict:
         """A model's profile, data config, throughput and top-1 accuracy per dataset."""
-        return catalog.model_detail(db, name)
+        return answers.model_detail(db, name)
 
     @router.get("/savers", tags=["savers"])
     def savers(
@@ -316,7 +316,7 @@ def _v1() -> APIRouter:
     ) -> list[dict]:
         """The best saver of every base model of the dataset (null where none saves)."""
         query = SaverQuery(criterion, max_drop, holdout, cost, device_type).checked()
-        rows, _unmeasured = catalog.savers(db, dataset, query)
+        rows, _unmeasured = answers.savers(db, dataset, query)
         return rows
 
     @router.get("/savers/{base}", tags=["savers"])
@@ -331,7 +331,7 @@ def _v1() -> APIRouter:
     ) -> dict:
         """One base's best saver and the next-best savers, ranked the same way."""
         query = SaverQuery(criterion, max_drop, holdout).checked()
-        return catalog.saver_of(db, dataset, base, query, alternatives)
+        return answers.saver_of(db, dataset, base, query, alternatives)
 
     @router.get("/pairs/{base}/{saver}/curve", tags=["savers"])
     def pair_curve(db: DB, base: str, saver: str, dataset: DatasetName) -> dict:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from cluster.errors import InputError
 from db.models import Dataset, Model
 from db.queries import complete_model_ids, dataset_samples, get_dataset, top1_predictions
-from orchestrator.answers import SaverQuery, savers
+from orchestrator.answers import FIELDS, SaverQuery, field_text, fields_for, savers
 from orchestrator.reports.plots import plot_curve, plot_operating_points
 from search.engine import Zoo
 from search.results import curve_of
@@ -163,25 +163,32 @@ def _num(value: float | None, digits: int = 4) -> str:
     return "" if value is None else f"{value:.{digits}g}"
 
 
+# savers.csv: the pair fields (its column names are FIELDS' csv names), then the costs.
+CSV_FIELDS = ("threshold", "exit_ratio", "accuracy", "base_accuracy", "accuracy_drop",
+              "relative_cost", "saving")  # fmt: skip
+
+
+def _csv_cell(field: str, value: float | None) -> str:
+    return field_text(field, value, percent_format=".3f", number_format=".6g")
+
+
 def savers_csv(rows: list[dict], models: list[dict]) -> str:
     """One row per base: its best saver's operating point, accuracies in percent."""
     gmacs = {m["name"]: m["gmacs"] for m in models}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["base", "saver", "threshold", "exit_pct", "top1", "base_top1", "top1_drop",
-                     "relative_cost", "saving_pct", "base_gmacs", "saver_gmacs"])  # fmt: skip
+    writer.writerow(["base", "saver", *(FIELDS[f].csv for f in CSV_FIELDS), "base_gmacs",
+                     "saver_gmacs"])  # fmt: skip
     for row in rows:
         saver = row["saver"]
-        drop = (
-            None
-            if row.get("accuracy") is None or row.get("base_accuracy") is None
-            else row["base_accuracy"] - row["accuracy"]
-        )
-        saving = row.get("saving", None if row.get("delta_c") is None else -row["delta_c"])
+        values = {field: row.get(field) for field in CSV_FIELDS}
+        if values["accuracy"] is not None and values["base_accuracy"] is not None:
+            values["accuracy_drop"] = values["base_accuracy"] - values["accuracy"]
+        if row.get("delta_c") is not None:  # the paper criterion reports ΔC = -saving
+            values["saving"] = -row["delta_c"]
+        values["relative_cost"] = None if values["saving"] is None else 1 - values["saving"]
         writer.writerow([
-            row["base"], saver or "", _num(row["threshold"], 6), _pct(row["exit_ratio"]),
-            _pct(row.get("accuracy")), _pct(row.get("base_accuracy")), _pct(drop),
-            _num(None if saving is None else 1 - saving, 6), _pct(saving),
+            row["base"], saver or "", *(_csv_cell(f, values[f]) for f in CSV_FIELDS),
             _num(gmacs[row["base"]], 6), _num(gmacs.get(saver), 6) if saver else "",
         ])  # fmt: skip
     return buffer.getvalue()
@@ -205,17 +212,6 @@ def models_csv(models: list[dict]) -> str:
 
 
 # ----- the page ----------------------------------------------------------------------------------
-COLUMNS = (  # field, header, percent
-    ("threshold", "threshold", False),
-    ("exit_ratio", "exits %", True),
-    ("accuracy", "top-1 %", True),
-    ("base_accuracy", "base top-1 %", True),
-    ("saving", "saving %", True),
-    ("relative_cost", "relative cost", False),
-)
-PAPER_COLUMNS = (("threshold", "threshold", False), ("exit_ratio", "exits %", True),
-                 ("delta_c", "ΔC", False))  # fmt: skip
-
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;width:100%}th,td{padding:3px 8px;border-bottom:1px solid #ddd}
@@ -253,7 +249,7 @@ def render_index(meta: dict, rows: list[dict], models: list[dict], curves: dict[
     """The report page: summary, zoo plot, sortable best-saver table, per-base curves."""
     e = html.escape
     query = meta["query"]
-    columns = PAPER_COLUMNS if query["criterion"] == PAPER else COLUMNS
+    columns = fields_for(query["criterion"], query["holdout"])
     gmacs = {m["name"]: m["gmacs"] for m in models}
     criterion = (
         "paper criterion (equal performance)"
@@ -264,7 +260,7 @@ def render_index(meta: dict, rows: list[dict], models: list[dict], curves: dict[
         criterion += ", thresholds picked on the calibration half and scored on the other half"
     saved = sum(row["saver"] is not None for row in rows)
     head = "".join(f"<th>{e(h)}</th>" for h in ("base", "base GMACs", "saver"))
-    head += "".join(f"<th>{e(header)}</th>" for _, header, _ in columns)
+    head += "".join(f"<th>{e(FIELDS[field].label)}</th>" for field in columns)
     body = []
     for row in rows:
         cells = [
@@ -274,9 +270,9 @@ def render_index(meta: dict, rows: list[dict], models: list[dict], curves: dict[
             f'<td class="n">{gmacs[row["base"]]:.4g}</td>',
             f"<td>{e(row['saver'])}</td>" if row["saver"] else '<td class="none">none</td>',
         ]
-        for field, _, percent in columns:
+        for field in columns:
             value = row.get(field)
-            shown = "" if value is None else (f"{100 * value:.2f}" if percent else f"{value:.4g}")
+            shown = field_text(field, value, number_format=".4g")
             data = "" if value is None else f' data-value="{value!r}"'
             cells.append(f'<td class="n"{data}>{shown}</td>')
         body.append(f'<tr data-base="{e(row["base"])}">{"".join(cells)}</tr>')

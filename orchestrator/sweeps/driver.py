@@ -23,17 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-import ray
-from ray.exceptions import RayActorError, RayError, RayTaskError
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from cluster.errors import InputError, ServiceError
-from cluster.ray_cluster import worker_environment
+from cluster.ray_cluster import ray_api, worker_environment
 from cluster.settings import Settings
 from db.models import Dataset, Sweep, SweepUnit, utc_now
 from db.queries import dataset_shards
-from orchestrator.ingest.evaluation import models_evaluated, store_throughput
+from orchestrator.sweeps.completion import models_evaluated, store_throughput
 from orchestrator.sweeps.store import (
     CANCELLED,
     DONE,
@@ -48,8 +46,9 @@ from orchestrator.sweeps.store import (
     sweep_specs,
 )
 from search.service import SaverSearch
-from workers.actor import EvalActor
 from workers.unit import UnitReport
+
+ray = ray_api()  # before Ray is first imported here: token authentication decided
 
 POLL_S = 0.5
 HEARTBEAT_S = 5.0
@@ -222,6 +221,8 @@ class SweepDriver:
         while len(self.actors) + len(self.starting) < self._wanted(pending):
             if not self._room_for_one():
                 return
+            from workers.actor import EvalActor  # imports Ray: after ray_api() above
+
             actor = EvalActor.options(
                 **self.resources, runtime_env={"env_vars": self.worker_env}
             ).remote(self.options.eval_options())
@@ -236,7 +237,7 @@ class SweepDriver:
             self.workers_started += 1
             if self.first_worker_s is None:
                 self.first_worker_s = time.monotonic() - self.started
-        except RayError as error:
+        except ray.exceptions.RayError as error:
             self.last_start_error = str(error).strip().splitlines()[0]
 
     # -- the loop -----------------------------------------------------------------------------
@@ -314,11 +315,11 @@ class SweepDriver:
         actor, unit, started = self.in_flight.pop(ref)
         try:
             report: UnitReport = ray.get(ref)
-        except RayActorError as error:  # the worker died: killed, node lost, fatal GPU error
+        except ray.exceptions.RayActorError as error:  # worker killed, node lost, GPU fatal
             self.actors.pop(actor, None)
             self._retry(unit, pending, f"worker lost ({_first_line(error)})")
             return
-        except RayTaskError as error:  # an error inside the unit (shard unreadable, database)
+        except ray.exceptions.RayTaskError as error:  # inside the unit: shard, database
             self.idle.append(actor)
             self._retry(unit, pending, _task_error(error))
             return
@@ -386,7 +387,7 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _task_error(error: RayTaskError) -> str:
+def _task_error(error: ray.exceptions.RayTaskError) -> str:
     cause = error.cause if getattr(error, "cause", None) is not None else error
     if isinstance(cause, ServiceError | InputError):
         return str(cause)

@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from cluster.errors import ServiceError
-from cluster.ray_cluster import check_reachable, worker_environment
+from cluster.ray_cluster import check_reachable, job_client, worker_environment
 from cluster.settings import Settings, data_dir
 from db.models import Sweep, utc_now
 from db.session import session_factory
@@ -120,8 +120,6 @@ def submit_job(
 
     A head that has just started answers "no available agent" for a few seconds: retried.
     """
-    from ray.job_submission import JobSubmissionClient
-
     logging.getLogger("ray").setLevel(logging.ERROR)  # packaging chatter, one line per file
     runtime_env: dict = {"env_vars": worker_environment(settings)}
     checkout = Path(__file__).resolve().parents[1]
@@ -133,7 +131,7 @@ def submit_job(
         runtime_env["pip"] = pip
     for attempt in range(JOB_SUBMIT_ATTEMPTS):
         try:
-            client = JobSubmissionClient(address)
+            client = job_client(address)
             return client.submit_job(
                 entrypoint=entrypoint, runtime_env=runtime_env, submission_id=submission_id
             )

@@ -29,7 +29,7 @@ from search.service import SaverSearch
 
 if TYPE_CHECKING:  # torch and timm only where a sweep is planned
     from workers.evaluate import EvalOptions
-    from workers.models import ModelSpec
+    from workers.spec import ModelSpec
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
@@ -77,8 +77,9 @@ def submit(
     exclude: Sequence[str] = (),
 ) -> Sweep:
     """A queued sweep, its models registered with their costs; bad input raises InputError."""
-    from orchestrator.ingest.evaluation import register_all, resolve_specs
-    from workers.models import ModelLoadError, describe
+    from workers.build import describe
+    from workers.identity import register_all, resolve_specs
+    from workers.spec import ModelLoadError
 
     options.check()
     dataset = get_dataset(session, dataset_name)
@@ -196,8 +197,8 @@ def options_of(sweep: Sweep) -> SweepOptions:
 
 def sweep_specs(session: Session, sweep: Sweep) -> tuple[list[ModelSpec], dict[str, int]]:
     """The sweep's models as specs, and their ids."""
-    from orchestrator.ingest.evaluation import spec_of
-    from workers.models import ModelSpec
+    from workers.identity import spec_of
+    from workers.spec import ModelSpec
 
     models = session.scalars(select(Model).where(Model.name.in_(sweep.models))).all()
     random = options_of(sweep).random_weights

@@ -14,11 +14,11 @@ from PIL import Image
 from db.models import Model
 from db.queries import dataset_samples, dataset_shards, get_dataset, top1_predictions
 from db.session import session_factory
-from orchestrator.ingest.evaluation import spec_of
 from tests.factories import saverzoo, saverzoo_json
 from tests.workers.test_evaluate import MODELS
 from tests.workers.test_evaluate import zoo_dataset as zoo_dataset  # a shared fixture
 from workers.cascade import Cascade
+from workers.identity import spec_of
 from workers.shards import decode_rgb, read_shard
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -160,7 +160,8 @@ def test_profile_of_resnet50_matches_its_model_card():
 
 
 def test_pretrained_weights_missing_offline_is_a_clear_error(monkeypatch):
-    from workers.models import ModelLoadError, build, timm_spec
+    from workers.build import build
+    from workers.spec import ModelLoadError, timm_spec
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="not available offline.*--random-weights"):
@@ -200,7 +201,7 @@ def test_two_evaluations_of_a_random_weights_model_store_the_same_predictions(
     """Random weights are seeded by the model's name, so a rerun (after a crash, say) never
     mixes two initialisations under one name; the seed is recorded with the model."""
     from tests.factories import saverzoo_json
-    from workers.models import random_seed
+    from workers.spec import random_seed
 
     args = ["evaluate", "--models", "test_resnet", "--random-weights", "--dataset", "tiny"]
     first = saverzoo(*args)

@@ -17,10 +17,10 @@ from workers.evaluate import (
     Worker,
     evaluate_samples,
 )
-from workers.models import ModelSpec
 from workers.prefetch import prefetched
 from workers.preprocess import DeviceTransform, decode_cpu
 from workers.shards import Sample, decode_rgb
+from workers.spec import ModelSpec
 from workers.synthetic_images import natural_jpeg
 
 # The documented bound of fast mode against reference mode, in grey levels (0-255) before

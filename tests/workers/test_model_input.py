@@ -9,14 +9,9 @@ import torch
 from safetensors.torch import save_file
 
 from cluster.errors import InputError
-from workers.models import (
-    ModelLoadError,
-    ModelSpec,
-    build,
-    checked_overrides,
-    random_seed,
-    read_checkpoint,
-)
+from workers.build import build
+from workers.spec import ModelLoadError, ModelSpec, checked_overrides, random_seed
+from workers.weights import read_checkpoint
 
 
 def _state():
