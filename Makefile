@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint clean browser
+.PHONY: test demo lint clean browser base-install
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,21 @@ test: $(STAMP) browser
 demo: $(STAMP)
 	$(BIN)/saverzoo demo
 
+# ruff, the import contracts of pyproject.toml (the layers) and the type checker.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+# The promise of the README: `pip install saverzoo` without extras runs the queries. A second venv
+# with the base install only answers them, and a command that needs the worker extra says so.
+BASE_VENV := .venv-base
+base-install:
+	rm -rf $(BASE_VENV)
+	$(PYTHON) -m venv $(BASE_VENV)
+	$(BASE_VENV)/bin/pip install --quiet --upgrade pip
+	$(BASE_VENV)/bin/pip install --quiet .
+	$(BASE_VENV)/bin/python -m tests.base_install $(BASE_VENV)/bin/saverzoo
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(BASE_VENV) build *.egg-info

@@ -105,14 +105,14 @@ def service_add_one_model(num_models: int, num_samples: int, database_url: str |
         return model.id
 
     with sessions.begin() as session:
-        dataset = session.scalar(select(Dataset).where(Dataset.name == dataset_name))
+        dataset = session.scalars(select(Dataset).where(Dataset.name == dataset_name)).one()
         for row in range(num_models):
             if row != newcomer:
                 store(session, dataset, row)
     search = SaverSearch()
     start = time.perf_counter()
     with sessions.begin() as session:
-        dataset = session.scalar(select(Dataset).where(Dataset.name == dataset_name))
+        dataset = session.scalars(select(Dataset).where(Dataset.name == dataset_name)).one()
         search.warm(session, dataset)
         # Load (or compile) the kernels, as a long-lived service would have done already.
         warm_kernels = SplitZoo(_zoo(30, 1000), calibration_mask([f"{i}" for i in range(1000)]))
@@ -120,15 +120,15 @@ def service_add_one_model(num_models: int, num_samples: int, database_url: str |
         saver_records(warm_kernels, 0, np.arange(1, 30), BUDGETS_CP)
     warm_up = time.perf_counter() - start
     with sessions.begin() as session:
-        dataset = session.scalar(select(Dataset).where(Dataset.name == dataset_name))
+        dataset = session.scalars(select(Dataset).where(Dataset.name == dataset_name)).one()
         model_id = store(session, dataset, newcomer)
     start = time.perf_counter()
     with sessions.begin() as session:
-        dataset = session.scalar(select(Dataset).where(Dataset.name == dataset_name))
+        dataset = session.scalars(select(Dataset).where(Dataset.name == dataset_name)).one()
         summary = search.models_completed(session, dataset, [model_id])
     warm = time.perf_counter() - start
     with sessions.begin() as session:  # cold: a fresh service must read and sort the zoo first
-        dataset = session.scalar(select(Dataset).where(Dataset.name == dataset_name))
+        dataset = session.scalars(select(Dataset).where(Dataset.name == dataset_name)).one()
         start = time.perf_counter()
         SaverSearch().models_completed(session, dataset, [model_id])
         cold = time.perf_counter() - start

@@ -34,7 +34,7 @@ def write_images(folder: Path, count: int, size: int) -> Source:
     base = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
     for i in range(count):
         shifted = np.roll(base, i, axis=(0, 1))
-        picture = Image.fromarray(shifted).resize((size, size), Image.BICUBIC)
+        picture = Image.fromarray(shifted).resize((size, size), Image.Resampling.BICUBIC)
         buffer = io.BytesIO()
         picture.save(buffer, format="JPEG", quality=90)
         path = folder / f"img_{i:06d}.JPEG"

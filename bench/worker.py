@@ -89,15 +89,16 @@ def make_shards(folder: Path, images: int, shard_size: int) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
         made = pool.map(_jpeg_and_label, range(images), chunksize=32)
-        made = track(made, total=images, description="generating JPEGs", console=console)
+        tracked = track(made, total=images, description="generating JPEGs", console=console)
         writer = None
-        for index, (jpeg, label) in enumerate(made):
-            if index % shard_size == 0:
-                if writer:
+        for index, (jpeg, label) in enumerate(tracked):
+            if writer is None or index % shard_size == 0:
+                if writer is not None:
                     writer.close()
                 writer = wds.TarWriter(urls[index // shard_size])
             writer.write({"__key__": f"{index:08d}", "jpg": jpeg, "cls": label})
-        writer.close()
+        if writer is not None:
+            writer.close()
     done.touch()
     return urls
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -246,15 +247,15 @@ def savers(session: Session, dataset_name: str, query: SaverQuery, base: str | N
     """Every base's best saver (or BASE's), and the bases without a latency measurement."""
     dataset = get_dataset(session, dataset_name)
     cp = check_kept_budget(dataset, query)
-    selection = {
+    selection: dict[str, Any] = {
         "criterion": query.criterion,
         "max_drop_centipoints": cp,
         "holdout": query.holdout,
         "base": base,
     }
     if query.cost == LATENCY:
-        check_device_type(session, dataset, query.device_type)
-        return latency_best_savers(session, dataset, device_type=query.device_type, **selection)
+        device_type = check_device_type(session, dataset, query.device_type)
+        return latency_best_savers(session, dataset, device_type=device_type, **selection)
     return best_savers(session, dataset, **selection), []
 
 
@@ -317,4 +318,3 @@ def saver_of(
         "alternatives": shown[1:],
         "candidates": len(candidates),
     }
-

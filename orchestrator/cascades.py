@@ -1,4 +1,5 @@
-"""The database side of a cascade: which saver, base and threshold the stored search chose."""
+"""The database side of a cascade: which saver, base and threshold the stored search chose, and
+the runtime cascade built from that choice."""
 
 from __future__ import annotations
 
@@ -37,3 +38,19 @@ def chosen_pair(
         about = {"dataset": dataset, **query.describe(), "predicted": best}
         saver = spec_of(get_model(session, best["saver"]))
         return ChosenPair(saver, spec_of(get_model(session, base)), best["threshold"], about)
+
+
+def cascade_from_store(
+    base: str,
+    dataset: str,
+    *,
+    max_drop: float | None = None,
+    criterion: str = "budget",
+    holdout: bool = False,
+    **options,
+):
+    """BASE with its best saver on DATASET and the threshold the search chose, ready to run."""
+    from workers.cascade import Cascade  # torch and timm: only when a cascade is built
+
+    chosen = chosen_pair(base, dataset, max_drop, criterion, holdout)
+    return Cascade.build(chosen.saver, chosen.base, chosen.threshold, **options)

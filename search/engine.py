@@ -60,7 +60,7 @@ class Zoo:
     def from_predictions(
         cls,
         names: Sequence[str],
-        costs: Sequence[float],
+        costs: Sequence[float] | np.ndarray,
         predictions: np.ndarray,
         confidence: np.ndarray,
         labels: np.ndarray,
@@ -164,7 +164,7 @@ class PairScan:
 def scan_saver(
     zoo: Zoo,
     saver: int,
-    bases: Sequence[int],
+    bases: Sequence[int] | np.ndarray,
     max_drops: Sequence[float],
     saver_order: SaverOrder | None = None,
 ) -> PairScan:
@@ -213,7 +213,7 @@ def scan_saver(
 def apply_thresholds(
     zoo: Zoo,
     saver: int,
-    bases: Sequence[int],
+    bases: Sequence[int] | np.ndarray,
     thresholds: np.ndarray,
     saver_order: SaverOrder | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:

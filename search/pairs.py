@@ -167,7 +167,7 @@ def _evaluation_point(
 
 
 def saver_records(
-    zoos: SplitZoo, saver: int, bases: Sequence[int], budgets: Sequence[int]
+    zoos: SplitZoo, saver: int, bases: Sequence[int] | np.ndarray, budgets: Sequence[int]
 ) -> list[PairRecord]:
     """Records of ``saver`` in front of each of ``bases``: one per budget, plus the paper's."""
     bases = list(bases)

@@ -73,11 +73,14 @@ def pair_view(pair: PairResult, criterion: str, holdout: bool, costs: dict | Non
     return {field: value(field) for field in BUDGET_FIELDS}
 
 
-def budget_key(dataset: Dataset, criterion: str, max_drop: float) -> tuple[int, bool]:
-    """The stored key of a criterion, and whether the dataset already keeps it."""
+def budget_key(dataset: Dataset, criterion: str, max_drop: float | None) -> tuple[int, bool]:
+    """The stored key of a criterion, and whether the dataset already keeps it.
+
+    ``max_drop`` None is no drop (0 points), as ``SaverQuery.checked`` fills it in.
+    """
     if criterion == PAPER:
         return 0, True
-    cp = centipoints(max_drop)
+    cp = centipoints(0.0 if max_drop is None else max_drop)
     return cp, cp in dataset.budgets_centipoints
 
 

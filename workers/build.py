@@ -81,6 +81,7 @@ def build(spec: ModelSpec) -> torch.nn.Module:
             ) from None
         raise ModelLoadError(f"cannot build {spec.arch!r}: {error}") from None
     if spec.source == "checkpoint":
+        assert spec.checkpoint is not None  # a checkpoint model always has its path
         fit(model, read_checkpoint(Path(spec.checkpoint)), spec)
     return model.eval()
 

@@ -6,9 +6,9 @@ CPU, the decode-once device transform on a GPU, bf16 there), runs the saver on a
 keeps the saver's answer where its top-1 probability is above the threshold (the search's rule:
 an input exits when ``confidence > threshold``), and runs the base on the others only.
 
-It is built from the database (``Cascade.from_store``: a base's best saver and threshold, as the
-search chose them), explicitly from two model specs and a threshold, or from an exported folder
-(``Cascade.load``, no database needed; ``export`` writes one).
+It is built explicitly from two model specs and a threshold (``Cascade.build``; the database's
+choice of saver and threshold comes from ``orchestrator.cascades.cascade_from_store``), or from
+an exported folder (``Cascade.load``, no database needed; ``export`` writes one).
 """
 
 from __future__ import annotations
@@ -71,23 +71,6 @@ class Cascade:
         return cls(LoadedModel.load(saver), LoadedModel.load(base), threshold, **options)
 
     @classmethod
-    def from_store(
-        cls,
-        base: str,
-        dataset: str,
-        *,
-        max_drop: float | None = None,
-        criterion: str = "budget",
-        holdout: bool = False,
-        **options,
-    ) -> Cascade:
-        """BASE with its best saver on DATASET and the threshold the search chose."""
-        from orchestrator.cascades import chosen_pair  # the database side, above the workers
-
-        chosen = chosen_pair(base, dataset, max_drop, criterion, holdout)
-        return cls.build(chosen.saver, chosen.base, chosen.threshold, **options)
-
-    @classmethod
     def load(cls, folder: Path, **options) -> Cascade:
         """An exported cascade (``export``): both models and the threshold, no database."""
         from safetensors.torch import load_file
@@ -104,7 +87,8 @@ class Cascade:
             params_m = sum(p.numel() for p in module.parameters()) / 1e6
             cost = Profile(params_m, model["gmacs"], tuple(model["data_config"]["input_size"]))
             loaded.append(LoadedModel(spec, module.eval(), model["data_config"], cost))
-        return cls(*loaded, meta["threshold"], **options)
+        saver, base = loaded
+        return cls(saver, base, meta["threshold"], **options)
 
     def _transform(self, config: dict):
         if self.options.mode == "reference":

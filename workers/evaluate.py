@@ -38,6 +38,7 @@ from cluster.errors import InputError, ServiceError
 from workers.build import build, cost, data_config, skeleton
 from workers.prefetch import prefetched
 from workers.preprocess import DeviceTransform, decode_cpu, decode_on_device
+from workers.preprocess_key import preprocessing_key
 from workers.profile import Profile
 from workers.shards import DECODE_ERRORS, Sample, SampleFailures, decode_rgb, read_shard
 from workers.spec import ModelSpec
@@ -120,8 +121,9 @@ class LoadedModel:
         return cls(spec, module, config, cost(spec, skeleton(spec), config["input_size"]))
 
     @property
-    def config_key(self) -> tuple:
-        return tuple(sorted((k, str(v)) for k, v in self.config.items()))
+    def config_key(self) -> str:
+        """Models with equal keys share preprocessing (``preprocessing_key``)."""
+        return preprocessing_key(self.config)
 
 
 @dataclass
@@ -235,7 +237,7 @@ class _Prepared:
 
     samples: list[Sample]
     images: list  # per sample: a decoded image (or JPEG bytes for GPU decoding) or an exception
-    inputs: dict[tuple, torch.Tensor] = field(default_factory=dict)  # reference: per config
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)  # reference: per config
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:
@@ -259,7 +261,7 @@ def _try(decode, jpeg: bytes):
 class _Preprocessor:
     """Per batch: decode once; per config group: the model input on the device."""
 
-    def __init__(self, groups: dict[tuple, list[LoadedModel]], options: EvalOptions) -> None:
+    def __init__(self, groups: dict[str, list[LoadedModel]], options: EvalOptions) -> None:
         self.options = options
         self.decode_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
         if options.mode == "reference":
@@ -289,7 +291,7 @@ class _Preprocessor:
     def _pinned(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor.pin_memory() if self.options.cuda else tensor
 
-    def on_device(self, prepared: _Prepared) -> dict[tuple, torch.Tensor]:
+    def on_device(self, prepared: _Prepared) -> dict[str, torch.Tensor]:
         """The model inputs of the decoded samples; decodes on the GPU in fast mode."""
         device = self.options.device
         if self.options.mode == "reference":
@@ -316,7 +318,7 @@ class Worker:
 
     def __init__(self, models: Sequence[LoadedModel], options: EvalOptions | None = None) -> None:
         self.options = options or EvalOptions()
-        self.groups: dict[tuple, list[LoadedModel]] = {}
+        self.groups: dict[str, list[LoadedModel]] = {}
         for model in models:
             self.groups.setdefault(model.config_key, []).append(model)
         self.runners = {model.spec.name: ModelRunner(model, self.options) for model in models}

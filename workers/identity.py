@@ -26,7 +26,7 @@ def split_patterns(values: Sequence[str]) -> list[str]:
 
     ``@FILE`` reads names or patterns from a file, one per line (``#`` starts a comment).
     """
-    parts = []
+    parts: list[str] = []
     for value in values:
         if value.startswith("@"):
             path = Path(value[1:]).expanduser()
@@ -197,7 +197,7 @@ def _same_file(existing: Model, given: str | None) -> bool:
     return bool(shared) and all(old[k] == new[k] for k in shared)
 
 
-def _richer(stored: str | None, given: str) -> str:
+def _richer(stored: str | None, given: str | None) -> str | None:
     """Of two identities of the same file, the one that records more (its digest)."""
     return stored if len(_weights_fields(stored)) > len(_weights_fields(given)) else given
 

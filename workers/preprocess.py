@@ -121,9 +121,10 @@ class DeviceTransform:
         by_size: dict[tuple, list[int]] = {}
         for index, image in enumerate(images):
             by_size.setdefault(tuple(image.shape), []).append(index)
-        out: list[torch.Tensor | None] = [None] * len(images)
+        out: dict[int, torch.Tensor] = {}
         for indices in by_size.values():
             resized = self.geometry(torch.stack([images[i] for i in indices]))
             for i, image in zip(indices, resized, strict=True):
                 out[i] = image
-        return (torch.stack(out).float() - self.mean) / self.std
+        stacked = torch.stack([out[i] for i in range(len(images))])
+        return (stacked.float() - self.mean) / self.std

@@ -29,4 +29,5 @@ def profile(model: torch.nn.Module, input_size: tuple[int, int, int]) -> Profile
     device = next(model.parameters()).device
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model.eval()(torch.zeros(1, *input_size, device=device))
-    return Profile(params / 1e6, counter.get_total_flops() / 2 / 1e9, tuple(input_size))
+    channels, height, width = input_size
+    return Profile(params / 1e6, counter.get_total_flops() / 2 / 1e9, (channels, height, width))

@@ -181,7 +181,11 @@ class S3Destination:
 
 
 # Where shards go, by URL scheme; anything else is an error that names the schemes we know.
-DESTINATIONS = {"s3": S3Destination, "file": LocalDestination, "": LocalDestination}
+DESTINATIONS: dict[str, type[LocalDestination] | type[S3Destination]] = {
+    "s3": S3Destination,
+    "file": LocalDestination,
+    "": LocalDestination,
+}
 
 
 def destination_for(url: str) -> LocalDestination | S3Destination:

@@ -130,7 +130,7 @@ def open_shard(url: str, version: str | None = None) -> BinaryIO:
 
 
 def _as_sample(raw: dict, url: str) -> Sample:
-    key = raw.get("__key__")
+    key: str = raw["__key__"]  # group_by_keys gives every sample one
     missing = [field for field in ("jpg", "cls") if field not in raw]
     if missing:
         raise ShardError(f"shard {url}: sample {key!r} has no {' or '.join(missing)} entry")

@@ -47,7 +47,7 @@ def _images_in(folder: Path) -> list[Path]:
 
 def image_folder(root: Path) -> Source:
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    images = []
+    images: list[SourceImage] = []
     for label, name in enumerate(classes):
         for path in _images_in(root / name):
             images.append(SourceImage(sample_key(len(images)), path, f"{name}/{path.name}", label))

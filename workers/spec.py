@@ -96,7 +96,8 @@ def _input_size(value: object) -> tuple[int, int, int]:
     validate.integer(sides[0], "input channels", 3, 3)
     for side in sides[1:]:
         validate.integer(side, "--input-size", MIN_INPUT_SIZE, MAX_INPUT_SIZE)
-    return tuple(int(v) for v in sides)
+    channels, height, width = (int(v) for v in sides)
+    return channels, height, width
 
 
 def _channels(what: str, low_open: bool):
@@ -104,7 +105,8 @@ def _channels(what: str, low_open: bool):
         values = list(value) if isinstance(value, list | tuple) else None
         if values is None or len(values) != 3:
             raise InputError(f"{what} {value!r}: give three numbers, one per channel (R,G,B)")
-        return tuple(validate.number(v, what, low=0.0, high=1.0, low_open=low_open) for v in values)
+        r, g, b = (validate.number(v, what, low=0.0, high=1.0, low_open=low_open) for v in values)
+        return r, g, b
 
     return check
 

@@ -25,7 +25,7 @@ def natural_image(seed: int, size: tuple[int, int] = IMAGENET_LIKE_SIZE) -> Imag
     for octave in range(4):  # coarse blobs first, finer texture with less weight
         cells = 3 * 2**octave
         noise = rng.standard_normal((cells, cells, 3), dtype=np.float32)
-        layer = Image.fromarray(_to_uint8(noise)).resize(size, Image.BICUBIC)
+        layer = Image.fromarray(_to_uint8(noise)).resize(size, Image.Resampling.BICUBIC)
         canvas += (np.asarray(layer, np.float32) - 128) * 0.6**octave
     canvas += rng.uniform(60, 190, size=3).astype(np.float32)  # a dominant colour
     image = Image.fromarray(_clip(canvas))
@@ -35,7 +35,7 @@ def natural_image(seed: int, size: tuple[int, int] = IMAGENET_LIKE_SIZE) -> Imag
         w, h = rng.integers(width // 10, width // 2), rng.integers(height // 10, height // 2)
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
-        shape((x0, y0, x0 + w, y0 + h), fill=colour)
+        shape((int(x0), int(y0), int(x0 + w), int(y0 + h)), fill=colour)
     grain = rng.standard_normal((height, width, 3), dtype=np.float32) * 12
     return Image.fromarray(_clip(np.asarray(image, np.float32) + grain))
 

@@ -132,18 +132,20 @@ def store_shard_result(
     dataset = get_dataset(session, dataset_name)
     digest = keys_digest(result.keys)
     for name, predictions in result.predictions.items():
+        model = session.get(Model, model_ids[name])
+        assert model is not None  # the unit's models are registered before it runs
         store_chunk(
             session,
-            model=session.get(Model, model_ids[name]),
+            model=model,
             dataset=dataset,
             shard_index=index,
             keys_digest_=digest,
             topk_classes=predictions.classes,
             topk_probs=predictions.probs,
         )
-    shard = session.scalar(
+    shard = session.scalars(
         select(DatasetShard).where(
             DatasetShard.dataset_id == dataset.id, DatasetShard.shard_index == index
         )
-    )
+    ).one()
     shard.failed_samples = dict(result.failures.reasons)

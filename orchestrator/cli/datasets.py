@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -161,7 +161,7 @@ def datasets_show(
             .where(DatasetShard.dataset_id == dataset.id)
             .order_by(DatasetShard.shard_index)
         ).all()
-        info = {
+        info: dict[str, Any] = {
             "name": dataset.name,
             "shards": dataset.shard_urls,
             "num_samples": dataset.num_samples,

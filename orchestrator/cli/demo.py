@@ -7,11 +7,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.console import (
-    fail,
-    out,
-    user_errors,
-)
+from orchestrator.cli.console import err, fail, out, user_errors
 
 
 def demo(
@@ -32,5 +28,9 @@ def demo(
         raise fail(f"--epochs {epochs}: use 1 or more")
     with user_errors():
         from orchestrator.cli import app
+
+        for shown in (out, err):  # the tables are wide: keep them whole in a log too
+            if not shown.is_terminal:
+                shown.width = max(shown.width, 130)
 
         run_demo(workdir, out, app, fresh=fresh, epochs=epochs, models=models)

@@ -93,6 +93,7 @@ def models_add(
             name, arch, checkpoint, num_classes, input_size, mean, std, crop_pct, interpolation
         )
         loaded = LoadedModel.load(spec)
+        assert spec.checkpoint is not None  # checkpoint_spec always sets it
         identity = checkpoint_id(spec.checkpoint)
     with transaction() as session:
         register(session, loaded.spec, loaded.config, loaded.profile, identity)

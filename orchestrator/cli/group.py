@@ -18,11 +18,20 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageErro
 from typer.core import TyperGroup
 
 DEBUG_VARIABLE = "SAVERZOO_DEBUG"
+# What `pip install 'saverzoo[worker]'` adds: a command that needs one of them says so.
+WORKER_MODULES = frozenset({"torch", "torchvision", "timm", "ray", "safetensors"})
 UNEXPECTED = "internal error"  # the words that mark a bug in the one line
 
 
 def _one_line(message: str) -> str:
     return " ".join(message.split())
+
+
+def _missing_worker_module(error: Exception) -> str | None:
+    """The worker extra's module the error did not find, or None."""
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        return error.name if error.name.split(".")[0] in WORKER_MODULES else None
+    return None
 
 
 class OneLineErrors(TyperGroup):
@@ -49,6 +58,12 @@ class OneLineErrors(TyperGroup):
             fail("interrupted")
             sys.exit(130)
         except Exception as error:
+            if (missing := _missing_worker_module(error)) is not None:
+                fail(
+                    f"this command evaluates models and needs the worker extra (no module named "
+                    f"{missing!r}): pip install 'saverzoo[worker]'"
+                )
+                sys.exit(1)
             if os.environ.get(DEBUG_VARIABLE):
                 raise
             fail(

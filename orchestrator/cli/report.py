@@ -21,7 +21,7 @@ from search.selection import BUDGET
 
 
 def report(
-    dataset: Dataset = ...,
+    dataset: Dataset,
     out_dir: Annotated[
         Path | None,
         typer.Option("--out", help="Folder of the report (default: where `serve` finds it)."),
@@ -31,8 +31,7 @@ def report(
     holdout: Holdout = False,
 ) -> None:
     """Write a dataset's report: index.html (sortable table), zoo and curve PNGs, CSV tables."""
-    from orchestrator.http.reports import report_folder
-    from orchestrator.reports.page import write_report
+    from orchestrator.reports.page import report_folder, write_report
 
     settings = settings_or_fail()
     folder = out_dir or report_folder(settings.report_dir, dataset)

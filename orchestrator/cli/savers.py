@@ -57,8 +57,8 @@ def savers_refresh(
 
 @savers_app.command("best")
 def savers_best(
+    dataset: Dataset,
     base: Annotated[str | None, typer.Argument(help="One base model (default: all).")] = None,
-    dataset: Dataset = ...,
     max_drop: MaxDrop = None,
     criterion: Criterion = BUDGET,
     holdout: Holdout = False,
@@ -93,7 +93,7 @@ def savers_best(
 @savers_app.command("show")
 def savers_show(
     base: Annotated[str, typer.Argument(help="A base model.")],
-    dataset: Dataset = ...,
+    dataset: Dataset,
     max_drop: MaxDrop = None,
     criterion: Criterion = BUDGET,
     holdout: Holdout = False,

@@ -66,7 +66,8 @@ def log_config() -> dict:
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
-    config.setdefault("filters", {})["no_query"] = {"()": "orchestrator.cli.serve.DropQueryStrings"}
+    # The class itself, not its dotted name: ``orchestrator.cli.serve`` names the command there.
+    config.setdefault("filters", {})["no_query"] = {"()": DropQueryStrings}
     config["handlers"]["access"].setdefault("filters", []).append("no_query")
     return config
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import timm
@@ -23,7 +24,7 @@ from timm.data import create_transform
 
 SIZE = 32
 # What every demo model is registered with (``models add``) and evaluated with.
-DATA_CONFIG = {
+DATA_CONFIG: dict[str, Any] = {
     "input_size": (3, SIZE, SIZE),
     "interpolation": "bilinear",
     "mean": (0.5, 0.5, 0.5),
@@ -67,7 +68,8 @@ def digits() -> tuple[list[Digit], list[Digit]]:
 
     def as_digit(i: int) -> Digit:
         pixels = (data.images[i] / 16 * 255).astype(np.uint8)
-        image = Image.fromarray(pixels).resize((SIZE, SIZE), Image.BICUBIC).convert("RGB")
+        image = Image.fromarray(pixels).resize((SIZE, SIZE), Image.Resampling.BICUBIC)
+        image = image.convert("RGB")
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=95)
         return Digit(f"digit{i:04d}", buffer.getvalue(), int(data.target[i]))

@@ -64,11 +64,6 @@ def run_demo(
     port = int(state_file.read_text()) if state_file.exists() else free_port_block()
     state_file.write_text(str(port))
     _use_workdir(workdir, port)
-    from orchestrator.cli.console import err, out
-
-    for shown in (console, out, err):  # the tables are wide: keep them whole in a log too
-        if not shown.is_terminal:
-            shown.width = max(shown.width, 130)
     store = LocalObjectStore(workdir / "objectstore", port)
     console.print(
         f"[bold]saverzoo demo[/] in {workdir}: {len(zoo)} models, digits, {epochs} epochs"

@@ -20,13 +20,14 @@ from sqlalchemy import select
 from cluster.validate import name_problem, relative_path_problem
 from db.models import Dataset
 from db.queries import NotFound, get_dataset
-from orchestrator.reports.page import REPORT_META, file_name, report_state, write_report
+from orchestrator.reports.page import (
+    REPORT_META,
+    report_folder,
+    report_state,
+    write_report,
+)
 
 _building = threading.Lock()
-
-
-def report_folder(report_dir: Path, dataset: str) -> Path:
-    return report_dir / file_name(dataset)
 
 
 def current_report(request: Request, dataset_name: str) -> Path:

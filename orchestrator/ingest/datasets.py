@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,8 +41,11 @@ from workers.shards import decode_problem, read_shard
 class ShardContents(Protocol):
     """What registration compares of a shard: its keys and labels, in order."""
 
-    keys: list[str]
-    labels: list[int]
+    @property
+    def keys(self) -> list[str]: ...
+
+    @property
+    def labels(self) -> list[int]: ...
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ def read_for_registration(
     return shards
 
 
-def _same_samples(session: Session, dataset: Dataset, shards: list[ShardContents]) -> bool:
+def _same_samples(session: Session, dataset: Dataset, shards: Sequence[ShardContents]) -> bool:
     """Whether the registered dataset holds exactly these keys and labels, shard by shard."""
     stored = session.scalars(
         select(DatasetShard)
@@ -149,7 +152,7 @@ def _same_samples(session: Session, dataset: Dataset, shards: list[ShardContents
     )
 
 
-def check_name(session: Session, name: str, shards: list[ShardContents]) -> None:
+def check_name(session: Session, name: str, shards: Sequence[ShardContents]) -> None:
     """Refuse, before anything is written, a name registered with other samples or labels."""
     existing = find_dataset(session, name)
     if existing is not None and not _same_samples(session, existing, shards):
@@ -158,7 +161,7 @@ def check_name(session: Session, name: str, shards: list[ShardContents]) -> None
         )
 
 
-def checked_labels(spec: DatasetSpec, shards: list[ShardContents]) -> tuple[np.ndarray, int]:
+def checked_labels(spec: DatasetSpec, shards: Sequence[ShardContents]) -> tuple[np.ndarray, int]:
     """All labels, and the class count, once both fit what the database stores (int16 classes).
 
     Sample keys must be unique across the dataset: a held-out split picks samples by key.

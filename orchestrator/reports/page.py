@@ -154,6 +154,11 @@ def file_name(model: str) -> str:
     return f"{safe}-{hashlib.blake2b(model.encode(), digest_size=4).hexdigest()}"
 
 
+def report_folder(report_dir: Path, dataset: str) -> Path:
+    """Where a dataset's report lives under the report folder (``saverzoo serve`` looks there)."""
+    return report_dir / file_name(dataset)
+
+
 # ----- tables ------------------------------------------------------------------------------------
 def _pct(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.3f}"

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeGuard
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,7 +28,7 @@ JOB_SUBMIT_ATTEMPTS = 15
 QUEUED, FAILED = "queued", "failed"  # the states of orchestrator.sweeps.store, without its imports
 
 
-def is_jobs_url(address: str | None) -> bool:
+def is_jobs_url(address: str | None) -> TypeGuard[str]:
     """A Ray Jobs (dashboard) URL, where a driver is submitted as a job, not joined."""
     return (address or "").startswith(("http://", "https://"))
 
@@ -48,7 +49,9 @@ def start_in_background(settings: Settings, sweep_id: int, address: str | None) 
         with failing_sweep_on_error(sessions, sweep_id):
             job = _submit_job(settings, sweep_id, address)
         with sessions.begin() as session:  # until the job's driver takes it over
-            session.get(Sweep, sweep_id).driver = f"ray job {job}"
+            sweep = session.get(Sweep, sweep_id)
+            assert sweep is not None  # the caller created it
+            sweep.driver = f"ray job {job}"
         return (f"sweep {sweep_id} runs as Ray Job {job} on {address}; follow it with "
                 f"`saverzoo sweep status {sweep_id}` or `ray job logs {job}`")  # fmt: skip
     log = _detach(sweep_id, address)
@@ -64,7 +67,7 @@ def failing_sweep_on_error(sessions: sessionmaker[Session], sweep_id: int) -> It
     except ServiceError as error:  # RayUnavailable among them
         with sessions.begin() as session:
             sweep = session.get(Sweep, sweep_id)
-            if sweep.state == QUEUED:
+            if sweep is not None and sweep.state == QUEUED:
                 sweep.state, sweep.error, sweep.finished_at = FAILED, str(error), utc_now()
         raise
 

@@ -21,7 +21,7 @@ DEFAULT_BUNDLE_GMACS = 8.0  # about two resnet50s per decode of a shard
 @dataclass(frozen=True)
 class PlannedModel:
     name: str
-    config_key: tuple  # models with equal keys share preprocessing
+    config_key: str  # workers.preprocess_key.preprocessing_key: equal keys share preprocessing
     gmacs: float
 
 
@@ -37,7 +37,7 @@ def bundles(
 ) -> list[tuple[PlannedModel, ...]]:
     """Models of one data config packed first-fit by decreasing cost into bundles of at most
     ``budget_gmacs`` (a model dearer than the budget is a bundle of its own)."""
-    by_config: dict[tuple, list[PlannedModel]] = {}
+    by_config: dict[str, list[PlannedModel]] = {}
     for model in models:
         by_config.setdefault(model.config_key, []).append(model)
     packed: list[tuple[PlannedModel, ...]] = []

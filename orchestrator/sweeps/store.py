@@ -26,6 +26,7 @@ from db.models import Dataset, Model, PredictionChunk, Sweep, SweepUnit, utc_now
 from db.queries import Conflict, NotFound, get_dataset
 from orchestrator.sweeps.plan import DEFAULT_BUNDLE_GMACS, PlannedModel, plan_units
 from search.service import SaverSearch
+from workers.preprocess_key import preprocessing_key
 
 if TYPE_CHECKING:  # torch and timm only where a sweep is planned
     from workers.evaluate import EvalOptions
@@ -191,6 +192,12 @@ def get_sweep(session: Session, sweep_id: int) -> Sweep:
     return sweep
 
 
+def dataset_of(session: Session, sweep: Sweep) -> Dataset:
+    dataset = session.get(Dataset, sweep.dataset_id)
+    assert dataset is not None  # a foreign key: a dataset is deleted with its sweeps
+    return dataset
+
+
 def options_of(sweep: Sweep) -> SweepOptions:
     return SweepOptions(**sweep.options)
 
@@ -227,12 +234,9 @@ def plan(session: Session, sweep: Sweep) -> list[SweepUnit]:
     """Replace the sweep's units by the missing work, planned afresh (largest first)."""
     from db.queries import dataset_shards
 
-    dataset = session.get(Dataset, sweep.dataset_id)
+    dataset = dataset_of(session, sweep)
     models = session.scalars(select(Model).where(Model.name.in_(sweep.models))).all()
-    planned = [
-        PlannedModel(m.name, tuple(sorted((k, str(v)) for k, v in m.data_config.items())), m.gmacs)
-        for m in models
-    ]
+    planned = [PlannedModel(m.name, preprocessing_key(m.data_config), m.gmacs) for m in models]
     shards = dataset_shards(session, dataset)
     done = done_work(session, dataset, {m.name: m.id for m in models})
     units = plan_units(planned, shards, done, options_of(sweep).bundle_gmacs)
@@ -292,7 +296,7 @@ def status(session: Session, sweep_id: int) -> dict:
     from db.queries import dataset_shards
 
     sweep = get_sweep(session, sweep_id)
-    dataset = session.get(Dataset, sweep.dataset_id)
+    dataset = dataset_of(session, sweep)
     _, ids = sweep_specs(session, sweep)
     shards = dataset_shards(session, dataset)
     done = done_work(session, dataset, ids)

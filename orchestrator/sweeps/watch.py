@@ -92,7 +92,8 @@ def plan_changes(
     A tag evaluated before weights identities were recorded (``weights_id`` None) is taken as
     evaluated with today's weights.
     """
-    changes, skipped = [], {}
+    changes: list[tuple[str, str]] = []
+    skipped: dict[str, int] = {}
 
     def skip(why: str) -> None:
         skipped[why] = skipped.get(why, 0) + 1
@@ -171,7 +172,9 @@ def record_snapshot(
         with session.begin_nested():
             session.add(snapshot)
     except IntegrityError:  # recorded by a watcher of another dataset meanwhile
-        return _snapshot(session, version, fingerprint), False, previous
+        theirs = _snapshot(session, version, fingerprint)
+        assert theirs is not None  # the row this insert collided with
+        return theirs, False, previous
     return snapshot, True, previous
 
 
@@ -230,7 +233,9 @@ def supersede(session: Session, models: Sequence[Model]) -> list[str]:
     ).all()
     search = SaverSearch()
     for dataset_id in dataset_ids:
-        search.refresh(session, session.get(Dataset, dataset_id))
+        dataset = session.get(Dataset, dataset_id)
+        assert dataset is not None  # its predictions were just read
+        search.refresh(session, dataset)
     return renamed
 
 

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.sweeps.plan import PlannedModel, ShardRef, bundles, plan_units
+from workers.preprocess_key import preprocessing_key
 
 SHARDS = [ShardRef(i, f"s3://b/s-{i}.tar", 1000) for i in range(4)]
 
 
 def model(name: str, gmacs: float, config: str = "224-bicubic") -> PlannedModel:
-    return PlannedModel(name, (("config", config),), gmacs)
+    return PlannedModel(name, preprocessing_key({"config": config}), gmacs)
+
+
+def test_a_data_config_as_timm_resolves_it_and_as_stored_has_one_preprocessing_key():
+    resolved = {
+        "input_size": (3, 224, 224),
+        "interpolation": "bicubic",
+        "crop_pct": 0.875,
+        "crop_mode": "center",
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+    }
+    stored = json.loads(json.dumps(resolved))  # the database's JSON column: tuples read as lists
+
+    assert preprocessing_key(dict(reversed(stored.items()))) == preprocessing_key(resolved)
+    assert preprocessing_key({**resolved, "input_size": (3, 288, 288)}) != preprocessing_key(
+        resolved
+    )
 
 
 def test_small_models_of_one_config_share_a_bundle_and_a_large_model_runs_alone():

@@ -14,6 +14,7 @@ from PIL import Image
 from db.models import Model
 from db.queries import dataset_samples, dataset_shards, get_dataset, top1_predictions
 from db.session import session_factory
+from orchestrator.cascades import cascade_from_store
 from tests.factories import saverzoo, saverzoo_json
 from tests.workers.test_evaluate import MODELS
 from tests.workers.test_evaluate import zoo_dataset as zoo_dataset  # a shared fixture
@@ -80,7 +81,7 @@ def test_the_cascade_matches_the_engines_simulation_at_any_threshold(evaluated):
 
 def test_a_cascade_from_the_store_uses_the_searchs_saver_and_threshold(evaluated):
     images, labels, predictions = stored(evaluated)
-    cascade = Cascade.from_store(BASE, "tiny", criterion="paper")
+    cascade = cascade_from_store(BASE, "tiny", criterion="paper")
     chosen = saverzoo_json("savers", "show", BASE, "--dataset", "tiny", "--criterion", "paper")
     assert cascade.saver.spec.name == chosen["best"]["saver"]
     assert cascade.threshold == chosen["best"]["threshold"]
@@ -118,7 +119,7 @@ def test_an_exported_cascade_answers_the_same_without_the_database(evaluated, tm
     assert exported.exit_code == 0, exported.output
     meta = json.loads((out / "cascade.json").read_text())
     assert {meta["saver"]["name"], meta["base"]["name"]} <= set(MODELS)
-    expected = Cascade.from_store(BASE, "tiny", criterion="paper")(images)
+    expected = cascade_from_store(BASE, "tiny", criterion="paper")(images)
 
     np.savez(tmp_path / "images.npz", *images)
     script = f"""

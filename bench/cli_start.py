@@ -1,0 +1,71 @@
+"""How fast the command line starts: `saverzoo --help` and `saverzoo savers best --dataset D --json`
+against the floor, `python -c "import sqlalchemy, typer, rich, numpy"`.
+
+    python -m bench.cli_start [--runs 7] [--json OUT]
+
+Each command runs as a new process (the console script's own Python) on a fresh SQLite database
+holding one imported dataset of six models; the figures are medians of wall time. The goal: at
+most twice the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from search.synthetic import make_zoo, write_records
+
+FLOOR = [sys.executable, "-c", "import sqlalchemy, typer, rich, numpy"]
+
+
+def _median_seconds(command: list[str], env: dict, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--json", type=Path, help="Write the figures here too.")
+    args = parser.parse_args()
+    saverzoo = [sys.executable, "-m", "orchestrator"]
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "SAVERZOO_DATABASE_URL": f"sqlite:///{tmp}/saverzoo.db"}
+        records = write_records(make_zoo(6, 400, num_classes=10, seed=3), Path(tmp) / "records")
+        subprocess.run([*saverzoo, "records", "import", str(records), "--dataset", "val"],
+                       env=env, check=True, capture_output=True)  # fmt: skip
+        floor = _median_seconds(FLOOR, env, args.runs)
+        figures = {
+            "floor_s": floor,
+            "help_s": _median_seconds([*saverzoo, "--help"], env, args.runs),
+            "savers_best_json_s": _median_seconds(
+                [*saverzoo, "savers", "best", "--dataset", "val", "--json"], env, args.runs
+            ),
+        }
+    figures |= {
+        "help_vs_floor": figures["help_s"] / floor,
+        "savers_best_vs_floor": figures["savers_best_json_s"] / floor,
+        "runs": args.runs,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+    }
+    for name, value in figures.items():
+        print(f"{name:>22}: {value:.3f}" if isinstance(value, float) else f"{name:>22}: {value}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Query commands start at once: they import none of torch, timm, Ray, webdataset, matplotlib or
+numba. Checked by the modules a real command leaves loaded in a process of its own (which
+modules, never how long)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.factories import records_dir, saverzoo, small_zoo
+
+HEAVY = ("torch", "timm", "ray", "webdataset", "matplotlib", "numba")
+# Runs the command as the console script does and prints the heavy modules it loaded.
+PROBE = """
+import atexit, json, sys
+atexit.register(lambda: print(json.dumps(sorted(
+    m for m in {heavy!r} if m in sys.modules)), file=sys.stderr))
+sys.argv = ["saverzoo", *{args!r}]
+from orchestrator.cli import app
+app()
+"""
+QUERIES = [
+    ["--help"],
+    ["savers", "best", "--dataset", "val", "--json"],
+    ["savers", "best", "--dataset", "val", "--max-drop", "0.5", "--holdout"],
+    ["savers", "show", "m5", "--dataset", "val"],
+    ["savers", "curve", "m5", "m0", "--dataset", "val", "--json"],
+    ["models", "list"],
+    ["models", "show", "m0", "--json"],
+    ["datasets", "list"],
+    ["datasets", "show", "val"],
+    ["sweep", "list"],
+    ["sweep", "status"],
+    ["db", "info"],
+    ["serve", "--help"],
+]
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory) -> str:
+    from cluster.settings import get_settings
+
+    root = tmp_path_factory.mktemp("start")
+    url = f"sqlite:///{root / 'saverzoo.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SAVERZOO_DATABASE_URL", url)
+        get_settings.cache_clear()
+        assert saverzoo("records", "import", records_dir(root, small_zoo()), "--dataset",
+                        "val").exit_code == 0  # fmt: skip
+    get_settings.cache_clear()
+    return url
+
+
+@pytest.mark.parametrize("args", QUERIES, ids=" ".join)
+def test_a_query_command_imports_no_heavy_module(stored, args, monkeypatch):
+    monkeypatch.setenv("SAVERZOO_DATABASE_URL", stored)
+    probe = PROBE.format(heavy=HEAVY, args=args)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode in (0, 1), result.stderr  # `sweep status`: no sweeps yet
+    loaded = json.loads(result.stderr.strip().splitlines()[-1])
+    assert loaded == [], f"saverzoo {' '.join(args)} imported {loaded}"
