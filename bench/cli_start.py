@@ -47,16 +47,17 @@ def main() -> None:
         subprocess.run([*saverzoo, "records", "import", str(records), "--dataset", "val"],
                        env=env, check=True, capture_output=True)  # fmt: skip
         floor = _median_seconds(FLOOR, env, args.runs)
-        figures = {
+        timings = {
             "floor_s": floor,
             "help_s": _median_seconds([*saverzoo, "--help"], env, args.runs),
             "savers_best_json_s": _median_seconds(
                 [*saverzoo, "savers", "best", "--dataset", "val", "--json"], env, args.runs
             ),
         }
-    figures |= {
-        "help_vs_floor": figures["help_s"] / floor,
-        "savers_best_vs_floor": figures["savers_best_json_s"] / floor,
+    figures: dict[str, float | int | str] = {
+        **timings,
+        "help_vs_floor": timings["help_s"] / floor,
+        "savers_best_vs_floor": timings["savers_best_json_s"] / floor,
         "runs": args.runs,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "python": platform.python_version(),

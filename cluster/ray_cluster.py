@@ -16,10 +16,16 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from cluster.errors import InputError, ServiceError
 from cluster.objectstore import CHAIN_VARIABLES, resolve_endpoint
 from cluster.settings import Settings
+
+if TYPE_CHECKING:  # Ray's types, re-exported for annotations; Ray itself comes from ray_api()
+    from ray import ObjectRef as ObjectRef
+    from ray.actor import ActorHandle as ActorHandle
+    from ray.exceptions import RayTaskError as RayTaskError
 
 EMBEDDED_NODE_IP = "127.0.0.2"
 CONNECT_TIMEOUT_S = 5.0

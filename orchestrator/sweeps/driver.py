@@ -22,8 +22,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import sessionmaker
 
 from cluster.errors import InputError, ServiceError
@@ -47,6 +48,9 @@ from orchestrator.sweeps.store import (
 )
 from search.service import SaverSearch
 from workers.unit import UnitReport
+
+if TYPE_CHECKING:
+    from cluster.ray_cluster import ActorHandle, ObjectRef, RayTaskError
 
 ray = ray_api()  # before Ray is first imported here: token authentication decided
 
@@ -112,10 +116,10 @@ class SweepDriver:
     ) -> None:
         self.sessions, self.settings, self.sweep_id = sessions, settings, sweep_id
         self.progress = progress
-        self.actors: dict[ray.actor.ActorHandle, str] = {}  # live actor -> where it runs
-        self.starting: dict[ray.ObjectRef, ray.actor.ActorHandle] = {}
-        self.idle: list[ray.actor.ActorHandle] = []
-        self.in_flight: dict[ray.ObjectRef, tuple[ray.actor.ActorHandle, _Unit, float]] = {}
+        self.actors: dict[ActorHandle, str] = {}  # live actor -> where it runs
+        self.starting: dict[ObjectRef, ActorHandle] = {}
+        self.idle: list[ActorHandle] = []
+        self.in_flight: dict[ObjectRef, tuple[ActorHandle, _Unit, float]] = {}
         self.searched: set[int] = set()
         self.failed_units = 0
         self.images_done = 0
@@ -186,9 +190,10 @@ class SweepDriver:
                 sweep.finished_at = utc_now()
             state = sweep.state
             session.execute(
-                SweepUnit.__table__.update()
+                update(SweepUnit)
                 .where(SweepUnit.sweep_id == self.sweep_id, SweepUnit.state == UNIT_RUNNING)
                 .values(state=PENDING)
+                .execution_options(synchronize_session=False)
             )
         return state
 
@@ -223,13 +228,14 @@ class SweepDriver:
                 return
             from workers.actor import EvalActor  # imports Ray: after ray_api() above
 
-            actor = EvalActor.options(
+            # ray.remote's stubs give back the class itself; at runtime it is an ActorClass.
+            actor = EvalActor.options(  # type: ignore[attr-defined]
                 **self.resources, runtime_env={"env_vars": self.worker_env}
             ).remote(self.options.eval_options())
             self.starting[actor.where.remote()] = actor
             time.sleep(0.05)  # let Ray account for it before the next room check
 
-    def _actor_ready(self, ref: ray.ObjectRef) -> None:
+    def _actor_ready(self, ref: ObjectRef) -> None:
         actor = self.starting.pop(ref)
         try:
             self.actors[actor] = ray.get(ref)
@@ -304,14 +310,14 @@ class SweepDriver:
         ref = actor.run.remote(self.dataset, shard, specs, ids)
         self.in_flight[ref] = (actor, unit, time.monotonic())
 
-    def _collect(self, ref: ray.ObjectRef, pending: deque[_Unit]) -> None:
+    def _collect(self, ref: ObjectRef, pending: deque[_Unit]) -> None:
         began = time.monotonic()
         try:
             self._collect_result(ref, pending)
         finally:
             self.bookkeeping_s += time.monotonic() - began
 
-    def _collect_result(self, ref: ray.ObjectRef, pending: deque[_Unit]) -> None:
+    def _collect_result(self, ref: ObjectRef, pending: deque[_Unit]) -> None:
         actor, unit, started = self.in_flight.pop(ref)
         try:
             report: UnitReport = ray.get(ref)
@@ -387,7 +393,7 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _task_error(error: ray.exceptions.RayTaskError) -> str:
+def _task_error(error: RayTaskError) -> str:
     cause = error.cause if getattr(error, "cause", None) is not None else error
     if isinstance(cause, ServiceError | InputError):
         return str(cause)

@@ -15,8 +15,7 @@ from tests.factories import (
     saverzoo_json,
     small_zoo,
 )
-from tests.orchestrator.test_sweeps import MODELS
-from tests.orchestrator.test_sweeps import sweep_dataset as sweep_dataset  # a shared fixture
+from tests.orchestrator.sweeping import MODELS
 
 TOKENS = {"SAVERZOO_API_READ_TOKENS": READ_TOKEN, "SAVERZOO_API_WRITE_TOKENS": WRITE_TOKEN}
 

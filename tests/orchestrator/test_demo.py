@@ -19,7 +19,7 @@ from sqlalchemy import select
 from db.models import SweepUnit
 from db.session import session_factory
 from tests.factories import brute_force_best_saving, row_counts, stored_zoo
-from tests.orchestrator.test_sweeps import wait_for
+from tests.orchestrator.sweeping import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.s3]
 MODELS, SHARDS = 3, 6  # 719 validation digits in shards of 120

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories import row_counts, saverzoo
-from tests.orchestrator.test_sweeps import (
+from tests.orchestrator.sweeping import (
     MODELS,
     SHARDS,
     chunks,
@@ -24,7 +24,6 @@ from tests.orchestrator.test_sweeps import (
     units,
     wait_for,
 )
-from tests.orchestrator.test_sweeps import sweep_dataset as sweep_dataset  # a shared fixture
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 HEAD, SECOND = "127.0.0.2", "127.0.0.3"

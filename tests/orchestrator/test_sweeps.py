@@ -4,109 +4,29 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
-import timm
 import torch
-from safetensors.torch import save_file
 from sqlalchemy import func, select
 
-from db.arrays import from_npy
-from db.models import Model, PredictionChunk, Sweep, SweepUnit
+from db.models import Sweep
 from db.session import session_factory
 from tests.factories import image_folder, row_counts, saverzoo, saverzoo_json
+from tests.orchestrator.sweeping import (
+    BUDGETS,
+    MODELS,
+    SHARDS,
+    alive,
+    chunks,
+    in_background,
+    on_postgres,
+    sweep_state,
+    units,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-ARCHS = ("test_resnet", "test_efficientnet", "test_vit", "test_convnext", "test_byobnet",
-         "test_nfnet")  # fmt: skip
-MODELS = [f"seeded-{arch}" for arch in ARCHS]
-SHARDS = 4
-BUDGETS = (0.0, 0.1, 0.5, 1.0, 2.0)  # the default budgets, and the paper criterion beside them
-
-
-# Failure tests run on PostgreSQL, the database a cluster's workers share; the equality and the
-# bad-input tests run on both databases.
-def on_postgres(test):
-    return pytest.mark.postgres(
-        pytest.mark.parametrize("database_url", ["postgres"], indirect=True)(test)
-    )
-
-
-@pytest.fixture
-def sweep_dataset(use_database, tmp_path):
-    """4 shards of real JPEGs, and six seeded checkpoints (weights equal in every process)."""
-    image_folder(tmp_path / "src", classes=3, per_class=8)
-    made = saverzoo("datasets", "make-shards", tmp_path / "src", "--out", tmp_path / "shards",
-                    "--name", "tiny", "--shard-size", "6")  # fmt: skip
-    assert made.exit_code == 0, made.output
-    for seed, arch in enumerate(ARCHS):
-        torch.manual_seed(seed)
-        path = tmp_path / f"{arch}.safetensors"
-        save_file(timm.create_model(arch, pretrained=False).state_dict(), str(path))
-        added = saverzoo("models", "add", f"seeded-{arch}", "--arch", arch, "--checkpoint", path)
-        assert added.exit_code == 0, added.output
-    return tmp_path
-
-
-def chunks(url: str) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray, object]]:
-    """(model, shard) -> (top-5 classes, top-5 probabilities, when it was written)."""
-    with session_factory(url).begin() as session:
-        rows = session.execute(
-            select(Model.name, PredictionChunk).join(Model, Model.id == PredictionChunk.model_id)
-        ).all()
-        return {
-            (name, c.shard_index): (from_npy(c.topk_classes), from_npy(c.topk_probs), c.created_at)
-            for name, c in rows
-        }
-
-
-def units(url: str, sweep_id: int = 1) -> list[SweepUnit]:
-    with session_factory(url).begin() as session:
-        rows = session.scalars(select(SweepUnit).where(SweepUnit.sweep_id == sweep_id)).all()
-        session.expunge_all()
-        return rows
-
-
-def sweep_state(url: str, sweep_id: int = 1) -> str | None:
-    with session_factory(url).begin() as session:
-        sweep = session.get(Sweep, sweep_id)
-        return sweep.state if sweep else None
-
-
-def in_background(*args: str) -> subprocess.Popen:
-    """The CLI in its own process (and process group), as a user's terminal would run it."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        text=True,
-    )
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie, ended but not yet reaped by this test process, is not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def wait_for(condition, timeout: float = 120.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 def test_a_sweep_stores_what_in_process_evaluation_stores(sweep_dataset, use_database):
     swept = saverzoo("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny", "--wait",

@@ -21,8 +21,7 @@ from db.arrays import from_npy
 from db.models import Model, PredictionChunk, RegistrySnapshot, Sweep
 from db.session import session_factory
 from tests.factories import brute_force_best_saving, saverzoo, saverzoo_json, stored_zoo
-from tests.orchestrator.test_sweeps import on_postgres
-from tests.orchestrator.test_sweeps import sweep_dataset as sweep_dataset  # a shared fixture
+from tests.orchestrator.sweeping import on_postgres
 
 pytestmark = [
     pytest.mark.ray,

@@ -16,8 +16,7 @@ from db.queries import dataset_samples, dataset_shards, get_dataset, top1_predic
 from db.session import session_factory
 from orchestrator.cascades import cascade_from_store
 from tests.factories import saverzoo, saverzoo_json
-from tests.workers.test_evaluate import MODELS
-from tests.workers.test_evaluate import zoo_dataset as zoo_dataset  # a shared fixture
+from tests.workers.zoo import MODELS
 from workers.cascade import Cascade
 from workers.identity import spec_of
 from workers.shards import decode_rgb, read_shard

@@ -7,56 +7,18 @@ import pytest
 import timm
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 from sqlalchemy import select
 from timm.data import create_transform, resolve_data_config
 
 from db.arrays import from_npy
 from db.models import Model, PredictionChunk
 from db.session import session_factory
-from tests.factories import image_folder, row_counts, saverzoo
+from tests.factories import row_counts, saverzoo
+from tests.workers.zoo import MODELS, OVERRIDES
 from workers.profile import profile
 
+
 # Different input sizes, crop_pct, interpolation and mean/std (overrides of the last one).
-MODELS = {
-    "seeded-efficientnet": ("test_efficientnet", []),
-    "seeded-resnet": ("test_resnet", []),
-    "seeded-vit": (
-        "test_vit",
-        ["--input-size", "96", "--crop-pct", "0.8", "--interpolation", "bilinear",
-         "--mean", "0.4,0.4,0.4", "--std", "0.3,0.2,0.25"],
-    ),
-}  # fmt: skip
-OVERRIDES = {
-    "seeded-vit": {
-        "input_size": (3, 96, 96),
-        "crop_pct": 0.8,
-        "interpolation": "bilinear",
-        "mean": (0.4, 0.4, 0.4),
-        "std": (0.3, 0.2, 0.25),
-    }
-}
-
-
-@pytest.fixture
-def zoo_dataset(use_database, tmp_path):
-    """A registered dataset of real JPEGs and three seeded checkpoints registered as models."""
-    made = image_folder(tmp_path / "src", classes=3, per_class=4)
-    result = saverzoo(
-        "datasets", "make-shards", tmp_path / "src", "--out", tmp_path / "shards",
-        "--name", "tiny", "--shard-size", "5",
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    for seed, (name, (arch, options)) in enumerate(MODELS.items()):
-        torch.manual_seed(seed)
-        model = timm.create_model(arch, pretrained=False)
-        path = tmp_path / f"{name}.safetensors"
-        save_file(model.state_dict(), str(path))
-        added = saverzoo("models", "add", name, "--arch", arch, "--checkpoint", path, *options)
-        assert added.exit_code == 0, added.output
-    return made, tmp_path
-
-
 def independent_top5(arch, checkpoint, overrides, files):
     """timm's own evaluation, written plainly: create_model, resolve_data_config, a loop."""
     from safetensors.torch import load_file

@@ -1,0 +1,27 @@
+"""Fixtures of the orchestrator tests."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from tests.factories import image_folder, saverzoo
+from tests.orchestrator.sweeping import ARCHS
+
+
+@pytest.fixture
+def sweep_dataset(use_database, tmp_path):
+    """4 shards of real JPEGs, and six seeded checkpoints (weights equal in every process)."""
+    image_folder(tmp_path / "src", classes=3, per_class=8)
+    made = saverzoo("datasets", "make-shards", tmp_path / "src", "--out", tmp_path / "shards",
+                    "--name", "tiny", "--shard-size", "6")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    for seed, arch in enumerate(ARCHS):
+        torch.manual_seed(seed)
+        path = tmp_path / f"{arch}.safetensors"
+        save_file(timm.create_model(arch, pretrained=False).state_dict(), str(path))
+        added = saverzoo("models", "add", f"seeded-{arch}", "--arch", arch, "--checkpoint", path)
+        assert added.exit_code == 0, added.output
+    return tmp_path
