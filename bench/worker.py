@@ -1,4 +1,4 @@
-"""Worker benchmark: is a zoo sweep bound by model compute or by JPEG decoding?
+"""ShardEvaluator benchmark: is a zoo sweep bound by model compute or by JPEG decoding?
 
     python -m bench.worker [--device cuda] [--images 10000] [--models a,b,...] [--json FILE]
 
@@ -32,7 +32,7 @@ from rich.progress import track
 from rich.table import Table
 from timm.data import create_transform
 
-from workers.evaluate import EvalOptions, LoadedModel, ModelRunner, Worker, device_type
+from workers.evaluate import EvalOptions, LoadedModel, ModelRunner, ShardEvaluator, device_type
 from workers.spec import timm_spec
 from workers.synthetic_images import natural_jpeg
 
@@ -117,11 +117,11 @@ def ceiling(model: LoadedModel, options: EvalOptions, steps: int) -> float:
 
 def worker_pass(models: list[LoadedModel], urls: list[str], options: EvalOptions) -> float:
     """Seconds for one worker to evaluate every model on every shard (after a warm-up batch)."""
-    with Worker(models, options) as worker:
-        worker.evaluate(_first_samples(urls[0], options.batch_size))
+    with ShardEvaluator(models, options) as evaluator:
+        evaluator.evaluate(_first_samples(urls[0], options.batch_size))
         start = time.perf_counter()
         for url in urls:
-            worker.evaluate_shard(url)
+            evaluator.evaluate_shard(url)
         return time.perf_counter() - start
 
 

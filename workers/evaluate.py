@@ -308,7 +308,7 @@ class _Preprocessor:
         self.decode_pool.shutdown()
 
 
-class Worker:
+class ShardEvaluator:
     """A group of models on one device, evaluating shard after shard.
 
     Models that share a data config share each preprocessed batch. A model that fails is left
@@ -325,7 +325,7 @@ class Worker:
         self.failed_models: dict[str, str] = {}
         self.preprocessor = _Preprocessor(self.groups, self.options)
 
-    def __enter__(self) -> Worker:
+    def __enter__(self) -> ShardEvaluator:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -385,8 +385,8 @@ def evaluate_samples(
     models: Sequence[LoadedModel], samples: Iterable[Sample], options: EvalOptions | None = None
 ) -> ShardResult:
     """One pass of ``models`` over ``samples`` (a worker used once)."""
-    with Worker(models, options) as worker:
-        return worker.evaluate(samples)
+    with ShardEvaluator(models, options) as evaluator:
+        return evaluator.evaluate(samples)
 
 
 def _record_samples(prepared: _Prepared, result: ShardResult) -> list[int]:

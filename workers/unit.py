@@ -22,9 +22,9 @@ from db.refs import ShardRef
 from workers.evaluate import (
     EvalOptions,
     LoadedModel,
+    ShardEvaluator,
     ShardResult,
     Throughput,
-    Worker,
     device_type,
 )
 from workers.spec import ModelLoadError, ModelSpec
@@ -95,9 +95,9 @@ class UnitRunner:
                 report.failed[spec.name] = str(error)
         if not loaded:
             return report
-        with Worker(loaded, self.options) as worker:
-            result = worker.evaluate_shard(shard.url, expected_samples=shard.samples)
-            report.throughput = worker.throughput
+        with ShardEvaluator(loaded, self.options) as evaluator:
+            result = evaluator.evaluate_shard(shard.url, expected_samples=shard.samples)
+            report.throughput = evaluator.throughput
         report.failed.update(result.failed_models)
         with self.sessions.begin() as session:
             store_shard_result(session, dataset_name, shard.index, result, model_ids)

@@ -14,7 +14,7 @@ from workers.evaluate import (
     EvalOptions,
     FatalDeviceError,
     LoadedModel,
-    Worker,
+    ShardEvaluator,
     evaluate_samples,
 )
 from workers.prefetch import prefetched
@@ -145,26 +145,26 @@ def test_out_of_memory_decays_the_batch_size_and_keeps_every_prediction(samples)
     tight = wrapped(plain, "tight", 4, torch.OutOfMemoryError("CUDA out of memory"))
     options = EvalOptions.choose("cpu", "reference", 8)
 
-    with Worker([plain, tight], options) as worker:
-        result = worker.evaluate(samples)
+    with ShardEvaluator([plain, tight], options) as evaluator:
+        result = evaluator.evaluate(samples)
 
     assert (result.predictions["tight"].classes == result.predictions["test_resnet"].classes).all()
-    assert worker.throughput["tight"].batch_size == 4  # 8, then timm's decay: 6, then 4
-    assert worker.throughput["test_resnet"].batch_size == 8
+    assert evaluator.throughput["tight"].batch_size == 4  # 8, then timm's decay: 6, then 4
+    assert evaluator.throughput["test_resnet"].batch_size == 8
 
 
 def test_a_model_that_fails_to_run_is_reported_and_the_others_finish(samples):
     plain = seeded("test_resnet", 0)
     broken = wrapped(plain, "broken", 0, RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
 
-    with Worker([broken, plain], EvalOptions()) as worker:
-        first = worker.evaluate(samples[:5])
-        second = worker.evaluate(samples[5:10])
+    with ShardEvaluator([broken, plain], EvalOptions()) as evaluator:
+        first = evaluator.evaluate(samples[:5])
+        second = evaluator.evaluate(samples[5:10])
 
     for result in (first, second):
         assert set(result.predictions) == {"test_resnet"}
         assert "shapes cannot be multiplied" in result.failed_models["broken"]
-    assert set(worker.throughput) == {"test_resnet"}
+    assert set(evaluator.throughput) == {"test_resnet"}
 
 
 def test_an_illegal_memory_access_ends_the_run_instead_of_being_retried(samples):
