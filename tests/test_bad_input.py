@@ -165,10 +165,10 @@ NAME_COMMANDS: dict[str, Callable[[Home, str], list[str]]] = {
     "models show": lambda h, n: ["models", "show", n],
     "savers best": lambda h, n: ["savers", "best", "--dataset", n],
     "savers show": lambda h, n: ["savers", "show", n, "--dataset", DATASET],
-    "savers curve": lambda h, n: ["savers", "curve", n, "m0", "--dataset", DATASET],
+    "savers curve": lambda h, n: ["savers", "curve", n, "zoo000", "--dataset", DATASET],
     "savers refresh": lambda h, n: ["savers", "refresh", "--dataset", n],
     "report": lambda h, n: ["report", "--dataset", n, "--out", "report"],
-    "sweep submit": lambda h, n: ["sweep", "submit", "--models", "m0", "--dataset", n],
+    "sweep submit": lambda h, n: ["sweep", "submit", "--models", "zoo000", "--dataset", n],
 }
 
 
@@ -196,7 +196,7 @@ NUMBER_COMMANDS: dict[str, tuple[Callable[[Home, str], list[str]], list[str]]] =
         [*NOT_NUMBERS, "-1", "100.5", "1e20", "0.001"],
     ),
     "savers show --alternatives": (
-        lambda h, v: ["savers", "show", "m5", "--dataset", DATASET, "--alternatives", v],
+        lambda h, v: ["savers", "show", "zoo005", "--dataset", DATASET, "--alternatives", v],
         [*NOT_COUNTS, "-1"],
     ),
     "models list --offset": (lambda h, v: ["models", "list", "--offset", v], [*NOT_COUNTS, "-1"]),

@@ -6,6 +6,7 @@ from contextlib import ExitStack
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -142,7 +143,7 @@ def start_sweep(settings: Settings, sweep_id: int, address: str | None, wait: bo
         with transaction(settings) as session:
             report = status(session, sweep_id)
         if report["error"]:
-            err.print(f"[bold red]error:[/] {report['error']}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(report['error'])}", soft_wrap=True)
         for failure in report["failures"]:
             if failure["attempts"] >= report["options"]["max_attempts"]:
                 err.print(f"  {', '.join(failure['models'])} on shard {failure['shard']}: "
@@ -216,7 +217,7 @@ def sweep_status(
         + (f" · about {eta / 60:.1f} min left" if eta else "")
     )
     if report["error"]:
-        err.print(f"[bold red]error:[/] {report['error']}", soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(report['error'])}", soft_wrap=True)
     for failure in report["failures"]:
         where = f"{', '.join(failure['models'])} on shard {failure['shard']}"
         err.print(f"  {where} (attempt {failure['attempts']}): {failure['error']}", soft_wrap=True)
