@@ -20,7 +20,7 @@ from cluster import validate
 from cluster.errors import InputError
 from db.arrays import from_npy
 from db.models import Dataset, Model, PredictionChunk
-from db.queries import complete_model_ids, dataset_samples
+from db.queries import NotFound, complete_model_ids, dataset_samples
 
 
 def _topk(session: Session, dataset: Dataset, model: Model) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +43,7 @@ def export_records(
     chosen = [m for m in models if model_names is None or m.name in model_names]
     missing = set(model_names or []) - {m.name for m in chosen}
     if missing:
-        raise InputError(
+        raise NotFound(
             f"no complete predictions on {dataset.name!r} for {', '.join(sorted(missing))}"
         )
     samples = dataset_samples(session, dataset)
