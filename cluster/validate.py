@@ -131,7 +131,7 @@ def pattern_size(pattern: str) -> int:
             span = _RANGE.match(body)
             if span is None and ".." in body:
                 raise InputError(
-                    f"shard pattern {_printable(part)}: write ranges as {{000..999}}, ascending, "
+                    f"--shards {_printable(part)}: write ranges as {{000..999}}, ascending, "
                     "with at most 18 digits"
                 )
             count *= int(span.group(2)) - int(span.group(1)) + 1 if span else body.count(",") + 1

@@ -99,6 +99,9 @@ def test_every_secret_is_referenced_never_inlined():
 
 
 def test_the_ray_cluster_config_validates_against_rays_schema():
+    from cluster.ray_cluster import ray_api
+
+    ray_api()  # Ray imported as saverzoo imports it: its authentication mode is read once
     from ray.autoscaler._private.util import prepare_config, validate_config
 
     [config] = documents(INFRA / "ray" / "cluster.yaml")
