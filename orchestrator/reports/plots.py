@@ -56,9 +56,13 @@ def plot_curve(result: dict, path: Path, chosen: dict | None = None) -> Path:
 
 def _label_without_overlap(ax, models: list[dict], fontsize: int) -> None:
     """Name every dot, trying four places around it so no two names cover each other."""
-    placed: list[tuple[float, float, float, float]] = []  # label boxes in pixels
-    offsets = ((5, -11, "left"), (5, 5, "left"), (-5, -11, "right"), (-5, 5, "right"))
     pixels_per_point = ax.figure.dpi / 72
+    dot = 4 * pixels_per_point
+    placed: list[tuple[float, float, float, float]] = [  # boxes in pixels: the dots, then names
+        (x - dot, y - dot, 2 * dot, 2 * dot)
+        for x, y in ax.transData.transform([(m["gmacs"], 100 * m["accuracy"]) for m in models])
+    ]
+    offsets = ((5, -11, "left"), (5, 5, "left"), (-5, -11, "right"), (-5, 5, "right"))
     for m in sorted(models, key=lambda m: m["gmacs"]):
         x, y = ax.transData.transform((m["gmacs"], 100 * m["accuracy"]))
         width = 0.6 * fontsize * len(m["name"]) * pixels_per_point
@@ -107,20 +111,25 @@ def plot_zoo(models: list[dict], curves: list[dict], path: Path) -> Path:
     ax.set_xlabel("cost per image (GMACs, log scale)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("The zoo (dots) and each base with its best saver (lines)")
-    _label_without_overlap(ax, models, fontsize=7)
     if curves:
         ax.legend(loc="lower right", fontsize=6)
     for index, result in enumerate(curves):
         panel = fig.add_subplot(grid[1 + index // columns, index % columns])
         color = colors[index % len(colors)]
-        _cascade_line(panel, result, gmacs[result["base"]], color, lw=1.4, marker=".", ms=3)
-        ends = [result["saver"], result["base"]]
-        panel.scatter([gmacs[n] for n in ends], [100 * accuracy[n] for n in ends], s=24,
-                      facecolors="white", edgecolors="black", zorder=3)  # fmt: skip
+        # Relative cost on a linear axis: the base alone at 1, the saver alone at its cost ratio.
+        front = result["pareto_front"]
+        panel.plot([p["relative_cost"] for p in front], [100 * p["accuracy"] for p in front],
+                   color=color, lw=1.4, marker="o", ms=3, zorder=4)  # fmt: skip
+        ratio = gmacs[result["saver"]] / gmacs[result["base"]]
+        ends = [100 * accuracy[result["saver"]], 100 * accuracy[result["base"]]]
+        panel.scatter([ratio, 1.0], ends, s=24, facecolors="white", edgecolors="black", zorder=3)
         panel.axhline(100 * result["base_accuracy"], color="grey", ls="--", lw=0.7)
-        panel.set_xscale("log")
+        panel.set_xlim(0, 1.08)
+        panel.set_xlabel("relative cost", fontsize=6)
         panel.set_title(f"{result['saver']}\n→ {result['base']}", fontsize=6, color=color)
         panel.tick_params(labelsize=6)
+    fig.tight_layout()  # names are placed in pixels: after the layout has moved the axes
+    _label_without_overlap(ax, models, fontsize=7)
     return _save(fig, path)
 
 
