@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 from db.session import engine_for
+
+if TYPE_CHECKING:  # Alembic loads when a schema is checked, not when `--help` is asked for
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -20,6 +20,8 @@ class SchemaOutOfDate(RuntimeError):
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # Alembic's config is an ini parser: a literal % must be doubled.
@@ -28,6 +30,8 @@ def alembic_config(url: str) -> Config:
 
 
 def head_revision(url: str) -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     if head is None:
         raise RuntimeError(f"no migrations under {MIGRATIONS}: this saverzoo is installed broken")
@@ -35,12 +39,16 @@ def head_revision(url: str) -> str:
 
 
 def current_revision(url: str) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine_for(url).connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
 def upgrade(url: str) -> tuple[str | None, str]:
     """Migrate to head; returns (revision before, revision after)."""
+    from alembic import command
+
     before = current_revision(url)
     with engine_for(url).begin() as connection:
         config = alembic_config(url)
