@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
 from db.session import engine_for
@@ -13,6 +16,7 @@ if TYPE_CHECKING:  # Alembic loads when a schema is checked, not when `--help` i
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "alembic_version"  # where Alembic keeps a database's revision
 
 
 class SchemaOutOfDate(RuntimeError):
@@ -29,20 +33,41 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def head_revision(url: str) -> str:
-    from alembic.script import ScriptDirectory
+# A migration file names its revision and the one it revises (``down_revision``).
+_REVISION = re.compile(r"""^revision(?:: [^=]+)? = ['"]([^'"]+)['"]""", re.M)
+_DOWN_REVISION = re.compile(r"""^down_revision(?:: [^=]+)? = (?:['"]([^'"]+)['"]|None)""", re.M)
 
-    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
-    if head is None:
-        raise RuntimeError(f"no migrations under {MIGRATIONS}: this saverzoo is installed broken")
-    return head
+
+@functools.cache
+def _migration_head() -> str:
+    """The one migration no other revises, read from the files (Alembic is not imported: every
+    command checks the schema, and a query should not pay for Alembic's machinery)."""
+    revisions, revised = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        text = path.read_text()
+        if (revision := _REVISION.search(text)) is not None:
+            revisions.add(revision.group(1))
+            down = _DOWN_REVISION.search(text)
+            if down is not None and down.group(1):
+                revised.add(down.group(1))
+    heads = revisions - revised
+    if len(heads) != 1:
+        raise RuntimeError(f"migrations under {MIGRATIONS} have heads {sorted(heads)}: this "
+                           "saverzoo is installed broken")  # fmt: skip
+    return heads.pop()
+
+
+def head_revision(url: str | None = None) -> str:
+    """The revision this saverzoo needs (the same for every database)."""
+    return _migration_head()
 
 
 def current_revision(url: str) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
+    """The database's revision, or None for a database Alembic never migrated."""
     with engine_for(url).connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        if not inspect(connection).has_table(VERSION_TABLE):
+            return None
+        return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
 
 def upgrade(url: str) -> tuple[str | None, str]:
