@@ -17,6 +17,7 @@ subprocess.
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import re
@@ -120,7 +121,7 @@ def _scheme(url: str) -> str | None:
 
 
 def pattern_size(pattern: str) -> int:
-    """How many URLs webdataset's brace notation expands ``pattern`` to, without expanding it.
+    """How many URLs saverzoo's brace notation expands ``pattern`` to, without expanding it.
 
     ``{000..063}`` is a range, ``{a,b}`` a list; several ``::``-joined patterns add up.
     """
@@ -136,7 +137,7 @@ def pattern_size(pattern: str) -> int:
                 )
             count *= int(span.group(2)) - int(span.group(1)) + 1 if span else body.count(",") + 1
             if count <= 0:
-                raise InputError(f"shard pattern {_printable(part)} has a descending range")
+                raise InputError(f"--shards {_printable(part)} has a descending range")
         total += count
     return total
 
@@ -154,6 +155,46 @@ def shard_pattern(pattern: object, max_shards: int) -> str:
     for part in pattern.split("::"):
         shard_url(part)
     return pattern
+
+
+def _alternatives(body: str, part: str) -> list[str]:
+    """What one brace stands for: a range ``000..063`` (padded as written) or a list ``a,b``."""
+    span = _RANGE.match(body)
+    if span is not None:
+        first, last = span.groups()
+        padded = any(bound.startswith("0") and bound != "0" for bound in (first, last))
+        width = max(len(first), len(last)) if padded else 0
+        return [f"{i:0{width}d}" for i in range(int(first), int(last) + 1)]
+    if "," in body:
+        return body.split(",")
+    raise InputError(
+        f"--shards {_printable(part)}: {{{body[:40]}}} is neither a range like {{000..063}} nor "
+        "a list like {a,b}"
+    )
+
+
+def _expand(part: str) -> list[str]:
+    pieces = _BRACE.split(part)  # literal, brace body, literal, brace body, ..., literal
+    if any("{" in literal or "}" in literal for literal in pieces[0::2]):
+        raise InputError(f"--shards {_printable(part)}: braces may not nest and must be balanced")
+    choices = [
+        _alternatives(piece, part) if odd else [piece]
+        for odd, piece in zip(itertools.cycle((False, True)), pieces)
+    ]
+    return ["".join(combination) for combination in itertools.product(*choices)]
+
+
+def expand_shards(pattern: str, max_shards: int) -> list[str]:
+    """``s3://b/p/val-{000000..000063}.tar`` as a list of URLs, each one saverzoo reads itself.
+
+    The count is checked before expanding (a range of a billion shards is refused, not built);
+    every URL is checked after, since a brace may hold a scheme (``{pipe:cmd,x}``).
+    """
+    shard_pattern(pattern, max_shards)
+    urls = [url for part in pattern.split("::") for url in _expand(part)]
+    if not urls:
+        raise InputError(f"--shards {_printable(pattern)} names no shard")
+    return [shard_url(url) for url in urls]
 
 
 def integer(value: object, what: str, low: int, high: int) -> int:

@@ -121,7 +121,8 @@ def datasets_add(
     num_classes: Annotated[int | None, typer.Option(help="Default: largest label + 1.")] = None,
 ) -> None:
     """Register existing WebDataset shards (read once for their keys, labels and bad samples)."""
-    from orchestrator.ingest.datasets import DatasetSpec, expand_shards, read_for_registration
+    from cluster.validate import expand_shards
+    from orchestrator.ingest.datasets import DatasetSpec, read_for_registration
 
     with user_errors():
         valid_name(name, "dataset name")

@@ -10,8 +10,6 @@ list before yielding the first URL.
 
 from __future__ import annotations
 
-import itertools
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -25,7 +23,6 @@ from cluster.validate import (
     MAX_CLASSES,
     class_indices,
     integer,
-    shard_pattern,
     shard_url,
     unique_keys,
 )
@@ -54,60 +51,6 @@ class DatasetSpec:
     shard_urls: str  # brace notation
     num_classes: int | None  # None: the largest label + 1
     label_source: str
-
-
-_BRACE = re.compile(r"\{([^{}]*)\}")
-_RANGE = re.compile(r"(\d+)\.\.(\d+)")
-
-
-def _alternatives(body: str, part: str) -> list[str]:
-    """What one brace stands for: a range ``000..063`` (padded as written) or a list ``a,b``."""
-    span = _RANGE.fullmatch(body)
-    if span is not None:
-        first, last = span.groups()
-        padded = any(bound.startswith("0") and bound != "0" for bound in (first, last))
-        width = max(len(first), len(last)) if padded else 0
-        return [f"{i:0{width}d}" for i in range(int(first), int(last) + 1)]
-    if "," in body:
-        return body.split(",")
-    raise InputError(
-        f"--shards {part[:80]!r}: {{{body[:40]}}} is neither a range like {{000..063}} nor a "
-        "list like {a,b}"
-    )
-
-
-def _expand(part: str) -> list[str]:
-    pieces = _BRACE.split(part)  # literal, brace body, literal, brace body, ..., literal
-    if any("{" in literal or "}" in literal for literal in pieces[0::2]):
-        raise InputError(f"--shards {part[:80]!r}: braces may not nest and must be balanced")
-    choices = [
-        _alternatives(piece, part) if odd else [piece]
-        for odd, piece in zip(itertools.cycle((False, True)), pieces)
-    ]
-    return ["".join(combination) for combination in itertools.product(*choices)]
-
-
-def expand_shards(pattern: str, max_shards: int) -> list[str]:
-    """``s3://b/p/val-{000000..000063}.tar`` as a list of URLs, each one saverzoo reads itself.
-
-    The count is checked before expanding (a range of a billion shards is refused, not built);
-    every URL is checked after, since a brace may hold a scheme (``{pipe:cmd,x}``).
-    """
-    try:
-        shard_pattern(pattern, max_shards)
-    except InputError:
-        raise
-    except ValueError:  # int() refuses a range bound of thousands of digits
-        raise InputError(
-            f"--shards {pattern[:80]!r}: a range bound is too long; --shards may expand to at "
-            f"most {max_shards:,} shards (setting SAVERZOO_MAX_SHARDS)"
-        ) from None
-    urls = [url for part in pattern.split("::") for url in _expand(part)]
-    if not urls:
-        raise InputError(f"--shards {pattern!r} names no shard")
-    for url in urls:
-        shard_url(url)
-    return urls
 
 
 def check_shard_list(urls: list[str], max_shards: int) -> list[str]:

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import update
 
 from cluster.errors import InputError
+from cluster.validate import expand_shards
 from db.models import DatasetShard
 from db.session import session_factory
-from orchestrator.ingest.datasets import expand_shards
 from tests.factories import image_folder, row_counts, saverzoo, saverzoo_json
 from workers.shards import ShardError, read_shard
 
