@@ -72,4 +72,5 @@ def main(saverzoo: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    # Absolute: the commands run in a temporary directory, where a relative path finds nothing.
+    sys.exit(main(str(Path(sys.argv[1]).absolute())))
