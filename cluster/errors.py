@@ -7,3 +7,7 @@ class InputError(ValueError):
 
 class ServiceError(RuntimeError):
     """A service (object store, shard, local server) failed; the message names it and the cause."""
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database exists but is at an older schema than this saverzoo needs."""

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 
+from cluster.errors import SchemaOutOfDate
 from db.session import engine_for
 
 if TYPE_CHECKING:  # Alembic loads when a schema is checked, not when `--help` is asked for
@@ -17,10 +18,6 @@ if TYPE_CHECKING:  # Alembic loads when a schema is checked, not when `--help` i
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "alembic_version"  # where Alembic keeps a database's revision
-
-
-class SchemaOutOfDate(RuntimeError):
-    """The database exists but is at an older schema than this saverzoo needs."""
 
 
 def alembic_config(url: str) -> Config:

@@ -8,15 +8,16 @@ the way PostgreSQL takes thousands of rows fastest.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import importlib
+from collections.abc import Mapping, Sequence
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-# ON CONFLICT upserts are dialect-specific statements with the same shape.
-_INSERT_BY_DIALECT: dict[str, Callable[..., sqlite.Insert | postgresql.Insert]] = {
-    "sqlite": sqlite.insert,
-    "postgresql": postgresql.insert,
+# ON CONFLICT upserts are dialect-specific statements of the same shape, from the dialect's module
+# (imported on first use: an SQLite command never loads the PostgreSQL dialect).
+_INSERT_MODULE_BY_DIALECT = {
+    "sqlite": "sqlalchemy.dialects.sqlite",
+    "postgresql": "sqlalchemy.dialects.postgresql",
 }
 COPY_MIN_ROWS = 200
 
@@ -36,14 +37,14 @@ def upsert(
         return
     rows = list({tuple(row[k] for k in key): row for row in rows}.values())
     dialect = session.get_bind().dialect.name
-    if dialect not in _INSERT_BY_DIALECT:
+    if dialect not in _INSERT_MODULE_BY_DIALECT:
         raise NotImplementedError(
             f"saverzoo supports SQLite and PostgreSQL databases, not {dialect}"
         )
     if dialect == "postgresql" and len(rows) >= COPY_MIN_ROWS:
         _copy_merge(session, table.__table__.name, rows, key)
         return
-    insert = _INSERT_BY_DIALECT[dialect]
+    insert = importlib.import_module(_INSERT_MODULE_BY_DIALECT[dialect]).insert
     columns = [c for c in rows[0] if c not in key]
     statement = insert(table)
     if columns:

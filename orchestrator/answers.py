@@ -25,7 +25,9 @@ from db.queries import (
     require_complete,
     top1_predictions,
 )
+from orchestrator.limits import DEFAULT_ALTERNATIVES, MAX_OFFSET, MAX_PAGE
 from search.costs import COSTS, GMACS, LATENCY
+from search.criteria import BUDGET, CRITERIA, PAPER
 from search.results import (
     best_savers,
     budget_key,
@@ -34,11 +36,7 @@ from search.results import (
     latency_best_savers,
     pair_view,
 )
-from search.selection import BUDGET, CRITERIA, PAPER, centipoints, has_saver, rank_key
-
-MAX_OFFSET = 10**9  # the HTTP API's bound too
-MAX_PAGE = 1000
-DEFAULT_ALTERNATIVES = 5
+from search.selection import centipoints, has_saver, rank_key
 
 
 # ----- the reported fields -----------------------------------------------------------------------

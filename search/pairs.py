@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from search.criteria import BUDGET, PAPER
 from search.engine import (
     PAPER_GRID_FLOAT32,
     OperatingPoint,
@@ -24,7 +25,6 @@ from search.engine import (
     scan_saver,
     sort_saver,
 )
-from search.selection import BUDGET, PAPER
 
 
 def calibration_mask(keys: Iterable[str], fraction: float = 0.5) -> np.ndarray:

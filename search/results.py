@@ -22,8 +22,9 @@ from db.queries import (
 )
 from search.best import HOLDOUT, IN_SAMPLE
 from search.costs import COST_COLUMNS, latency_per_image, recost_pair
+from search.criteria import PAPER
 from search.engine import Zoo, pair_curve, pareto_front
-from search.selection import PAPER, centipoints, has_saver, rank_key
+from search.selection import centipoints, has_saver, rank_key
 
 BUDGET_FIELDS = ("threshold", "exit_ratio", "accuracy", "base_accuracy", "relative_cost", "saving")
 PAPER_FIELDS = ("threshold", "exit_ratio", "delta_c")

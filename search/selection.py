@@ -14,11 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cluster.errors import InputError
+from search.criteria import BUDGET, CRITERIA, PAPER
 from search.engine import OperatingPoint
 
-BUDGET = "budget"
-PAPER = "paper"
-CRITERIA = (BUDGET, PAPER)
 SAVING_DECIMALS = 12
 
 

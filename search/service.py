@@ -27,9 +27,9 @@ from db.models import Dataset, Model, PairResult, PredictionChunk, utc_now
 from db.queries import complete_model_ids, dataset_samples, lock_dataset_search, top1_predictions
 from db.upsert import upsert
 from search.best import update_best_savers
+from search.criteria import BUDGET, PAPER
 from search.engine import Zoo, dearer_than
 from search.pairs import PairRecord, SplitZoo, calibration_mask, saver_records
-from search.selection import BUDGET, PAPER
 
 PAIR_KEY = ("dataset_id", "base_id", "saver_id", "criterion", "max_drop_centipoints")
 COST_TOLERANCE = 1e-9

@@ -5,36 +5,66 @@ from __future__ import annotations
 import json
 import math
 import sys
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
-from cluster.errors import InputError, ServiceError
-from cluster.settings import Settings, config_file, get_settings
-from db.schema import SchemaOutOfDate, ensure_schema
-from db.session import session_factory
+from cluster.errors import InputError, SchemaOutOfDate, ServiceError
 
-out = Console(soft_wrap=True)  # long lines (URLs, paths) stay whole
-err = Console(stderr=True, soft_wrap=True)
+if TYPE_CHECKING:  # settings, schema, sessions and rich load when a command first needs them
+    from rich.console import Console
+    from sqlalchemy.orm import Session
+
+    from cluster.settings import Settings
+
+
+class LazyConsole:
+    """A rich ``Console`` made on first use: a command that prints JSON never loads rich's."""
+
+    def __init__(self, **options: object) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)  # type: ignore[arg-type]
+        return self._console
+
+    def __getattr__(self, name: str):
+        return getattr(self.console, name)
+
+
+out = LazyConsole(soft_wrap=True)  # long lines (URLs, paths) stay whole
+err = LazyConsole(stderr=True, soft_wrap=True)
 USER_ERRORS = (InputError, ServiceError, SchemaOutOfDate)
 
 
-def fail(message: str) -> typer.Exit:
-    # The message is text, not markup: `pip install 'saverzoo[worker]'` or a range "[0, 1]" stay.
+def say_error(message: str) -> None:
+    """``error: message`` on stderr. The message is text, not markup: `pip install
+    'saverzoo[worker]'` or a range "[0, 1]" stay as written."""
+    from rich.markup import escape
+
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def fail(message: str) -> typer.Exit:
+    say_error(message)
     return typer.Exit(code=1)
 
 
 def settings_or_fail() -> Settings:
     """The settings, or one line saying which setting is wrong and where it came from."""
+    import tomllib
+
+    from pydantic import ValidationError
+
+    from cluster.settings import config_file, get_settings
+
     try:
         return get_settings()
     except ValidationError as error:
@@ -64,6 +94,11 @@ def transaction(settings: Settings | None = None) -> Iterator[Session]:
     (connection refused, database locked). An OSError of the command's own files is not one:
     it is named as such.
     """
+    from sqlalchemy.exc import OperationalError
+
+    from db.schema import ensure_schema
+    from db.session import session_factory
+
     settings = settings or settings_or_fail()
     try:
         ensure_schema(settings.database_url)
@@ -97,12 +132,14 @@ def _database_failure(settings: Settings, error: Exception) -> typer.Exit:
 
 @contextmanager
 def progress_bar(description: str) -> Iterator:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=err,
+        console=err.console,
         transient=True,
     ) as progress:
         task = progress.add_task(description, total=None)

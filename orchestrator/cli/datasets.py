@@ -6,14 +6,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from sqlalchemy import select
 
 from cluster.validate import MAX_SHARD_SIZE, integer
 from cluster.validate import name as valid_name
-from db.models import DatasetShard
-from db.queries import get_dataset
-from orchestrator.answers import datasets
 from orchestrator.cli.console import (
     fail,
     out,
@@ -135,6 +130,10 @@ def datasets_add(
 @datasets_app.command("list")
 def datasets_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
     """Registered datasets."""
+    from rich.table import Table
+
+    from orchestrator.answers import datasets
+
     with transaction() as session:
         rows = datasets(session)
     if as_json:
@@ -155,6 +154,12 @@ def datasets_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A dataset's shards: where they are, sample counts, samples that do not decode."""
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from db.models import DatasetShard
+    from db.queries import get_dataset
+
     with transaction() as session:
         dataset = get_dataset(session, name)
         shards = session.scalars(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from db.schema import current_revision, head_revision, upgrade
 from orchestrator.cli.console import (
     fail,
     out,
@@ -17,6 +16,8 @@ db_app = typer.Typer(help="The database: where it is and its schema.")
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database schema to this version of saverzoo."""
+    from db.schema import upgrade
+
     settings = settings_or_fail()
     try:
         before, after = upgrade(settings.database_url)
@@ -29,6 +30,8 @@ def db_upgrade() -> None:
 @db_app.command("info")
 def db_info() -> None:
     """Where the database is and its schema revision."""
+    from db.schema import current_revision, head_revision
+
     settings = settings_or_fail()
     try:
         current = current_revision(settings.database_url)

@@ -29,8 +29,8 @@ def demo(
     with user_errors():
         from orchestrator.cli import app
 
-        for shown in (out, err):  # the tables are wide: keep them whole in a log too
+        for shown in (out.console, err.console):  # the tables are wide: whole in a log too
             if not shown.is_terminal:
                 shown.width = max(shown.width, 130)
 
-        run_demo(workdir, out, app, fresh=fresh, epochs=epochs, models=models)
+        run_demo(workdir, out.console, app, fresh=fresh, epochs=epochs, models=models)

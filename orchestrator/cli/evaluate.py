@@ -9,7 +9,6 @@ import typer
 
 from cluster import validate
 from cluster.errors import InputError
-from db.session import session_factory
 from orchestrator.cli.console import (
     err,
     out,
@@ -45,6 +44,7 @@ def evaluate(
     ] = False,
 ) -> None:
     """Evaluate models on a dataset in this process and update the best savers."""
+    from db.session import session_factory
     from orchestrator.ingest.evaluation import evaluate_dataset
     from workers.evaluate import EvalOptions
     from workers.identity import resolve_specs

@@ -8,12 +8,16 @@ type, with the traceback shown only when ``SAVERZOO_DEBUG`` is set.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Any
 
+import typer
+
 # typer carries its own copy of click: its exceptions, not the click package's, reach this group.
 from typer import Abort
+from typer._click.core import Command, Context
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
@@ -72,3 +76,34 @@ class OneLineErrors(TyperGroup):
             )
             sys.exit(1)
         sys.exit(result if isinstance(result, int) else 0)
+
+
+class LazyCommands(OneLineErrors):
+    """The top group, whose commands are built when they are called: a command's module is imported
+    and its options turned into click parameters only for the command that runs (``--help``
+    builds them all). ``COMMANDS`` maps a name to ``(module, attribute)``: a typer group, or a
+    function that is one command."""
+
+    COMMANDS: dict[str, tuple[str, str]] = {}
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return [*self.COMMANDS, *super().list_commands(ctx)]
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        if cmd_name not in self.COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        if cmd_name not in self.commands:
+            module, attribute = self.COMMANDS[cmd_name]
+            target = getattr(importlib.import_module(module), attribute)
+            if not isinstance(target, typer.Typer):
+                target = _one_command(cmd_name, target)
+            command = typer.main.get_command(target)
+            command.name = cmd_name
+            self.commands[cmd_name] = command
+        return self.commands[cmd_name]
+
+
+def _one_command(name: str, function: Any) -> typer.Typer:
+    app = typer.Typer()
+    app.command(name)(function)
+    return app

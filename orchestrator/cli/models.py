@@ -5,19 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from orchestrator.answers import (
-    MAX_PAGE,
-    model_detail,
-    models_page,
-)
 from orchestrator.cli.console import (
     out,
     print_json,
     settings_or_fail,
     transaction,
 )
+from orchestrator.limits import MAX_PAGE
 
 models_app = typer.Typer(help="Models known to saverzoo.")
 
@@ -37,6 +32,10 @@ def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Models with their cost and source, cheapest first."""
+    from rich.table import Table
+
+    from orchestrator.answers import models_page
+
     with transaction() as session:
         page = models_page(
             session,
@@ -66,6 +65,8 @@ def models_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A model's profile, data config, throughput and accuracy per dataset."""
+    from orchestrator.answers import model_detail
+
     with transaction() as session:
         detail = model_detail(session, name)
     if as_json:
@@ -78,3 +79,9 @@ def models_show(
         out.print(f"throughput on {device}: {rate:,.0f} images/s")
     for dataset, accuracy in detail["accuracy"].items():
         out.print(f"top-1 accuracy on {dataset}: {100 * accuracy:.2f}%")
+
+
+# `models add` builds a model with timm: its body lives with the evaluation commands.
+from orchestrator.cli.evaluate import models_add  # noqa: E402
+
+models_app.command("add")(models_add)

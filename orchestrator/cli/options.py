@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from db.queries import get_dataset
-from orchestrator.answers import SaverQuery
 from orchestrator.cli.console import progress_bar
-from search.results import budget_key
+
+if TYPE_CHECKING:
+    from orchestrator.answers import SaverQuery
 
 Dataset = Annotated[str, typer.Option(help="Dataset name.")]
 MaxDrop = Annotated[float | None, typer.Option(help="Allowed accuracy drop in points (default 0).")]
@@ -22,7 +22,8 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 def keep_budget(session, dataset: str, query: SaverQuery) -> None:
     """Unlike the HTTP API, the CLI computes a budget the dataset does not keep yet."""
-    from search.results import add_budget
+    from db.queries import get_dataset
+    from search.results import add_budget, budget_key
     from search.service import SaverSearch
 
     data = get_dataset(session, dataset)

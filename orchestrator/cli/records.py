@@ -7,14 +7,12 @@ from typing import Annotated
 
 import typer
 
-from db.queries import get_dataset
 from orchestrator.cli.console import (
     out,
     progress_bar,
     settings_or_fail,
     transaction,
 )
-from search.service import SaverSearch
 
 records_app = typer.Typer(help="Import evaluation records of the TinySaver seed code.")
 
@@ -26,6 +24,7 @@ def records_import(
 ) -> None:
     """Import TinySaver records (all models or none) and compute their pairs."""
     from orchestrator.ingest.records_import import import_records
+    from search.service import SaverSearch
 
     settings = settings_or_fail()
     with transaction(settings) as session, progress_bar("searching savers") as update:
@@ -56,6 +55,7 @@ def records_export(
     ] = None,
 ) -> None:
     """Write the dataset's predictions in the TinySaver seed code's record format."""
+    from db.queries import get_dataset
     from orchestrator.ingest.records_export import export_records
     from workers.identity import split_patterns
 

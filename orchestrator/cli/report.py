@@ -7,17 +7,14 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.answers import (
-    SaverQuery,
-)
 from orchestrator.cli.console import (
     out,
     progress_bar,
     settings_or_fail,
     transaction,
 )
-from orchestrator.cli.options import Criterion, Dataset, Holdout, MaxDrop, keep_budget
-from search.selection import BUDGET
+from orchestrator.cli.options import Criterion, Dataset, Holdout, MaxDrop
+from search.criteria import BUDGET
 
 
 def report(
@@ -31,6 +28,8 @@ def report(
     holdout: Holdout = False,
 ) -> None:
     """Write a dataset's report: index.html (sortable table), zoo and curve PNGs, CSV tables."""
+    from orchestrator.answers import SaverQuery
+    from orchestrator.cli.options import keep_budget
     from orchestrator.reports.page import report_folder, write_report
 
     settings = settings_or_fail()

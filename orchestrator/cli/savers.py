@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from db.queries import get_dataset
-from orchestrator.answers import (
-    CURVE_FIELDS,
-    DEFAULT_ALTERNATIVES,
-    FIELDS,
-    SaverQuery,
-    field_text,
-    fields_for,
-    saver_of,
-    savers,
-)
 from orchestrator.cli.console import (
     err,
     out,
@@ -26,18 +14,13 @@ from orchestrator.cli.console import (
     progress_bar,
     transaction,
 )
-from orchestrator.cli.options import (
-    AsJson,
-    Criterion,
-    Dataset,
-    Holdout,
-    MaxDrop,
-    keep_budget,
-)
-from search.costs import GMACS, LATENCY
-from search.results import curve
-from search.selection import BUDGET, PAPER
-from search.service import SaverSearch
+from orchestrator.cli.options import AsJson, Criterion, Dataset, Holdout, MaxDrop
+from orchestrator.limits import DEFAULT_ALTERNATIVES
+from search.costs import GMACS
+from search.criteria import BUDGET
+
+if TYPE_CHECKING:
+    from orchestrator.answers import SaverQuery
 
 savers_app = typer.Typer(help="Best savers, pair curves and their computation.")
 
@@ -47,6 +30,9 @@ def savers_refresh(
     dataset: Annotated[str, typer.Option(help="Dataset name.")],
 ) -> None:
     """Compute every missing pair of the dataset and update its best savers."""
+    from db.queries import get_dataset
+    from search.service import SaverSearch
+
     with transaction() as session, progress_bar("searching savers") as update:
         summary = SaverSearch().refresh(session, get_dataset(session, dataset), progress=update)
     out.print(
@@ -72,6 +58,9 @@ def savers_best(
     as_json: AsJson = False,
 ) -> None:
     """The best saver of every base model (or of BASE)."""
+    from orchestrator.answers import SaverQuery, savers
+    from orchestrator.cli.options import keep_budget
+
     with transaction() as session:
         query = SaverQuery(criterion, max_drop, holdout, cost, device_type).checked()
         keep_budget(session, dataset, query)
@@ -103,6 +92,9 @@ def savers_show(
     as_json: AsJson = False,
 ) -> None:
     """BASE's best saver and the next-best alternatives, ranked the same way."""
+    from orchestrator.answers import SaverQuery, saver_of
+    from orchestrator.cli.options import keep_budget
+
     with transaction() as session:
         query = SaverQuery(criterion, max_drop, holdout).checked()
         keep_budget(session, dataset, query)
@@ -122,10 +114,18 @@ def savers_show(
 
 
 def _cell(field: str, value: float | None) -> str:
+    from orchestrator.answers import field_text
+
     return field_text(field, value, missing="-")
 
 
 def _print_best(rows: list[dict], query: SaverQuery, dataset: str, notice: str | None = None):
+    from rich.table import Table
+
+    from orchestrator.answers import FIELDS, fields_for
+    from search.costs import LATENCY
+    from search.criteria import PAPER
+
     fields = fields_for(query.criterion, query.holdout)
     title = (
         f"{dataset}: paper criterion (equal performance)"
@@ -153,6 +153,12 @@ def savers_curve(
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of the curve here.")] = None,
 ) -> None:
     """The Pareto front of (relative cost, accuracy) of one pair."""
+    from rich.table import Table
+
+    from db.queries import get_dataset
+    from orchestrator.answers import CURVE_FIELDS, FIELDS
+    from search.results import curve
+
     with transaction() as session:
         result = curve(session, get_dataset(session, dataset), base, saver)
     if plot is not None:

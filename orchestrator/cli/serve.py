@@ -7,14 +7,14 @@ import ipaddress
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.exc import OperationalError
 
-from cluster.settings import Settings, get_settings
-from db.schema import SchemaOutOfDate, ensure_schema
 from orchestrator.cli.console import err, fail, settings_or_fail
+
+if TYPE_CHECKING:
+    from cluster.settings import Settings
 
 
 def is_loopback(host: str) -> bool:
@@ -86,6 +86,11 @@ def serve(
 ) -> None:
     """Serve the HTTP API (/v1, OpenAPI at /openapi.json) and each dataset's report (/report)."""
     import uvicorn
+    from sqlalchemy.exc import OperationalError
+
+    from cluster.errors import SchemaOutOfDate
+    from cluster.settings import get_settings
+    from db.schema import ensure_schema
 
     if report_dir is not None:  # the worker processes read their settings from the environment
         os.environ["SAVERZOO_REPORT_DIR"] = str(report_dir.resolve())

@@ -3,36 +3,25 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from cluster import validate
-from cluster.settings import Settings
-from db.session import session_factory
 from orchestrator.cli.console import (
     err,
     fail,
     out,
     print_json,
+    say_error,
     settings_or_fail,
     transaction,
     user_errors,
 )
 from orchestrator.sweeps.plan import DEFAULT_BUNDLE_GMACS
-from orchestrator.sweeps.store import (
-    DONE,
-    SweepOptions,
-    cancel,
-    keyed_sweep,
-    list_sweeps,
-    status,
-    submit,
-    submit_once,
-)
+
+if TYPE_CHECKING:
+    from cluster.settings import Settings
 
 sweep_app = typer.Typer(help="Zoo sweeps on a Ray cluster: every missing chunk, exactly once.")
 
@@ -82,6 +71,7 @@ def sweep_submit(
 ) -> None:
     """Submit a sweep: these models on this dataset, every missing chunk computed once."""
     from orchestrator.sweeps.launch import check_address
+    from orchestrator.sweeps.store import SweepOptions, submit, submit_once
 
     options = SweepOptions(
         device, mode, batch_size, random_weights, compile, max_attempts, bundle_gmacs,
@@ -109,6 +99,8 @@ def sweep_submit(
 
 
 def _submitted_before(settings: Settings, key: str) -> bool:
+    from orchestrator.sweeps.store import keyed_sweep
+
     with user_errors():
         validate.request_key(key, "--idempotency-key")
     with transaction(settings) as session:
@@ -122,6 +114,8 @@ def sweep_resume(
     wait: Wait = False,
 ) -> None:
     """Finish a sweep whose driver stopped: only the missing chunks are computed."""
+    from orchestrator.sweeps.store import status
+
     settings = settings_or_fail()
     with transaction(settings) as session:
         status(session, sweep_id)  # an unknown id fails here, in one line
@@ -131,6 +125,7 @@ def sweep_resume(
 def start_sweep(settings: Settings, sweep_id: int, address: str | None, wait: bool) -> None:
     """Run the sweep: here with a progress bar (wait), else in the background or as a Ray Job."""
     from orchestrator.sweeps.launch import is_jobs_url, start_in_background
+    from orchestrator.sweeps.store import DONE, status
 
     address = address or settings.ray_address
     if not wait or is_jobs_url(address):
@@ -143,7 +138,7 @@ def start_sweep(settings: Settings, sweep_id: int, address: str | None, wait: bo
         with transaction(settings) as session:
             report = status(session, sweep_id)
         if report["error"]:
-            err.print(f"[bold red]error:[/] {escape(report['error'])}", soft_wrap=True)
+            say_error(report["error"])
         for failure in report["failures"]:
             if failure["attempts"] >= report["options"]["max_attempts"]:
                 err.print(f"  {', '.join(failure['models'])} on shard {failure['shard']}: "
@@ -153,7 +148,10 @@ def start_sweep(settings: Settings, sweep_id: int, address: str | None, wait: bo
 
 def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
     """Run the sweep's driver here, with a progress bar of images evaluated."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from cluster.ray_cluster import connected
+    from db.session import session_factory
     from orchestrator.sweeps.driver import SweepDriver  # imports Ray: only when a sweep runs
     from orchestrator.sweeps.launch import failing_sweep_on_error
 
@@ -168,7 +166,7 @@ def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
                 MofNCompleteColumn(),
                 TextColumn("units · {task.fields[rate]:,.0f} img/s"),
                 TimeElapsedColumn(),
-                console=err,
+                console=err.console,
                 transient=True,
             )
         )
@@ -191,6 +189,10 @@ def sweep_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Per-model progress, throughput, ETA and failures of a sweep."""
+    from rich.table import Table
+
+    from orchestrator.sweeps.store import list_sweeps, status
+
     with transaction() as session:
         if sweep_id is None:
             sweeps = list_sweeps(session)
@@ -217,7 +219,7 @@ def sweep_status(
         + (f" · about {eta / 60:.1f} min left" if eta else "")
     )
     if report["error"]:
-        err.print(f"[bold red]error:[/] {escape(report['error'])}", soft_wrap=True)
+        say_error(report["error"])
     for failure in report["failures"]:
         where = f"{', '.join(failure['models'])} on shard {failure['shard']}"
         err.print(f"  {where} (attempt {failure['attempts']}): {failure['error']}", soft_wrap=True)
@@ -226,6 +228,10 @@ def sweep_status(
 @sweep_app.command("list")
 def sweep_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
     """Every sweep, oldest first."""
+    from rich.table import Table
+
+    from orchestrator.sweeps.store import list_sweeps
+
     with transaction() as session:
         sweeps = list_sweeps(session)
     if as_json:
@@ -243,6 +249,8 @@ def sweep_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
 @sweep_app.command("cancel")
 def sweep_cancel(sweep_id: Annotated[int, typer.Argument(help="The sweep to stop.")]) -> None:
     """Stop a sweep: its driver stops the workers; stored chunks stay."""
+    from orchestrator.sweeps.store import cancel
+
     with transaction() as session:
         cancel(session, sweep_id)
     out.print(f"sweep {sweep_id} cancelled")

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.request
 from typing import Annotated
 
 import typer
 from packaging.version import InvalidVersion, Version
-from sqlalchemy.exc import IntegrityError
 
 from cluster.errors import InputError, ServiceError
 from orchestrator.cli.console import err, fail, out, print_json, settings_or_fail, transaction
@@ -30,6 +28,8 @@ def parse_period(text: str) -> float:
 
 def newest_on_pypi(url: str = PYPI_TIMM, timeout: float = 10.0) -> Version:
     """The newest release of timm that PyPI's JSON API lists."""
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             info = json.load(response)["info"]
@@ -94,6 +94,8 @@ def watch(
 
 
 def _one_pass(settings, dataset: str, patterns: list[str], options, as_json: bool) -> int | None:
+    from sqlalchemy.exc import IntegrityError
+
     from orchestrator.sweeps.watch import watch_once
 
     try:

@@ -29,16 +29,17 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cluster import validate
-from cluster.errors import InputError, ServiceError
+from cluster.errors import InputError, SchemaOutOfDate, ServiceError
 from cluster.settings import Settings, get_settings
 from db.queries import Conflict, NotFound, get_dataset
-from db.schema import SchemaOutOfDate, current_revision, ensure_schema, head_revision
+from db.schema import current_revision, ensure_schema, head_revision
 from db.session import session_factory
 from orchestrator import answers
-from orchestrator.answers import DEFAULT_ALTERNATIVES, MAX_OFFSET, MAX_PAGE, SaverQuery
+from orchestrator.answers import SaverQuery
+from orchestrator.limits import DEFAULT_ALTERNATIVES, MAX_OFFSET, MAX_PAGE
 from search.costs import GMACS
+from search.criteria import BUDGET
 from search.results import curve
-from search.selection import BUDGET
 
 API_VERSION = "v1"
 log = logging.getLogger("saverzoo.api")

@@ -31,9 +31,9 @@ from db.models import Dataset, Model
 from db.queries import complete_model_ids, dataset_samples, get_dataset, top1_predictions
 from orchestrator.answers import FIELDS, SaverQuery, field_text, fields_for, savers
 from orchestrator.reports.plots import plot_curve, plot_operating_points
+from search.criteria import PAPER
 from search.engine import Zoo
 from search.results import curve_of
-from search.selection import PAPER
 
 REPORT_META = "report.json"
 ZOO_PLOT = "zoo.png"

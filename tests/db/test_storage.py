@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select, text
 
+from cluster.errors import SchemaOutOfDate
 from db.arrays import class_dtype, from_npy, to_npy
 from db.models import Dataset, PredictionChunk
 from db.queries import add_shard, keys_digest, store_chunk, top1_predictions, upsert_model
-from db.schema import SchemaOutOfDate, ensure_schema
+from db.schema import ensure_schema
 from db.session import engine_for, session_factory
 
 N = 50_000

@@ -13,7 +13,7 @@ from db.queries import get_model
 from db.session import session_factory
 from orchestrator.answers import FIELDS, fields_for
 from orchestrator.sweeps.watch import supersede
-from search.selection import CRITERIA
+from search.criteria import CRITERIA
 from tests.factories import api_server, records_dir, saverzoo, saverzoo_json, small_zoo
 
 

@@ -63,3 +63,26 @@ def test_a_query_command_imports_no_heavy_module(stored, args, monkeypatch):
     assert result.returncode == expected, result.stderr
     loaded = json.loads(result.stderr.strip().splitlines()[-1])
     assert loaded == [], f"saverzoo {' '.join(args)} imported {loaded}"
+
+
+# What the help and a JSON answer do not need: the database layer for the help, and rich's
+# console (and the command modules of other subjects) for an answer printed as JSON.
+NOT_LOADED_BY = {
+    ("--help",): ("sqlalchemy", "pydantic_settings", "db.models", "orchestrator.answers"),
+    ("savers", "best", "--dataset", "val", "--json"): (
+        "rich.console",
+        "sqlalchemy.dialects.postgresql",
+        "orchestrator.cli.sweep",
+        "orchestrator.cli.datasets",
+    ),
+}
+
+
+@pytest.mark.parametrize("args", list(NOT_LOADED_BY), ids=" ".join)
+def test_a_command_loads_only_what_it_answers_with(stored, args, monkeypatch):
+    monkeypatch.setenv("SAVERZOO_DATABASE_URL", stored)
+    probe = PROBE.format(heavy=NOT_LOADED_BY[args], args=list(args))
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stderr.strip().splitlines()[-1])
+    assert loaded == [], f"saverzoo {' '.join(args)} imported {loaded}"

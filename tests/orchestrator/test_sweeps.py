@@ -28,6 +28,7 @@ from tests.orchestrator.sweeping import (
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
+
 def test_a_sweep_stores_what_in_process_evaluation_stores(sweep_dataset, use_database):
     swept = saverzoo("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny", "--wait",
                      "--batch-size", "4")  # fmt: skip

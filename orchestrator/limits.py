@@ -1,0 +1,6 @@
+"""Bounds and defaults of the answers, shared by the command line and the HTTP API: in a module
+that imports nothing, so `--help` shows them without loading the database layer."""
+
+MAX_OFFSET = 10**9
+MAX_PAGE = 1000
+DEFAULT_ALTERNATIVES = 5

@@ -1,0 +1,6 @@
+"""The two ways a best saver is chosen, by name: in a module that imports nothing, so the command
+line's options can show them without loading the search."""
+
+BUDGET = "budget"  # the largest saving within an accuracy drop
+PAPER = "paper"  # the paper's "equal performance" match, smallest delta C
+CRITERIA = (BUDGET, PAPER)
