@@ -14,8 +14,9 @@ import ray
 
 from db.refs import ShardRef
 from workers.evaluate import EvalOptions, FatalDeviceError
+from workers.report import UnitReport
 from workers.spec import ModelSpec
-from workers.unit import UnitReport, UnitRunner
+from workers.unit import UnitRunner
 
 
 @ray.remote(max_restarts=0, max_task_retries=0)

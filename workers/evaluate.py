@@ -40,6 +40,7 @@ from workers.prefetch import prefetched
 from workers.preprocess import DeviceTransform, decode_cpu, decode_on_device
 from workers.preprocess_key import preprocessing_key
 from workers.profile import Profile
+from workers.report import ShardPredictions, Throughput
 from workers.shards import DECODE_ERRORS, Sample, SampleFailures, decode_rgb, read_shard
 from workers.spec import ModelSpec
 
@@ -124,35 +125,6 @@ class LoadedModel:
     def config_key(self) -> str:
         """Models with equal keys share preprocessing (``preprocessing_key``)."""
         return preprocessing_key(self.config)
-
-
-@dataclass
-class ShardPredictions:
-    """One model's top-k on one shard, in the shard's sample order."""
-
-    classes: np.ndarray  # int64 (n, k)
-    probs: np.ndarray  # float32 (n, k)
-
-
-@dataclass
-class Throughput:
-    """Forward passes of one model: images and seconds (the device synchronised), peak memory."""
-
-    images: int = 0
-    seconds: float = 0.0
-    peak_memory_mb: float | None = None
-    batch_size: int = 0  # the batch size the model ran at (smaller after an OOM)
-
-    @property
-    def images_per_s(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else 0.0
-
-    def add(self, other: Throughput) -> None:
-        self.images += other.images
-        self.seconds += other.seconds
-        self.batch_size = other.batch_size or self.batch_size
-        if other.peak_memory_mb is not None:
-            self.peak_memory_mb = max(self.peak_memory_mb or 0.0, other.peak_memory_mb)
 
 
 @dataclass

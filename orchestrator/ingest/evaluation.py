@@ -10,8 +10,9 @@ from sqlalchemy.orm import sessionmaker
 
 from db.queries import dataset_shards, get_dataset
 from orchestrator.sweeps.completion import models_evaluated, store_throughput
-from workers.evaluate import EvalOptions, Throughput, device_type
+from workers.evaluate import EvalOptions, device_type
 from workers.identity import register_all
+from workers.report import Throughput
 from workers.spec import ModelLoadError, ModelSpec
 from workers.unit import UnitRunner
 

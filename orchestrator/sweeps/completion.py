@@ -14,7 +14,7 @@ from db.upsert import upsert
 from search.service import SaverSearch
 
 if TYPE_CHECKING:  # a measurement's type only: completion itself needs no torch
-    from workers.evaluate import Throughput
+    from workers.report import Throughput
 
 
 def models_evaluated(

@@ -47,7 +47,7 @@ from orchestrator.sweeps.store import (
     sweep_specs,
 )
 from search.service import SaverSearch
-from workers.unit import UnitReport
+from workers.report import UnitReport
 
 if TYPE_CHECKING:
     from cluster.ray_cluster import ActorHandle, ObjectRef, RayTaskError
