@@ -1,38 +1,43 @@
-"""The sweep driver: worker actors on a Ray cluster pulling work units from a dynamic queue.
+"""The sweep driver: a pool of workers (Ray actors on a cluster) fed from a queue of work units.
 
-One actor per GPU of the cluster (``num_gpus=1``), or on a cluster without GPUs one per
-``cpus_per_worker`` CPUs. Each idle actor gets the largest pending unit, so fast and slow nodes
-finish together. Actors write their chunks to the database themselves; the driver only keeps the
-books (unit states, attempts, errors, throughput) and hands each model whose last chunk landed to
-the incremental search, one result at a time, so each model is searched once.
+Each worker always holds its next unit (``UNITS_IN_FLIGHT`` per worker), so it never waits for
+the driver; units of one bundle go to the worker that has its models loaded (``AffinityQueue``).
+Workers write their chunks to the database themselves; the driver keeps the books (unit states,
+attempts, errors, throughput) in one transaction per batch of results, and a background thread
+hands each model whose last chunk landed to the incremental search, so each model is searched
+once and nothing waits for it.
 
-Failures: an actor that dies (killed, its node lost, a fatal GPU error) loses only its in-flight
-unit, which goes back to the queue (a retried unit skips chunks that exist); a replacement actor
-starts when the cluster has room for it. A unit that fails ``max_attempts`` times is marked failed
-with its last error and the sweep goes on. A driver that dies leaves the sweep running without a
-heartbeat; ``sweep resume`` plans the missing chunks again and finishes it.
+Failures: a worker that dies (killed, its node lost, a fatal GPU error) loses only its units in
+flight, which go back to the queue (a retried unit skips chunks that exist); a replacement starts
+when the cluster has room for it. A unit that fails ``max_attempts`` times is marked failed with
+its last error and the sweep goes on. A driver that dies leaves the sweep running without a
+heartbeat; ``sweep resume`` plans the missing chunks again, searches what was not searched and
+finishes it.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import socket
+import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
-from cluster.errors import InputError, ServiceError
-from cluster.ray_cluster import ray_api, worker_environment
+from cluster.errors import InputError
+from cluster.ray_cluster import worker_environment
 from cluster.settings import Settings
 from db.models import Dataset, Sweep, SweepUnit, utc_now
 from db.queries import dataset_shards
 from orchestrator.sweeps.completion import models_evaluated, store_throughput
+from orchestrator.sweeps.pool import Pending, RayPool, UnitFailed, Worker, WorkerLost, WorkerPool
+from orchestrator.sweeps.queue import AffinityQueue, QueuedUnit
 from orchestrator.sweeps.store import (
     CANCELLED,
     DONE,
@@ -49,15 +54,11 @@ from orchestrator.sweeps.store import (
 from search.service import SaverSearch
 from workers.report import UnitReport
 
-if TYPE_CHECKING:
-    from cluster.ray_cluster import ActorHandle, ObjectRef, RayTaskError
-
-ray = ray_api()  # before Ray is first imported here: token authentication decided
-
 POLL_S = 0.5
-HEARTBEAT_S = 5.0
+HEARTBEAT_S = 5.0  # also how often a cancellation is looked for
 STALE_AFTER_S = 60.0  # a running sweep without a heartbeat this long has lost its driver
 NO_WORKER_TIMEOUT_S = 120.0  # pending work, no worker alive and no room to start one
+UNITS_IN_FLIGHT = 2  # per worker: the one it runs and the next, already in its queue
 
 
 @dataclass
@@ -67,16 +68,6 @@ class SweepProgress:
     images_done: int  # images x models
     images_total: int
     images_per_s: float
-
-
-@dataclass
-class _Unit:
-    row_id: int
-    index: int
-    models: list[str]
-    shard: int
-    attempts: int
-    images: int  # samples x models of the unit
 
 
 def this_driver() -> str:
@@ -104,8 +95,50 @@ def _driver_alive(sweep: Sweep) -> bool:
     return utc_now() - beat < timedelta(seconds=STALE_AFTER_S)
 
 
+class BackgroundSearch:
+    """The incremental search of models whose chunks landed, in a thread of its own: each batch
+    of stored models is one transaction (a driver killed mid-search leaves nothing half-written,
+    and the resume path searches what is missing)."""
+
+    def __init__(self, sessions: sessionmaker, dataset: str) -> None:
+        self.sessions, self.dataset = sessions, dataset
+        self.searched: set[int] = set()
+        self.seconds = 0.0
+        self.error: BaseException | None = None
+        self._stored: queue.Queue[list[int] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="saver-search", daemon=True)
+        self._thread.start()
+
+    def stored(self, model_ids: Iterable[int]) -> None:
+        self._stored.put(list(model_ids))
+
+    def close(self) -> None:
+        self._stored.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        done = False
+        while not done:
+            batch = [self._stored.get()]
+            while not self._stored.empty():  # everything stored meanwhile, in one go
+                batch.append(self._stored.get())
+            done = None in batch
+            fresh = {i for ids in batch if ids for i in ids} - self.searched
+            if not fresh or self.error is not None:
+                continue
+            began = time.monotonic()
+            try:
+                with self.sessions.begin() as session:
+                    finished = models_evaluated(session, self.dataset, sorted(fresh))
+                self.searched.update(finished)
+            except Exception as error:  # the end of the sweep searches what is missing
+                self.error = error
+            self.seconds += time.monotonic() - began
+
+
 class SweepDriver:
-    """Runs one sweep to its end on the Ray cluster this process is connected to."""
+    """Runs one sweep to its end on a pool of workers: by default Ray actors on the cluster this
+    process is connected to."""
 
     def __init__(
         self,
@@ -113,28 +146,34 @@ class SweepDriver:
         settings: Settings,
         sweep_id: int,
         progress: Callable[[SweepProgress], None] | None = None,
+        pool: WorkerPool | None = None,
     ) -> None:
         self.sessions, self.settings, self.sweep_id = sessions, settings, sweep_id
-        self.progress = progress
-        self.actors: dict[ActorHandle, str] = {}  # live actor -> where it runs
-        self.starting: dict[ObjectRef, ActorHandle] = {}
-        self.idle: list[ActorHandle] = []
-        self.in_flight: dict[ObjectRef, tuple[ActorHandle, _Unit, float]] = {}
-        self.searched: set[int] = set()
+        self.progress, self._given_pool = progress, pool
+        self.workers: dict[Worker, str] = {}  # live worker -> where it runs
+        self.starting: dict[Pending, Worker] = {}
+        self.in_flight: dict[Pending, tuple[Worker, QueuedUnit, float]] = {}
+        self.load: dict[Worker, int] = {}  # units in flight per live worker
         self.failed_units = 0
+        self.units_finished = 0  # done or failed for good
         self.images_done = 0
         self.started = time.monotonic()
-        # For the scheduling-overhead benchmark: per unit, the driver's round trip and the
-        # worker's own time.
+        # For the benchmarks: per unit, the round trip and the worker's own time; per result,
+        # the driver's own time (its loop, not counting the wait for results).
         self.round_trips: list[tuple[float, float]] = []
-        self.bookkeeping_s = 0.0  # the driver's own time per result: unit rows, search
+        self.driver_s_per_unit: list[float] = []
+        self.bookkeeping_s = 0.0
         self.first_worker_s: float | None = None  # until the first worker was ready
         self.workers_started = 0
+        self.last_start_error = "the cluster has no room"
+        self._rows: dict[int, dict[str, Any]] = {}  # unit rows to write, by id
+        self._measured: list[UnitReport] = []  # throughput to write
         self._beat = 0.0  # when the heartbeat was last written
+        self._looked = 0.0  # when the sweep's state was last read
 
     # -- the sweep's rows -------------------------------------------------------------------
 
-    def _claim(self) -> deque[_Unit]:
+    def _claim(self) -> AffinityQueue[Worker]:
         with self.sessions.begin() as session:
             sweep = get_sweep(session, self.sweep_id)
             if sweep.state in (DONE, CANCELLED):  # a failed sweep may be tried again
@@ -151,35 +190,43 @@ class SweepDriver:
             self.shards = {s.index: s for s in dataset_shards(session, dataset)}
             specs, self.model_ids = sweep_specs(session, sweep)
             self.specs = {spec.name: spec for spec in specs}
-            rows = plan(session, sweep)
             units = [
-                _Unit(
+                QueuedUnit(
                     r.id,
                     r.unit_index,
                     r.models,
                     r.shard_index,
-                    0,
-                    self.shards[r.shard_index].samples * len(r.models),
+                    r.gmacs,
+                    images=self.shards[r.shard_index].samples * len(r.models),
                 )
-                for r in rows
+                for r in plan(session, sweep)
             ]
         self.images_total = sum(u.images for u in units)
         self.units_total = len(units)
-        return deque(units)
+        return AffinityQueue(units)
 
-    def _update_unit(self, unit: _Unit, **values) -> None:
-        with self.sessions.begin() as session:
-            row = session.get(SweepUnit, unit.row_id)
-            for key, value in values.items():
-                setattr(row, key, value)
-            row.updated_at = utc_now()
+    def _note(self, unit: QueuedUnit, **values: Any) -> None:
+        """A change of a unit's row, written with the next batch of books."""
+        self._rows.setdefault(unit.row_id, {}).update(values, updated_at=utc_now())
 
-    def _sweep_state(self) -> str:
+    def _flush(self) -> str:
+        """Every change since the last flush in one transaction, the heartbeat when due; the
+        sweep's state (a cancellation shows here)."""
         with self.sessions.begin() as session:
+            if self._rows:
+                session.execute(
+                    update(SweepUnit), [{"id": row, **values} for row, values in self._rows.items()]
+                )
+                self._rows.clear()
+            for report in self._measured:
+                store_throughput(session, self.model_ids, report.throughput, report.device_type)
+            self._measured.clear()
             sweep = session.get(Sweep, self.sweep_id)
-            if time.monotonic() - self._beat > HEARTBEAT_S:
-                sweep.heartbeat_at = utc_now()
-                self._beat = time.monotonic()
+            assert sweep is not None  # claimed above; a sweep row is never deleted
+            now = time.monotonic()
+            if now - self._beat > HEARTBEAT_S:
+                sweep.heartbeat_at, self._beat = utc_now(), now
+            self._looked = now
             return sweep.state
 
     def _finish(self, state: str, error: str | None = None) -> str:
@@ -197,100 +244,114 @@ class SweepDriver:
             )
         return state
 
-    # -- actors -----------------------------------------------------------------------------
-
-    def _actor_resources(self) -> dict:
-        """Decided once per run: GPU workers stay GPU workers while nodes come and go."""
-        if ray.cluster_resources().get("GPU", 0) >= 1:
-            return {"num_gpus": 1, "num_cpus": 1}
-        return {"num_gpus": 0, "num_cpus": self.options.cpus_per_worker}
+    # -- workers ----------------------------------------------------------------------------
 
     def _wanted(self, pending: int) -> int:
         useful = pending + len(self.in_flight)
-        if len(self.actors) + len(self.starting) >= useful:
-            return useful  # enough workers: no need to ask Ray
-        total = ray.cluster_resources()
-        if self.resources["num_gpus"]:
-            slots = int(total.get("GPU", 0))
-        else:
-            slots = int(total.get("CPU", 0) // self.resources["num_cpus"])
+        if len(self.workers) + len(self.starting) >= useful:
+            return useful  # enough workers: no need to ask the cluster
+        slots = self.pool.slots()
         return max(0, min(slots, self.options.max_workers or slots, useful))
 
-    def _room_for_one(self) -> bool:
-        free = ray.available_resources()
-        if self.resources["num_gpus"] and free.get("GPU", 0) < 1:
-            return False
-        return free.get("CPU", 0) >= self.resources["num_cpus"]
-
-    def _start_actors(self, pending: int) -> None:
-        while len(self.actors) + len(self.starting) < self._wanted(pending):
-            if not self._room_for_one():
+    def _start_workers(self, pending: int) -> None:
+        while len(self.workers) + len(self.starting) < self._wanted(pending):
+            if not self.pool.room_for_one():
                 return
-            from workers.actor import EvalActor  # imports Ray: after ray_api() above
+            worker, ready = self.pool.start()
+            self.starting[ready] = worker
 
-            # ray.remote's stubs give back the class itself; at runtime it is an ActorClass.
-            actor = EvalActor.options(  # type: ignore[attr-defined]
-                **self.resources, runtime_env={"env_vars": self.worker_env}
-            ).remote(self.options.eval_options())
-            self.starting[actor.where.remote()] = actor
-            time.sleep(0.05)  # let Ray account for it before the next room check
-
-    def _actor_ready(self, ref: ObjectRef) -> None:
-        actor = self.starting.pop(ref)
+    def _worker_ready(self, ready: Pending) -> None:
+        worker = self.starting.pop(ready)
         try:
-            self.actors[actor] = ray.get(ref)
-            self.idle.append(actor)
-            self.workers_started += 1
-            if self.first_worker_s is None:
-                self.first_worker_s = time.monotonic() - self.started
-        except ray.exceptions.RayError as error:
-            self.last_start_error = str(error).strip().splitlines()[0]
+            self.workers[worker] = self.pool.where(ready)
+        except WorkerLost as error:
+            self.last_start_error = str(error)
+            return
+        self.load[worker] = 0
+        self.workers_started += 1
+        if self.first_worker_s is None:
+            self.first_worker_s = time.monotonic() - self.started
+
+    def _lose(self, worker: Worker, pending: AffinityQueue[Worker]) -> None:
+        self.workers.pop(worker, None)
+        self.load.pop(worker, None)
+        pending.release(worker)
 
     # -- the loop -----------------------------------------------------------------------------
 
     def run(self) -> str:
         """Run the sweep to its end; returns its final state."""
         pending = self._claim()
-        self.resources = self._actor_resources()
-        if self.options.device.startswith("cuda") and not self.resources["num_gpus"]:
+        self.pool: WorkerPool = self._given_pool or RayPool(
+            self.options.eval_options,
+            worker_environment(self.settings),
+            self.options.cpus_per_worker,
+        )
+        if self.options.device.startswith("cuda") and not self.pool.uses_gpus:
             return self._finish(FAILED, "--device cuda, but the Ray cluster has no GPU")
-        self.worker_env = worker_environment(self.settings)
+        self.search = BackgroundSearch(self.sessions, self.dataset)
         no_worker_since = None
         try:
             while pending or self.in_flight:
-                if self._sweep_state() == CANCELLED:
+                if time.monotonic() - self._looked > 1.0 and self._flush() == CANCELLED:
                     return self._finish(CANCELLED)
-                self._start_actors(len(pending))
-                while self.idle and pending:
-                    self._dispatch(self.idle.pop(), pending.popleft())
+                self._start_workers(len(pending))
+                self._feed(pending)
                 waiting = [*self.in_flight, *self.starting]
                 if not waiting:
                     no_worker_since = no_worker_since or time.monotonic()
                     if time.monotonic() - no_worker_since > NO_WORKER_TIMEOUT_S:
-                        reason = getattr(self, "last_start_error", "the cluster has no room")
-                        return self._finish(FAILED, f"no worker could start: {reason}")
+                        return self._finish(
+                            FAILED, f"no worker could start: {self.last_start_error}"
+                        )
                     time.sleep(POLL_S)
                     continue
                 no_worker_since = None
-                ready, _ = ray.wait(waiting, num_returns=1, timeout=POLL_S)
-                for ref in ready:
-                    if ref in self.starting:
-                        self._actor_ready(ref)
-                    else:
-                        self._collect(ref, pending)
+                ready = self.pool.wait(waiting, POLL_S)
+                self._handle(ready, pending)
+            self._flush()
         except BaseException:
-            self._stop_actors()
+            self._stop_workers()
+            self.search.close()
             with self.sessions.begin() as session:  # interrupted: resumable, not running
                 sweep = session.get(Sweep, self.sweep_id)
                 if sweep.state == RUNNING:
                     sweep.state, sweep.driver = QUEUED, None
                     sweep.error = "interrupted; `saverzoo sweep resume` finishes it"
             raise
-        self._stop_actors()
+        self._stop_workers()
+        self.search.close()
         self._search_what_is_missing()
         if self.failed_units:
             return self._finish(FAILED, f"{self.failed_units} work units failed every attempt")
         return self._finish(DONE)
+
+    def _feed(self, pending: AffinityQueue[Worker]) -> None:
+        """Every live worker gets units until it holds ``UNITS_IN_FLIGHT``."""
+        for worker in list(self.workers):
+            while self.load[worker] < UNITS_IN_FLIGHT:
+                unit = pending.take(worker)
+                if unit is None:
+                    return
+                self._dispatch(worker, unit)
+
+    def _handle(self, ready: list[Pending], pending: AffinityQueue[Worker]) -> None:
+        """The results that are ready, with one flush of the books for all of them."""
+        began = time.monotonic()
+        results = 0
+        for ref in ready:
+            if ref in self.starting:
+                self._worker_ready(ref)
+            else:
+                self._collect(ref, pending)
+                results += 1
+        if results:
+            self._feed(pending)  # before the books: the workers first
+            self._flush()
+            self._report_progress()
+            spent = time.monotonic() - began
+            self.bookkeeping_s += spent
+            self.driver_s_per_unit.extend([spent / results] * results)
 
     def _search_what_is_missing(self) -> None:
         """Pairs of models whose last chunks landed while no driver was looking (a driver killed
@@ -299,64 +360,53 @@ class SweepDriver:
             dataset = session.scalar(select(Dataset).where(Dataset.name == self.dataset))
             SaverSearch().refresh(session, dataset)
 
-    def _dispatch(self, actor, unit: _Unit) -> None:
+    def _dispatch(self, worker: Worker, unit: QueuedUnit) -> None:
         unit.attempts += 1
-        self._update_unit(
-            unit, state=UNIT_RUNNING, attempts=unit.attempts, worker=self.actors[actor]
-        )
+        self._note(unit, state=UNIT_RUNNING, attempts=unit.attempts, worker=self.workers[worker])
         shard = self.shards[unit.shard]
         specs = [self.specs[name] for name in unit.models]
         ids = {name: self.model_ids[name] for name in unit.models}
-        ref = actor.run.remote(self.dataset, shard, specs, ids)
-        self.in_flight[ref] = (actor, unit, time.monotonic())
+        ref = self.pool.submit(worker, self.dataset, shard, specs, ids)
+        self.in_flight[ref] = (worker, unit, time.monotonic())
+        self.load[worker] += 1
 
-    def _collect(self, ref: ObjectRef, pending: deque[_Unit]) -> None:
-        began = time.monotonic()
+    def _collect(self, ref: Pending, pending: AffinityQueue[Worker]) -> None:
+        worker, unit, started = self.in_flight.pop(ref)
+        if worker in self.load:
+            self.load[worker] -= 1
         try:
-            self._collect_result(ref, pending)
-        finally:
-            self.bookkeeping_s += time.monotonic() - began
-
-    def _collect_result(self, ref: ObjectRef, pending: deque[_Unit]) -> None:
-        actor, unit, started = self.in_flight.pop(ref)
-        try:
-            report: UnitReport = ray.get(ref)
-        except ray.exceptions.RayActorError as error:  # worker killed, node lost, GPU fatal
-            self.actors.pop(actor, None)
-            self._retry(unit, pending, f"worker lost ({_first_line(error)})")
+            report = self.pool.result(ref)
+        except WorkerLost as error:
+            self._lose(worker, pending)
+            self._retry(unit, pending, str(error))
             return
-        except ray.exceptions.RayTaskError as error:  # inside the unit: shard, database
-            self.idle.append(actor)
-            self._retry(unit, pending, _task_error(error))
+        except UnitFailed as error:
+            self._retry(unit, pending, str(error))
             return
-        self.idle.append(actor)
         seconds = time.monotonic() - started
         self.round_trips.append((seconds, report.seconds))
-        with self.sessions.begin() as session:
-            store_throughput(session, self.model_ids, report.throughput, report.device_type)
-            stored = [self.model_ids[name] for name in report.stored + report.skipped]
-            fresh = [i for i in stored if i not in self.searched]
-            self.searched.update(models_evaluated(session, self.dataset, fresh))
+        self._measured.append(report)
+        self.search.stored(self.model_ids[name] for name in report.stored + report.skipped)
         images = self.shards[unit.shard].samples * len(report.stored)
         self.images_done += images
         if report.failed:
             unit.models = list(report.failed)  # only the failing models are tried again
-            self._update_unit(unit, images=images, seconds=seconds, models=unit.models)
+            self._note(unit, images=images, seconds=seconds, models=unit.models)
             errors = "; ".join(f"{name}: {why}" for name, why in report.failed.items())
             self._retry(unit, pending, errors)
         else:
             # A unit done on a later attempt keeps the error of the attempt before (history).
-            self._update_unit(unit, state=DONE, images=images, seconds=seconds)
-        self._report_progress()
+            self._note(unit, state=DONE, images=images, seconds=seconds)
+            self.units_finished += 1
 
-    def _retry(self, unit: _Unit, pending: deque[_Unit], error: str) -> None:
+    def _retry(self, unit: QueuedUnit, pending: AffinityQueue[Worker], error: str) -> None:
         if unit.attempts >= self.options.max_attempts:
             self.failed_units += 1
-            self._update_unit(unit, state=FAILED, error=error)
+            self.units_finished += 1
+            self._note(unit, state=FAILED, error=error)
         else:
-            self._update_unit(unit, state=PENDING, error=error)
-            pending.append(unit)
-        self._report_progress()
+            self._note(unit, state=PENDING, error=error)
+            pending.put(unit)
 
     def _report_progress(self) -> None:
         if self.progress is None:
@@ -364,7 +414,7 @@ class SweepDriver:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         self.progress(
             SweepProgress(
-                self._units_finished(),
+                self.units_finished,
                 self.units_total,
                 self.images_done,
                 self.images_total,
@@ -372,29 +422,9 @@ class SweepDriver:
             )
         )
 
-    def _units_finished(self) -> int:
-        with self.sessions.begin() as session:
-            return session.scalar(
-                select(func.count()).where(
-                    SweepUnit.sweep_id == self.sweep_id, SweepUnit.state.in_((DONE, FAILED))
-                )
-            )
-
-    def _stop_actors(self) -> None:
-        for actor in [*self.actors, *self.starting.values()]:
-            ray.kill(actor, no_restart=True)
-        self.actors.clear()
+    def _stop_workers(self) -> None:
+        for worker in [*self.workers, *self.starting.values()]:
+            self.pool.stop(worker)
+        self.workers.clear()
         self.starting.clear()
-        self.idle.clear()
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _task_error(error: RayTaskError) -> str:
-    cause = error.cause if getattr(error, "cause", None) is not None else error
-    if isinstance(cause, ServiceError | InputError):
-        return str(cause)
-    return f"{type(cause).__name__}: {_first_line(cause)}"
+        self.load.clear()

@@ -1,0 +1,148 @@
+"""Where a sweep's work units run: a pool of workers the driver starts, feeds and stops.
+
+The driver sees workers and pending results through this one interface, so the same driver code
+runs against Ray actors on a cluster (``RayPool``) and against the cluster simulation's
+in-process pool (``bench.sweep_scale``). A worker runs the units given to it one after the other,
+in order; a result is an opaque handle the pool can wait on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from cluster.errors import InputError, ServiceError
+from cluster.ray_cluster import ray_api
+from db.refs import ShardRef
+from workers.report import UnitReport
+from workers.spec import ModelSpec
+
+Worker = Any  # a pool's handle of one worker
+Pending = Any  # a pool's handle of a result to come
+
+
+class WorkerLost(Exception):
+    """The worker died (killed, its node lost, a fatal GPU error): its units go back."""
+
+
+class UnitFailed(Exception):
+    """The unit raised inside the worker (a shard, the database); the message says what."""
+
+
+class WorkerPool(Protocol):
+    uses_gpus: bool
+
+    def slots(self) -> int:
+        """How many workers the cluster holds at most."""
+
+    def room_for_one(self) -> bool:
+        """Whether one more worker can start now."""
+
+    def start(self) -> tuple[Worker, Pending]:
+        """A new worker, and the result that says where it runs once it is ready."""
+
+    def where(self, ready: Pending) -> str:
+        """Where a started worker runs; raises ``WorkerLost`` when it could not start."""
+
+    def submit(
+        self,
+        worker: Worker,
+        dataset: str,
+        shard: ShardRef,
+        specs: Sequence[ModelSpec],
+        model_ids: dict[str, int],
+    ) -> Pending: ...
+
+    def wait(self, pending: Sequence[Pending], timeout: float) -> list[Pending]:
+        """Every one of ``pending`` that is ready, waiting up to ``timeout`` for the first."""
+
+    def result(self, pending: Pending) -> UnitReport:
+        """A unit's report; raises ``WorkerLost`` or ``UnitFailed``."""
+
+    def stop(self, worker: Worker) -> None: ...
+
+
+class RayPool:
+    """One ``workers.actor.EvalActor`` per GPU of the cluster (``num_gpus=1``), or on a cluster
+    without GPUs one per ``cpus_per_worker`` CPUs; decided once, so GPU workers stay GPU workers
+    while nodes come and go."""
+
+    def __init__(
+        self,
+        eval_options: Callable[[], object],
+        env: dict[str, str],
+        cpus_per_worker: int = 1,
+        actor_class: Any = None,
+    ) -> None:
+        self.ray = ray_api()  # before Ray is first imported: token authentication decided
+        self.eval_options, self.env, self.actor_class = eval_options, env, actor_class
+        self.uses_gpus = self.ray.cluster_resources().get("GPU", 0) >= 1
+        self.resources = (
+            {"num_gpus": 1, "num_cpus": 1}
+            if self.uses_gpus
+            else {"num_gpus": 0, "num_cpus": cpus_per_worker}
+        )
+
+    def slots(self) -> int:
+        total = self.ray.cluster_resources()
+        if self.uses_gpus:
+            return int(total.get("GPU", 0))
+        return int(total.get("CPU", 0) // self.resources["num_cpus"])
+
+    def room_for_one(self) -> bool:
+        free = self.ray.available_resources()
+        if self.uses_gpus and free.get("GPU", 0) < 1:
+            return False
+        return free.get("CPU", 0) >= self.resources["num_cpus"]
+
+    def start(self) -> tuple[Worker, Pending]:
+        actor_class = self.actor_class
+        if actor_class is None:
+            from workers.actor import EvalActor as actor_class  # imports Ray and torch
+        actor = actor_class.options(**self.resources, runtime_env={"env_vars": self.env}).remote(
+            self.eval_options()
+        )
+        ready = actor.where.remote()
+        time.sleep(0.05)  # let Ray account for it before the next room check
+        return actor, ready
+
+    def where(self, ready: Pending) -> str:
+        try:
+            return self.ray.get(ready)
+        except self.ray.exceptions.RayError as error:
+            raise WorkerLost(_first_line(error)) from None
+
+    def submit(self, worker, dataset, shard, specs, model_ids) -> Pending:
+        return worker.run.remote(dataset, shard, list(specs), model_ids)
+
+    def wait(self, pending: Sequence[Pending], timeout: float) -> list[Pending]:
+        ready, _ = self.ray.wait(list(pending), num_returns=1, timeout=timeout)
+        if ready:  # and whatever else is ready by now, without waiting again
+            rest = [p for p in pending if p not in set(ready)]
+            more, _ = self.ray.wait(rest, num_returns=len(rest), timeout=0) if rest else ([], [])
+            ready = [*ready, *more]
+        return ready
+
+    def result(self, pending: Pending) -> UnitReport:
+        try:
+            return self.ray.get(pending)
+        except self.ray.exceptions.RayActorError as error:  # worker killed, node lost, GPU fatal
+            raise WorkerLost(f"worker lost ({_first_line(error)})") from None
+        except self.ray.exceptions.RayTaskError as error:  # inside the unit: shard, database
+            raise UnitFailed(_task_error(error)) from None
+
+    def stop(self, worker: Worker) -> None:
+        self.ray.kill(worker, no_restart=True)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _task_error(error: Any) -> str:
+    cause = error.cause if getattr(error, "cause", None) is not None else error
+    if isinstance(cause, ServiceError | InputError):
+        return str(cause)
+    return f"{type(cause).__name__}: {_first_line(cause)}"
