@@ -170,6 +170,7 @@ class SweepDriver:
         self._measured: list[UnitReport] = []  # throughput to write
         self._beat = 0.0  # when the heartbeat was last written
         self._looked = 0.0  # when the sweep's state was last read
+        self._cancelled = False
 
     # -- the sweep's rows -------------------------------------------------------------------
 
@@ -227,6 +228,7 @@ class SweepDriver:
             if now - self._beat > HEARTBEAT_S:
                 sweep.heartbeat_at, self._beat = utc_now(), now
             self._looked = now
+            self._cancelled = sweep.state == CANCELLED
             return sweep.state
 
     def _finish(self, state: str, error: str | None = None) -> str:
@@ -293,7 +295,11 @@ class SweepDriver:
         no_worker_since = None
         try:
             while pending or self.in_flight:
-                if time.monotonic() - self._looked > 1.0 and self._flush() == CANCELLED:
+                if time.monotonic() - self._looked > 1.0:
+                    self._flush()
+                if self._cancelled:  # seen by this flush or by the last batch's
+                    self._stop_workers()
+                    self.search.close()
                     return self._finish(CANCELLED)
                 self._start_workers(len(pending))
                 self._feed(pending)
