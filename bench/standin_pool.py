@@ -43,8 +43,8 @@ class StandInActor:
     def where(self) -> str:
         return f"{ray.util.get_node_ip_address()}:{self.pid}"
 
-    def run(self, dataset, shard, specs, model_ids) -> UnitReport:
-        report = self.worker.run(dataset, shard, specs, model_ids)
+    def run(self, dataset, shard, specs, model_ids, prefetch=None) -> UnitReport:
+        report = self.worker.run(dataset, shard, specs, model_ids, prefetch)
         self.record.write_text(json.dumps(asdict(self.worker.counts)))
         return report
 
@@ -97,9 +97,9 @@ class SimPool:
     def where(self, ready: Future) -> str:
         return ready.result()
 
-    def submit(self, worker, dataset, shard, specs, model_ids) -> Future:
+    def submit(self, worker, dataset, shard, specs, model_ids, prefetch=None) -> Future:
         executor, standin = self._workers[worker]
-        return executor.submit(standin.run, dataset, shard, list(specs), model_ids)
+        return executor.submit(standin.run, dataset, shard, list(specs), model_ids, prefetch)
 
     def wait(self, pending: Sequence[Future], timeout: float) -> list[Future]:
         done, _ = wait_futures(pending, timeout=timeout, return_when=FIRST_COMPLETED)

@@ -49,7 +49,10 @@ def worker_environment(settings: Settings) -> dict[str, str]:
         "SAVERZOO_DATABASE_URL": settings.database_url,
         "SAVERZOO_S3_REGION": settings.s3_region,
         "SAVERZOO_S3_MAX_ATTEMPTS": str(settings.s3_max_attempts),
+        "SAVERZOO_SHARD_CACHE_GB": str(settings.shard_cache_gb),
     }
+    if settings.shard_cache_dir is not None:  # else each node's own data directory
+        env["SAVERZOO_SHARD_CACHE_DIR"] = str(settings.shard_cache_dir)
     if settings.timm_plugins:
         env["SAVERZOO_TIMM_PLUGINS"] = ",".join(settings.timm_plugins)
     endpoint = resolve_endpoint(settings)

@@ -18,8 +18,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# Keep the tests away from the user's own config file and database.
+# Keep the tests away from the user's own config file, database and shard cache.
 os.environ["SAVERZOO_CONFIG"] = os.devnull
+os.environ["SAVERZOO_SHARD_CACHE_DIR"] = tempfile.mkdtemp(prefix="saverzoo-test-shard-cache-")
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 POSTGRES_SCRIPT = Path(__file__).resolve().parents[1] / "infra" / "local" / "postgres.sh"

@@ -126,6 +126,12 @@ class LoadedModel:
         """Models with equal keys share preprocessing (``preprocessing_key``)."""
         return preprocessing_key(self.config)
 
+    @property
+    def nbytes(self) -> int:
+        """What the model's weights and buffers take where they live."""
+        tensors = [*self.module.parameters(), *self.module.buffers()]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
 
 @dataclass
 class ShardResult:

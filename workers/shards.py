@@ -78,6 +78,17 @@ def _open_s3(url: str, version: str | None = None) -> BinaryIO:
     return body
 
 
+def object_version(url: str) -> str:
+    """The ETag of the object at ``s3://bucket/key``: what a cached copy is kept under, so an
+    object written again is copied again."""
+    location = S3Url.parse(url)
+    try:
+        response = s3_client().head_object(Bucket=location.bucket, Key=location.key)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+        raise ShardError(str(explain(error, f"shard {url}"))) from None
+    return str(response.get("ETag", ""))
+
+
 def local_path(url: str) -> str:
     """``file:///path`` URLs and plain paths as a path; ``file://host/...`` is refused."""
     parsed = urllib.parse.urlparse(url)

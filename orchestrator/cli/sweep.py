@@ -18,7 +18,7 @@ from orchestrator.cli.console import (
     transaction,
     user_errors,
 )
-from orchestrator.sweeps.plan import DEFAULT_BUNDLE_GMACS
+from orchestrator.sweeps.plan import DEFAULT_BUNDLE_SECONDS
 
 if TYPE_CHECKING:
     from cluster.settings import Settings
@@ -61,9 +61,17 @@ def sweep_submit(
         int, typer.Option(help="On a cluster without GPUs: CPUs per worker.")
     ] = 1,
     workers: Annotated[int | None, typer.Option(help="At most this many workers.")] = None,
+    bundle_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Models share a unit until their forward passes over a shard would "
+            "take this long on an H200 (modelled from GMACs)."
+        ),
+    ] = DEFAULT_BUNDLE_SECONDS,
     bundle_gmacs: Annotated[
-        float, typer.Option(help="Models of one data config share a unit up to this cost.")
-    ] = DEFAULT_BUNDLE_GMACS,
+        float | None,
+        typer.Option(help="Bundle by GMACs instead: models of one data config up to this cost."),
+    ] = None,
     idempotency_key: Annotated[
         str | None,
         typer.Option(help="Run again with the same key, the command finds its first sweep."),
@@ -75,7 +83,7 @@ def sweep_submit(
 
     options = SweepOptions(
         device, mode, batch_size, random_weights, compile, max_attempts, bundle_gmacs,
-        cpus_per_worker, workers,
+        cpus_per_worker, workers, bundle_seconds,
     )  # fmt: skip
     settings = settings_or_fail()
     ray_address = ray_address or settings.ray_address

@@ -139,7 +139,8 @@ class SweepRequest(BaseModel):
     max_attempts: int = Field(default=3, ge=1, le=100)
     cpus_per_worker: int = Field(default=1, ge=1, le=1024)
     workers: int | None = Field(default=None, ge=1, le=100_000)
-    bundle_gmacs: float | None = Field(default=None, gt=0, le=1e9)
+    bundle_gmacs: float | None = Field(default=None, ge=0, le=1e9)
+    bundle_seconds: float | None = Field(default=None, gt=0, le=86400)
     start: bool = Field(default=True, description="Start its driver now (false: only queue it).")
     idempotency_key: str | None = Field(
         default=None,
@@ -407,13 +408,13 @@ def _submit(settings: Settings, sessions, body: SweepRequest, key: str | None) -
 
 def _submit_once(db_session: Session, body: SweepRequest, key: str | None) -> tuple[int, bool]:
     """The id of the sweep the request makes (or made, for a repeated key) and whether new."""
-    from orchestrator.sweeps.plan import DEFAULT_BUNDLE_GMACS
+    from orchestrator.sweeps.plan import DEFAULT_BUNDLE_SECONDS
     from orchestrator.sweeps.store import SweepOptions, submit, submit_once
 
     options = SweepOptions(
         body.device, body.mode, body.batch_size, body.random_weights, body.compile,
-        body.max_attempts, body.bundle_gmacs or DEFAULT_BUNDLE_GMACS, body.cpus_per_worker,
-        body.workers,
+        body.max_attempts, body.bundle_gmacs, body.cpus_per_worker, body.workers,
+        body.bundle_seconds or DEFAULT_BUNDLE_SECONDS,
     )  # fmt: skip
     request = (body.dataset, body.models, options)
     if key is None:

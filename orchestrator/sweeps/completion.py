@@ -22,12 +22,16 @@ def models_evaluated(
     dataset_name: str,
     model_ids: Sequence[int],
     cost_changed: Sequence[int] = (),
+    search: SaverSearch | None = None,
 ) -> list[int]:
-    """Hand the models that now have every chunk to the incremental search (the rest wait)."""
+    """Hand the models that now have every chunk to the incremental search (the rest wait).
+
+    ``search``: a long-lived search keeps the zoo it loaded, so each call reads only the
+    predictions of the models that are new to it."""
     dataset = get_dataset(session, dataset_name)
     complete = set(complete_model_ids(session, dataset))
     finished = [i for i in model_ids if i in complete]
-    search = SaverSearch()
+    search = search or SaverSearch()
     search.models_completed(session, dataset, finished)
     # A cost is the model's: the other datasets it is evaluated on move with it.
     search.costs_changed(session, list(cost_changed), skip={dataset.id})

@@ -103,6 +103,7 @@ class BackgroundSearch:
     def __init__(self, sessions: sessionmaker, dataset: str) -> None:
         self.sessions, self.dataset = sessions, dataset
         self.searched: set[int] = set()
+        self.search = SaverSearch()  # keeps the zoo loaded between batches
         self.seconds = 0.0
         self.error: BaseException | None = None
         self._stored: queue.Queue[list[int] | None] = queue.Queue()
@@ -129,7 +130,9 @@ class BackgroundSearch:
             began = time.monotonic()
             try:
                 with self.sessions.begin() as session:
-                    finished = models_evaluated(session, self.dataset, sorted(fresh))
+                    finished = models_evaluated(
+                        session, self.dataset, sorted(fresh), search=self.search
+                    )
                 self.searched.update(finished)
             except Exception as error:  # the end of the sweep searches what is missing
                 self.error = error
@@ -339,7 +342,7 @@ class SweepDriver:
                 unit = pending.take(worker)
                 if unit is None:
                     return
-                self._dispatch(worker, unit)
+                self._dispatch(worker, unit, pending)
 
     def _handle(self, ready: list[Pending], pending: AffinityQueue[Worker]) -> None:
         """The results that are ready, with one flush of the books for all of them."""
@@ -366,13 +369,15 @@ class SweepDriver:
             dataset = session.scalar(select(Dataset).where(Dataset.name == self.dataset))
             SaverSearch().refresh(session, dataset)
 
-    def _dispatch(self, worker: Worker, unit: QueuedUnit) -> None:
+    def _dispatch(self, worker: Worker, unit: QueuedUnit, pending: AffinityQueue[Worker]) -> None:
         unit.attempts += 1
         self._note(unit, state=UNIT_RUNNING, attempts=unit.attempts, worker=self.workers[worker])
         shard = self.shards[unit.shard]
         specs = [self.specs[name] for name in unit.models]
         ids = {name: self.model_ids[name] for name in unit.models}
-        ref = self.pool.submit(worker, self.dataset, shard, specs, ids)
+        following = pending.peek(worker)  # its shard is copied to the node meanwhile
+        prefetch = self.shards[following.shard] if following is not None else None
+        ref = self.pool.submit(worker, self.dataset, shard, specs, ids, prefetch)
         self.in_flight[ref] = (worker, unit, time.monotonic())
         self.load[worker] += 1
 

@@ -1,11 +1,13 @@
 """Sweep planning: which models, which (model, shard) work is missing, and how to group it.
 
 A work unit is a bundle of models on one shard: the shard is read and decoded once for the whole
-bundle. Bundles hold models of one data config (they share the preprocessed batch) whose summed
-cost stays within a budget, so small models travel together and a large model runs alone; units
-are handed out largest first so that the slowest work starts early and fast and slow workers
-finish together. Done work is whatever prediction chunks exist: planning again after a crash
-plans exactly what is missing.
+bundle, and resized once per data config in it. Bundles are packed by modelled time: models in
+the order of their data config, each bundle filled until its forward passes over a shard would
+take ``budget_seconds`` on an H200, so small models travel together, a large model runs alone
+and a bundle spans few data configs. (With ``budget_gmacs`` instead, the older rule: models of
+one data config whose GMACs sum to the budget.) Units are handed out largest first so that the
+slowest work starts early and fast and slow workers finish together. Done work is whatever
+prediction chunks exist: planning again after a crash plans exactly what is missing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from dataclasses import dataclass
 from db.refs import ShardRef
 
 DEFAULT_BUNDLE_GMACS = 8.0  # about two resnet50s per decode of a shard
+# Long enough that a shard's read and decode (about 0.2 s) stay a few percent of a unit, short
+# enough that a zoo of 1,266 models makes about a hundred bundles to spread over the GPUs.
+DEFAULT_BUNDLE_SECONDS = 3.0
+# One image's forward pass on an H200 (bf16, channels_last, batch 256), fitted to the measured
+# anchors (bench/sweep_costs.py): only the relative sizes of bundles depend on it.
+H200_SECONDS_PER_IMAGE = 22.6e-6
+H200_SECONDS_PER_GMAC = 6.06e-6
+IMAGES_PER_SHARD = 1000  # the size a bundle's time budget is reckoned on
 
 
 @dataclass(frozen=True)
@@ -32,11 +42,44 @@ class Unit:
     gmacs: float  # compute of the unit: the models' GMACs times the shard's samples
 
 
+def forward_seconds(model: PlannedModel, images: int = IMAGES_PER_SHARD) -> float:
+    """The modelled time of ``model`` over ``images`` on an H200."""
+    return images * (H200_SECONDS_PER_IMAGE + H200_SECONDS_PER_GMAC * model.gmacs)
+
+
 def bundles(
-    models: Sequence[PlannedModel], budget_gmacs: float = DEFAULT_BUNDLE_GMACS
+    models: Sequence[PlannedModel],
+    budget_gmacs: float | None = None,
+    budget_seconds: float = DEFAULT_BUNDLE_SECONDS,
 ) -> list[tuple[PlannedModel, ...]]:
+    """Models packed into bundles: by modelled time across data configs, or with
+    ``budget_gmacs`` by GMACs within one data config."""
+    if budget_gmacs is None:
+        return _by_time(models, budget_seconds)
+    return _by_gmacs(models, budget_gmacs)
+
+
+def _by_time(models: Sequence[PlannedModel], budget_s: float) -> list[tuple[PlannedModel, ...]]:
+    """Next fit in data-config order: each bundle is filled until the next model would take it
+    past ``budget_s`` (a model dearer than the budget alone is a bundle of its own)."""
+    packed: list[tuple[PlannedModel, ...]] = []
+    current: list[PlannedModel] = []
+    seconds = 0.0
+    for model in sorted(models, key=lambda m: (m.config_key, -m.gmacs, m.name)):
+        cost = forward_seconds(model)
+        if current and seconds + cost > budget_s:
+            packed.append(tuple(current))
+            current, seconds = [], 0.0
+        current.append(model)
+        seconds += cost
+    if current:
+        packed.append(tuple(current))
+    return packed
+
+
+def _by_gmacs(models: Sequence[PlannedModel], budget: float) -> list[tuple[PlannedModel, ...]]:
     """Models of one data config packed first-fit by decreasing cost into bundles of at most
-    ``budget_gmacs`` (a model dearer than the budget is a bundle of its own)."""
+    ``budget`` GMACs (a model dearer than the budget is a bundle of its own)."""
     by_config: dict[str, list[PlannedModel]] = {}
     for model in models:
         by_config.setdefault(model.config_key, []).append(model)
@@ -45,7 +88,7 @@ def bundles(
         bins: list[list[PlannedModel]] = []
         for model in sorted(group, key=lambda m: (-m.gmacs, m.name)):
             target = next(
-                (b for b in bins if sum(m.gmacs for m in b) + model.gmacs <= budget_gmacs), None
+                (b for b in bins if sum(m.gmacs for m in b) + model.gmacs <= budget), None
             )
             if target is None:
                 bins.append([model])
@@ -59,12 +102,13 @@ def plan_units(
     models: Sequence[PlannedModel],
     shards: Sequence[ShardRef],
     done: Iterable[tuple[str, int]],
-    budget_gmacs: float = DEFAULT_BUNDLE_GMACS,
+    budget_gmacs: float | None = None,
+    budget_seconds: float = DEFAULT_BUNDLE_SECONDS,
 ) -> list[Unit]:
     """Every missing (model, shard) in exactly one unit, largest unit first."""
     done = set(done)
     units = []
-    for bundle in bundles(models, budget_gmacs):
+    for bundle in bundles(models, budget_gmacs, budget_seconds):
         for shard in shards:
             missing = [m for m in bundle if (m.name, shard.index) not in done]
             if missing:

@@ -52,7 +52,9 @@ class WorkerPool(Protocol):
         shard: ShardRef,
         specs: Sequence[ModelSpec],
         model_ids: dict[str, int],
-    ) -> Pending: ...
+        prefetch: ShardRef | None = None,
+    ) -> Pending:
+        """Queue a unit on ``worker``; ``prefetch`` names the shard of its next unit."""
 
     def wait(self, pending: Sequence[Pending], timeout: float) -> list[Pending]:
         """Every one of ``pending`` that is ready, waiting up to ``timeout`` for the first."""
@@ -113,8 +115,8 @@ class RayPool:
         except self.ray.exceptions.RayError as error:
             raise WorkerLost(_first_line(error)) from None
 
-    def submit(self, worker, dataset, shard, specs, model_ids) -> Pending:
-        return worker.run.remote(dataset, shard, list(specs), model_ids)
+    def submit(self, worker, dataset, shard, specs, model_ids, prefetch=None) -> Pending:
+        return worker.run.remote(dataset, shard, list(specs), model_ids, prefetch)
 
     def wait(self, pending: Sequence[Pending], timeout: float) -> list[Pending]:
         ready, _ = self.ray.wait(list(pending), num_returns=1, timeout=timeout)

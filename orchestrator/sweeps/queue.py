@@ -72,6 +72,12 @@ class AffinityQueue(Generic[W]):
             del self._bundles[key]
         return unit
 
+    def peek(self, worker: W) -> QueuedUnit | None:
+        """The unit ``worker`` will most likely take next (the next of its bundle), or None."""
+        key = self._held.get(worker)
+        bundle = self._bundles.get(key) if key is not None else None
+        return bundle.units[0] if bundle is not None and bundle.units else None
+
     def release(self, worker: W) -> None:
         """``worker`` is gone: its bundle is free for another."""
         key = self._held.pop(worker, None)

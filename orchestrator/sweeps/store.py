@@ -24,7 +24,7 @@ from cluster import validate
 from cluster.errors import InputError
 from db.models import Dataset, Model, PredictionChunk, Sweep, SweepUnit, utc_now
 from db.queries import Conflict, NotFound, get_dataset
-from orchestrator.sweeps.plan import DEFAULT_BUNDLE_GMACS, PlannedModel, plan_units
+from orchestrator.sweeps.plan import DEFAULT_BUNDLE_SECONDS, PlannedModel, plan_units
 from search.service import SaverSearch
 from workers.preprocess_key import preprocessing_key
 
@@ -48,9 +48,10 @@ class SweepOptions:
     random_weights: bool = False
     compile: bool = False
     max_attempts: int = 3  # a unit that fails this often is marked failed
-    bundle_gmacs: float = DEFAULT_BUNDLE_GMACS
+    bundle_gmacs: float | None = None  # None: bundles by modelled time (bundle_seconds)
     cpus_per_worker: int = 1  # on a cluster without GPUs: one worker per this many CPUs
     max_workers: int | None = None
+    bundle_seconds: float = DEFAULT_BUNDLE_SECONDS
 
     def eval_options(self) -> EvalOptions:
         from workers.evaluate import EvalOptions
@@ -67,6 +68,9 @@ class SweepOptions:
             raise InputError(f"--cpus-per-worker {self.cpus_per_worker}: use 1 or more")
         if self.max_workers is not None and self.max_workers < 1:
             raise InputError(f"--workers {self.max_workers}: use 1 or more")
+        if self.bundle_gmacs is not None:
+            validate.number(self.bundle_gmacs, "--bundle-gmacs", low=0.0, high=1e9)
+        validate.number(self.bundle_seconds, "--bundle-seconds", low=0.0, high=86400.0)
 
 
 def submit(
@@ -239,7 +243,8 @@ def plan(session: Session, sweep: Sweep) -> list[SweepUnit]:
     planned = [PlannedModel(m.name, preprocessing_key(m.data_config), m.gmacs) for m in models]
     shards = dataset_shards(session, dataset)
     done = done_work(session, dataset, {m.name: m.id for m in models})
-    units = plan_units(planned, shards, done, options_of(sweep).bundle_gmacs)
+    options = options_of(sweep)
+    units = plan_units(planned, shards, done, options.bundle_gmacs, options.bundle_seconds)
     session.execute(delete(SweepUnit).where(SweepUnit.sweep_id == sweep.id))
     rows = [
         SweepUnit(

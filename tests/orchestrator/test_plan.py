@@ -8,7 +8,7 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.sweeps.plan import PlannedModel, ShardRef, bundles, plan_units
+from orchestrator.sweeps.plan import PlannedModel, ShardRef, bundles, forward_seconds, plan_units
 from workers.preprocess_key import preprocessing_key
 
 SHARDS = [ShardRef(i, f"s3://b/s-{i}.tar", 1000) for i in range(4)]
@@ -45,19 +45,38 @@ def test_small_models_of_one_config_share_a_bundle_and_a_large_model_runs_alone(
     assert ["effnet", "mobilenet", "resnet18", "resnet50"] in packed
 
 
-def test_models_of_different_data_configs_never_share_a_bundle():
+def test_by_gmacs_models_of_different_data_configs_never_share_a_bundle():
     zoo = [model("a", 1.0, "224"), model("b", 1.0, "288"), model("c", 1.0, "224")]
 
-    packed = [sorted(m.name for m in b) for b in bundles(zoo)]
+    packed = [sorted(m.name for m in b) for b in bundles(zoo, budget_gmacs=8.0)]
 
     assert sorted(packed) == [["a", "c"], ["b"]]
+
+
+def test_by_time_small_models_of_several_configs_share_a_bundle_and_a_large_one_runs_alone():
+    zoo = [model("vit_large", 60.0, "224"), model("resnet50", 4.1, "224"),
+           model("effnet_b3", 1.8, "300"), model("mobilenet", 0.06, "224")]  # fmt: skip
+
+    packed = [sorted(m.name for m in b) for b in bundles(zoo, budget_seconds=0.2)]
+
+    # 1,000 images: vit_large 0.39 s alone; the rest 0.05 + 0.02 + 0.03 s together
+    assert sorted(packed) == [["effnet_b3", "mobilenet", "resnet50"], ["vit_large"]]
+
+
+def test_a_bundle_by_time_is_filled_in_data_config_order_so_it_spans_few_configs():
+    zoo = [model(f"m{i}", 1.0, f"c{i % 3}") for i in range(12)]  # 0.0287 s a model
+
+    packed = bundles(zoo, budget_seconds=0.12)  # four models a bundle
+
+    assert [len(b) for b in packed] == [4, 4, 4]
+    assert all(len({m.config_key for m in b}) == 1 for b in packed)
 
 
 def test_done_chunks_are_not_planned_and_units_come_largest_first():
     zoo = [model("big", 20.0), model("small", 1.0, "other")]
     done = {("big", 0), ("small", 1), ("small", 2)}
 
-    units = plan_units(zoo, SHARDS, done)
+    units = plan_units(zoo, SHARDS, done, budget_seconds=0.1)  # big (0.14 s) alone
 
     planned = Counter((name, u.shard) for u in units for name in u.models)
     assert set(planned) == {(m.name, s.index) for m in zoo for s in SHARDS} - done
@@ -72,9 +91,29 @@ names = st.sampled_from([f"m{i}" for i in range(8)])
     costs=st.dictionaries(names, st.floats(0.01, 30.0), min_size=1),
     configs=st.dictionaries(names, st.sampled_from(["x", "y", "z"])),
     done=st.sets(st.tuples(names, st.integers(0, 3))),
+    seconds=st.floats(0.01, 2.0),
+)
+def test_by_time_every_missing_model_shard_is_planned_exactly_once(costs, configs, done, seconds):
+    zoo = [model(name, gmacs, configs.get(name, "x")) for name, gmacs in costs.items()]
+
+    units = plan_units(zoo, SHARDS, done, budget_seconds=seconds)
+
+    planned = Counter((name, u.shard) for u in units for name in u.models)
+    assert all(count == 1 for count in planned.values())
+    assert set(planned) == {(m.name, s.index) for m in zoo for s in SHARDS} - done
+    by_name = {m.name: m for m in zoo}
+    for unit in units:  # a unit only exceeds the budget alone
+        time = sum(forward_seconds(by_name[n]) for n in unit.models)
+        assert len(unit.models) == 1 or time <= seconds + 1e-9
+
+
+@given(
+    costs=st.dictionaries(names, st.floats(0.01, 30.0), min_size=1),
+    configs=st.dictionaries(names, st.sampled_from(["x", "y", "z"])),
+    done=st.sets(st.tuples(names, st.integers(0, 3))),
     budget=st.floats(0.5, 40.0),
 )
-def test_every_missing_model_shard_is_planned_exactly_once(costs, configs, done, budget):
+def test_by_gmacs_every_missing_model_shard_is_planned_exactly_once(costs, configs, done, budget):
     zoo = [model(name, gmacs, configs.get(name, "x")) for name, gmacs in costs.items()]
 
     units = plan_units(zoo, SHARDS, done, budget)

@@ -1,0 +1,92 @@
+"""The cluster simulation: the real driver, database and Ray over 16 stand-in GPU workers stores
+every chunk exactly once, loses no unit and loads each model on few workers (counts, not times)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.standin import NodeReads, StandInWorker
+from bench.sweep_costs import fit_anchors, pick, read_zoo
+from bench.sweep_scale import main
+from db.refs import ShardRef
+from db.schema import ensure_schema
+from db.session import session_factory
+from orchestrator.sweeps.queue import AffinityQueue, QueuedUnit
+
+SIXTEEN_GPUS = ["--gpus", "16", "--gpus-per-node", "8", "--models", "40", "--shards", "6",
+                "--time-scale", "0.002"]  # fmt: skip
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_sixteen_stand_in_ray_workers_store_every_chunk_exactly_once(tmp_path):
+    out = tmp_path / "sim.json"
+
+    figures = main([*SIXTEEN_GPUS, "--pool", "ray", "--json", str(out)])
+
+    assert figures == json.loads(out.read_text())
+    assert figures["state"] == "done" and figures["real_ray_actors"] == 16
+    assert figures["chunks_exactly_once"] and figures["chunks"] == 40 * 6
+    assert figures["model_loads_max"] <= 3  # a bundle is held by few of the 16 workers
+    assert figures["shard_reads_per_node"] == 1.0  # each of the 2 nodes read each shard once
+
+
+def test_the_in_process_pool_runs_the_same_driver_to_the_same_rows(tmp_path):
+    figures = main([*SIXTEEN_GPUS, "--pool", "sim"])
+
+    assert figures["state"] == "done" and figures["real_ray_actors"] == 0
+    assert figures["chunks_exactly_once"] and figures["chunks"] == 40 * 6
+    assert figures["model_loads_max"] <= 3
+    assert figures["shard_reads_per_node"] == 1.0
+
+
+def test_the_cost_model_is_fitted_to_the_anchors_and_a_large_model_costs_more():
+    costs = fit_anchors()
+    zoo = {m.name.split(".")[0]: m for m in read_zoo()}
+    small, large = zoo["mobilenetv3_small_050"], zoo["vit_large_patch16_224"]
+
+    assert 0 < costs.seconds_per_image < 50e-6 and costs.seconds_per_gmac > 0
+    assert costs.forward_s(large, 1000) > 10 * costs.forward_s(small, 1000)
+    assert costs.load_s(large) > costs.load_s(small)
+    assert len(pick(read_zoo(), 1266)) == 1266
+
+
+def test_a_stand_in_keeps_its_models_while_they_fit_and_reads_a_shard_once_per_node(tmp_path):
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    ensure_schema(url)
+    zoo = {m.name: m for m in pick(read_zoo(), 10)}
+    reads = NodeReads(tmp_path / "node-0")
+    one, two = (StandInWorker(session_factory(url), zoo, fit_anchors(), 0.0, reads)
+                for _ in range(2))  # fmt: skip
+    model = next(iter(zoo.values()))
+
+    assert one._load(model) > 0 and one._load(model) == 0  # loaded once, then kept
+    assert one._read(3) > 0 and two._read(3) == 0  # the node read shard 3 once
+
+
+def test_a_worker_keeps_to_its_bundle_and_an_idle_one_joins_the_largest_rest():
+    work = [("big", shard, 9.0) for shard in range(4)] + [("small", s, 1.0) for s in range(4)]
+    units = [QueuedUnit(i, i, [name], shard, cost) for i, (name, shard, cost) in enumerate(work)]
+    queue: AffinityQueue[str] = AffinityQueue(units)
+
+    first = [queue.take("gpu0").models for _ in range(2)]
+    other = queue.take("gpu1").models
+    joined = queue.take("gpu2").models  # every bundle held: the one with most work per holder
+
+    assert first == [["big"], ["big"]] and other == ["small"] and joined == ["big"]
+    assert queue.peek("gpu0") is not None and queue.peek("gpu0").models == ["big"]
+    assert len(queue) == 4
+
+
+def test_a_unit_given_back_returns_to_its_bundle():
+    queue: AffinityQueue[str] = AffinityQueue([QueuedUnit(1, 0, ["a"], 0, 1.0)])
+    unit = queue.take("gpu0")
+    assert unit is not None and queue.take("gpu0") is None
+
+    queue.put(unit)  # its worker was lost
+    queue.release("gpu0")
+
+    assert queue.take("gpu1") is unit
+    assert ShardRef(0, "s3://b/0.tar", 1).index == 0
