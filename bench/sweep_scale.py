@@ -42,6 +42,7 @@ from db.schema import ensure_schema
 from db.session import session_factory
 from orchestrator.sweeps.store import SweepOptions
 
+SIM_CONNECTIONS = 48  # database connections of the in-process pool's workers
 REAL_RAY_MAX = 64  # logical GPUs as real Ray actor processes on a 2-core, 24 GB machine
 SAMPLES_PER_SHARD = 1000
 DEFAULT_TIME_SCALE = 0.2  # a 16-GPU run of the full zoo: about two and a half minutes here
@@ -50,6 +51,8 @@ DEFAULT_TIME_SCALE = 0.2  # a 16-GPU run of the full zoo: about two and a half m
 def populate(sessions, zoo: list[ZooModel], shards: int, options: SweepOptions) -> int:
     """The dataset, the models (as a sweep registers them) and a queued sweep; its id."""
     with sessions.begin() as session:
+        if session.scalar(select(func.count()).select_from(Model)):
+            raise SystemExit("error: the database already holds models; give an empty one")
         dataset = Dataset(name="imagenet-val-sim", shard_urls="s3://sim/val-{00000..00049}.tar",
                           num_samples=shards * SAMPLES_PER_SHARD, num_classes=1000)  # fmt: skip
         session.add(dataset)
@@ -123,10 +126,13 @@ def run_sweep(args, pool_kind, url, sessions, sweep_id, zoo, costs: CostModel, t
             counts = pool.counts()
     else:
         workers = []
+        # The in-process workers share one connection pool of their own, as many connections as
+        # a database gives readily (PostgreSQL's default limit is 100); a unit waits for one.
+        worker_sessions = session_factory(url, connections=SIM_CONNECTIONS)
 
         def make_worker(index: int) -> StandInWorker:
             reads = NodeReads(nodes / f"node-{index // args.gpus_per_node}")
-            worker = StandInWorker(sessions, by_name, costs, args.time_scale, reads)
+            worker = StandInWorker(worker_sessions, by_name, costs, args.time_scale, reads)
             workers.append(worker)
             return worker
 
@@ -143,8 +149,11 @@ def run_sweep(args, pool_kind, url, sessions, sweep_id, zoo, costs: CostModel, t
 def figures_of(args, pool_kind, sessions, sweep_id, zoo, costs, driver, state, makespan,
                counts: list[WorkerCounts], began) -> dict:  # fmt: skip
     first_ready = driver.first_worker_s or 0.0
-    # From the first worker ready to the end: planning and the cluster's start-up are apart.
-    makespan_s = began + makespan - (driver.started + first_ready)
+    # From the first worker ready to the last unit's result: planning, the cluster's start-up
+    # and the search of the last models (the workers are free by then) are reported apart.
+    units_done = driver.units_done_s or (began + makespan - driver.started)
+    makespan_s = units_done - first_ready
+    search_tail_s = began + makespan - (driver.started + units_done)
     necessary = (
         (
             sum(costs.forward_s(m, SAMPLES_PER_SHARD) for m in zoo) * args.shards
@@ -168,6 +177,7 @@ def figures_of(args, pool_kind, sessions, sweep_id, zoo, costs, driver, state, m
         )
     expected = len(zoo) * args.shards
     per_unit = driver.driver_s_per_unit
+    overhead = sum(w.busy_s - w.modelled_s * args.time_scale for w in counts)
     return {
         "gpus": args.gpus,
         "gpus_per_node": args.gpus_per_node,
@@ -192,7 +202,14 @@ def figures_of(args, pool_kind, sessions, sweep_id, zoo, costs, driver, state, m
         "model_loads_max": max(loads.values(), default=0),
         "shard_reads_per_node": round(reads / nodes / args.shards, 3),
         "search_s": round(driver.search.seconds, 2),
+        "search_tail_s": round(search_tail_s, 2),
         "search_waited_by_dispatch": False,  # the search runs in its own thread
+        # The stand-in's own real cost per unit (queries, chunk writes, waiting for a CPU of
+        # this machine), beyond the modelled time it slept: a simulator's cost, not a GPU's.
+        "standin_overhead_s_per_unit": round(overhead / max(1, driver.units_total), 4),
+        "efficiency_without_standin_overhead": round(
+            necessary / max(1e-9, makespan_s - overhead / max(1, len(counts))), 3
+        ),
         "worker_busy_fraction": round(statistics.mean(w.busy_s for w in counts) / makespan_s, 3)
         if counts and makespan_s
         else 0.0,  # fmt: skip

@@ -24,12 +24,13 @@ COLUMNS = ("name", "img_size", "crop_pct", "interpolation", "params_m", "gmacs")
 def zoo_rows(results: Path, benchmark: Path) -> list[dict[str, str]]:
     with benchmark.open() as file:
         by_arch = {row["model"]: row for row in csv.DictReader(file)}
-    rows = []
+    rows, seen = [], set()
     with results.open() as file:
         for tag in csv.DictReader(file):
             bench = by_arch.get(tag["model"].split(".")[0])
-            if bench is None:
+            if bench is None or tag["model"] in seen:  # a tag evaluated twice: the first row
                 continue
+            seen.add(tag["model"])
             scale = (int(tag["img_size"]) / int(bench["infer_img_size"])) ** 2
             rows.append({
                 "name": tag["model"],

@@ -17,6 +17,7 @@ finishes it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import socket
@@ -59,6 +60,10 @@ HEARTBEAT_S = 5.0  # also how often a cancellation is looked for
 STALE_AFTER_S = 60.0  # a running sweep without a heartbeat this long has lost its driver
 NO_WORKER_TIMEOUT_S = 120.0  # pending work, no worker alive and no room to start one
 UNITS_IN_FLIGHT = 2  # per worker: the one it runs and the next, already in its queue
+# The books (unit rows, throughput) are written this often, not per result: a driver killed in
+# between loses only bookkeeping (planning again reads the chunks, which workers wrote).
+FLUSH_EVERY_S = 0.5
+SEARCH_NICENESS = 19  # the search thread yields the CPU to the driver and the workers
 
 
 @dataclass
@@ -118,6 +123,8 @@ class BackgroundSearch:
         self._thread.join()
 
     def _run(self) -> None:
+        with contextlib.suppress(AttributeError, OSError):  # Linux: a thread has its own
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SEARCH_NICENESS)
         done = False
         while not done:
             batch = [self._stored.get()]
@@ -167,6 +174,7 @@ class SweepDriver:
         self.driver_s_per_unit: list[float] = []
         self.bookkeeping_s = 0.0
         self.first_worker_s: float | None = None  # until the first worker was ready
+        self.units_done_s: float | None = None  # until the last unit's result (workers freed)
         self.workers_started = 0
         self.last_start_error = "the cluster has no room"
         self._rows: dict[int, dict[str, Any]] = {}  # unit rows to write, by id
@@ -298,7 +306,7 @@ class SweepDriver:
         no_worker_since = None
         try:
             while pending or self.in_flight:
-                if time.monotonic() - self._looked > 1.0:
+                if time.monotonic() - self._looked > FLUSH_EVERY_S:
                     self._flush()
                 if self._cancelled:  # seen by this flush or by the last batch's
                     self._stop_workers()
@@ -319,6 +327,7 @@ class SweepDriver:
                 ready = self.pool.wait(waiting, POLL_S)
                 self._handle(ready, pending)
             self._flush()
+            self.units_done_s = time.monotonic() - self.started
         except BaseException:
             self._stop_workers()
             self.search.close()
@@ -355,8 +364,7 @@ class SweepDriver:
                 self._collect(ref, pending)
                 results += 1
         if results:
-            self._feed(pending)  # before the books: the workers first
-            self._flush()
+            self._feed(pending)
             self._report_progress()
             spent = time.monotonic() - began
             self.bookkeeping_s += spent
