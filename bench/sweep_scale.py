@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE)
     parser.add_argument("--pool", choices=("ray", "sim"), help="Default: ray up to 64 GPUs.")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--no-search-tail", dest="search_tail", action="store_false",
+                        help="Stop when the last unit lands, leaving the search of the last "
+                        "models (it runs during the sweep either way).")  # fmt: skip
     args = parser.parse_args(argv)
     pool_kind = args.pool or ("ray" if args.gpus <= REAL_RAY_MAX else "sim")
     costs = fit_anchors()
@@ -108,8 +111,29 @@ def main(argv: list[str] | None = None) -> dict:
     return figures
 
 
+def driver_class(search_tail: bool):
+    """The product's driver; without ``search_tail``, one that leaves the search of the last
+    models when the last unit lands (the search still runs during the sweep, as always)."""
+    from orchestrator.sweeps.driver import BackgroundSearch, SweepDriver
+
+    if search_tail:
+        return SweepDriver
+
+    class LeftSearch(BackgroundSearch):
+        def close(self) -> None:
+            self._stored.put(None)  # no join: the thread is a daemon
+
+    class NoTailDriver(SweepDriver):
+        search_class = LeftSearch
+
+        def _search_what_is_missing(self) -> None:
+            pass
+
+    return NoTailDriver
+
+
 def run_sweep(args, pool_kind, url, sessions, sweep_id, zoo, costs: CostModel, tmp: Path) -> dict:
-    from orchestrator.sweeps.driver import SweepDriver
+    SweepDriver = driver_class(args.search_tail)
 
     settings = Settings(database_url=url)
     by_name = {m.name: m for m in zoo}
@@ -202,7 +226,7 @@ def figures_of(args, pool_kind, sessions, sweep_id, zoo, costs, driver, state, m
         "model_loads_max": max(loads.values(), default=0),
         "shard_reads_per_node": round(reads / nodes / args.shards, 3),
         "search_s": round(driver.search.seconds, 2),
-        "search_tail_s": round(search_tail_s, 2),
+        "search_tail_s": round(search_tail_s, 2) if args.search_tail else None,
         "search_waited_by_dispatch": False,  # the search runs in its own thread
         # The stand-in's own real cost per unit (queries, chunk writes, waiting for a CPU of
         # this machine), beyond the modelled time it slept: a simulator's cost, not a GPU's.

@@ -150,6 +150,8 @@ class SweepDriver:
     """Runs one sweep to its end on a pool of workers: by default Ray actors on the cluster this
     process is connected to."""
 
+    search_class: type[BackgroundSearch] = BackgroundSearch
+
     def __init__(
         self,
         sessions: sessionmaker,
@@ -302,7 +304,7 @@ class SweepDriver:
         )
         if self.options.device.startswith("cuda") and not self.pool.uses_gpus:
             return self._finish(FAILED, "--device cuda, but the Ray cluster has no GPU")
-        self.search = BackgroundSearch(self.sessions, self.dataset)
+        self.search = self.search_class(self.sessions, self.dataset)
         no_worker_since = None
         try:
             while pending or self.in_flight:
