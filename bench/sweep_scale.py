@@ -1,7 +1,8 @@
 """Zoo-scale sweep simulation: the real driver, database and Ray; a modelled evaluation.
 
     python -m bench.sweep_scale --gpus 16 [--gpus-per-node 8] [--models 1266] [--shards 50]
-        [--database-url URL] [--time-scale 0.2] [--pool ray|sim] --json OUT
+        [--database-url URL] [--time-scale 0.2] [--bundle-seconds 3] [--pool ray|sim]
+    [--no-search-tail] --json OUT
 
 What is real: the sweep driver (``orchestrator.sweeps.driver``, unchanged), the database
 (SQLite, or the PostgreSQL of ``--database-url``) with every sweep, unit, model, shard and
@@ -40,6 +41,7 @@ from db.models import Dataset, Model, PredictionChunk, Sweep
 from db.queries import add_shard
 from db.schema import ensure_schema
 from db.session import session_factory
+from orchestrator.sweeps.plan import DEFAULT_BUNDLE_SECONDS
 from orchestrator.sweeps.store import SweepOptions
 
 SIM_CONNECTIONS = 48  # database connections of the in-process pool's workers
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--shards", type=int, default=50)
     parser.add_argument("--database-url", help="Default: a new SQLite file.")
     parser.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE)
+    parser.add_argument("--bundle-seconds", type=float, default=DEFAULT_BUNDLE_SECONDS)
     parser.add_argument("--pool", choices=("ray", "sim"), help="Default: ray up to 64 GPUs.")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--no-search-tail", dest="search_tail", action="store_false",
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
         url = args.database_url or f"sqlite:///{tmp}/sim.db"
         ensure_schema(url)
         sessions = session_factory(url)
-        options = SweepOptions(random_weights=True, max_attempts=3)
+        options = SweepOptions(random_weights=True, bundle_seconds=args.bundle_seconds)
         sweep_id = populate(sessions, zoo, args.shards, options)
         figures = run_sweep(args, pool_kind, url, sessions, sweep_id, zoo, costs, Path(tmp))
     print_figures(figures)
@@ -211,6 +214,7 @@ def figures_of(args, pool_kind, sessions, sweep_id, zoo, costs, driver, state, m
         "pool": pool_kind,
         "real_ray_actors": driver.workers_started if pool_kind == "ray" else 0,
         "time_scale": args.time_scale,
+        "bundle_seconds": args.bundle_seconds,
         "state": state,
         "units": driver.units_total,
         "makespan_s": round(makespan_s, 2),

@@ -351,8 +351,8 @@ class SweepDriver:
         for worker in list(self.workers):
             while self.load[worker] < UNITS_IN_FLIGHT:
                 unit = pending.take(worker)
-                if unit is None:
-                    return
+                if unit is None:  # nothing for this one: its units wait for their holders
+                    break
                 self._dispatch(worker, unit, pending)
 
     def _handle(self, ready: list[Pending], pending: AffinityQueue[Worker]) -> None:

@@ -3,7 +3,8 @@
 Units of one bundle (the same models, one unit per shard) go to the worker that holds the
 bundle, so each model is loaded by as few workers as balance allows: a worker without a bundle
 takes the largest bundle nobody holds; once every bundle is held, an idle worker joins the
-bundle with the most work left (the tail is spread, so fast and slow workers finish together).
+bundle with the most work left per holder, if it has more units waiting than holders (the tail
+is spread, so fast and slow workers finish together, without loading a model for one unit).
 A unit given back (its worker lost, or a failure to retry) returns to its bundle.
 """
 
@@ -89,7 +90,12 @@ class AffinityQueue(Generic[W]):
         if not self._bundles:
             return None
         free = [k for k, b in self._bundles.items() if b.holders == 0]
-        candidates = free or list(self._bundles)
+        # Joining a held bundle loads its models once more: only where units wait that its
+        # holders cannot start yet (each holds its next unit already).
+        crowded = [k for k, b in self._bundles.items() if len(b.units) > b.holders]
+        candidates = free or crowded
+        if not candidates:
+            return None
         # Free bundles: the largest first. Held ones: the most work left per holder.
         key = max(candidates, key=lambda k: (_share(self._bundles[k]), k))
         self._bundles[key].holders += 1

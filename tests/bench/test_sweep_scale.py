@@ -15,8 +15,9 @@ from db.schema import ensure_schema
 from db.session import session_factory
 from orchestrator.sweeps.queue import AffinityQueue, QueuedUnit
 
+# 40 models in bundles of 0.05 s: more bundles than workers, so a model needs few loads.
 SIXTEEN_GPUS = ["--gpus", "16", "--gpus-per-node", "8", "--models", "40", "--shards", "6",
-                "--time-scale", "0.002"]  # fmt: skip
+                "--time-scale", "0.002", "--bundle-seconds", "0.05"]  # fmt: skip
 
 
 @pytest.mark.ray
@@ -29,8 +30,8 @@ def test_sixteen_stand_in_ray_workers_store_every_chunk_exactly_once(tmp_path):
     assert figures == json.loads(out.read_text())
     assert figures["state"] == "done" and figures["real_ray_actors"] == 16
     assert figures["chunks_exactly_once"] and figures["chunks"] == 40 * 6
-    assert figures["model_loads_max"] <= 3  # a bundle is held by few of the 16 workers
-    assert figures["shard_reads_per_node"] == 1.0  # each of the 2 nodes read each shard once
+    assert figures["model_loads_max"] <= 2  # a bundle is held by few of the 16 workers
+    assert figures["shard_reads_per_node"] <= 1.0  # no node read a shard twice
 
 
 def test_the_in_process_pool_runs_the_same_driver_to_the_same_rows(tmp_path):
@@ -38,8 +39,8 @@ def test_the_in_process_pool_runs_the_same_driver_to_the_same_rows(tmp_path):
 
     assert figures["state"] == "done" and figures["real_ray_actors"] == 0
     assert figures["chunks_exactly_once"] and figures["chunks"] == 40 * 6
-    assert figures["model_loads_max"] <= 3
-    assert figures["shard_reads_per_node"] == 1.0
+    assert figures["model_loads_max"] <= 2
+    assert figures["shard_reads_per_node"] <= 1.0
 
 
 def test_the_cost_model_is_fitted_to_the_anchors_and_a_large_model_costs_more():
@@ -90,3 +91,11 @@ def test_a_unit_given_back_returns_to_its_bundle():
 
     assert queue.take("gpu1") is unit
     assert ShardRef(0, "s3://b/0.tar", 1).index == 0
+
+
+def test_an_idle_worker_does_not_load_a_bundle_for_a_unit_its_holder_will_start():
+    queue: AffinityQueue[str] = AffinityQueue([QueuedUnit(i, i, ["a"], i, 1.0) for i in range(2)])
+    assert queue.take("gpu0") is not None  # gpu0 holds "a"; one unit of it waits
+
+    assert queue.take("gpu1") is None  # one waiting unit, one holder: gpu0 takes it next
+    assert queue.take("gpu0") is not None and len(queue) == 0
