@@ -95,9 +95,10 @@ class LazyCommands(OneLineErrors):
         if cmd_name not in self.commands:
             module, attribute = self.COMMANDS[cmd_name]
             target = getattr(importlib.import_module(module), attribute)
-            if not isinstance(target, typer.Typer):
-                target = _one_command(cmd_name, target)
-            command = typer.main.get_command(target)
+            if isinstance(target, typer.Typer):  # a group stays a group, even of one command
+                command: Command = typer.main.get_group(target)
+            else:
+                command = typer.main.get_command(_one_command(cmd_name, target))
             command.name = cmd_name
             self.commands[cmd_name] = command
         return self.commands[cmd_name]
