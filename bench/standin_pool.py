@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.standin import NodeReads, StandInWorker, WorkerCounts
 from bench.sweep_costs import CostModel, read_zoo
 from cluster.ray_cluster import ray_api
-from orchestrator.sweeps.pool import RayPool, UnitFailed, WorkerLost
+from orchestrator.sweeps.pool import RayPool, UnitFailed
 from workers.report import UnitReport
 
 ray = ray_api()
@@ -62,7 +62,7 @@ class StandInRayPool(RayPool):
         return [WorkerCounts(**json.loads(p.read_text())) for p in records]
 
 
-def ray_pool(database_url, per_node, time_scale, costs: CostModel, nodes: Path, _models):
+def ray_pool(database_url, per_node, time_scale, costs: CostModel, nodes: Path):
     config = {"database_url": database_url, "per_node": per_node, "time_scale": time_scale,
               "costs": asdict(costs), "nodes": str(nodes)}  # fmt: skip
     return StandInRayPool(config)
@@ -114,6 +114,3 @@ class SimPool:
     def stop(self, worker) -> None:
         executor, _ = self._workers.pop(worker)
         executor.shutdown(wait=False, cancel_futures=True)
-
-
-__all__ = ["SimPool", "StandInActor", "WorkerLost", "ray_pool"]

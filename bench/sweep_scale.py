@@ -145,7 +145,7 @@ def run_sweep(args, pool_kind, url, sessions, sweep_id, zoo, costs: CostModel, t
         from cluster.ray_cluster import connected
 
         with connected(None, num_cpus=args.gpus, num_gpus=args.gpus):
-            pool = ray_pool(url, args.gpus_per_node, args.time_scale, costs, nodes, args.models)
+            pool = ray_pool(url, args.gpus_per_node, args.time_scale, costs, nodes)
             driver = SweepDriver(sessions, settings, sweep_id, pool=pool)
             began = time.monotonic()
             state = driver.run()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cluster.errors import ServiceError
+from cluster.processes import alive
 
 WAIT_FOR_OTHER_S = 600.0  # a copy by another worker of the node that takes longer is stale
 POLL_S = 0.05
@@ -82,7 +83,8 @@ class ShardCache:
     def _evict(self, keep: Path) -> None:
         """Least recently used shards out until the folder fits ``max_bytes``; dead parts too."""
         for part in self.folder.glob("*.part-*"):
-            if not _alive(part.name.rpartition("-")[2]):
+            pid = part.name.rpartition("-")[2]
+            if not (pid.isdigit() and alive(int(pid))):
                 part.unlink(missing_ok=True)
         shards = sorted(self.folder.glob("*.tar"), key=_mtime)
         total = sum(_size(p) for p in shards)
@@ -99,18 +101,6 @@ def _stale(lock: Path) -> bool:
         return time.time() - lock.stat().st_mtime > WAIT_FOR_OTHER_S
     except FileNotFoundError:
         return False
-
-
-def _alive(pid: str) -> bool:
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _mtime(path: Path) -> float:

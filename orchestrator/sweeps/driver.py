@@ -32,6 +32,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
 from cluster.errors import InputError
+from cluster.processes import alive
 from cluster.ray_cluster import worker_environment
 from cluster.settings import Settings
 from db.models import Dataset, Sweep, SweepUnit, utc_now
@@ -85,13 +86,7 @@ def _driver_alive(sweep: Sweep) -> bool:
         return False
     host, _, pid = sweep.driver.rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return alive(int(pid))
     beat = sweep.heartbeat_at
     if beat is None:
         return False

@@ -121,7 +121,8 @@ class RayPool:
     def wait(self, pending: Sequence[Pending], timeout: float) -> list[Pending]:
         ready, _ = self.ray.wait(list(pending), num_returns=1, timeout=timeout)
         if ready:  # and whatever else is ready by now, without waiting again
-            rest = [p for p in pending if p not in set(ready)]
+            taken = set(ready)
+            rest = [p for p in pending if p not in taken]
             more, _ = self.ray.wait(rest, num_returns=len(rest), timeout=0) if rest else ([], [])
             ready = [*ready, *more]
         return ready

@@ -61,7 +61,7 @@ class AffinityQueue(Generic[W]):
     def take(self, worker: W) -> QueuedUnit | None:
         """The next unit for ``worker``, or None when nothing is pending."""
         key = self._held.get(worker)
-        if key is None or not self._bundles.get(key, _Bundle()).units:
+        if key is None or key not in self._bundles:  # an emptied bundle is deleted
             key = self._choose(worker)
             if key is None:
                 return None
