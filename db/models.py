@@ -169,6 +169,24 @@ class PairResult(Base):
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
 
+class ModelScore(Base):
+    """How many samples of a dataset a complete model gets right, in all and on the held-out
+    evaluation half: what single-model answers (the frontier) compare cascades with. Written by
+    the saver search with the pairs."""
+
+    __tablename__ = "model_scores"
+    __table_args__ = (UniqueConstraint("dataset_id", "model_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    correct: Mapped[int] = mapped_column(Integer)
+    samples: Mapped[int] = mapped_column(Integer)
+    holdout_correct: Mapped[int] = mapped_column(Integer)  # on the evaluation half
+    holdout_samples: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
 class ModelThroughput(Base):
     """Measured forward throughput of a model on a device type, at the batch size used."""
 

@@ -29,10 +29,12 @@ from orchestrator.limits import DEFAULT_ALTERNATIVES, MAX_OFFSET, MAX_PAGE
 from search.costs import COSTS, GMACS, LATENCY
 from search.criteria import BUDGET, CRITERIA, PAPER
 from search.results import (
+    Frontiers,
     best_savers,
     budget_key,
     check_device_type,
     fields_for,
+    gmacs_of,
     latency_best_savers,
     pair_view,
 )
@@ -63,13 +65,23 @@ FIELDS: dict[str, Field] = {
     "delta_c": Field("ΔC", False),
     "in_sample_accuracy": Field("calib. top-1 %", True),
     "in_sample_saving": Field("calib. saving %", True),
+    # The cheapest single model at least as accurate as the cascade, and the cascade's saving
+    # against it: negative where that model beats the cascade (search.frontier).
+    "frontier_model": Field("frontier", False, "frontier_model"),
+    "frontier_saving": Field("vs frontier %", True, "frontier_saving_pct"),
 }
 CURVE_FIELDS = ("threshold", "exit_ratio", "accuracy", "relative_cost", "saving")  # a front point
 
 
+def beaten_by_frontier(row: dict) -> bool:
+    """A cascade (or a base without one) that a cheaper single model matches in accuracy."""
+    saving = row.get("frontier_saving")
+    return saving is not None and saving < 0
+
+
 def field_text(
     field: str,
-    value: float | None,
+    value: float | str | None,
     *,
     percent_format: str = ".2f",
     number_format: str = ".4f",
@@ -78,6 +90,8 @@ def field_text(
     """A field's value as text, in percent where ``FIELDS`` says so; ``missing`` for None."""
     if value is None:
         return missing
+    if isinstance(value, str):  # a model's name
+        return value
     if FIELDS[field].percent:
         return format(100 * value, percent_format)
     return format(value, number_format)
@@ -302,10 +316,20 @@ def saver_of(
             )
         )
     }
-    shown = [
-        {"saver": name, "saver_gmacs": gmacs, **pair_view(pairs[saver], query.criterion, holdout)}
-        for _, saver, name, gmacs in ranked
-    ]
+    frontiers = Frontiers(
+        session, dataset, gmacs_of(session, complete_model_ids(session, dataset)), holdout
+    )
+    shown = []
+    for _, saver, name, gmacs in ranked:
+        view = pair_view(pairs[saver], query.criterion, holdout)
+        shown.append(
+            {
+                "saver": name,
+                "saver_gmacs": gmacs,
+                **view,
+                **frontiers.of_pair(model.name, pairs[saver], view),
+            }
+        )
     return {
         "dataset": dataset.name,
         "base": model.name,

@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # the service computes; reading results needs none of it
     from search.service import Progress, SaverSearch
 
 from cluster.errors import InputError
-from db.models import BestSaver, Dataset, Model, ModelThroughput, PairResult
+from db.models import BestSaver, Dataset, Model, ModelScore, ModelThroughput, PairResult
 from db.queries import (
     complete_model_ids,
     dataset_samples,
@@ -24,10 +24,21 @@ from search.best import HOLDOUT, IN_SAMPLE
 from search.costs import COST_COLUMNS, latency_per_image, recost_pair
 from search.criteria import PAPER
 from search.engine import Zoo, pair_curve, pareto_front
+from search.frontier import SingleModel, SingleModels
 from search.selection import centipoints, has_saver, rank_key
 
-BUDGET_FIELDS = ("threshold", "exit_ratio", "accuracy", "base_accuracy", "relative_cost", "saving")
-PAPER_FIELDS = ("threshold", "exit_ratio", "delta_c")
+# Every best-saver answer ends with the single-model frontier (search.frontier).
+FRONTIER_FIELDS = ("frontier_model", "frontier_saving")
+BUDGET_FIELDS = (
+    "threshold",
+    "exit_ratio",
+    "accuracy",
+    "base_accuracy",
+    "relative_cost",
+    "saving",
+    *FRONTIER_FIELDS,
+)
+PAPER_FIELDS = ("threshold", "exit_ratio", "delta_c", *FRONTIER_FIELDS)
 HOLDOUT_FIELDS = (
     "threshold",
     "in_sample_accuracy",
@@ -37,6 +48,7 @@ HOLDOUT_FIELDS = (
     "base_accuracy",
     "relative_cost",
     "saving",
+    *FRONTIER_FIELDS,
 )
 # What re-costing reads of a stored pair.
 RECOST_INPUTS = (*COST_COLUMNS, "exit_ratio", "holdout_exit_ratio")
@@ -71,7 +83,64 @@ def pair_view(pair: PairResult, criterion: str, holdout: bool, costs: dict | Non
             "exit_ratio": pair.exit_ratio,
             "delta_c": -value("saving"),
         }
-    return {field: value(field) for field in BUDGET_FIELDS}
+    return {field: value(field) for field in BUDGET_FIELDS if field not in FRONTIER_FIELDS}
+
+
+def gmacs_of(session: Session, model_ids: list[int]) -> dict[int, float]:
+    return dict(session.execute(select(Model.id, Model.gmacs).where(Model.id.in_(model_ids))).all())
+
+
+class Frontiers:
+    """The frontier fields of a dataset's answers: each cascade against the cheapest single
+    model at least as accurate (``search.frontier``), on the samples its accuracy is scored on
+    (the evaluation half for held-out answers).
+
+    ``costs`` maps model ids to the answer's cost (GMACs or latency); models without a stored
+    score (results computed before scores were kept: ``saverzoo savers refresh`` adds them) or
+    without a cost take no part, and a base without one has no frontier.
+    """
+
+    def __init__(
+        self, session: Session, dataset: Dataset, costs: dict[int, float], holdout: bool
+    ) -> None:
+        names = dict(session.execute(select(Model.id, Model.name).where(Model.id.in_(costs))).all())
+        scores = session.execute(
+            select(ModelScore).where(
+                ModelScore.dataset_id == dataset.id, ModelScore.model_id.in_(costs)
+            )
+        ).scalars()
+        singles, self.samples = [], 1
+        for score in scores:
+            correct, self.samples = (
+                (score.holdout_correct, score.holdout_samples)
+                if holdout
+                else (score.correct, score.samples)
+            )
+            singles.append(SingleModel(names[score.model_id], costs[score.model_id], correct))
+        self._singles = SingleModels(singles)
+        self._correct = {m.name: m.correct for m in singles}
+        self._cost = {names[i]: c for i, c in costs.items() if i in names}
+        self.holdout = holdout
+
+    def of_base(self, base: str) -> dict:
+        """The frontier of the base alone (a base without a saver)."""
+        if base not in self._singles:
+            return dict.fromkeys(FRONTIER_FIELDS)
+        return self._fields(base, self._cost[base], self._correct[base])
+
+    def of_pair(self, base: str, pair: PairResult, view: dict) -> dict:
+        """The frontier of a stored cascade whose reported fields are ``view`` (``pair_view``,
+        whose costs may be re-costed)."""
+        if base not in self._singles:
+            return dict.fromkeys(FRONTIER_FIELDS)
+        accuracy = pair.holdout_accuracy if self.holdout else pair.accuracy
+        relative_cost = view["relative_cost"] if "relative_cost" in view else 1 + view["delta_c"]
+        correct = round(accuracy * self.samples)
+        return self._fields(base, self._cost[base] * relative_cost, correct)
+
+    def _fields(self, base: str, cascade_cost: float, correct: int) -> dict:
+        frontier = self._singles.frontier(base, cascade_cost, correct)
+        return {"frontier_model": frontier.model, "frontier_saving": frontier.saving}
 
 
 def budget_key(dataset: Dataset, criterion: str, max_drop: float | None) -> tuple[int, bool]:
@@ -110,12 +179,13 @@ def best_savers(
     base: str | None = None,
 ) -> list[dict]:
     """One object per base model of the dataset (cheapest first), with its best saver or null."""
+    complete = complete_model_ids(session, dataset)
     if base is not None:
         wanted = get_model(session, base)
         require_complete(session, dataset, wanted)
         model_ids = [wanted.id]
     else:
-        model_ids = complete_model_ids(session, dataset)
+        model_ids = complete
     bases = session.scalars(
         select(Model).where(Model.id.in_(model_ids)).order_by(Model.gmacs, Model.name)
     ).all()
@@ -134,14 +204,17 @@ def best_savers(
     ).all()
     best = {base_id: (name, pair) for base_id, name, pair in rows}
     fields = fields_for(criterion, holdout)
+    frontiers = Frontiers(session, dataset, gmacs_of(session, complete), holdout)
     result = []
     for model in bases:
         entry = {"base": model.name, "saver": None, **dict.fromkeys(fields)}
+        entry.update(frontiers.of_base(model.name))
         if model.id in best:
             name, pair = best[model.id]
             selection_saving = pair.holdout_calibration_saving if holdout else pair.saving
             if has_saver(criterion, selection_saving):
-                entry.update(saver=name, **pair_view(pair, criterion, holdout))
+                view = pair_view(pair, criterion, holdout)
+                entry.update(saver=name, **view, **frontiers.of_pair(model.name, pair, view))
         result.append(entry)
     return result
 
@@ -233,15 +306,20 @@ def latency_best_savers(
         (models[i] for i in base_ids),
         key=lambda m: (m.id not in latency, latency.get(m.id, 0.0), m.gmacs, m.name),
     )
+    frontiers = Frontiers(session, dataset, latency, holdout)  # among models measured there
     result = []
     for model in ordered:
         entry = {"base": model.name, "saver": None, **dict.fromkeys(fields)}
+        entry.update(frontiers.of_base(model.name))
         if model.id in best:
             _, pair, costs = best[model.id]
             selection_saving = costs["holdout_calibration_saving" if holdout else "saving"]
             if has_saver(criterion, selection_saving):
+                view = pair_view(pair, criterion, holdout, costs)
                 entry.update(
-                    saver=models[pair.saver_id].name, **pair_view(pair, criterion, holdout, costs)
+                    saver=models[pair.saver_id].name,
+                    **view,
+                    **frontiers.of_pair(model.name, pair, view),
                 )
         result.append(entry)
     return result, [m.name for m in ordered if m.id not in latency]

@@ -23,7 +23,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from cluster.errors import InputError
-from db.models import Dataset, Model, PairResult, PredictionChunk, utc_now
+from db.models import Dataset, Model, ModelScore, PairResult, PredictionChunk, utc_now
 from db.queries import complete_model_ids, dataset_samples, lock_dataset_search, top1_predictions
 from db.upsert import upsert
 from search.best import update_best_savers
@@ -32,6 +32,7 @@ from search.engine import Zoo, dearer_than
 from search.pairs import PairRecord, SplitZoo, calibration_mask, saver_records
 
 PAIR_KEY = ("dataset_id", "base_id", "saver_id", "criterion", "max_drop_centipoints")
+SCORE_KEY = ("dataset_id", "model_id")
 COST_TOLERANCE = 1e-9
 
 Progress = Callable[[int, int], None]  # (savers done, savers in all)
@@ -165,6 +166,7 @@ class SaverSearch:
                 if len(bases):
                     wanted[saver] = bases.tolist()
             obsolete = self._obsolete_pairs(session, dataset, cached, set(model_ids))
+            self._store_scores(session, dataset, cached, model_ids)
             return self._compute_and_store(session, dataset, cached, wanted, progress, obsolete)
 
     def refresh(
@@ -186,6 +188,13 @@ class SaverSearch:
                 ]
                 if bases:
                     wanted[saver] = bases
+            scored = set(
+                session.scalars(
+                    select(ModelScore.model_id).where(ModelScore.dataset_id == dataset.id)
+                )
+            )
+            unscored = [m for m in cached.model_ids if m not in scored]
+            self._store_scores(session, dataset, cached, unscored)
             return self._compute_and_store(session, dataset, cached, wanted, progress, obsolete)
 
     def costs_changed(self, session: Session, model_ids: Sequence[int], skip: set[int]) -> None:
@@ -204,6 +213,30 @@ class SaverSearch:
             affected = [m for m in model_ids if m in complete]
             if affected:
                 self.models_completed(session, dataset, affected)
+
+    @staticmethod
+    def _store_scores(
+        session: Session, dataset: Dataset, cached: CachedZoo, model_ids: Sequence[int]
+    ) -> None:
+        """Each model's correct counts, in all and on the evaluation half, as the pairs see them."""
+        if not model_ids:
+            return
+        row_of = {m: r for r, m in enumerate(cached.model_ids)}
+        full, evaluation = cached.zoos.full, cached.zoos.part("evaluation")
+        now = utc_now()
+        rows = [
+            {
+                "dataset_id": dataset.id,
+                "model_id": model_id,
+                "correct": int(full.correct_counts[row_of[model_id]]),
+                "samples": full.num_samples,
+                "holdout_correct": int(evaluation.correct_counts[row_of[model_id]]),
+                "holdout_samples": evaluation.num_samples,
+                "computed_at": now,
+            }
+            for model_id in model_ids
+        ]
+        upsert(session, ModelScore, rows, key=SCORE_KEY)
 
     @staticmethod
     def _current_pairs(session, dataset: Dataset, cached: CachedZoo) -> dict[tuple, int]:

@@ -122,7 +122,7 @@ def _cell(field: str, value: float | None) -> str:
 def _print_best(rows: list[dict], query: SaverQuery, dataset: str, notice: str | None = None):
     from rich.table import Table
 
-    from orchestrator.answers import FIELDS, fields_for
+    from orchestrator.answers import FIELDS, beaten_by_frontier, fields_for
     from search.costs import LATENCY
     from search.criteria import PAPER
 
@@ -137,10 +137,18 @@ def _print_best(rows: list[dict], query: SaverQuery, dataset: str, notice: str |
     if query.cost == LATENCY:
         title += f"; cost: latency on {query.device_type}"
     labels = (FIELDS[f].label for f in fields)
+    beaten = sum(beaten_by_frontier(row) for row in rows)
+    if beaten:
+        marked = (
+            f"{beaten} marked in yellow: a cheaper single model is at least as accurate "
+            "(negative saving vs the frontier)"
+        )
+        notice = f"{notice}; {marked}" if notice else marked
     table = Table("base", "saver", *labels, title=title, caption=notice)
     for row in rows:
         cells = [_cell(f, row[f]) for f in fields]
-        table.add_row(row["base"], row["saver"] or "[dim]none[/]", *cells)
+        style = "yellow" if beaten_by_frontier(row) else None
+        table.add_row(row["base"], row["saver"] or "[dim]none[/]", *cells, style=style)
     out.print(table)
 
 

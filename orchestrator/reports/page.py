@@ -29,7 +29,14 @@ from sqlalchemy.orm import Session
 from cluster.errors import InputError
 from db.models import Dataset, Model
 from db.queries import complete_model_ids, dataset_samples, get_dataset, top1_predictions
-from orchestrator.answers import FIELDS, SaverQuery, field_text, fields_for, savers
+from orchestrator.answers import (
+    FIELDS,
+    SaverQuery,
+    beaten_by_frontier,
+    field_text,
+    fields_for,
+    savers,
+)
 from orchestrator.reports.plots import plot_curve, plot_operating_points
 from search.criteria import PAPER
 from search.engine import Zoo
@@ -170,10 +177,10 @@ def _num(value: float | None, digits: int = 4) -> str:
 
 # savers.csv: the pair fields (its column names are FIELDS' csv names), then the costs.
 CSV_FIELDS = ("threshold", "exit_ratio", "accuracy", "base_accuracy", "accuracy_drop",
-              "relative_cost", "saving")  # fmt: skip
+              "relative_cost", "saving", "frontier_model", "frontier_saving")  # fmt: skip
 
 
-def _csv_cell(field: str, value: float | None) -> str:
+def _csv_cell(field: str, value: float | str | None) -> str:
     return field_text(field, value, percent_format=".3f", number_format=".6g")
 
 
@@ -224,7 +231,7 @@ th{cursor:pointer;background:#f4f4f4;position:sticky;top:0;text-align:left}
 td.n{text-align:right;font-variant-numeric:tabular-nums}th[aria-sort]::after{content:" ▲"}
 th[aria-sort=descending]::after{content:" ▼"}.none{color:#999}
 .curves{display:flex;flex-wrap:wrap;gap:8px}.curves figure{margin:0;width:340px}
-.curves img{width:340px}img.zoo{max-width:100%}
+.curves img{width:340px}img.zoo{max-width:100%}tr.beaten td{background:#fff6d5}
 """
 SORT_SCRIPT = """
 document.querySelectorAll("table.sortable th").forEach((th, column) => {
@@ -264,6 +271,7 @@ def render_index(meta: dict, rows: list[dict], models: list[dict], curves: dict[
     if query["holdout"]:
         criterion += ", thresholds picked on the calibration half and scored on the other half"
     saved = sum(row["saver"] is not None for row in rows)
+    beaten = sum(beaten_by_frontier(row) for row in rows)
     head = "".join(f"<th>{e(h)}</th>" for h in ("base", "base GMACs", "saver"))
     head += "".join(f"<th>{e(FIELDS[field].label)}</th>" for field in columns)
     body = []
@@ -280,7 +288,8 @@ def render_index(meta: dict, rows: list[dict], models: list[dict], curves: dict[
             shown = field_text(field, value, number_format=".4g")
             data = "" if value is None else f' data-value="{value!r}"'
             cells.append(f'<td class="n"{data}>{shown}</td>')
-        body.append(f'<tr data-base="{e(row["base"])}">{"".join(cells)}</tr>')
+        marked = ' class="beaten"' if beaten_by_frontier(row) else ""
+        body.append(f'<tr data-base="{e(row["base"])}"{marked}>{"".join(cells)}</tr>')
     figures = "".join(
         f'<figure id="curve-{e(file_name(base))}"><img src="{e(path)}" alt="Pareto front of '
         f'{e(base)}" loading="lazy"><figcaption>{e(base)}</figcaption></figure>'
@@ -297,7 +306,9 @@ Generated {e(meta["generated_at"])} from search revision {meta["search_revision"
 download <a href="savers.csv">savers.csv</a> and <a href="models.csv">models.csv</a>.</p>
 <img class="zoo" src="{ZOO_PLOT}" alt="cost against accuracy of every model and cascade">
 <h2>Best saver of every base</h2>
-<p>Click a column to sort.</p>
+<p>Click a column to sort. "frontier" is the cheapest single model at least as accurate as the
+cascade (the base itself when none is cheaper); {beaten} highlighted rows have a negative saving
+against it: deploying that model alone beats the cascade.</p>
 <table class="sortable" id="savers"><thead><tr>{head}</tr></thead>
 <tbody>{"".join(body)}</tbody></table>
 <h2>Pareto fronts of the saved bases</h2>

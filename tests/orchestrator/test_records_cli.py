@@ -27,6 +27,8 @@ BUDGET_KEYS = {
     "base_accuracy",
     "relative_cost",
     "saving",
+    "frontier_model",
+    "frontier_saving",
 }
 
 
@@ -85,7 +87,10 @@ def test_budget_and_paper_criteria_through_the_cli(use_database, tmp_path):
         if best:
             assert row["accuracy"] >= row["base_accuracy"] - 0.02 - 1e-12
     for row in paper:
-        assert set(row) == {"base", "saver", "threshold", "exit_ratio", "delta_c"}
+        assert set(row) == {
+            "base", "saver", "threshold", "exit_ratio", "delta_c", "frontier_model",
+            "frontier_saving",
+        }  # fmt: skip
         best = expected_paper[row["base"]]
         assert row["saver"] == (best.saver if best else None)
         if best:
