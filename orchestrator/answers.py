@@ -29,14 +29,14 @@ from orchestrator.limits import DEFAULT_ALTERNATIVES, MAX_OFFSET, MAX_PAGE
 from search.costs import COSTS, GMACS, LATENCY
 from search.criteria import BUDGET, CRITERIA, PAPER
 from search.results import (
-    Frontiers,
+    AnswerScores,
+    answer_view,
     best_savers,
     budget_key,
     check_device_type,
     fields_for,
     gmacs_of,
     latency_best_savers,
-    pair_view,
 )
 from search.selection import centipoints, has_saver, rank_key
 
@@ -67,6 +67,8 @@ FIELDS: dict[str, Field] = {
     "in_sample_saving": Field("calib. saving %", True),
     # The cheapest single model at least as accurate as the cascade, and the cascade's saving
     # against it: negative where that model beats the cascade (search.frontier).
+    "accuracy_ci": Field("top-1 95% CI", True),  # [low, high], held out
+    "saving_ci": Field("saving 95% CI", True),
     "frontier_model": Field("frontier", False, "frontier_model"),
     "frontier_saving": Field("vs frontier %", True, "frontier_saving_pct"),
 }
@@ -81,7 +83,7 @@ def beaten_by_frontier(row: dict) -> bool:
 
 def field_text(
     field: str,
-    value: float | str | None,
+    value: float | str | list[float] | None,
     *,
     percent_format: str = ".2f",
     number_format: str = ".4f",
@@ -92,6 +94,9 @@ def field_text(
         return missing
     if isinstance(value, str):  # a model's name
         return value
+    if isinstance(value, list):  # an interval
+        low, high = (field_text(field, v, percent_format=percent_format) for v in value)
+        return f"{low}–{high}"
     if FIELDS[field].percent:
         return format(100 * value, percent_format)
     return format(value, number_format)
@@ -316,20 +321,17 @@ def saver_of(
             )
         )
     }
-    frontiers = Frontiers(
+    scores = AnswerScores(
         session, dataset, gmacs_of(session, complete_model_ids(session, dataset)), holdout
     )
-    shown = []
-    for _, saver, name, gmacs in ranked:
-        view = pair_view(pairs[saver], query.criterion, holdout)
-        shown.append(
-            {
-                "saver": name,
-                "saver_gmacs": gmacs,
-                **view,
-                **frontiers.of_pair(model.name, pairs[saver], view),
-            }
-        )
+    shown = [
+        {
+            "saver": name,
+            "saver_gmacs": gmacs,
+            **answer_view(pairs[saver], query.criterion, holdout, scores, model.name),
+        }
+        for _, saver, name, gmacs in ranked
+    ]
     return {
         "dataset": dataset.name,
         "base": model.name,

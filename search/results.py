@@ -25,6 +25,7 @@ from search.costs import COST_COLUMNS, latency_per_image, recost_pair
 from search.criteria import PAPER
 from search.engine import Zoo, pair_curve, pareto_front
 from search.frontier import SingleModel, SingleModels
+from search.intervals import bootstrap_saving, wilson
 from search.selection import centipoints, has_saver, rank_key
 
 # Every best-saver answer ends with the single-model frontier (search.frontier).
@@ -39,15 +40,19 @@ BUDGET_FIELDS = (
     *FRONTIER_FIELDS,
 )
 PAPER_FIELDS = ("threshold", "exit_ratio", "delta_c", *FRONTIER_FIELDS)
+# Held-out answers also say how sure they are (search.intervals).
+INTERVAL_FIELDS = ("accuracy_ci", "saving_ci")
 HOLDOUT_FIELDS = (
     "threshold",
     "in_sample_accuracy",
     "in_sample_saving",
     "exit_ratio",
     "accuracy",
+    "accuracy_ci",
     "base_accuracy",
     "relative_cost",
     "saving",
+    "saving_ci",
     *FRONTIER_FIELDS,
 )
 # What re-costing reads of a stored pair.
@@ -76,7 +81,7 @@ def pair_view(pair: PairResult, criterion: str, holdout: bool, costs: dict | Non
             "base_accuracy": pair.holdout_base_accuracy,
             "relative_cost": 1.0 - value("holdout_saving"),
             "saving": value("holdout_saving"),
-        }
+        }  # the intervals and the frontier come from AnswerScores
     if criterion == PAPER:
         return {
             "threshold": pair.threshold,
@@ -86,14 +91,31 @@ def pair_view(pair: PairResult, criterion: str, holdout: bool, costs: dict | Non
     return {field: value(field) for field in BUDGET_FIELDS if field not in FRONTIER_FIELDS}
 
 
+def answer_view(
+    pair: PairResult,
+    criterion: str,
+    holdout: bool,
+    scores: AnswerScores,
+    base: str,
+    costs: dict | None = None,
+) -> dict:
+    """Every reported field of a stored cascade: ``pair_view``, its frontier and, held out, its
+    intervals."""
+    view = pair_view(pair, criterion, holdout, costs)
+    view.update(scores.frontier_of_pair(base, pair, view))
+    if holdout:
+        view.update(scores.intervals(pair, view))
+    return view
+
+
 def gmacs_of(session: Session, model_ids: list[int]) -> dict[int, float]:
     return dict(session.execute(select(Model.id, Model.gmacs).where(Model.id.in_(model_ids))).all())
 
 
-class Frontiers:
-    """The frontier fields of a dataset's answers: each cascade against the cheapest single
-    model at least as accurate (``search.frontier``), on the samples its accuracy is scored on
-    (the evaluation half for held-out answers).
+class AnswerScores:
+    """What a dataset's answers need of each model's correct count, on the samples an answer is
+    scored on (the evaluation half for held-out answers): each cascade's frontier, the cheapest
+    single model at least as accurate (``search.frontier``), and held-out intervals.
 
     ``costs`` maps model ids to the answer's cost (GMACs or latency); models without a stored
     score (results computed before scores were kept: ``saverzoo savers refresh`` adds them) or
@@ -109,7 +131,8 @@ class Frontiers:
                 ModelScore.dataset_id == dataset.id, ModelScore.model_id.in_(costs)
             )
         ).scalars()
-        singles, self.samples = [], 1
+        singles: list[SingleModel] = []
+        self.samples: int | None = None  # the samples answers are scored on; None: no score
         for score in scores:
             correct, self.samples = (
                 (score.holdout_correct, score.holdout_samples)
@@ -122,21 +145,32 @@ class Frontiers:
         self._cost = {names[i]: c for i, c in costs.items() if i in names}
         self.holdout = holdout
 
-    def of_base(self, base: str) -> dict:
+    def frontier_of_base(self, base: str) -> dict:
         """The frontier of the base alone (a base without a saver)."""
         if base not in self._singles:
             return dict.fromkeys(FRONTIER_FIELDS)
         return self._fields(base, self._cost[base], self._correct[base])
 
-    def of_pair(self, base: str, pair: PairResult, view: dict) -> dict:
+    def frontier_of_pair(self, base: str, pair: PairResult, view: dict) -> dict:
         """The frontier of a stored cascade whose reported fields are ``view`` (``pair_view``,
         whose costs may be re-costed)."""
-        if base not in self._singles:
+        if base not in self._singles or self.samples is None:
             return dict.fromkeys(FRONTIER_FIELDS)
         accuracy = pair.holdout_accuracy if self.holdout else pair.accuracy
         relative_cost = view["relative_cost"] if "relative_cost" in view else 1 + view["delta_c"]
         correct = round(accuracy * self.samples)
         return self._fields(base, self._cost[base] * relative_cost, correct)
+
+    def intervals(self, pair: PairResult, view: dict) -> dict:
+        """95% intervals of a held-out answer's accuracy (Wilson) and saving (bootstrap)."""
+        n = self.samples
+        if n is None:
+            return dict.fromkeys(INTERVAL_FIELDS)
+        cost_ratio = view["exit_ratio"] - view["saving"]  # saving = r - cost_s / cost_b
+        return {
+            "accuracy_ci": list(wilson(round(pair.holdout_accuracy * n), n)),
+            "saving_ci": list(bootstrap_saving(round(pair.holdout_exit_ratio * n), n, cost_ratio)),
+        }
 
     def _fields(self, base: str, cascade_cost: float, correct: int) -> dict:
         frontier = self._singles.frontier(base, cascade_cost, correct)
@@ -204,17 +238,18 @@ def best_savers(
     ).all()
     best = {base_id: (name, pair) for base_id, name, pair in rows}
     fields = fields_for(criterion, holdout)
-    frontiers = Frontiers(session, dataset, gmacs_of(session, complete), holdout)
+    scores = AnswerScores(session, dataset, gmacs_of(session, complete), holdout)
     result = []
     for model in bases:
         entry = {"base": model.name, "saver": None, **dict.fromkeys(fields)}
-        entry.update(frontiers.of_base(model.name))
+        entry.update(scores.frontier_of_base(model.name))
         if model.id in best:
             name, pair = best[model.id]
             selection_saving = pair.holdout_calibration_saving if holdout else pair.saving
             if has_saver(criterion, selection_saving):
-                view = pair_view(pair, criterion, holdout)
-                entry.update(saver=name, **view, **frontiers.of_pair(model.name, pair, view))
+                entry.update(
+                    saver=name, **answer_view(pair, criterion, holdout, scores, model.name)
+                )
         result.append(entry)
     return result
 
@@ -306,20 +341,18 @@ def latency_best_savers(
         (models[i] for i in base_ids),
         key=lambda m: (m.id not in latency, latency.get(m.id, 0.0), m.gmacs, m.name),
     )
-    frontiers = Frontiers(session, dataset, latency, holdout)  # among models measured there
+    scores = AnswerScores(session, dataset, latency, holdout)  # models measured there
     result = []
     for model in ordered:
         entry = {"base": model.name, "saver": None, **dict.fromkeys(fields)}
-        entry.update(frontiers.of_base(model.name))
+        entry.update(scores.frontier_of_base(model.name))
         if model.id in best:
             _, pair, costs = best[model.id]
             selection_saving = costs["holdout_calibration_saving" if holdout else "saving"]
             if has_saver(criterion, selection_saving):
-                view = pair_view(pair, criterion, holdout, costs)
                 entry.update(
                     saver=models[pair.saver_id].name,
-                    **view,
-                    **frontiers.of_pair(model.name, pair, view),
+                    **answer_view(pair, criterion, holdout, scores, model.name, costs),
                 )
         result.append(entry)
     return result, [m.name for m in ordered if m.id not in latency]

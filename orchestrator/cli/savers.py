@@ -136,17 +136,28 @@ def _print_best(rows: list[dict], query: SaverQuery, dataset: str, notice: str |
         title += ", picked on the calibration half, scored on the other half"
     if query.cost == LATENCY:
         title += f"; cost: latency on {query.device_type}"
-    labels = (FIELDS[f].label for f in fields)
+    # An interval goes under its estimate, in the same cell: the table stays narrow.
+    shown_with = {"accuracy_ci": "accuracy", "saving_ci": "saving"}
+    under = {estimate: ci for ci, estimate in shown_with.items() if ci in fields}
+    fields = tuple(f for f in fields if f not in shown_with)
+    labels = (FIELDS[f].label + (" (95% CI)" if f in under else "") for f in fields)
     beaten = sum(beaten_by_frontier(row) for row in rows)
     if beaten:
         marked = (
-            f"{beaten} marked in yellow: a cheaper single model is at least as accurate "
-            "(negative saving vs the frontier)"
+            f"{beaten} marked in yellow: their frontier model alone is as accurate and "
+            "cheaper (negative saving vs the frontier)"
         )
         notice = f"{notice}; {marked}" if notice else marked
     table = Table("base", "saver", *labels, title=title, caption=notice)
+    for column in table.columns:  # a narrow terminal wraps numbers, never cuts them
+        column.overflow = "fold"
+        column.no_wrap = column.header in ("base", "saver", FIELDS["frontier_model"].label)
     for row in rows:
-        cells = [_cell(f, row[f]) for f in fields]
+        cells = [
+            _cell(f, row[f])
+            + (f"\n[dim]{_cell(under[f], row[under[f]])}[/]" if row.get(under.get(f, "")) else "")
+            for f in fields
+        ]
         style = "yellow" if beaten_by_frontier(row) else None
         table.add_row(row["base"], row["saver"] or "[dim]none[/]", *cells, style=style)
     out.print(table)
