@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -45,6 +46,8 @@ class Dataset(Base):
     num_samples: Mapped[int] = mapped_column(Integer)
     num_classes: Mapped[int] = mapped_column(Integer)
     label_source: Mapped[str] = mapped_column(String(200), default="")
+    # ImageNet-1k validation: measured top-1 is checked against timm's published figures.
+    imagenet_val: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Accuracy drops (hundredths of a point) whose pairs and best savers are kept up to date.
     budgets_centipoints: Mapped[list[int]] = mapped_column(JSON, default=list)
     # Share of samples (by key hash) that pick thresholds in held-out estimates; fixed per dataset

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cluster.errors import InputError
-from db.models import Dataset, DatasetShard, Model, ModelThroughput, PairResult
+from db.models import Dataset, DatasetShard, Model, ModelScore, ModelThroughput, PairResult
 from db.queries import (
     complete_model_ids,
     dataset_samples,
@@ -163,6 +163,7 @@ def datasets(session: Session) -> list[dict]:
             "num_shards": shard_counts.get(d.id, 0),
             "num_models": len(complete_model_ids(session, d)),
             "budgets": [b / 100 for b in d.budgets_centipoints],
+            "imagenet_val": d.imagenet_val,
             "shards": d.shard_urls,
         }
         for d in session.scalars(select(Dataset).order_by(Dataset.name))
@@ -232,11 +233,18 @@ def _model_summary(model: Model, images_per_s: dict[str, float]) -> dict:
 
 def model_detail(session: Session, name: str) -> dict:
     """A model's profile, data config, measured throughput and top-1 accuracy per dataset."""
+    from orchestrator.published import published_for
+
     model = get_model(session, name)
-    accuracy = {}
+    accuracy, warnings = {}, []
     for dataset in session.scalars(select(Dataset).order_by(Dataset.name)):
         if complete_model_ids(session, dataset, [model.id]):
             accuracy[dataset.name] = model_accuracies(session, dataset, [model.id])[model.id]
+            warnings += [
+                {"dataset": dataset.name, **check}
+                for check in accuracy_checks(session, dataset, [model.id])
+            ]
+    published = published_for(model.name, model.input_size[-1] if model.input_size else None)
     return {
         **_model_summary(model, _throughputs(session, [model.id]).get(model.id, {})),
         "arch": model.arch,
@@ -249,6 +257,8 @@ def model_detail(session: Session, name: str) -> dict:
         "superseded_at": model.superseded_at.isoformat() if model.superseded_at else None,
         "data_config": model.data_config,
         "accuracy": accuracy,
+        "published_top1": None if published is None else published.top1,  # percent, timm's
+        "accuracy_warnings": warnings,
     }
 
 
@@ -257,6 +267,31 @@ def model_accuracies(session: Session, dataset: Dataset, model_ids: list[int]) -
     classes, _ = top1_predictions(session, dataset, model_ids)
     labels = dataset_samples(session, dataset).labels
     return {i: float((row == labels).mean()) for i, row in zip(model_ids, classes, strict=True)}
+
+
+def accuracy_checks(
+    session: Session, dataset: Dataset, model_ids: list[int] | None = None
+) -> list[dict]:
+    """On a dataset marked as ImageNet-1k validation, the pretrained models (of ``model_ids``, or
+    all complete ones) whose measured top-1 is far from timm's published figure
+    (``orchestrator.published``); nothing on other datasets."""
+    from orchestrator.published import accuracy_check
+
+    if not dataset.imagenet_val:
+        return []
+    complete = complete_model_ids(session, dataset, model_ids)
+    rows = session.execute(
+        select(Model, ModelScore.correct, ModelScore.samples)
+        .join(ModelScore, ModelScore.model_id == Model.id)
+        .where(ModelScore.dataset_id == dataset.id, Model.id.in_(complete))
+        .order_by(Model.name)
+    ).all()
+    checks = [
+        accuracy_check(model.name, model.input_size[-1] if model.input_size else None, c / n)
+        for model, c, n in rows
+        if not model.random_weights
+    ]
+    return [check for check in checks if check is not None]
 
 
 # ----- savers ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from orchestrator.cli.console import (
     transaction,
     user_errors,
 )
+from orchestrator.cli.options import ImagenetVal
 
 if TYPE_CHECKING:  # what a command needs is imported in its body: `datasets list` starts at once
     from cluster.localstore import LocalObjectStore
@@ -64,6 +65,7 @@ def make_shards_command(
     shard_size: Annotated[int, typer.Option(help="Samples per shard.")] = 1000,
     split: Annotated[str, typer.Option(help="Split name in the timm manifest.")] = "validation",
     num_classes: Annotated[int | None, typer.Option(help="Default: largest label + 1.")] = None,
+    imagenet_val: ImagenetVal = False,
 ) -> None:
     """Write SRC as WebDataset shards (original JPEG bytes) and register the dataset."""
     from orchestrator.ingest.datasets import (
@@ -88,7 +90,8 @@ def make_shards_command(
             with progress_bar("reading shards") as update:
                 shards = read_for_registration(urls, update)
             # webdataset's expand_urls joins several URL patterns with "::".
-            _register(DatasetSpec(name, "::".join(urls), num_classes, f"tars:{src}"), shards)
+            spec = DatasetSpec(name, "::".join(urls), num_classes, f"tars:{src}", imagenet_val)
+            _register(spec, shards)
             return
         if out_url is None:
             raise fail("--out is required to write shards (s3://bucket/prefix or a folder)")
@@ -103,7 +106,8 @@ def make_shards_command(
                 source, name, out_url, shard_size=shard_size, split=split, progress=update
             )
         base = shards[0].url.rsplit("/", 1)[0]
-        spec = DatasetSpec(name, brace_urls(base, name, len(shards)), classes, source.label_source)
+        brace = brace_urls(base, name, len(shards))
+        spec = DatasetSpec(name, brace, classes, source.label_source, imagenet_val)
     _register(spec, shards)
 
 
@@ -114,6 +118,7 @@ def datasets_add(
         str, typer.Option(help="Shard URLs, e.g. 's3://b/p/val-{000000..000063}.tar'.")
     ],
     num_classes: Annotated[int | None, typer.Option(help="Default: largest label + 1.")] = None,
+    imagenet_val: ImagenetVal = False,
 ) -> None:
     """Register existing WebDataset shards (read once for their keys, labels and bad samples)."""
     from cluster.validate import expand_shards
@@ -124,7 +129,7 @@ def datasets_add(
         urls = expand_shards(shards, settings_or_fail().max_shards)
         with progress_bar("reading shards") as update:
             written = read_for_registration(urls, update)
-    _register(DatasetSpec(name, shards, num_classes, f"tars:{shards}"), written)
+    _register(DatasetSpec(name, shards, num_classes, f"tars:{shards}", imagenet_val), written)
 
 
 @datasets_app.command("list")
@@ -173,6 +178,7 @@ def datasets_show(
             "num_samples": dataset.num_samples,
             "num_classes": dataset.num_classes,
             "label_source": dataset.label_source,
+            "imagenet_val": dataset.imagenet_val,
             "shard_list": [
                 {
                     "index": s.shard_index,

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.console import (
+    err,
     out,
     print_json,
     settings_or_fail,
@@ -79,6 +80,10 @@ def models_show(
         out.print(f"throughput on {device}: {rate:,.0f} images/s")
     for dataset, accuracy in detail["accuracy"].items():
         out.print(f"top-1 accuracy on {dataset}: {100 * accuracy:.2f}%")
+    if detail["published_top1"] is not None:
+        out.print(f"timm's published ImageNet-1k top-1: {detail['published_top1']:.2f}%")
+    for warning in detail["accuracy_warnings"]:
+        err.print(f"warning: on {warning['dataset']}, {warning['message']}", style="yellow")
 
 
 # `models add` builds a model with timm: its body lives with the evaluation commands.

@@ -18,6 +18,13 @@ Holdout = Annotated[
     bool, typer.Option(help="Pick thresholds on half the samples, score on the other half.")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+ImagenetVal = Annotated[
+    bool,
+    typer.Option(
+        "--imagenet-val",
+        help="ImageNet-1k validation: warn where a model's top-1 is far from timm's published one.",
+    ),
+]
 
 
 def keep_budget(session, dataset: str, query: SaverQuery) -> None:

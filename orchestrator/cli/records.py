@@ -13,6 +13,7 @@ from orchestrator.cli.console import (
     settings_or_fail,
     transaction,
 )
+from orchestrator.cli.options import ImagenetVal
 
 records_app = typer.Typer(help="Import evaluation records of the TinySaver seed code.")
 
@@ -21,6 +22,7 @@ records_app = typer.Typer(help="Import evaluation records of the TinySaver seed 
 def records_import(
     directory: Annotated[Path, typer.Argument(help="Folder of {model}_test.npz files.")],
     dataset: Annotated[str, typer.Option(help="Dataset name to file the records under.")],
+    imagenet_val: ImagenetVal = False,
 ) -> None:
     """Import TinySaver records (all models or none) and compute their pairs."""
     from orchestrator.ingest.records_import import import_records
@@ -36,6 +38,7 @@ def records_import(
             holdout_fraction=settings.holdout_fraction,
             search=SaverSearch(),
             progress=update,
+            imagenet_val=imagenet_val,
         )
     created = "new dataset" if summary.created_dataset else "existing dataset"
     out.print(

@@ -226,6 +226,8 @@ def sweep_status(
         + (f" · {rate:,.0f} img/s per worker" if rate else "")
         + (f" · about {eta / 60:.1f} min left" if eta else "")
     )
+    for warning in report["accuracy_warnings"]:
+        err.print(f"warning: {warning['message']}", style="yellow", soft_wrap=True)
     if report["error"]:
         say_error(report["error"])
     for failure in report["failures"]:

@@ -51,6 +51,7 @@ class DatasetSpec:
     shard_urls: str  # brace notation
     num_classes: int | None  # None: the largest label + 1
     label_source: str
+    imagenet_val: bool = False  # ImageNet-1k validation: top-1 checked against timm's figures
 
 
 def check_shard_list(urls: list[str], max_shards: int) -> list[str]:
@@ -142,6 +143,7 @@ def register(
     existing = find_dataset(session, spec.name)
     if existing is not None:
         _update_locations(session, existing, spec, shards)
+        existing.imagenet_val = existing.imagenet_val or spec.imagenet_val  # marks, never unmarks
         return existing, False
     dataset = Dataset(
         name=spec.name,
@@ -149,6 +151,7 @@ def register(
         num_samples=len(labels),
         num_classes=num_classes,
         label_source=spec.label_source,
+        imagenet_val=spec.imagenet_val,
         budgets_centipoints=sorted({centipoints(b) for b in budgets}),
         holdout_fraction=holdout_fraction,
     )

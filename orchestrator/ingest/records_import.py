@@ -124,6 +124,7 @@ def import_records(
     holdout_fraction: float,
     search: SaverSearch,
     progress: Progress | None = None,
+    imagenet_val: bool = False,
 ) -> ImportSummary:
     validate.name(dataset_name, "--dataset")
     records = read_records(directory)
@@ -135,6 +136,7 @@ def import_records(
         budgets,
         holdout_fraction,
     )
+    dataset.imagenet_val = dataset.imagenet_val or imagenet_val  # marks, never unmarks
     digest = digest_of(record_keys(records))
     model_ids, cost_changed = [], []
     for model_records in records.models:

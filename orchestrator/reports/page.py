@@ -32,6 +32,7 @@ from db.queries import complete_model_ids, dataset_samples, get_dataset, top1_pr
 from orchestrator.answers import (
     FIELDS,
     SaverQuery,
+    accuracy_checks,
     beaten_by_frontier,
     field_text,
     fields_for,
@@ -93,7 +94,8 @@ def write_report(
         (staging / "savers.csv").write_text(savers_csv(rows, models))
         (staging / "models.csv").write_text(models_csv(models))
         meta = {**report_state(session, dataset), "query": query.describe(),
-                "generated_at": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+                "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "accuracy_warnings": accuracy_checks(session, dataset)}  # fmt: skip
         (staging / "index.html").write_text(render_index(meta, rows, models, curve_files))
         (staging / REPORT_META).write_text(json.dumps(meta, indent=1))
         _replace(staging, out)
@@ -290,6 +292,12 @@ def render_index(meta: dict, rows: list[dict], models: list[dict], curves: dict[
             cells.append(f'<td class="n"{data}>{shown}</td>')
         marked = ' class="beaten"' if beaten_by_frontier(row) else ""
         body.append(f'<tr data-base="{e(row["base"])}"{marked}>{"".join(cells)}</tr>')
+    warnings = "".join(f"<li>{e(w['message'])}</li>" for w in meta.get("accuracy_warnings", []))
+    if warnings:
+        warnings = (
+            '<h2 id="accuracy-warnings">Accuracy far from timm\'s published figures</h2>'
+            f'<ul class="warnings">{warnings}</ul>'
+        )
     figures = "".join(
         f'<figure id="curve-{e(file_name(base))}"><img src="{e(path)}" alt="Pareto front of '
         f'{e(base)}" loading="lazy"><figcaption>{e(base)}</figcaption></figure>'
@@ -304,6 +312,7 @@ def render_index(meta: dict, rows: list[dict], models: list[dict], curves: dict[
 where its top-1 probability is above the threshold its answer stands, otherwise the base runs.
 Generated {e(meta["generated_at"])} from search revision {meta["search_revision"]};
 download <a href="savers.csv">savers.csv</a> and <a href="models.csv">models.csv</a>.</p>
+{warnings}
 <img class="zoo" src="{ZOO_PLOT}" alt="cost against accuracy of every model and cascade">
 <h2>Best saver of every base</h2>
 <p>Click a column to sort. "frontier" is the cheapest single model at least as accurate as the

@@ -297,8 +297,10 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def status(session: Session, sweep_id: int) -> dict:
-    """Per-model progress (chunks present of shards), throughput, ETA and failures."""
+    """Per-model progress (chunks present of shards), throughput, ETA, failures, and on
+    ImageNet-1k validation the models whose top-1 is far from timm's published figure."""
     from db.queries import dataset_shards
+    from orchestrator.answers import accuracy_checks
 
     sweep = get_sweep(session, sweep_id)
     dataset = dataset_of(session, sweep)
@@ -340,6 +342,7 @@ def status(session: Session, sweep_id: int) -> dict:
         "units": {state: by_state.get(state, 0) for state in (PENDING, UNIT_RUNNING, DONE, FAILED)},
         "images_per_worker_s": images / seconds if seconds else None,
         "eta_s": remaining_gmacs / rate / workers if rate and sweep.state == RUNNING else None,
+        "accuracy_warnings": accuracy_checks(session, dataset, list(ids.values())),
         "failures": [  # units not done whose last attempt failed
             {"models": u.models, "shard": u.shard_index, "attempts": u.attempts, "error": u.error}
             for u in units

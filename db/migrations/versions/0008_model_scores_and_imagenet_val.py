@@ -1,6 +1,7 @@
-"""Each complete model's correct count per dataset, in all and on the held-out half.
+"""Each complete model's correct count per dataset, in all and on the held-out half; datasets
+marked as ImageNet-1k validation.
 
-Filled by the saver search; `saverzoo savers refresh --dataset D` fills it for results stored
+The scores are filled by the saver search; `saverzoo savers refresh --dataset D` fills it for results stored
 before this revision.
 
 Revision ID: 0008
@@ -34,7 +35,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("dataset_id", "model_id"),
     )
+    with op.batch_alter_table("datasets") as batch:
+        batch.add_column(
+            sa.Column("imagenet_val", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("datasets") as batch:
+        batch.drop_column("imagenet_val")
     op.drop_table("model_scores")
