@@ -37,6 +37,7 @@ from search.results import (
     fields_for,
     gmacs_of,
     latency_best_savers,
+    transferred_savers,
 )
 from search.selection import centipoints, has_saver, rank_key
 
@@ -111,6 +112,7 @@ class SaverQuery:
     holdout: bool = False
     cost: str = GMACS
     device_type: str | None = None
+    score_on: str | None = None  # another dataset: picked on this one, scored on that one
 
     def checked(self) -> SaverQuery:
         """This query with its default budget filled in; InputError for a contradiction."""
@@ -124,7 +126,18 @@ class SaverQuery:
             raise InputError(f"cost must be {GMACS!r} or {LATENCY!r}, not {self.cost!r}")
         if self.cost == GMACS and self.device_type is not None:
             raise InputError("device_type picks latency measurements; it needs cost latency")
-        return SaverQuery(self.criterion, max_drop, self.holdout, self.cost, self.device_type)
+        if self.score_on is not None and (self.holdout or self.cost != GMACS):
+            raise InputError(
+                "score_on already scores on other data, in GMACs: drop holdout and cost latency"
+            )
+        return SaverQuery(
+            self.criterion, max_drop, self.holdout, self.cost, self.device_type, self.score_on
+        )
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The reported fields of this query's answers, in order."""
+        return fields_for(self.criterion, self.holdout, self.score_on is not None)
 
     def describe(self) -> dict:
         return {
@@ -133,6 +146,7 @@ class SaverQuery:
             "holdout": self.holdout,
             "cost": self.cost,
             "device_type": self.device_type,
+            "score_on": self.score_on,
         }
 
 
@@ -308,6 +322,12 @@ def savers(session: Session, dataset_name: str, query: SaverQuery, base: str | N
     if query.cost == LATENCY:
         device_type = check_device_type(session, dataset, query.device_type)
         return latency_best_savers(session, dataset, device_type=device_type, **selection)
+    if query.score_on is not None:
+        other = get_dataset(session, query.score_on)
+        if other.id == dataset.id:
+            raise InputError(f"score_on {other.name!r} is the dataset itself; drop it")
+        del selection["holdout"]
+        return transferred_savers(session, dataset, other, **selection)
     return best_savers(session, dataset, **selection), []
 
 

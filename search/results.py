@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # the service computes; reading results needs none of it
 from cluster.errors import InputError
 from db.models import BestSaver, Dataset, Model, ModelScore, ModelThroughput, PairResult
 from db.queries import (
+    NotFound,
     complete_model_ids,
     dataset_samples,
     get_model,
@@ -21,12 +22,13 @@ from db.queries import (
     top1_predictions,
 )
 from search.best import HOLDOUT, IN_SAMPLE
-from search.costs import COST_COLUMNS, latency_per_image, recost_pair
+from search.costs import COST_COLUMNS, latency_per_image, recost_pair, stored_cost_ratio
 from search.criteria import PAPER
 from search.engine import Zoo, pair_curve, pareto_front
 from search.frontier import SingleModel, SingleModels
 from search.intervals import bootstrap_saving, wilson
 from search.selection import centipoints, has_saver, rank_key
+from search.transfer import score_cascade
 
 # Every best-saver answer ends with the single-model frontier (search.frontier).
 FRONTIER_FIELDS = ("frontier_model", "frontier_saving")
@@ -42,6 +44,19 @@ BUDGET_FIELDS = (
 PAPER_FIELDS = ("threshold", "exit_ratio", "delta_c", *FRONTIER_FIELDS)
 # Held-out answers also say how sure they are (search.intervals).
 INTERVAL_FIELDS = ("accuracy_ci", "saving_ci")
+# Picked on one dataset, scored on another (search.transfer): the picking dataset's figures as
+# in_sample_*, the rest measured on the other.
+TRANSFER_FIELDS = (
+    "threshold",
+    "in_sample_accuracy",
+    "in_sample_saving",
+    "exit_ratio",
+    "accuracy",
+    "base_accuracy",
+    "relative_cost",
+    "saving",
+    *FRONTIER_FIELDS,
+)
 HOLDOUT_FIELDS = (
     "threshold",
     "in_sample_accuracy",
@@ -59,7 +74,9 @@ HOLDOUT_FIELDS = (
 RECOST_INPUTS = (*COST_COLUMNS, "exit_ratio", "holdout_exit_ratio")
 
 
-def fields_for(criterion: str, holdout: bool) -> tuple[str, ...]:
+def fields_for(criterion: str, holdout: bool, transfer: bool = False) -> tuple[str, ...]:
+    if transfer:
+        return TRANSFER_FIELDS
     if holdout:
         return HOLDOUT_FIELDS
     return PAPER_FIELDS if criterion == PAPER else BUDGET_FIELDS
@@ -172,6 +189,12 @@ class AnswerScores:
             "saving_ci": list(bootstrap_saving(round(pair.holdout_exit_ratio * n), n, cost_ratio)),
         }
 
+    def frontier(self, base: str, cascade_cost: float, correct: int) -> dict:
+        """The frontier of any cascade of ``base``: its cost and how many samples it gets right."""
+        if base not in self._singles:
+            return dict.fromkeys(FRONTIER_FIELDS)
+        return self._fields(base, cascade_cost, correct)
+
     def _fields(self, base: str, cascade_cost: float, correct: int) -> dict:
         frontier = self._singles.frontier(base, cascade_cost, correct)
         return {"frontier_model": frontier.model, "frontier_saving": frontier.saving}
@@ -223,20 +246,7 @@ def best_savers(
     bases = session.scalars(
         select(Model).where(Model.id.in_(model_ids)).order_by(Model.gmacs, Model.name)
     ).all()
-    saver = aliased(Model)
-    rows = session.execute(
-        select(BestSaver.base_id, saver.name, PairResult)
-        .join(PairResult, PairResult.id == BestSaver.pair_id)
-        .join(saver, saver.id == PairResult.saver_id)
-        .where(
-            BestSaver.dataset_id == dataset.id,
-            BestSaver.criterion == criterion,
-            BestSaver.max_drop_centipoints == max_drop_centipoints,
-            BestSaver.selection == (HOLDOUT if holdout else IN_SAMPLE),
-            BestSaver.base_id.in_(model_ids),
-        )
-    ).all()
-    best = {base_id: (name, pair) for base_id, name, pair in rows}
+    best = _stored_best(session, dataset, criterion, max_drop_centipoints, holdout, model_ids)
     fields = fields_for(criterion, holdout)
     scores = AnswerScores(session, dataset, gmacs_of(session, complete), holdout)
     result = []
@@ -252,6 +262,99 @@ def best_savers(
                 )
         result.append(entry)
     return result
+
+
+def _stored_best(
+    session: Session, dataset: Dataset, criterion: str, cp: int, holdout: bool, base_ids: list[int]
+) -> dict[int, tuple[str, PairResult]]:
+    """Each base's stored best pair under the criterion, with its saver's name."""
+    saver = aliased(Model)
+    rows = session.execute(
+        select(BestSaver.base_id, saver.name, PairResult)
+        .join(PairResult, PairResult.id == BestSaver.pair_id)
+        .join(saver, saver.id == PairResult.saver_id)
+        .where(
+            BestSaver.dataset_id == dataset.id,
+            BestSaver.criterion == criterion,
+            BestSaver.max_drop_centipoints == cp,
+            BestSaver.selection == (HOLDOUT if holdout else IN_SAMPLE),
+            BestSaver.base_id.in_(base_ids),
+        )
+    ).all()
+    return {base_id: (name, pair) for base_id, name, pair in rows}
+
+
+def transferred_savers(
+    session: Session,
+    dataset: Dataset,
+    other: Dataset,
+    *,
+    criterion: str,
+    max_drop_centipoints: int,
+    base: str | None = None,
+) -> tuple[list[dict], list[str]]:
+    """Each base's best saver and threshold as picked on ``dataset``, scored on ``other``.
+
+    Returns one object per base complete on both (cheapest first), with the picking dataset's
+    accuracy and saving as ``in_sample_*``, and the bases left out because they, or their saver,
+    have no complete predictions on ``other``. InputError when nothing can be scored there.
+    """
+    complete = complete_model_ids(session, dataset)
+    elsewhere = set(complete_model_ids(session, other))
+    if base is not None:
+        wanted = get_model(session, base)
+        require_complete(session, dataset, wanted)
+        complete = [wanted.id]
+    models = {m.id: m for m in session.scalars(select(Model).where(Model.id.in_(complete)))}
+    best = _stored_best(session, dataset, criterion, max_drop_centipoints, False, complete)
+    names = {m.name: m.id for m in session.scalars(select(Model).where(Model.id.in_(elsewhere)))}
+    kept, left_out = [], []
+    for model in sorted(models.values(), key=lambda m: (m.gmacs, m.name)):
+        saver = best.get(model.id)
+        if saver is not None and not has_saver(criterion, saver[1].saving):
+            saver = None
+        if model.id not in elsewhere or (saver is not None and saver[0] not in names):
+            left_out.append(model.name)
+        else:
+            kept.append((model, saver))
+    if base is not None and left_out:
+        missing = base if complete[0] not in elsewhere else best[complete[0]][0]
+        raise NotFound(f"model {missing!r} has no complete predictions on {other.name!r}")
+    if not kept:
+        raise InputError(
+            f"no model of {dataset.name!r} has complete predictions on {other.name!r}: evaluate "
+            f"them there first"
+        )
+    read = sorted({m.id for m, _ in kept} | {names[s[0]] for _, s in kept if s is not None})
+    row_of = {model_id: row for row, model_id in enumerate(read)}
+    classes, probs = top1_predictions(session, other, read)
+    right = classes == dataset_samples(session, other).labels[None, :]
+    scores = AnswerScores(session, other, gmacs_of(session, sorted(elsewhere)), False)
+    result = []
+    for model, saver in kept:
+        entry = {"base": model.name, "saver": None, **dict.fromkeys(TRANSFER_FIELDS)}
+        b = row_of[model.id]
+        if saver is None:
+            entry.update(scores.frontier(model.name, model.gmacs, int(right[b].sum())))
+        else:
+            name, pair = saver
+            s = row_of[names[name]]
+            ratio = stored_cost_ratio(pair.relative_cost, pair.exit_ratio)
+            scored = score_cascade(right[b], right[s], probs[s], pair.threshold, ratio)
+            entry.update(
+                saver=name,
+                threshold=pair.threshold,
+                in_sample_accuracy=pair.accuracy,
+                in_sample_saving=pair.saving,
+                exit_ratio=scored.exit_ratio,
+                accuracy=scored.accuracy,
+                base_accuracy=scored.base_accuracy,
+                relative_cost=scored.relative_cost,
+                saving=scored.saving,
+                **scores.frontier(model.name, model.gmacs * scored.relative_cost, scored.correct),
+            )
+        result.append(entry)
+    return result, left_out
 
 
 def measured_device_types(session: Session, model_ids: list[int]) -> list[str]:

@@ -26,6 +26,10 @@ def report(
     max_drop: MaxDrop = None,
     criterion: Criterion = BUDGET,
     holdout: Holdout = False,
+    score_on: Annotated[
+        str | None,
+        typer.Option(help="Another dataset: the table scores the savers picked here on it."),
+    ] = None,
 ) -> None:
     """Write a dataset's report: index.html (sortable table), zoo and curve PNGs, CSV tables."""
     from orchestrator.answers import SaverQuery
@@ -35,7 +39,7 @@ def report(
     settings = settings_or_fail()
     folder = out_dir or report_folder(settings.report_dir, dataset)
     with transaction(settings) as session:
-        query = SaverQuery(criterion, max_drop, holdout).checked()
+        query = SaverQuery(criterion, max_drop, holdout, score_on=score_on).checked()
         keep_budget(session, dataset, query)
         with progress_bar("plotting Pareto fronts") as update:
             summary = write_report(session, dataset, folder, query, update)

@@ -55,6 +55,10 @@ def savers_best(
         str | None,
         typer.Option(help="With --cost latency: the device type whose throughput to use."),
     ] = None,
+    score_on: Annotated[
+        str | None,
+        typer.Option(help="Another dataset: savers picked on --dataset, scored on this one."),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """The best saver of every base model (or of BASE)."""
@@ -62,15 +66,20 @@ def savers_best(
     from orchestrator.cli.options import keep_budget
 
     with transaction() as session:
-        query = SaverQuery(criterion, max_drop, holdout, cost, device_type).checked()
+        query = SaverQuery(criterion, max_drop, holdout, cost, device_type, score_on).checked()
         keep_budget(session, dataset, query)
-        rows, unmeasured = savers(session, dataset, query, base)
-    notice = (
-        f"{len(unmeasured)} of {len(rows)} bases have no throughput measured on "
-        f"{device_type!r}: listed last, without a saver"
-        if unmeasured
-        else None
-    )
+        rows, left_out = savers(session, dataset, query, base)
+    notice = None
+    if left_out and score_on is not None:
+        notice = (
+            f"{len(left_out)} bases left out: they or their savers have no complete "
+            f"predictions on {score_on!r}"
+        )
+    elif left_out:
+        notice = (
+            f"{len(left_out)} of {len(rows)} bases have no throughput measured on "
+            f"{device_type!r}: listed last, without a saver"
+        )
     if as_json:
         print_json(rows)
         if notice:
@@ -122,11 +131,11 @@ def _cell(field: str, value: float | None) -> str:
 def _print_best(rows: list[dict], query: SaverQuery, dataset: str, notice: str | None = None):
     from rich.table import Table
 
-    from orchestrator.answers import FIELDS, beaten_by_frontier, fields_for
+    from orchestrator.answers import FIELDS, beaten_by_frontier
     from search.costs import LATENCY
     from search.criteria import PAPER
 
-    fields = fields_for(query.criterion, query.holdout)
+    fields = query.fields
     title = (
         f"{dataset}: paper criterion (equal performance)"
         if query.criterion == PAPER
@@ -136,6 +145,8 @@ def _print_best(rows: list[dict], query: SaverQuery, dataset: str, notice: str |
         title += ", picked on the calibration half, scored on the other half"
     if query.cost == LATENCY:
         title += f"; cost: latency on {query.device_type}"
+    if query.score_on is not None:
+        title += f", picked on {dataset} (calib.), scored on {query.score_on}"
     # An interval goes under its estimate, in the same cell: the table stays narrow.
     shown_with = {"accuracy_ci": "accuracy", "saving_ci": "saving"}
     under = {estimate: ci for ci, estimate in shown_with.items() if ci in fields}

@@ -315,9 +315,12 @@ def _v1() -> APIRouter:
         holdout: Holdout = False,
         cost: Annotated[str, Query(pattern="^(gmacs|latency)$")] = GMACS,
         device_type: Annotated[str | None, Query(max_length=100)] = None,
+        score_on: Annotated[str | None, Query(max_length=200)] = None,
     ) -> list[dict]:
-        """The best saver of every base model of the dataset (null where none saves)."""
-        query = SaverQuery(criterion, max_drop, holdout, cost, device_type).checked()
+        """The best saver of every base model of the dataset (null where none saves); with
+        ``score_on``, picked on the dataset and scored on that one (bases not evaluated there
+        left out)."""
+        query = SaverQuery(criterion, max_drop, holdout, cost, device_type, score_on).checked()
         rows, _unmeasured = answers.savers(db, dataset, query)
         return rows
 

@@ -19,7 +19,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -79,10 +79,14 @@ def write_report(
     staging = _staging(out)  # before any work: an --out that cannot be written fails at once
     try:
         rows, _ = savers(session, dataset_name, query)
+        # The plots are of this dataset's own cascades; with score_on only the table (and
+        # savers.csv) is scored on the other dataset.
+        in_sample = replace(query, score_on=None)
+        plotted = savers(session, dataset_name, in_sample)[0] if query.score_on else rows
         zoo, models = _zoo(session, dataset)
         index = {name: i for i, name in enumerate(zoo.names)}
-        saved = [row for row in rows if row["saver"] is not None]
-        plot_operating_points(models, rows, staging / ZOO_PLOT)
+        saved = [row for row in plotted if row["saver"] is not None]
+        plot_operating_points(models, plotted, staging / ZOO_PLOT)
         curve_files = {}
         for done, row in enumerate(saved, 1):
             result = curve_of(zoo, index[row["base"]], index[row["saver"]], dataset.name)
@@ -263,7 +267,7 @@ def render_index(meta: dict, rows: list[dict], models: list[dict], curves: dict[
     """The report page: summary, zoo plot, sortable best-saver table, per-base curves."""
     e = html.escape
     query = meta["query"]
-    columns = fields_for(query["criterion"], query["holdout"])
+    columns = fields_for(query["criterion"], query["holdout"], query.get("score_on") is not None)
     gmacs = {m["name"]: m["gmacs"] for m in models}
     criterion = (
         "paper criterion (equal performance)"
@@ -272,6 +276,11 @@ def render_index(meta: dict, rows: list[dict], models: list[dict], curves: dict[
     )
     if query["holdout"]:
         criterion += ", thresholds picked on the calibration half and scored on the other half"
+    if query.get("score_on"):
+        criterion += (
+            f", thresholds picked on {meta['dataset']} (the calib. columns) and scored on "
+            f"{query['score_on']}"
+        )
     saved = sum(row["saver"] is not None for row in rows)
     beaten = sum(beaten_by_frontier(row) for row in rows)
     head = "".join(f"<th>{e(h)}</th>" for h in ("base", "base GMACs", "saver"))
