@@ -22,9 +22,15 @@ TOKENS = {"SAVERZOO_API_READ_TOKENS": READ_TOKEN, "SAVERZOO_API_WRITE_TOKENS": W
 
 @pytest.fixture
 def zoo_api(use_database, tmp_path):
-    """Eight models' records on the dataset 'val', and a server with a read and a write token."""
+    """Eight models' records on the dataset 'val' (and on 'other', other samples), and a server
+    with a read and a write token."""
     zoo = small_zoo(num_models=8)
     imported = saverzoo("records", "import", records_dir(tmp_path, zoo), "--dataset", "val")
+    assert imported.exit_code == 0, imported.output
+    other = small_zoo(num_models=8, num_samples=300, seed=3)
+    other = type(other)(zoo.names, zoo.gmacs, other.labels, other.predictions, other.confidence)
+    imported = saverzoo("records", "import", records_dir(tmp_path / "other", other), "--dataset",
+                        "other")  # fmt: skip
     assert imported.exit_code == 0, imported.output
     log = tmp_path / "server.log"
     with api_server(log, tmp_path / "reports", **TOKENS) as url:
@@ -47,6 +53,8 @@ SAME_ANSWERS = [
      ["savers", "best", "--dataset", "val", "--max-drop", "0.5", "--holdout"]),
     ("/v1/savers?dataset=val&criterion=paper",
      ["savers", "best", "--dataset", "val", "--criterion", "paper"]),
+    ("/v1/savers?dataset=val&score_on=other",
+     ["savers", "best", "--dataset", "val", "--score-on", "other"]),
     ("/v1/savers/zoo007?dataset=val", ["savers", "show", "zoo007", "--dataset", "val"]),
     ("/v1/savers/zoo007?dataset=val&max_drop=1&holdout=true&alternatives=2",
      ["savers", "show", "zoo007", "--dataset", "val", "--max-drop", "1", "--holdout",
