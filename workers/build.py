@@ -17,6 +17,7 @@ pretrained config (its test settings), then timm's defaults. Explicit options ar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import timm
@@ -30,12 +31,21 @@ from workers.weights import fit, read_checkpoint, reason
 
 
 def _kwargs(spec: ModelSpec) -> dict:
-    return {} if spec.num_classes is None else {"num_classes": spec.num_classes}
+    kwargs = {} if spec.num_classes is None else {"num_classes": spec.num_classes}
+    size = spec.data_overrides.get("input_size")
+    if spec.weights_of is not None and spec.source in ("timm", "random") and size is not None:
+        # An architecture with a fixed input size (a ViT's position embedding) is built at the
+        # variant's size; timm resamples the pretrained embedding as it loads the weights.
+        pretrained = timm.models.get_pretrained_cfg(_timm_name(spec))
+        if pretrained is not None and pretrained.fixed_input_size:
+            kwargs["img_size"] = int(size[-1])
+    return kwargs
 
 
 def _timm_name(spec: ModelSpec) -> str:
-    """What timm builds: ``arch.tag`` keeps the tag's pretrained (and so data) config."""
-    return spec.name if spec.source in ("timm", "random") else spec.arch
+    """What timm builds: ``arch.tag`` keeps the tag's pretrained (and so data) config; a
+    resolution variant builds the model whose weights it evaluates."""
+    return spec.weights_name if spec.source in ("timm", "random") else spec.arch
 
 
 def skeleton(spec: ModelSpec) -> torch.nn.Module:
@@ -67,17 +77,18 @@ def build(spec: ModelSpec) -> torch.nn.Module:
     kwargs = _kwargs(spec)
     try:
         if spec.source == "timm":
-            model = timm.create_model(spec.name, pretrained=True, **kwargs)
+            model = timm.create_model(spec.weights_name, pretrained=True, **kwargs)
         else:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(random_seed(spec.name))
+                torch.manual_seed(random_seed(spec.weights_name))  # a variant: its base's
                 model = timm.create_model(_timm_name(spec), pretrained=False, **kwargs)
     except (OSError, RuntimeError, ValueError) as error:  # hub errors arrive as these
         if spec.source == "timm":
             raise ModelLoadError(
                 f"the weights of {spec.name!r} are not available offline ({type(error).__name__})"
                 f'; fetch them once with network: python -c "import timm; '
-                f"timm.create_model('{spec.name}', pretrained=True)\", or pass --random-weights"
+                f"timm.create_model('{spec.weights_name}', pretrained=True)\", or pass "
+                "--random-weights"
             ) from None
         raise ModelLoadError(f"cannot build {spec.arch!r}: {error}") from None
     if spec.source == "checkpoint":
@@ -110,3 +121,17 @@ def describe(spec: ModelSpec) -> tuple[dict, Profile]:
     model = skeleton(spec)
     config = data_config(spec, model)
     return config, cost(spec, model, config["input_size"])
+
+
+def with_variants(specs: Sequence[ModelSpec], sizes: Sequence[int]) -> list[ModelSpec]:
+    """Each model, followed by its resolution variants at ``sizes``: the same weights at those
+    square test sizes, the rest of the data config its own. A size equal to the model's own test
+    size is the model itself and is left out."""
+    result: list[ModelSpec] = []
+    for spec in specs:
+        result.append(spec)
+        if not sizes or spec.weights_of is not None:
+            continue
+        own = data_config(spec, skeleton(spec))["input_size"]
+        result += [spec.at_size(size) for size in sizes if (3, size, size) != tuple(own)]
+    return result

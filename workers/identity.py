@@ -17,7 +17,7 @@ from db.models import Model
 from db.queries import upsert_model
 from workers.profile import Profile
 from workers.registry import canonical, entry, load_plugins
-from workers.spec import ModelSpec, random_seed, timm_spec
+from workers.spec import ModelSpec, random_seed, split_variant, timm_spec
 from workers.weights import checkpoint_digest
 
 
@@ -45,10 +45,14 @@ def split_patterns(values: Sequence[str]) -> list[str]:
 def spec_of(model: Model) -> ModelSpec:
     """A registered model's spec, as ``models add`` or an earlier evaluation stored it."""
     source = "random" if model.random_weights else model.source
-    overrides = (model.data_config or {}) if model.source == "checkpoint" else {}
+    if model.source != "checkpoint":
+        base, size = split_variant(model.name)  # a timm variant says its size in its name
+        spec = ModelSpec(base, model.arch or base, source, num_classes=model.num_classes)
+        return spec if size is None else spec.at_size(size)
     return ModelSpec(
-        model.name, model.arch or model.name, source, model.checkpoint, model.num_classes, overrides
-    )
+        model.name, model.arch or model.name, source, model.checkpoint, model.num_classes,
+        model.data_config or {},
+    )  # fmt: skip
 
 
 def resolve_specs(
@@ -208,9 +212,9 @@ def weights_id(spec: ModelSpec) -> str | None:
     if spec.source == "checkpoint":
         return canonical({"checkpoint": spec.checkpoint})
     if spec.random_weights:
-        return canonical({"random_seed": random_seed(spec.name)})
-    if spec.source == "timm" and "." in spec.name:
-        return entry(spec.name).weights_id
+        return canonical({"random_seed": random_seed(spec.weights_name)})
+    if spec.source == "timm" and "." in spec.weights_name:
+        return entry(spec.weights_name).weights_id
     return None  # an architecture's default tag (resolved by timm at load)
 
 

@@ -7,7 +7,8 @@ before anything heavy is imported, and the driver hands specs to Ray workers.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 
 from cluster import validate
 from cluster.errors import InputError
@@ -33,6 +34,39 @@ MIN_INPUT_SIZE = 8
 CROP_PCT_RANGE = (0.25, 2.0)
 
 
+# A resolution variant: the same weights evaluated at another square test size, named
+# ``name+SIZEpx``. ``+`` never appears in a superseded model's ``name@hash`` nor in timm's names.
+VARIANT = re.compile(r"^(?P<base>.+)\+(?P<size>[0-9]{1,4})px$")
+
+
+def variant_name(name: str, size: int) -> str:
+    return f"{name}+{size}px"
+
+
+def split_variant(name: str) -> tuple[str, int | None]:
+    """The model a variant's weights are, and its test size; ``(name, None)`` for no variant."""
+    match = VARIANT.match(name)
+    if match is None:
+        return name, None
+    return match["base"], int(match["size"])
+
+
+def input_sizes(text: str | None) -> list[int]:
+    """``--input-sizes 128,160,192`` as sizes, each checked; none for None or empty."""
+    if not text:
+        return []
+    sizes = []
+    for part in text.split(","):
+        try:
+            size = int(part.strip())
+        except ValueError:
+            raise InputError(
+                f"--input-sizes {text!r}: give square sides separated by commas, e.g. 128,160,192"
+            ) from None
+        sizes.append(validate.integer(size, "--input-sizes", MIN_INPUT_SIZE, MAX_INPUT_SIZE))
+    return sorted(set(sizes))
+
+
 class ModelLoadError(InputError):
     """A model cannot be built or its weights cannot be loaded; the message says what to do."""
 
@@ -47,18 +81,39 @@ class ModelSpec:
     checkpoint: str | None = None
     num_classes: int | None = None
     data_overrides: dict = field(default_factory=dict)  # explicit options win over timm's config
+    weights_of: str | None = None  # a resolution variant: the model whose weights it evaluates
 
     @property
     def random_weights(self) -> bool:
         return self.source == "random"
 
+    @property
+    def weights_name(self) -> str:
+        """The name the weights belong to (the variant's base model, or this one)."""
+        return self.weights_of or self.name
+
+    def at_size(self, size: int) -> ModelSpec:
+        """The same weights at a square test size ``size`` (the rest of the data config its own)."""
+        if self.weights_of is not None:
+            raise InputError(f"{self.name!r} is already a resolution variant")
+        return replace(
+            self,
+            name=variant_name(self.name, size),
+            data_overrides={**self.data_overrides, "input_size": (3, size, size)},
+            weights_of=self.name,
+        )
+
 
 def timm_spec(name: str, *, random_weights: bool = False) -> ModelSpec:
-    """A timm model by ``arch`` or ``arch.tag``."""
+    """A timm model by ``arch``, ``arch.tag`` or a variant's ``arch.tag+SIZEpx``."""
     import timm
 
     from workers.registry import load_plugins
 
+    base, size = split_variant(name)
+    if size is not None:
+        validate.integer(size, "a variant's input size", MIN_INPUT_SIZE, MAX_INPUT_SIZE)
+        return timm_spec(base, random_weights=random_weights).at_size(size)
     load_plugins()
     arch = name.split(".", 1)[0]
     if arch not in timm.list_models():

@@ -17,6 +17,7 @@ from orchestrator.cli.console import (
     transaction,
     user_errors,
 )
+from orchestrator.cli.options import InputSizes
 
 if TYPE_CHECKING:  # torch and timm load in the command's body, not at start-up
     from workers.spec import ModelSpec
@@ -42,18 +43,24 @@ def evaluate(
     random_weights: Annotated[
         bool, typer.Option(help="Random weights instead of pretrained ones (recorded as such).")
     ] = False,
+    input_sizes: InputSizes = None,
 ) -> None:
     """Evaluate models on a dataset in this process and update the best savers."""
     from db.session import session_factory
     from orchestrator.ingest.evaluation import evaluate_dataset
+    from workers.build import with_variants
     from workers.evaluate import EvalOptions
     from workers.identity import resolve_specs
+    from workers.spec import input_sizes as parse_input_sizes
 
     settings = settings_or_fail()
     with user_errors():
         options = EvalOptions.choose(device, mode, batch_size, compile=compile)
+        sizes = parse_input_sizes(input_sizes)
     with transaction(settings) as session:
         specs = resolve_specs(session, models, random_weights=random_weights)
+    with user_errors():
+        specs = with_variants(specs, sizes)
     with user_errors(), progress_bar(f"evaluating {len(specs)} models") as update:
         summary = evaluate_dataset(
             session_factory(settings.database_url), dataset, specs,
@@ -79,6 +86,7 @@ def models_add(
     std: Annotated[str | None, typer.Option(help="e.g. 0.229,0.224,0.225")] = None,
     crop_pct: Annotated[float | None, typer.Option()] = None,
     interpolation: Annotated[str | None, typer.Option(help="bilinear, bicubic or nearest.")] = None,
+    input_sizes: InputSizes = None,
 ) -> None:
     """Register a local checkpoint (loaded with weights_only=True) and measure its cost.
 
@@ -87,20 +95,26 @@ def models_add(
     """
     from workers.evaluate import LoadedModel
     from workers.identity import checkpoint_id, register
+    from workers.spec import input_sizes as parse_input_sizes
 
     with user_errors():
         spec = checkpoint_spec(
             name, arch, checkpoint, num_classes, input_size, mean, std, crop_pct, interpolation
         )
-        loaded = LoadedModel.load(spec)
+        sizes = parse_input_sizes(input_sizes)
+        loaded = [LoadedModel.load(spec)]
+        own = tuple(loaded[0].config["input_size"])
+        loaded += [LoadedModel.load(spec.at_size(s)) for s in sizes if (3, s, s) != own]
         assert spec.checkpoint is not None  # checkpoint_spec always sets it
         identity = checkpoint_id(spec.checkpoint)
     with transaction() as session:
-        register(session, loaded.spec, loaded.config, loaded.profile, identity)
-    out.print(
-        f"model {name!r} registered: {arch}, {loaded.profile.params_m:.2f} M parameters, "
-        f"{loaded.profile.gmacs:.3f} GMACs at {loaded.config['input_size']}"
-    )
+        for model in loaded:
+            register(session, model.spec, model.config, model.profile, identity)
+    for model in loaded:
+        out.print(
+            f"model {model.spec.name!r} registered: {arch}, {model.profile.params_m:.2f} M "
+            f"parameters, {model.profile.gmacs:.3f} GMACs at {model.config['input_size']}"
+        )
 
 
 def checkpoint_spec(

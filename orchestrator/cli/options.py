@@ -18,6 +18,13 @@ Holdout = Annotated[
     bool, typer.Option(help="Pick thresholds on half the samples, score on the other half.")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+InputSizes = Annotated[
+    str | None,
+    typer.Option(
+        help="Also evaluate each model at these square test sizes (e.g. 128,160,192): the same "
+        "weights, registered as NAME+SIZEpx."
+    ),
+]
 ImagenetVal = Annotated[
     bool,
     typer.Option(

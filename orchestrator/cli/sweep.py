@@ -18,6 +18,7 @@ from orchestrator.cli.console import (
     transaction,
     user_errors,
 )
+from orchestrator.cli.options import InputSizes
 from orchestrator.sweeps.plan import DEFAULT_BUNDLE_SECONDS
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ def sweep_submit(
     exclude: Annotated[
         list[str] | None, typer.Option(help="Patterns of models to leave out; repeatable.")
     ] = None,
+    input_sizes: InputSizes = None,
     ray_address: RayAddress = None,
     wait: Wait = False,
     device: Annotated[str, typer.Option(help="cpu or cuda (on the workers).")] = "cpu",
@@ -80,12 +82,15 @@ def sweep_submit(
     """Submit a sweep: these models on this dataset, every missing chunk computed once."""
     from orchestrator.sweeps.launch import check_address
     from orchestrator.sweeps.store import SweepOptions, submit, submit_once
+    from workers.spec import input_sizes as parse_input_sizes
 
     options = SweepOptions(
         device, mode, batch_size, random_weights, compile, max_attempts, bundle_gmacs,
         cpus_per_worker, workers, bundle_seconds,
     )  # fmt: skip
     settings = settings_or_fail()
+    with user_errors():
+        sizes = parse_input_sizes(input_sizes)
     ray_address = ray_address or settings.ray_address
     key = idempotency_key
     if key is None or not _submitted_before(settings, key):  # a repeat starts nothing
@@ -93,10 +98,12 @@ def sweep_submit(
             check_address(ray_address)
     with transaction(settings) as session:
         if key is None:
-            sweep, created = submit(session, dataset, models, options, exclude=exclude or []), True
+            sweep = submit(session, dataset, models, options, exclude=exclude or [],
+                           input_sizes=sizes)  # fmt: skip
+            created = True
         else:
             sweep, created = submit_once(session, key, dataset, models, options,
-                                         exclude=exclude or [])  # fmt: skip
+                                         exclude=exclude or [], input_sizes=sizes)  # fmt: skip
         sweep_id, count, state = sweep.id, len(sweep.models), sweep.state
     if not created:
         out.print(f"sweep {sweep_id} was submitted with this key before ({state}); follow it "

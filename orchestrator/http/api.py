@@ -131,6 +131,11 @@ class SweepRequest(BaseModel):
         min_length=1, max_length=10_000, description="Names or timm patterns (vit_*), or a,b."
     )
     exclude: list[str] = Field(default_factory=list, max_length=10_000)
+    input_sizes: list[int] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Also evaluate each model at these square test sizes (NAME+SIZEpx).",
+    )
     device: str = Field(default="cpu", pattern="^(cpu|cuda)$")
     mode: str | None = Field(default=None, pattern="^(fast|reference)$")
     batch_size: int = Field(default=64, ge=1, le=4096)
@@ -419,8 +424,11 @@ def _submit_once(db_session: Session, body: SweepRequest, key: str | None) -> tu
         body.max_attempts, body.bundle_gmacs, body.cpus_per_worker, body.workers,
         body.bundle_seconds or DEFAULT_BUNDLE_SECONDS,
     )  # fmt: skip
+    from workers.spec import input_sizes
+
     request = (body.dataset, body.models, options)
+    sizes = input_sizes(",".join(map(str, body.input_sizes)))  # each checked
     if key is None:
-        return submit(db_session, *request, exclude=body.exclude).id, True
-    sweep, created = submit_once(db_session, key, *request, exclude=body.exclude)
+        return submit(db_session, *request, exclude=body.exclude, input_sizes=sizes).id, True
+    sweep, created = submit_once(db_session, key, *request, exclude=body.exclude, input_sizes=sizes)
     return sweep.id, created

@@ -13,7 +13,7 @@ import getpass
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -80,9 +80,11 @@ def submit(
     options: SweepOptions,
     *,
     exclude: Sequence[str] = (),
+    input_sizes: Sequence[int] = (),
 ) -> Sweep:
-    """A queued sweep, its models registered with their costs; bad input raises InputError."""
-    from workers.build import describe
+    """A queued sweep, its models (and their resolution variants at ``input_sizes``) registered
+    with their costs; bad input raises InputError."""
+    from workers.build import describe, with_variants
     from workers.identity import register_all, resolve_specs
     from workers.spec import ModelLoadError
 
@@ -90,6 +92,10 @@ def submit(
     dataset = get_dataset(session, dataset_name)
     check_readable(session, dataset)  # before the models are described: it fails fastest
     specs = resolve_specs(session, patterns, random_weights=options.random_weights, exclude=exclude)
+    try:
+        specs = with_variants(specs, input_sizes)
+    except ModelLoadError as error:
+        raise InputError(str(error)) from None
     described = []
     for spec in specs:
         try:
@@ -119,6 +125,7 @@ def submit_once(
     options: SweepOptions,
     *,
     exclude: Sequence[str] = (),
+    input_sizes: Sequence[int] = (),
 ) -> tuple[Sweep, bool]:
     """The sweep a client's key submitted, and whether it is new: a repeat of the same request
     finds the first one; the same key with another request raises ``Conflict``.
@@ -127,7 +134,7 @@ def submit_once(
     two racing identical requests make one row: the second one's flush fails (IntegrityError).
     """
     prefix = f"{REQUEST_KEY}:{_digest(validate.request_key(request_key))}:"
-    wanted = prefix + _digest(_request(dataset_name, patterns, exclude, options))
+    wanted = prefix + _digest(_request(dataset_name, patterns, exclude, options, input_sizes))
     earlier = session.scalar(select(Sweep).where(Sweep.key.startswith(prefix)))
     if earlier is not None and earlier.key != wanted:
         raise Conflict(
@@ -136,7 +143,9 @@ def submit_once(
         )
     if earlier is not None:
         return earlier, False
-    sweep = submit(session, dataset_name, patterns, options, exclude=exclude)
+    sweep = submit(
+        session, dataset_name, patterns, options, exclude=exclude, input_sizes=input_sizes
+    )
     sweep.key = wanted
     session.flush()
     return sweep, True
@@ -149,11 +158,17 @@ def keyed_sweep(session: Session, request_key: str) -> Sweep | None:
 
 
 def _request(
-    dataset_name: str, patterns: Sequence[str], exclude: Sequence[str], options: SweepOptions
+    dataset_name: str,
+    patterns: Sequence[str],
+    exclude: Sequence[str],
+    options: SweepOptions,
+    input_sizes: Sequence[int] = (),
 ) -> str:
     """What defines a sweep request, canonical: the same request gives the same text."""
-    what = {"dataset": dataset_name, "models": list(patterns), "exclude": list(exclude),
-            "options": asdict(options)}  # fmt: skip
+    what: dict[str, object] = {"dataset": dataset_name, "models": list(patterns),
+                               "exclude": list(exclude), "options": asdict(options)}  # fmt: skip
+    if input_sizes:  # absent when none: keys of requests made before the option stay valid
+        what["input_sizes"] = sorted(input_sizes)
     return json.dumps(what, sort_keys=True)
 
 
@@ -209,7 +224,6 @@ def options_of(sweep: Sweep) -> SweepOptions:
 def sweep_specs(session: Session, sweep: Sweep) -> tuple[list[ModelSpec], dict[str, int]]:
     """The sweep's models as specs, and their ids."""
     from workers.identity import spec_of
-    from workers.spec import ModelSpec
 
     models = session.scalars(select(Model).where(Model.name.in_(sweep.models))).all()
     random = options_of(sweep).random_weights
@@ -217,7 +231,7 @@ def sweep_specs(session: Session, sweep: Sweep) -> tuple[list[ModelSpec], dict[s
     for model in models:
         spec = spec_of(model)
         if random and spec.source == "timm":
-            spec = ModelSpec(spec.name, spec.arch, "random")
+            spec = replace(spec, source="random")
         specs.append(spec)
     return specs, {model.name: model.id for model in models}
 

@@ -217,8 +217,17 @@ def _active(session: Session, dataset_id: int) -> dict[str, int]:
 
 
 def supersede(session: Session, models: Sequence[Model]) -> list[str]:
-    """Mark stale models (renamed ``name@<hash>``, unique per row) and search their datasets
-    again."""
+    """Mark stale models (renamed ``name@<hash>``, unique per row) and their resolution
+    variants (the same weights), and search their datasets again."""
+    from workers.spec import split_variant
+
+    stale_names = {m.name for m in models}
+    variants = session.scalars(
+        select(Model).where(
+            Model.name.contains("+", autoescape=True), Model.superseded_at.is_(None)
+        )
+    ).all()
+    models = [*models, *(v for v in variants if split_variant(v.name)[0] in stale_names)]
     renamed = []
     for model in models:
         stale = f"{model.id}|{model.weights_id}".encode()

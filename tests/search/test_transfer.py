@@ -24,9 +24,11 @@ def imported(tmp_path, zoo, dataset, names=None):
     assert result.exit_code == 0, result.output
 
 
+CRITERIA = [["--max-drop", "0"], ["--max-drop", "1"], ["--criterion", "paper"]]
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("options", [["--max-drop", "0"], ["--max-drop", "1"],
-                                     ["--criterion", "paper"]], ids=["0", "1", "paper"])  # fmt: skip
+@pytest.mark.parametrize("options", CRITERIA, ids=["0", "1", "paper"])
 def test_savers_picked_on_one_dataset_are_scored_on_the_other(
     use_database, tmp_path, seed, options
 ):
