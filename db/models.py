@@ -190,6 +190,33 @@ class ModelScore(Base):
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
 
+class ChainResult(Base):
+    """A base's best three-model cascade s1 -> s2 -> base under a budget, among the chains its
+    ``candidates`` best savers make (``search.chains``); null savers where it has none."""
+
+    __tablename__ = "chain_results"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "base_id", "max_drop_centipoints", "candidates"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    base_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    max_drop_centipoints: Mapped[int] = mapped_column(Integer)
+    candidates: Mapped[int] = mapped_column(Integer)  # K: the savers of each stage considered
+    chains: Mapped[list] = mapped_column(JSON)  # the [s1, s2] model ids searched: its inputs
+    s1_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    s2_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    threshold1: Mapped[float | None] = mapped_column(Float)
+    threshold2: Mapped[float | None] = mapped_column(Float)
+    exit1: Mapped[float | None] = mapped_column(Float)  # share of all samples answered at s1
+    exit2: Mapped[float | None] = mapped_column(Float)
+    correct: Mapped[int | None] = mapped_column(Integer)
+    samples: Mapped[int] = mapped_column(Integer)
+    saving: Mapped[float | None] = mapped_column(Float)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
 class ModelThroughput(Base):
     """Measured forward throughput of a model on a device type, at the batch size used."""
 

@@ -25,14 +25,16 @@ from db.queries import (
     require_complete,
     top1_predictions,
 )
-from orchestrator.limits import DEFAULT_ALTERNATIVES, MAX_OFFSET, MAX_PAGE
+from orchestrator.limits import DEFAULT_ALTERNATIVES, MAX_CANDIDATES, MAX_OFFSET, MAX_PAGE
 from search.costs import COSTS, GMACS, LATENCY
-from search.criteria import BUDGET, CRITERIA, PAPER
+from search.criteria import BUDGET, CRITERIA, DEFAULT_CANDIDATES, PAPER
 from search.results import (
+    CHAIN_FIELDS,
     AnswerScores,
     answer_view,
     best_savers,
     budget_key,
+    chain_savers,
     check_device_type,
     fields_for,
     gmacs_of,
@@ -113,6 +115,8 @@ class SaverQuery:
     cost: str = GMACS
     device_type: str | None = None
     score_on: str | None = None  # another dataset: picked on this one, scored on that one
+    stages: int = 2  # 3: cascades of up to three models (search.chains)
+    candidates: int = DEFAULT_CANDIDATES  # with stages 3: the savers of each stage considered
 
     def checked(self) -> SaverQuery:
         """This query with its default budget filled in; InputError for a contradiction."""
@@ -130,13 +134,27 @@ class SaverQuery:
             raise InputError(
                 "score_on already scores on other data, in GMACs: drop holdout and cost latency"
             )
+        if self.stages not in (2, 3):
+            raise InputError(f"stages {self.stages}: use 2 (pairs) or 3 (chains of three)")
+        if self.stages == 3 and (
+            self.criterion != BUDGET or self.holdout or self.cost != GMACS or self.score_on
+        ):
+            raise InputError(
+                "stages 3 answers under a budget, in-sample, in GMACs: drop criterion paper, "
+                "holdout, cost latency and score_on"
+            )
+        if not 1 <= self.candidates <= MAX_CANDIDATES:
+            raise InputError(f"candidates {self.candidates}: use 1 to {MAX_CANDIDATES:,}")
         return SaverQuery(
-            self.criterion, max_drop, self.holdout, self.cost, self.device_type, self.score_on
-        )
+            self.criterion, max_drop, self.holdout, self.cost, self.device_type, self.score_on,
+            self.stages, self.candidates,
+        )  # fmt: skip
 
     @property
     def fields(self) -> tuple[str, ...]:
         """The reported fields of this query's answers, in order."""
+        if self.stages == 3:
+            return CHAIN_FIELDS
         return fields_for(self.criterion, self.holdout, self.score_on is not None)
 
     def describe(self) -> dict:
@@ -147,6 +165,8 @@ class SaverQuery:
             "cost": self.cost,
             "device_type": self.device_type,
             "score_on": self.score_on,
+            "stages": self.stages,
+            "candidates": self.candidates if self.stages == 3 else None,
         }
 
 
@@ -322,6 +342,10 @@ def savers(session: Session, dataset_name: str, query: SaverQuery, base: str | N
     if query.cost == LATENCY:
         device_type = check_device_type(session, dataset, query.device_type)
         return latency_best_savers(session, dataset, device_type=device_type, **selection)
+    if query.stages == 3:
+        return chain_savers(
+            session, dataset, max_drop_centipoints=cp, candidates=query.candidates, base=base
+        ), []
     if query.score_on is not None:
         other = get_dataset(session, query.score_on)
         if other.id == dataset.id:

@@ -4,3 +4,4 @@ line's options can show them without loading the search."""
 BUDGET = "budget"  # the largest saving within an accuracy drop
 PAPER = "paper"  # the paper's "equal performance" match, smallest delta C
 CRITERIA = (BUDGET, PAPER)
+DEFAULT_CANDIDATES = 5  # three-model cascades: savers considered per stage (search.chains)

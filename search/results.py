@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
@@ -11,8 +11,17 @@ if TYPE_CHECKING:  # the service computes; reading results needs none of it
     from search.service import Progress, SaverSearch
 
 from cluster.errors import InputError
-from db.models import BestSaver, Dataset, Model, ModelScore, ModelThroughput, PairResult
+from db.models import (
+    BestSaver,
+    ChainResult,
+    Dataset,
+    Model,
+    ModelScore,
+    ModelThroughput,
+    PairResult,
+)
 from db.queries import (
+    Conflict,
     NotFound,
     complete_model_ids,
     dataset_samples,
@@ -23,11 +32,11 @@ from db.queries import (
 )
 from search.best import HOLDOUT, IN_SAMPLE
 from search.costs import COST_COLUMNS, latency_per_image, recost_pair, stored_cost_ratio
-from search.criteria import PAPER
+from search.criteria import BUDGET, PAPER
 from search.engine import Zoo, pair_curve, pareto_front
 from search.frontier import SingleModel, SingleModels
 from search.intervals import bootstrap_saving, wilson
-from search.selection import centipoints, has_saver, rank_key
+from search.selection import SAVING_DECIMALS, centipoints, has_saver, rank_key
 from search.transfer import score_cascade
 
 # Every best-saver answer ends with the single-model frontier (search.frontier).
@@ -355,6 +364,99 @@ def transferred_savers(
             )
         result.append(entry)
     return result, left_out
+
+
+CHAIN_FIELDS = ("chain", "thresholds", "exit_ratios", "accuracy", "base_accuracy",
+                "relative_cost", "saving", *FRONTIER_FIELDS)  # fmt: skip
+
+
+def chain_savers(
+    session: Session, dataset: Dataset, *, max_drop_centipoints: int, candidates: int,
+    base: str | None = None,
+) -> list[dict]:  # fmt: skip
+    """Each base's best cascade of up to three models under a budget, cheapest base first: the
+    stored chain s1 -> s2 -> base where it beats the base's best pair, else that pair, else none.
+
+    Conflict when a base has no stored chain for this budget and candidate count (`saverzoo
+    savers best --stages 3` computes them).
+    """
+    complete = complete_model_ids(session, dataset)
+    base_ids = complete
+    if base is not None:
+        wanted = get_model(session, base)
+        require_complete(session, dataset, wanted)
+        base_ids = [wanted.id]
+    models = {m.id: m for m in session.scalars(select(Model).where(Model.id.in_(complete)))}
+    chains = {
+        row.base_id: row
+        for row in session.scalars(
+            select(ChainResult).where(
+                ChainResult.dataset_id == dataset.id,
+                ChainResult.max_drop_centipoints == max_drop_centipoints,
+                ChainResult.candidates == candidates,
+                ChainResult.base_id.in_(base_ids),
+            )
+        )
+    }
+    if missing := [models[b].name for b in base_ids if b not in chains]:
+        raise Conflict(
+            f"{len(missing)} bases of {dataset.name!r} have no three-model results for budget "
+            f"{max_drop_centipoints / 100:g} and {candidates} candidates (first: {missing[0]!r}); "
+            f"compute them with `saverzoo savers best --dataset {dataset.name} --stages 3 "
+            f"--max-drop {max_drop_centipoints / 100:g} --candidates {candidates}`"
+        )
+    pairs = _stored_best(session, dataset, BUDGET, max_drop_centipoints, False, base_ids)
+    scores = AnswerScores(session, dataset, gmacs_of(session, complete), False)
+    ordered = sorted((models[b] for b in base_ids), key=lambda m: (m.gmacs, m.name))
+    return [_chain_entry(m, chains[m.id], pairs.get(m.id), models, scores) for m in ordered]
+
+
+def _chain_entry(
+    model: Model,
+    row: ChainResult,
+    pair: tuple[str, PairResult] | None,
+    models: dict[int, Model],
+    scores: AnswerScores,
+) -> dict[str, Any]:
+    """The chain where it beats the base's best pair, else that pair, else no saver."""
+    entry: dict[str, Any] = {"base": model.name, "chain": [], **dict.fromkeys(CHAIN_FIELDS[1:])}
+    pair_saving = pair[1].saving if pair and has_saver(BUDGET, pair[1].saving) else None
+    if (
+        row.saving is not None
+        and has_saver(BUDGET, row.saving)
+        and (
+            pair_saving is None
+            or round(row.saving, SAVING_DECIMALS) > round(pair_saving, SAVING_DECIMALS)
+        )
+    ):
+        assert row.s1_id is not None and row.s2_id is not None and row.correct is not None
+        relative_cost = 1.0 - row.saving
+        return {
+            **entry,
+            "chain": [models[row.s1_id].name, models[row.s2_id].name],
+            "thresholds": [row.threshold1, row.threshold2],
+            "exit_ratios": [row.exit1, row.exit2],
+            "accuracy": row.correct / row.samples,
+            "base_accuracy": pair[1].base_accuracy if pair else None,
+            "relative_cost": relative_cost,
+            "saving": row.saving,
+            **scores.frontier(model.name, model.gmacs * relative_cost, row.correct),
+        }
+    if pair is not None and pair_saving is not None:
+        name, stored = pair
+        correct = round(stored.accuracy * row.samples)
+        return {
+            **entry,
+            "chain": [name],
+            "thresholds": [stored.threshold],
+            "exit_ratios": [stored.exit_ratio],
+            "accuracy": stored.accuracy,
+            "base_accuracy": stored.base_accuracy,
+            "relative_cost": stored.relative_cost,
+            "saving": stored.saving,
+            **scores.frontier(model.name, model.gmacs * stored.relative_cost, correct),
+        }
+    return {**entry, **scores.frontier_of_base(model.name)}
 
 
 def measured_device_types(session: Session, model_ids: list[int]) -> list[str]:

@@ -126,6 +126,12 @@ class SaverSearch:
         self._cache[dataset.id] = cached
         return cached
 
+    @contextmanager
+    def zoo_locked(self, session: Session, dataset: Dataset) -> Iterator[CachedZoo]:
+        """The dataset's zoo, current, with the dataset's search lock held (as an update)."""
+        with self._locked(session, dataset):
+            yield self._zoo(session, dataset)
+
     def warm(self, session: Session, dataset: Dataset) -> int:
         """Load the dataset's zoo and sort every saver, as a long-lived service does once at start.
 

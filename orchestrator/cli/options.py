@@ -34,6 +34,17 @@ ImagenetVal = Annotated[
 ]
 
 
+def keep_chains(session, dataset: str, query: SaverQuery) -> None:
+    """Search again the three-model cascades whose inputs changed (all of them the first time)."""
+    from db.queries import get_dataset
+    from search.chain_service import refresh_chains
+    from search.service import SaverSearch
+
+    data = get_dataset(session, dataset)
+    with progress_bar("searching three-model cascades") as update:
+        refresh_chains(session, data, SaverSearch(), query.candidates, update)
+
+
 def keep_budget(session, dataset: str, query: SaverQuery) -> None:
     """Unlike the HTTP API, the CLI computes a budget the dataset does not keep yet."""
     from db.queries import get_dataset

@@ -17,7 +17,7 @@ from orchestrator.cli.console import (
 from orchestrator.cli.options import AsJson, Criterion, Dataset, Holdout, MaxDrop
 from orchestrator.limits import DEFAULT_ALTERNATIVES
 from search.costs import GMACS
-from search.criteria import BUDGET
+from search.criteria import BUDGET, DEFAULT_CANDIDATES
 
 if TYPE_CHECKING:
     from orchestrator.answers import SaverQuery
@@ -59,15 +59,25 @@ def savers_best(
         str | None,
         typer.Option(help="Another dataset: savers picked on --dataset, scored on this one."),
     ] = None,
+    stages: Annotated[
+        int, typer.Option(help="3: cascades of up to three models, s1 -> s2 -> base.")
+    ] = 2,
+    candidates: Annotated[
+        int, typer.Option(help="With --stages 3: each stage's best savers considered.")
+    ] = DEFAULT_CANDIDATES,
     as_json: AsJson = False,
 ) -> None:
     """The best saver of every base model (or of BASE)."""
     from orchestrator.answers import SaverQuery, savers
-    from orchestrator.cli.options import keep_budget
+    from orchestrator.cli.options import keep_budget, keep_chains
 
     with transaction() as session:
-        query = SaverQuery(criterion, max_drop, holdout, cost, device_type, score_on).checked()
+        query = SaverQuery(
+            criterion, max_drop, holdout, cost, device_type, score_on, stages, candidates
+        ).checked()
         keep_budget(session, dataset, query)
+        if query.stages == 3:
+            keep_chains(session, dataset, query)
         rows, left_out = savers(session, dataset, query, base)
     notice = None
     if left_out and score_on is not None:
@@ -84,6 +94,9 @@ def savers_best(
         print_json(rows)
         if notice:
             err.print(notice, style="dim", highlight=False)
+        return
+    if query.stages == 3:
+        _print_chains(rows, query, dataset)
         return
     _print_best(rows, query, dataset, notice)
 
@@ -120,6 +133,30 @@ def savers_show(
         if ranked
         else f"no saver of {base} meets this criterion",
     )
+
+
+def _print_chains(rows: list[dict], query: SaverQuery, dataset: str) -> None:
+    from rich.table import Table
+
+    from orchestrator.answers import FIELDS, beaten_by_frontier
+
+    table = Table(
+        "base", "cascade", "thresholds", "exits %", "top-1 %", "base top-1 %", "relative cost",
+        "saving %", "frontier", FIELDS["frontier_saving"].label,
+        title=f"{dataset}: best cascades of up to three models, accuracy drop <= "
+        f"{query.max_drop:g} pts, {query.candidates} candidates a stage",
+    )  # fmt: skip
+    for row in rows:
+        table.add_row(
+            row["base"],
+            " → ".join([*row["chain"], row["base"]]) if row["chain"] else "[dim]none[/]",
+            " / ".join(f"{t:.4f}" for t in row["thresholds"] or []) or "-",
+            " / ".join(f"{100 * r:.2f}" for r in row["exit_ratios"] or []) or "-",
+            *(_cell(f, row[f]) for f in ("accuracy", "base_accuracy", "relative_cost", "saving",
+                                         "frontier_model", "frontier_saving")),
+            style="yellow" if beaten_by_frontier(row) else None,
+        )  # fmt: skip
+    out.print(table)
 
 
 def _cell(field: str, value: float | None) -> str:

@@ -36,9 +36,9 @@ from db.schema import current_revision, ensure_schema, head_revision
 from db.session import session_factory
 from orchestrator import answers
 from orchestrator.answers import SaverQuery
-from orchestrator.limits import DEFAULT_ALTERNATIVES, MAX_OFFSET, MAX_PAGE
+from orchestrator.limits import DEFAULT_ALTERNATIVES, MAX_CANDIDATES, MAX_OFFSET, MAX_PAGE
 from search.costs import GMACS
-from search.criteria import BUDGET
+from search.criteria import BUDGET, DEFAULT_CANDIDATES
 from search.results import curve
 
 API_VERSION = "v1"
@@ -321,11 +321,15 @@ def _v1() -> APIRouter:
         cost: Annotated[str, Query(pattern="^(gmacs|latency)$")] = GMACS,
         device_type: Annotated[str | None, Query(max_length=100)] = None,
         score_on: Annotated[str | None, Query(max_length=200)] = None,
+        stages: Annotated[int, Query(ge=2, le=3)] = 2,
+        candidates: Annotated[int, Query(ge=1, le=MAX_CANDIDATES)] = DEFAULT_CANDIDATES,
     ) -> list[dict]:
         """The best saver of every base model of the dataset (null where none saves); with
         ``score_on``, picked on the dataset and scored on that one (bases not evaluated there
         left out)."""
-        query = SaverQuery(criterion, max_drop, holdout, cost, device_type, score_on).checked()
+        query = SaverQuery(
+            criterion, max_drop, holdout, cost, device_type, score_on, stages, candidates
+        ).checked()
         rows, _unmeasured = answers.savers(db, dataset, query)
         return rows
 
