@@ -74,6 +74,16 @@ def test_every_answer_equals_the_cli_json_for_the_same_query(zoo_api):
         assert response.json() == saverzoo_json(*command), path
 
 
+def test_three_stage_answers_are_the_stored_chains_once_computed(zoo_api):
+    path = "/v1/savers?dataset=val&stages=3&candidates=3"
+    refused = zoo_api.get(path)
+    assert refused.status_code == 409
+    assert "saverzoo savers best --dataset val --stages 3" in refused.json()["error"]
+    computed = saverzoo_json("savers", "best", "--dataset", "val", "--stages", "3",
+                             "--candidates", "3")  # fmt: skip
+    assert zoo_api.get(path).json() == computed
+
+
 def test_the_answers_are_the_stored_search_results(zoo_api):
     best = zoo_api.get("/v1/savers/zoo007", params={"dataset": "val", "alternatives": 100}).json()
     listed = {row["base"]: row for row in zoo_api.get("/v1/savers?dataset=val").json()}
