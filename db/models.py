@@ -50,6 +50,10 @@ class Dataset(Base):
     imagenet_val: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Accuracy drops (hundredths of a point) whose pairs and best savers are kept up to date.
     budgets_centipoints: Mapped[list[int]] = mapped_column(JSON, default=list)
+    # The confidence signals whose pairs are kept up to date ("max" always; "margin" once asked).
+    confidence_signals: Mapped[list[str]] = mapped_column(
+        JSON, default=lambda: ["max"], server_default='["max"]'
+    )
     # Share of samples (by key hash) that pick thresholds in held-out estimates; fixed per dataset
     # so that every pair is split the same way.
     holdout_fraction: Mapped[float] = mapped_column(Float, default=0.5, server_default="0.5")
@@ -134,7 +138,15 @@ class PairResult(Base):
 
     __tablename__ = "pair_results"
     __table_args__ = (
-        UniqueConstraint("dataset_id", "base_id", "saver_id", "criterion", "max_drop_centipoints"),
+        UniqueConstraint(
+            "dataset_id",
+            "base_id",
+            "saver_id",
+            "criterion",
+            "max_drop_centipoints",
+            "confidence",
+            name="uq_pair_results_key",
+        ),  # fmt: skip
         # Ranks one base's savers under one criterion from the index alone: the API's
         # GET /v1/savers/{base}. On PostgreSQL the index also INCLUDEs the ranking columns
         # (saver_id, saving, accuracy and the two held-out calibration columns, migration 0006),
@@ -156,6 +168,8 @@ class PairResult(Base):
     saver_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
     criterion: Mapped[str] = mapped_column(String(10))
     max_drop_centipoints: Mapped[int] = mapped_column(Integer)
+    # The confidence a sample exits on: "max" (top-1 probability) or "margin" (top-1 - top-2).
+    confidence: Mapped[str] = mapped_column(String(10), default="max", server_default="max")
     threshold: Mapped[float] = mapped_column(Float)
     exit_ratio: Mapped[float] = mapped_column(Float)
     accuracy: Mapped[float] = mapped_column(Float)
@@ -237,7 +251,15 @@ class BestSaver(Base):
 
     __tablename__ = "best_savers"
     __table_args__ = (
-        UniqueConstraint("dataset_id", "base_id", "criterion", "max_drop_centipoints", "selection"),
+        UniqueConstraint(
+            "dataset_id",
+            "base_id",
+            "criterion",
+            "max_drop_centipoints",
+            "selection",
+            "confidence",
+            name="uq_best_savers_key",
+        ),  # fmt: skip
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -246,6 +268,7 @@ class BestSaver(Base):
     criterion: Mapped[str] = mapped_column(String(10))
     max_drop_centipoints: Mapped[int] = mapped_column(Integer)
     selection: Mapped[str] = mapped_column(String(10))
+    confidence: Mapped[str] = mapped_column(String(10), default="max", server_default="max")
     pair_id: Mapped[int] = mapped_column(ForeignKey("pair_results.id", ondelete="CASCADE"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 

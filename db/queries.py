@@ -223,9 +223,11 @@ def dataset_samples(session: Session, dataset: Dataset) -> DatasetSamples:
 
 
 def top1_predictions(
-    session: Session, dataset: Dataset, model_ids: Sequence[int]
+    session: Session, dataset: Dataset, model_ids: Sequence[int], confidence: str = "max"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-1 classes (M, N) and probabilities (M, N) of complete models, shards in order."""
+    """Top-1 classes (M, N) and confidences (M, N) of complete models, shards in order: the
+    top-1 probability (``max``) or its margin over the top-2 (``margin``; InputError for a model
+    stored with its top-1 alone)."""
     row_of = {model_id: row for row, model_id in enumerate(model_ids)}
     n = dataset.num_samples
     classes = np.empty((len(model_ids), n), dtype=np.int64)
@@ -250,10 +252,25 @@ def top1_predictions(
     )
     for model_id, shard_index, chunk_classes, chunk_probs in chunks:
         row, start = row_of[model_id], starts[shard_index]
-        top_classes = from_npy(chunk_classes)
+        top_classes, top_probs = from_npy(chunk_classes), from_npy(chunk_probs)
         classes[row, start : start + len(top_classes)] = top_classes[:, 0]
-        probs[row, start : start + len(top_classes)] = from_npy(chunk_probs)[:, 0]
+        probs[row, start : start + len(top_classes)] = _confidence(
+            top_probs, confidence, model_id, session
+        )
     return classes, probs
+
+
+def _confidence(top_probs: np.ndarray, confidence: str, model_id: int, session: Session):
+    """A chunk's confidence signal (``search.criteria.CONFIDENCES``)."""
+    if confidence == "max":
+        return top_probs[:, 0]
+    if top_probs.shape[1] < 2:
+        name = session.get(Model, model_id).name  # type: ignore[union-attr]
+        raise InputError(
+            f"model {name!r} has only its top-1 probability stored: margin confidence needs "
+            "the top two (evaluate it again, or import records with top-k of 2 or more)"
+        )
+    return top_probs[:, 0] - top_probs[:, 1]
 
 
 def lock_dataset_search(session: Session, dataset: Dataset) -> None:

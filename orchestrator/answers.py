@@ -27,7 +27,15 @@ from db.queries import (
 )
 from orchestrator.limits import DEFAULT_ALTERNATIVES, MAX_CANDIDATES, MAX_OFFSET, MAX_PAGE
 from search.costs import COSTS, GMACS, LATENCY
-from search.criteria import BUDGET, CRITERIA, DEFAULT_CANDIDATES, PAPER
+from search.criteria import (
+    BUDGET,
+    CONFIDENCES,
+    CRITERIA,
+    DEFAULT_CANDIDATES,
+    MARGIN,
+    MAX_PROBABILITY,
+    PAPER,
+)
 from search.results import (
     CHAIN_FIELDS,
     AnswerScores,
@@ -36,6 +44,7 @@ from search.results import (
     budget_key,
     chain_savers,
     check_device_type,
+    check_kept_signal,
     fields_for,
     gmacs_of,
     latency_best_savers,
@@ -117,6 +126,7 @@ class SaverQuery:
     score_on: str | None = None  # another dataset: picked on this one, scored on that one
     stages: int = 2  # 3: cascades of up to three models (search.chains)
     candidates: int = DEFAULT_CANDIDATES  # with stages 3: the savers of each stage considered
+    confidence: str = MAX_PROBABILITY  # what a sample exits on: top-1 probability, or margin
 
     def checked(self) -> SaverQuery:
         """This query with its default budget filled in; InputError for a contradiction."""
@@ -145,9 +155,15 @@ class SaverQuery:
             )
         if not 1 <= self.candidates <= MAX_CANDIDATES:
             raise InputError(f"candidates {self.candidates}: use 1 to {MAX_CANDIDATES:,}")
+        if self.confidence not in CONFIDENCES:
+            raise InputError(
+                f"confidence must be {MAX_PROBABILITY!r} or {MARGIN!r}, not {self.confidence!r}"
+            )
+        if self.stages == 3 and self.confidence != MAX_PROBABILITY:
+            raise InputError("stages 3 exits on the top-1 probability: drop confidence margin")
         return SaverQuery(
             self.criterion, max_drop, self.holdout, self.cost, self.device_type, self.score_on,
-            self.stages, self.candidates,
+            self.stages, self.candidates, self.confidence,
         )  # fmt: skip
 
     @property
@@ -166,6 +182,7 @@ class SaverQuery:
             "device_type": self.device_type,
             "score_on": self.score_on,
             "stages": self.stages,
+            "confidence": self.confidence,
             "candidates": self.candidates if self.stages == 3 else None,
         }
 
@@ -333,11 +350,13 @@ def savers(session: Session, dataset_name: str, query: SaverQuery, base: str | N
     """Every base's best saver (or BASE's), and the bases without a latency measurement."""
     dataset = get_dataset(session, dataset_name)
     cp = check_kept_budget(dataset, query)
+    check_kept_signal(dataset, query.confidence)
     selection: dict[str, Any] = {
         "criterion": query.criterion,
         "max_drop_centipoints": cp,
         "holdout": query.holdout,
         "base": base,
+        "confidence": query.confidence,
     }
     if query.cost == LATENCY:
         device_type = check_device_type(session, dataset, query.device_type)
@@ -369,6 +388,7 @@ def saver_of(
         raise InputError(f"alternatives {alternatives}: use 0 to 100")
     dataset = get_dataset(session, dataset_name)
     cp = check_kept_budget(dataset, query)
+    check_kept_signal(dataset, query.confidence)
     model = get_model(session, base)
     require_complete(session, dataset, model)
     holdout = query.holdout
@@ -381,6 +401,7 @@ def saver_of(
         PairResult.base_id == model.id,
         PairResult.criterion == query.criterion,
         PairResult.max_drop_centipoints == cp,
+        PairResult.confidence == query.confidence,
     )
     candidates = session.execute(
         select(PairResult.saver_id, saving, accuracy, Model.gmacs, Model.name)

@@ -23,10 +23,15 @@ class ChosenPair:
 
 
 def chosen_pair(
-    base: str, dataset: str, max_drop: float | None, criterion: str, holdout: bool
+    base: str,
+    dataset: str,
+    max_drop: float | None,
+    criterion: str,
+    holdout: bool,
+    confidence: str = "max",
 ) -> ChosenPair:
     """BASE's best saver on DATASET under the criterion, and its threshold."""
-    query = SaverQuery(criterion, max_drop, holdout).checked()
+    query = SaverQuery(criterion, max_drop, holdout, confidence=confidence).checked()
     with session_factory(get_settings().database_url).begin() as session:
         answer = saver_of(session, dataset, base, query, alternatives=0)
         best = answer["best"]
@@ -47,10 +52,13 @@ def cascade_from_store(
     max_drop: float | None = None,
     criterion: str = "budget",
     holdout: bool = False,
+    confidence: str = "max",
     **options,
 ):
     """BASE with its best saver on DATASET and the threshold the search chose, ready to run."""
     from workers.cascade import Cascade  # torch and timm: only when a cascade is built
 
-    chosen = chosen_pair(base, dataset, max_drop, criterion, holdout)
-    return Cascade.build(chosen.saver, chosen.base, chosen.threshold, **options)
+    chosen = chosen_pair(base, dataset, max_drop, criterion, holdout, confidence)
+    return Cascade.build(
+        chosen.saver, chosen.base, chosen.threshold, confidence=confidence, **options
+    )

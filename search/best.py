@@ -9,18 +9,21 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import Connection, delete, select
 from sqlalchemy.orm import Session
 
 from db.models import BestSaver, Dataset, Model, PairResult, utc_now
 from db.upsert import upsert
+from search.criteria import MAX_PROBABILITY
 from search.selection import rank_key
 
 IN_SAMPLE = "in_sample"
 HOLDOUT = "holdout"
 SELECTIONS = (IN_SAMPLE, HOLDOUT)
-BEST_KEY = ("dataset_id", "base_id", "criterion", "max_drop_centipoints", "selection")
+BEST_KEY = ("dataset_id", "base_id", "criterion", "max_drop_centipoints", "selection",
+            "confidence")  # fmt: skip
 # What best-saver selection reads of a stored pair.
 RANKED_COLUMNS = (
     PairResult.id,
@@ -62,8 +65,10 @@ def update_best_savers(
     rows: Sequence[dict],
     reread_bases: set[int],
     criterion_keys: Iterable[tuple[str, int]],
+    confidence: str = MAX_PROBABILITY,
 ) -> int:
-    """Bring the best savers of every group touched by ``rows`` up to date; returns the changes."""
+    """Bring the best savers of every group touched by ``rows`` (pairs of one confidence signal)
+    up to date; returns the changes."""
     connection = session.connection()  # Core rows: no ORM bookkeeping for plain reads
     candidates: dict[Group, list[dict]] = defaultdict(list)
     for row in rows:
@@ -71,9 +76,10 @@ def update_best_savers(
     for base_id in reread_bases:
         for criterion, cp in criterion_keys:
             candidates.setdefault((base_id, criterion, cp), [])
-    stored = _stored_best(connection, dataset, {group[0] for group in candidates})
+    scope = _Scope(dataset.id, confidence)
+    stored = _stored_best(connection, scope, {group[0] for group in candidates})
     stale = _stale_groups(candidates, stored, reread_bases)
-    reread = _pair_rows(connection, dataset, stale)
+    reread = _pair_rows(connection, scope, stale)
     ranking = Ranking(connection)
     writes, emptied = [], []
     for group, new_rows in candidates.items():
@@ -91,9 +97,25 @@ def update_best_savers(
                     or (ranking.key(best, selection) < ranking.key(current, selection))
                 ):
                     writes.append((group, selection, best["saver_id"]))
-    _delete_best(session, dataset, emptied)
-    _write_best(session, connection, dataset, writes)
+    _delete_best(session, scope, emptied)
+    _write_best(session, connection, scope, writes)
     return len(writes) + len(emptied)
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """The rows one update reads and writes: a dataset's, of one confidence signal."""
+
+    dataset_id: int
+    confidence: str
+
+    def pairs(self) -> tuple:
+        return (PairResult.dataset_id == self.dataset_id,
+                PairResult.confidence == self.confidence)  # fmt: skip
+
+    def best(self) -> tuple:
+        return (BestSaver.dataset_id == self.dataset_id,
+                BestSaver.confidence == self.confidence)  # fmt: skip
 
 
 def _stale_groups(
@@ -115,14 +137,14 @@ def _chunks(values: list, size: int = 500) -> Iterable[list]:
         yield values[start : start + size]
 
 
-def _stored_best(connection: Connection, dataset: Dataset, base_ids: set[int]) -> dict:
+def _stored_best(connection: Connection, scope: _Scope, base_ids: set[int]) -> dict:
     """Current best pair rows, by (base, criterion, max drop, selection)."""
     stored = {}
     for chunk in _chunks(sorted(base_ids)):
         query = (
             select(BestSaver.selection, *RANKED_COLUMNS)
             .join(PairResult, PairResult.id == BestSaver.pair_id)
-            .where(BestSaver.dataset_id == dataset.id, BestSaver.base_id.in_(chunk))
+            .where(*scope.best(), BestSaver.base_id.in_(chunk))
         )
         for row in connection.execute(query).mappings():
             pair = dict(row)
@@ -131,13 +153,11 @@ def _stored_best(connection: Connection, dataset: Dataset, base_ids: set[int]) -
     return stored
 
 
-def _pair_rows(connection: Connection, dataset: Dataset, groups: set[Group]) -> dict:
+def _pair_rows(connection: Connection, scope: _Scope, groups: set[Group]) -> dict:
     """All stored pair rows of the given groups."""
     found = defaultdict(list)
     for chunk in _chunks(sorted({group[0] for group in groups})):
-        query = select(*RANKED_COLUMNS).where(
-            PairResult.dataset_id == dataset.id, PairResult.base_id.in_(chunk)
-        )
+        query = select(*RANKED_COLUMNS).where(*scope.pairs(), PairResult.base_id.in_(chunk))
         for row in connection.execute(query).mappings():
             group = (row["base_id"], row["criterion"], row["max_drop_centipoints"])
             if group in groups:
@@ -145,7 +165,7 @@ def _pair_rows(connection: Connection, dataset: Dataset, groups: set[Group]) -> 
     return found
 
 
-def _pair_ids(connection: Connection, dataset: Dataset, keys: set[tuple]) -> dict[tuple, int]:
+def _pair_ids(connection: Connection, scope: _Scope, keys: set[tuple]) -> dict[tuple, int]:
     """Ids of stored pairs by (base, criterion, max drop, saver).
 
     Filters on bases and savers separately (the unique key's index serves both) and keeps the
@@ -160,30 +180,27 @@ def _pair_ids(connection: Connection, dataset: Dataset, keys: set[tuple]) -> dic
             PairResult.max_drop_centipoints,
             PairResult.saver_id,
             PairResult.id,
-        ).where(
-            PairResult.dataset_id == dataset.id,
-            PairResult.base_id.in_(chunk),
-            PairResult.saver_id.in_(savers),
-        )
+        ).where(*scope.pairs(), PairResult.base_id.in_(chunk), PairResult.saver_id.in_(savers))
         for *key, pair_id in connection.execute(query):
             if tuple(key) in keys:
                 found[tuple(key)] = pair_id
     return found
 
 
-def _write_best(session: Session, connection: Connection, dataset: Dataset, writes) -> None:
-    pair_ids = _pair_ids(connection, dataset, {(*group, saver) for group, _, saver in writes})
+def _write_best(session: Session, connection: Connection, scope: _Scope, writes) -> None:
+    pair_ids = _pair_ids(connection, scope, {(*group, saver) for group, _, saver in writes})
     now = utc_now()
     upsert(
         session,
         BestSaver,
         [
             {
-                "dataset_id": dataset.id,
+                "dataset_id": scope.dataset_id,
                 "base_id": base_id,
                 "criterion": criterion,
                 "max_drop_centipoints": cp,
                 "selection": selection,
+                "confidence": scope.confidence,
                 "pair_id": pair_ids[(base_id, criterion, cp, saver_id)],
                 "updated_at": now,
             }
@@ -193,11 +210,11 @@ def _write_best(session: Session, connection: Connection, dataset: Dataset, writ
     )
 
 
-def _delete_best(session: Session, dataset: Dataset, groups: list[Group]) -> None:
+def _delete_best(session: Session, scope: _Scope, groups: list[Group]) -> None:
     for base_id, criterion, cp in groups:
         session.execute(
             delete(BestSaver).where(
-                BestSaver.dataset_id == dataset.id,
+                *scope.best(),
                 BestSaver.base_id == base_id,
                 BestSaver.criterion == criterion,
                 BestSaver.max_drop_centipoints == cp,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from db.models import ChainResult, Dataset, ModelScore, PairResult, utc_now
 from db.upsert import upsert
 from search.chains import ChainPoint, candidate_chains, scan_chain
-from search.criteria import BUDGET, DEFAULT_CANDIDATES
+from search.criteria import BUDGET, DEFAULT_CANDIDATES, MAX_PROBABILITY
 from search.selection import has_saver, rank_key
 from search.service import SaverSearch
 
@@ -45,6 +45,7 @@ def ranked_savers(
             PairResult.dataset_id == dataset.id,
             PairResult.criterion == BUDGET,
             PairResult.max_drop_centipoints == cp,
+            PairResult.confidence == MAX_PROBABILITY,  # chains exit on the top-1 probability
         )
     )
     by_base: dict[int, list[tuple]] = {}

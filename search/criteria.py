@@ -5,3 +5,6 @@ BUDGET = "budget"  # the largest saving within an accuracy drop
 PAPER = "paper"  # the paper's "equal performance" match, smallest delta C
 CRITERIA = (BUDGET, PAPER)
 DEFAULT_CANDIDATES = 5  # three-model cascades: savers considered per stage (search.chains)
+MAX_PROBABILITY = "max"  # a sample's confidence: its top-1 softmax probability (the paper's)
+MARGIN = "margin"  # the top-1 probability minus the top-2
+CONFIDENCES = (MAX_PROBABILITY, MARGIN)

@@ -32,7 +32,7 @@ from db.queries import (
 )
 from search.best import HOLDOUT, IN_SAMPLE
 from search.costs import COST_COLUMNS, latency_per_image, recost_pair, stored_cost_ratio
-from search.criteria import BUDGET, PAPER
+from search.criteria import BUDGET, CONFIDENCES, MARGIN, MAX_PROBABILITY, PAPER
 from search.engine import Zoo, pair_curve, pareto_front
 from search.frontier import SingleModel, SingleModels
 from search.intervals import bootstrap_saving, wilson
@@ -209,6 +209,34 @@ class AnswerScores:
         return {"frontier_model": frontier.model, "frontier_saving": frontier.saving}
 
 
+def check_kept_signal(dataset: Dataset, confidence: str) -> None:
+    """InputError unless the dataset keeps pairs on ``confidence``."""
+    if confidence not in CONFIDENCES:
+        raise InputError(
+            f"confidence must be {MAX_PROBABILITY!r} or {MARGIN!r}, not {confidence!r}"
+        )
+    if confidence not in (dataset.confidence_signals or [MAX_PROBABILITY]):
+        raise InputError(
+            f"{dataset.name!r} keeps no pairs on {confidence} confidence yet; compute them with "
+            f"`saverzoo savers best --dataset {dataset.name} --confidence {confidence}`"
+        )
+
+
+def add_signal(
+    session: Session,
+    dataset: Dataset,
+    confidence: str,
+    search: SaverSearch,
+    progress: Progress | None = None,
+) -> None:
+    """Keep pairs on one more confidence signal from now on, and compute them for every pair."""
+    lock_dataset_search(session, dataset)
+    session.refresh(dataset)
+    dataset.confidence_signals = sorted({*(dataset.confidence_signals or []), confidence})
+    session.flush()
+    search.refresh(session, dataset, progress=progress)
+
+
 def budget_key(dataset: Dataset, criterion: str, max_drop: float | None) -> tuple[int, bool]:
     """The stored key of a criterion, and whether the dataset already keeps it.
 
@@ -243,6 +271,7 @@ def best_savers(
     max_drop_centipoints: int,
     holdout: bool = False,
     base: str | None = None,
+    confidence: str = MAX_PROBABILITY,
 ) -> list[dict]:
     """One object per base model of the dataset (cheapest first), with its best saver or null."""
     complete = complete_model_ids(session, dataset)
@@ -255,7 +284,9 @@ def best_savers(
     bases = session.scalars(
         select(Model).where(Model.id.in_(model_ids)).order_by(Model.gmacs, Model.name)
     ).all()
-    best = _stored_best(session, dataset, criterion, max_drop_centipoints, holdout, model_ids)
+    best = _stored_best(
+        session, dataset, criterion, max_drop_centipoints, holdout, model_ids, confidence
+    )
     fields = fields_for(criterion, holdout)
     scores = AnswerScores(session, dataset, gmacs_of(session, complete), holdout)
     result = []
@@ -274,7 +305,13 @@ def best_savers(
 
 
 def _stored_best(
-    session: Session, dataset: Dataset, criterion: str, cp: int, holdout: bool, base_ids: list[int]
+    session: Session,
+    dataset: Dataset,
+    criterion: str,
+    cp: int,
+    holdout: bool,
+    base_ids: list[int],
+    confidence: str = MAX_PROBABILITY,
 ) -> dict[int, tuple[str, PairResult]]:
     """Each base's stored best pair under the criterion, with its saver's name."""
     saver = aliased(Model)
@@ -287,6 +324,7 @@ def _stored_best(
             BestSaver.criterion == criterion,
             BestSaver.max_drop_centipoints == cp,
             BestSaver.selection == (HOLDOUT if holdout else IN_SAMPLE),
+            BestSaver.confidence == confidence,
             BestSaver.base_id.in_(base_ids),
         )
     ).all()
@@ -301,6 +339,7 @@ def transferred_savers(
     criterion: str,
     max_drop_centipoints: int,
     base: str | None = None,
+    confidence: str = MAX_PROBABILITY,
 ) -> tuple[list[dict], list[str]]:
     """Each base's best saver and threshold as picked on ``dataset``, scored on ``other``.
 
@@ -315,7 +354,9 @@ def transferred_savers(
         require_complete(session, dataset, wanted)
         complete = [wanted.id]
     models = {m.id: m for m in session.scalars(select(Model).where(Model.id.in_(complete)))}
-    best = _stored_best(session, dataset, criterion, max_drop_centipoints, False, complete)
+    best = _stored_best(
+        session, dataset, criterion, max_drop_centipoints, False, complete, confidence
+    )
     names = {m.name: m.id for m in session.scalars(select(Model).where(Model.id.in_(elsewhere)))}
     kept, left_out = [], []
     for model in sorted(models.values(), key=lambda m: (m.gmacs, m.name)):
@@ -336,7 +377,7 @@ def transferred_savers(
         )
     read = sorted({m.id for m, _ in kept} | {names[s[0]] for _, s in kept if s is not None})
     row_of = {model_id: row for row, model_id in enumerate(read)}
-    classes, probs = top1_predictions(session, other, read)
+    classes, probs = top1_predictions(session, other, read, confidence)
     right = classes == dataset_samples(session, other).labels[None, :]
     scores = AnswerScores(session, other, gmacs_of(session, sorted(elsewhere)), False)
     result = []
@@ -497,6 +538,7 @@ def latency_best_savers(
     max_drop_centipoints: int,
     holdout: bool = False,
     base: str | None = None,
+    confidence: str = MAX_PROBABILITY,
 ) -> tuple[list[dict], list[str]]:
     """``best_savers`` with each model's cost its latency per image on ``device_type``.
 
@@ -527,6 +569,7 @@ def latency_best_savers(
         PairResult.dataset_id == dataset.id,
         PairResult.criterion == criterion,
         PairResult.max_drop_centipoints == max_drop_centipoints,
+        PairResult.confidence == confidence,
     )
     if base is not None:
         query = query.where(PairResult.base_id == base_ids[0])
@@ -563,8 +606,19 @@ def latency_best_savers(
     return result, [m.name for m in ordered if m.id not in latency]
 
 
-def curve(session: Session, dataset: Dataset, base: str, saver: str) -> dict:
-    """Every distinct exit set of a pair and its Pareto front (computed from predictions)."""
+def curve(
+    session: Session,
+    dataset: Dataset,
+    base: str,
+    saver: str,
+    confidence: str = MAX_PROBABILITY,
+) -> dict:
+    """Every distinct exit set of a pair and its Pareto front (computed from predictions), the
+    saver's exits decided on ``confidence``."""
+    if confidence not in CONFIDENCES:
+        raise InputError(
+            f"confidence must be {MAX_PROBABILITY!r} or {MARGIN!r}, not {confidence!r}"
+        )
     base_model, saver_model = get_model(session, base), get_model(session, saver)
     require_complete(session, dataset, base_model, saver_model)
     if not saver_model.gmacs < base_model.gmacs:
@@ -573,12 +627,12 @@ def curve(session: Session, dataset: Dataset, base: str, saver: str) -> dict:
             f"({base_model.gmacs:g} GMACs), so it cannot save it"
         )
     ids = [base_model.id, saver_model.id]
-    classes, probs = top1_predictions(session, dataset, ids)
+    classes, probs = top1_predictions(session, dataset, ids, confidence)
     labels = dataset_samples(session, dataset).labels
     zoo = Zoo.from_predictions(
         [base, saver], [base_model.gmacs, saver_model.gmacs], classes, probs, labels
     )
-    return curve_of(zoo, 0, 1, dataset.name)
+    return {**curve_of(zoo, 0, 1, dataset.name), "confidence": confidence}
 
 
 def curve_of(zoo: Zoo, base: int, saver: int, dataset_name: str) -> dict:

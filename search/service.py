@@ -27,25 +27,44 @@ from db.models import Dataset, Model, ModelScore, PairResult, PredictionChunk, u
 from db.queries import complete_model_ids, dataset_samples, lock_dataset_search, top1_predictions
 from db.upsert import upsert
 from search.best import update_best_savers
-from search.criteria import BUDGET, PAPER
+from search.criteria import BUDGET, MAX_PROBABILITY, PAPER
 from search.engine import Zoo, dearer_than
 from search.pairs import PairRecord, SplitZoo, calibration_mask, saver_records
 
-PAIR_KEY = ("dataset_id", "base_id", "saver_id", "criterion", "max_drop_centipoints")
+PAIR_KEY = ("dataset_id", "base_id", "saver_id", "criterion", "max_drop_centipoints",
+            "confidence")  # fmt: skip
 SCORE_KEY = ("dataset_id", "model_id")
 COST_TOLERANCE = 1e-9
 
 Progress = Callable[[int, int], None]  # (savers done, savers in all)
 
 
+def signals_of(dataset: Dataset) -> list[str]:
+    """The confidence signals whose pairs the dataset keeps, the top-1 probability first."""
+    kept = dataset.confidence_signals or [MAX_PROBABILITY]
+    return [MAX_PROBABILITY, *sorted(set(kept) - {MAX_PROBABILITY})]
+
+
+def _combined(summaries: list[UpdateSummary]) -> UpdateSummary:
+    return UpdateSummary(
+        summaries[0].models,
+        sum(s.pairs_computed for s in summaries),
+        sum(s.rows_written for s in summaries),
+        sum(s.best_changed for s in summaries),
+    )
+
+
 def criterion_keys(dataset: Dataset) -> list[tuple[str, int]]:
     return [(BUDGET, cp) for cp in sorted(dataset.budgets_centipoints)] + [(PAPER, 0)]
 
 
-def pair_row(record: PairRecord, dataset_id: int, ids: dict[str, int], now) -> dict:
+def pair_row(
+    record: PairRecord, dataset_id: int, ids: dict[str, int], now, confidence: str = MAX_PROBABILITY
+) -> dict:
     p, h = record.point, record.held_out
     return {
         "dataset_id": dataset_id,
+        "confidence": confidence,
         "base_id": ids[record.base],
         "saver_id": ids[record.saver],
         "criterion": record.criterion,
@@ -90,41 +109,57 @@ class SaverSearch:
     cache ahead of the database.
     """
 
-    _cache: dict[int, CachedZoo] = field(default_factory=dict)
+    _cache: dict[tuple[int, str], CachedZoo] = field(default_factory=dict)  # (dataset, signal)
+
+    def _entries(self, dataset: Dataset) -> list[tuple[int, str]]:
+        return [key for key in self._cache if key[0] == dataset.id]
 
     @contextmanager
     def _locked(self, session: Session, dataset: Dataset) -> Iterator[None]:
         lock_dataset_search(session, dataset)
-        session.refresh(dataset)  # budgets, fraction and revision as of the lock
-        cached = self._cache.get(dataset.id)
-        if cached is not None and cached.revision != dataset.search_revision - 1:
-            del self._cache[dataset.id]  # another process updated the dataset meanwhile
+        session.refresh(dataset)  # budgets, signals, fraction and revision as of the lock
+        for key in self._entries(dataset):
+            if self._cache[key].revision != dataset.search_revision - 1:
+                del self._cache[key]  # another process updated the dataset meanwhile
         try:
             yield
         except BaseException:
-            self._cache.pop(dataset.id, None)
+            for key in self._entries(dataset):
+                del self._cache[key]
             raise
-        if dataset.id in self._cache:
-            self._cache[dataset.id].revision = dataset.search_revision
+        for key in self._entries(dataset):
+            self._cache[key].revision = dataset.search_revision
 
     # ----- the zoo -----------------------------------------------------------------------------
-    def _zoo(self, session: Session, dataset: Dataset, reload: Iterable[int] = ()) -> CachedZoo:
-        """The dataset's complete models as a split zoo; ``reload`` ids are read again."""
+    def _zoo(
+        self,
+        session: Session,
+        dataset: Dataset,
+        reload: Iterable[int] = (),
+        confidence: str = MAX_PROBABILITY,
+    ) -> CachedZoo:
+        """The dataset's complete models as a split zoo on one confidence signal; ``reload`` ids
+        are read again."""
         complete = complete_model_ids(session, dataset)
-        cached = self._cache.get(dataset.id)
+        cached = self._cache.get((dataset.id, confidence))
         known = set(cached.model_ids) if cached else set()
         if cached is None or set(reload) & known or known - set(complete):
             samples = dataset_samples(session, dataset)
             calibration = calibration_mask(samples.keys, dataset.holdout_fraction)
-            zoo = _zoo_of(session, dataset, complete, samples.labels)
+            zoo = _zoo_of(session, dataset, complete, samples.labels, confidence)
             cached = CachedZoo(list(complete), SplitZoo(zoo, calibration), 0)
         elif new := [m for m in complete if m not in known]:
-            cached.zoos.add(
-                _zoo_of(session, dataset, new, dataset_samples(session, dataset).labels)
-            )
+            labels = dataset_samples(session, dataset).labels
+            cached.zoos.add(_zoo_of(session, dataset, new, labels, confidence))
             cached.model_ids = cached.model_ids + new
-        self._cache[dataset.id] = cached
+        self._cache[(dataset.id, confidence)] = cached
         return cached
+
+    def _zoos(
+        self, session: Session, dataset: Dataset, reload: Iterable[int] = ()
+    ) -> dict[str, CachedZoo]:
+        """The zoo of every confidence signal the dataset keeps, the top-1 probability's first."""
+        return {c: self._zoo(session, dataset, reload, c) for c in signals_of(dataset)}
 
     @contextmanager
     def zoo_locked(self, session: Session, dataset: Dataset) -> Iterator[CachedZoo]:
@@ -137,11 +172,11 @@ class SaverSearch:
 
         Returns the number of models held.
         """
-        cached = self._zoo(session, dataset)
-        cached.revision = dataset.search_revision
-        for saver in range(len(cached.model_ids)):
-            for part in ("full", "calibration", "evaluation"):
-                cached.zoos.order(part, saver)
+        for cached in self._zoos(session, dataset).values():
+            cached.revision = dataset.search_revision
+            for saver in range(len(cached.model_ids)):
+                for part in ("full", "calibration", "evaluation"):
+                    cached.zoos.order(part, saver)
         return len(cached.model_ids)
 
     # ----- updates -----------------------------------------------------------------------------
@@ -154,54 +189,67 @@ class SaverSearch:
     ) -> UpdateSummary:
         """Compute every pair that involves one of ``model_ids``; update affected best savers."""
         with self._locked(session, dataset):
-            cached = self._zoo(session, dataset, reload=model_ids)
-            row_of = {m: r for r, m in enumerate(cached.model_ids)}
+            zoos = self._zoos(session, dataset, reload=model_ids)
+            first = zoos[MAX_PROBABILITY]
+            row_of = {m: r for r, m in enumerate(first.model_ids)}
             missing = [m for m in model_ids if m not in row_of]
             if missing:
                 raise InputError(
                     f"models {missing} have no complete predictions on {dataset.name!r}"
                 )
-            zoo = cached.zoos.full
-            is_new = np.zeros(len(cached.model_ids), dtype=bool)
+            is_new = np.zeros(len(first.model_ids), dtype=bool)
             is_new[[row_of[m] for m in model_ids]] = True
             wanted = {}
-            for saver in range(len(cached.model_ids)):
+            for saver in range(len(first.model_ids)):
                 # A new saver meets every dearer model; an old one only the new dearer ones.
-                dearer = dearer_than(zoo, saver)
+                dearer = dearer_than(first.zoos.full, saver)
                 bases = dearer if is_new[saver] else dearer[is_new[dearer]]
                 if len(bases):
                     wanted[saver] = bases.tolist()
-            obsolete = self._obsolete_pairs(session, dataset, cached, set(model_ids))
-            self._store_scores(session, dataset, cached, model_ids)
-            return self._compute_and_store(session, dataset, cached, wanted, progress, obsolete)
+            obsolete = self._obsolete_pairs(session, dataset, first, set(model_ids))
+            self._store_scores(session, dataset, first, model_ids)
+            return _combined(
+                [
+                    self._compute_and_store(session, dataset, c, wanted, progress, obsolete, signal)
+                    for signal, c in zoos.items()
+                ]
+            )
 
     def refresh(
         self, session: Session, dataset: Dataset, progress: Progress | None = None
     ) -> UpdateSummary:
-        """Compute every pair that is missing, or whose stored cost ratio is out of date."""
+        """Compute every pair that is missing, or whose stored cost ratio is out of date, for
+        every confidence signal the dataset keeps."""
         with self._locked(session, dataset):
-            cached = self._zoo(session, dataset)
-            obsolete = self._obsolete_pairs(session, dataset, cached, None)
-            current = self._current_pairs(session, dataset, cached)
+            zoos = self._zoos(session, dataset)
+            first = zoos[MAX_PROBABILITY]
+            obsolete = self._obsolete_pairs(session, dataset, first, None)
             keys = len(criterion_keys(dataset))
-            zoo = cached.zoos.full
-            wanted = {}
-            for saver, saver_id in enumerate(cached.model_ids):
-                bases = [
-                    int(b)
-                    for b in dearer_than(zoo, saver)
-                    if current.get((cached.model_ids[b], saver_id), 0) < keys
-                ]
-                if bases:
-                    wanted[saver] = bases
+            summaries = []
+            for signal, cached in zoos.items():
+                current = self._current_pairs(session, dataset, cached, signal)
+                wanted = {}
+                for saver, saver_id in enumerate(cached.model_ids):
+                    bases = [
+                        int(b)
+                        for b in dearer_than(cached.zoos.full, saver)
+                        if current.get((cached.model_ids[b], saver_id), 0) < keys
+                    ]
+                    if bases:
+                        wanted[saver] = bases
+                summaries.append(
+                    self._compute_and_store(
+                        session, dataset, cached, wanted, progress, obsolete, signal
+                    )
+                )
             scored = set(
                 session.scalars(
                     select(ModelScore.model_id).where(ModelScore.dataset_id == dataset.id)
                 )
             )
-            unscored = [m for m in cached.model_ids if m not in scored]
-            self._store_scores(session, dataset, cached, unscored)
-            return self._compute_and_store(session, dataset, cached, wanted, progress, obsolete)
+            unscored = [m for m in first.model_ids if m not in scored]
+            self._store_scores(session, dataset, first, unscored)
+            return _combined(summaries)
 
     def costs_changed(self, session: Session, model_ids: Sequence[int], skip: set[int]) -> None:
         """Update every dataset (but ``skip``) on which a model whose cost changed is complete."""
@@ -245,8 +293,10 @@ class SaverSearch:
         upsert(session, ModelScore, rows, key=SCORE_KEY)
 
     @staticmethod
-    def _current_pairs(session, dataset: Dataset, cached: CachedZoo) -> dict[tuple, int]:
-        """How many criteria each (base, saver) has stored with today's costs."""
+    def _current_pairs(
+        session, dataset: Dataset, cached: CachedZoo, confidence: str
+    ) -> dict[tuple, int]:
+        """How many criteria each (base, saver) has stored with today's costs, on one signal."""
         cost_of = dict(zip(cached.model_ids, cached.zoos.full.costs.tolist(), strict=True))
         keys = set(criterion_keys(dataset))
         counts: dict[tuple, int] = {}
@@ -257,7 +307,7 @@ class SaverSearch:
             PairResult.max_drop_centipoints,
             PairResult.relative_cost,
             PairResult.exit_ratio,
-        ).where(PairResult.dataset_id == dataset.id)
+        ).where(PairResult.dataset_id == dataset.id, PairResult.confidence == confidence)
         for base, saver, criterion, cp, relative_cost, exit_ratio in session.execute(query):
             if (criterion, cp) not in keys or base not in cost_of or saver not in cost_of:
                 continue
@@ -301,6 +351,7 @@ class SaverSearch:
         wanted: dict[int, list[int]],
         progress: Progress | None,
         reread_bases: set[int],
+        confidence: str,
     ) -> UpdateSummary:
         budgets = sorted(dataset.budgets_centipoints)
         ids = dict(zip(cached.zoos.full.names, cached.model_ids, strict=True))
@@ -308,18 +359,22 @@ class SaverSearch:
         rows: list[dict] = []
         for done, (saver, bases) in enumerate(wanted.items(), start=1):
             records = saver_records(cached.zoos, saver, bases, budgets)
-            rows.extend(pair_row(r, dataset.id, ids, now) for r in records)
+            rows.extend(pair_row(r, dataset.id, ids, now, confidence) for r in records)
             if progress:
                 progress(done, len(wanted))
         upsert(session, PairResult, rows, key=PAIR_KEY)
-        changed = update_best_savers(session, dataset, rows, reread_bases, criterion_keys(dataset))
+        changed = update_best_savers(
+            session, dataset, rows, reread_bases, criterion_keys(dataset), confidence
+        )
         pairs = sum(len(b) for b in wanted.values())
         return UpdateSummary(len(cached.model_ids), pairs, len(rows), changed)
 
 
-def _zoo_of(session: Session, dataset: Dataset, model_ids: list[int], labels: np.ndarray) -> Zoo:
+def _zoo_of(
+    session: Session, dataset: Dataset, model_ids: list[int], labels: np.ndarray, confidence: str
+) -> Zoo:
     models = {m.id: m for m in session.scalars(select(Model).where(Model.id.in_(model_ids)))}
-    classes, probs = top1_predictions(session, dataset, model_ids)
+    classes, probs = top1_predictions(session, dataset, model_ids, confidence)
     return Zoo.from_predictions(
         [models[i].name for i in model_ids],
         [models[i].gmacs for i in model_ids],

@@ -58,8 +58,12 @@ class Cascade:
         threshold: float,
         device: str = "cpu",
         batch_size: int = 64,
+        confidence: str = "max",
     ) -> None:
+        if confidence not in ("max", "margin"):
+            raise InputError(f"confidence must be 'max' or 'margin', not {confidence!r}")
         self.saver, self.base, self.threshold = saver, base, float(threshold)
+        self.confidence = confidence  # max: the saver's top-1 probability; margin: top-1 - top-2
         self.options = EvalOptions.choose(device, None, batch_size)
         self.runners = {m.spec.name: ModelRunner(m, self.options) for m in (saver, base)}
         self.transforms = {m.spec.name: self._transform(m.config) for m in (saver, base)}
@@ -88,6 +92,7 @@ class Cascade:
             cost = Profile(params_m, model["gmacs"], tuple(model["data_config"]["input_size"]))
             loaded.append(LoadedModel(spec, module.eval(), model["data_config"], cost))
         saver, base = loaded
+        options.setdefault("confidence", meta.get("confidence", "max"))
         return cls(saver, base, meta["threshold"], **options)
 
     def _transform(self, config: dict):
@@ -103,6 +108,8 @@ class Cascade:
         saver, base = self.saver.spec.name, self.base.spec.name
         classes, probs = self._top_k(saver, images)
         confidence = probs[:, 0].copy()
+        if self.confidence == "margin":
+            confidence -= probs[:, 1]
         exits = confidence > self.threshold
         unsure = np.flatnonzero(~exits)
         if len(unsure):
@@ -138,7 +145,8 @@ class Cascade:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        meta = {"threshold": self.threshold, "timm_version": timm.__version__, **(about or {})}
+        meta = {"threshold": self.threshold, "timm_version": timm.__version__, **(about or {}),
+                "confidence": self.confidence}  # fmt: skip
         for role, model in (("saver", self.saver), ("base", self.base)):
             state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
             save_file(state, str(folder / f"{role}.safetensors"))

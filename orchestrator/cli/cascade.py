@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.console import out, user_errors
+from orchestrator.cli.options import Confidence
 
 cascade_app = typer.Typer(help="Cascades (saver first, base where unsure) to deploy.")
 
@@ -22,14 +23,15 @@ def cascade_export(
     ] = None,
     criterion: Annotated[str, typer.Option(help="'budget' or 'paper'.")] = "budget",
     holdout: Annotated[bool, typer.Option(help="The held-out threshold.")] = False,
+    confidence: Confidence = "max",
 ) -> None:
     """Both models' weights, their data configs, the threshold and a loader: runs anywhere."""
     from orchestrator.cascades import chosen_pair
     from workers.cascade import Cascade
 
     with user_errors():
-        chosen = chosen_pair(base, dataset, max_drop, criterion, holdout)
-        cascade = Cascade.build(chosen.saver, chosen.base, chosen.threshold)
+        chosen = chosen_pair(base, dataset, max_drop, criterion, holdout, confidence)
+        cascade = Cascade.build(chosen.saver, chosen.base, chosen.threshold, confidence=confidence)
         cascade.export(out_dir, chosen.about)
     predicted = chosen.about["predicted"]
     saving = predicted.get("saving", -predicted.get("delta_c", 0.0))

@@ -18,6 +18,13 @@ Holdout = Annotated[
     bool, typer.Option(help="Pick thresholds on half the samples, score on the other half.")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Confidence = Annotated[
+    str,
+    typer.Option(
+        help="What a sample exits on: 'max' (the top-1 probability, the paper's) or 'margin' "
+        "(top-1 minus top-2)."
+    ),
+]
 InputSizes = Annotated[
     str | None,
     typer.Option(
@@ -32,6 +39,18 @@ ImagenetVal = Annotated[
         help="ImageNet-1k validation: warn where a model's top-1 is far from timm's published one.",
     ),
 ]
+
+
+def keep_signal(session, dataset: str, confidence: str) -> None:
+    """The CLI computes every pair on a confidence signal the dataset does not keep yet."""
+    from db.queries import get_dataset
+    from search.results import add_signal
+    from search.service import SaverSearch
+
+    data = get_dataset(session, dataset)
+    if confidence not in (data.confidence_signals or ["max"]):
+        with progress_bar(f"computing every pair on {confidence} confidence") as update:
+            add_signal(session, data, confidence, SaverSearch(), update)
 
 
 def keep_chains(session, dataset: str, query: SaverQuery) -> None:

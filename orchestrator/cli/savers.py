@@ -14,10 +14,10 @@ from orchestrator.cli.console import (
     progress_bar,
     transaction,
 )
-from orchestrator.cli.options import AsJson, Criterion, Dataset, Holdout, MaxDrop
+from orchestrator.cli.options import AsJson, Confidence, Criterion, Dataset, Holdout, MaxDrop
 from orchestrator.limits import DEFAULT_ALTERNATIVES
 from search.costs import GMACS
-from search.criteria import BUDGET, DEFAULT_CANDIDATES
+from search.criteria import BUDGET, DEFAULT_CANDIDATES, MAX_PROBABILITY
 
 if TYPE_CHECKING:
     from orchestrator.answers import SaverQuery
@@ -65,16 +65,21 @@ def savers_best(
     candidates: Annotated[
         int, typer.Option(help="With --stages 3: each stage's best savers considered.")
     ] = DEFAULT_CANDIDATES,
+    confidence: Confidence = MAX_PROBABILITY,
     as_json: AsJson = False,
 ) -> None:
     """The best saver of every base model (or of BASE)."""
     from orchestrator.answers import SaverQuery, savers
-    from orchestrator.cli.options import keep_budget, keep_chains
+    from orchestrator.cli.options import keep_budget, keep_chains, keep_signal
 
     with transaction() as session:
         query = SaverQuery(
-            criterion, max_drop, holdout, cost, device_type, score_on, stages, candidates
-        ).checked()
+            criterion, max_drop, holdout, cost, device_type, score_on, stages, candidates,
+            confidence,
+        ).checked()  # fmt: skip
+        keep_signal(session, dataset, query.confidence)
+        if query.score_on is not None:
+            keep_signal(session, query.score_on, query.confidence)
         keep_budget(session, dataset, query)
         if query.stages == 3:
             keep_chains(session, dataset, query)
@@ -111,14 +116,16 @@ def savers_show(
     alternatives: Annotated[
         int, typer.Option(help="How many next-best savers to list.")
     ] = DEFAULT_ALTERNATIVES,
+    confidence: Confidence = MAX_PROBABILITY,
     as_json: AsJson = False,
 ) -> None:
     """BASE's best saver and the next-best alternatives, ranked the same way."""
     from orchestrator.answers import SaverQuery, saver_of
-    from orchestrator.cli.options import keep_budget
+    from orchestrator.cli.options import keep_budget, keep_signal
 
     with transaction() as session:
-        query = SaverQuery(criterion, max_drop, holdout).checked()
+        query = SaverQuery(criterion, max_drop, holdout, confidence=confidence).checked()
+        keep_signal(session, dataset, query.confidence)
         keep_budget(session, dataset, query)
         answer = saver_of(session, dataset, base, query, alternatives)
     if as_json:
@@ -218,6 +225,7 @@ def savers_curve(
     dataset: Annotated[str, typer.Option(help="Dataset name.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of the curve here.")] = None,
+    confidence: Confidence = MAX_PROBABILITY,
 ) -> None:
     """The Pareto front of (relative cost, accuracy) of one pair."""
     from rich.table import Table
@@ -227,7 +235,7 @@ def savers_curve(
     from search.results import curve
 
     with transaction() as session:
-        result = curve(session, get_dataset(session, dataset), base, saver)
+        result = curve(session, get_dataset(session, dataset), base, saver, confidence)
     if plot is not None:
         from orchestrator.reports.plots import plot_curve
 

@@ -38,7 +38,7 @@ from orchestrator import answers
 from orchestrator.answers import SaverQuery
 from orchestrator.limits import DEFAULT_ALTERNATIVES, MAX_CANDIDATES, MAX_OFFSET, MAX_PAGE
 from search.costs import GMACS
-from search.criteria import BUDGET, DEFAULT_CANDIDATES
+from search.criteria import BUDGET, DEFAULT_CANDIDATES, MAX_PROBABILITY
 from search.results import curve
 
 API_VERSION = "v1"
@@ -121,6 +121,9 @@ Criterion = Annotated[str, Query(pattern="^(budget|paper)$", description="budget
 Holdout = Annotated[
     bool, Query(description="Thresholds picked on the calibration half, scored on the other.")
 ]
+
+
+ConfidenceSignal = Annotated[str, Query(pattern="^(max|margin)$")]
 
 
 class SweepRequest(BaseModel):
@@ -323,13 +326,15 @@ def _v1() -> APIRouter:
         score_on: Annotated[str | None, Query(max_length=200)] = None,
         stages: Annotated[int, Query(ge=2, le=3)] = 2,
         candidates: Annotated[int, Query(ge=1, le=MAX_CANDIDATES)] = DEFAULT_CANDIDATES,
+        confidence: ConfidenceSignal = MAX_PROBABILITY,
     ) -> list[dict]:
         """The best saver of every base model of the dataset (null where none saves); with
         ``score_on``, picked on the dataset and scored on that one (bases not evaluated there
         left out)."""
         query = SaverQuery(
-            criterion, max_drop, holdout, cost, device_type, score_on, stages, candidates
-        ).checked()
+            criterion, max_drop, holdout, cost, device_type, score_on, stages, candidates,
+            confidence,
+        ).checked()  # fmt: skip
         rows, _unmeasured = answers.savers(db, dataset, query)
         return rows
 
@@ -342,15 +347,22 @@ def _v1() -> APIRouter:
         criterion: Criterion = BUDGET,
         holdout: Holdout = False,
         alternatives: Annotated[int, Query(ge=0, le=100)] = DEFAULT_ALTERNATIVES,
+        confidence: ConfidenceSignal = MAX_PROBABILITY,
     ) -> dict:
         """One base's best saver and the next-best savers, ranked the same way."""
-        query = SaverQuery(criterion, max_drop, holdout).checked()
+        query = SaverQuery(criterion, max_drop, holdout, confidence=confidence).checked()
         return answers.saver_of(db, dataset, base, query, alternatives)
 
     @router.get("/pairs/{base}/{saver}/curve", tags=["savers"])
-    def pair_curve(db: DB, base: str, saver: str, dataset: DatasetName) -> dict:
+    def pair_curve(
+        db: DB,
+        base: str,
+        saver: str,
+        dataset: DatasetName,
+        confidence: ConfidenceSignal = MAX_PROBABILITY,
+    ) -> dict:
         """The Pareto front of (relative cost, accuracy) of a saver before a base."""
-        return curve(db, get_dataset(db, dataset), base, saver)
+        return curve(db, get_dataset(db, dataset), base, saver, confidence)
 
     @router.get("/sweeps", tags=["sweeps"])
     def sweeps(db: DB) -> list[dict]:

@@ -10,7 +10,7 @@ from db.schema import ensure_schema
 from db.session import session_factory
 from db.upsert import COPY_MIN_ROWS, upsert
 
-KEY = ["dataset_id", "base_id", "saver_id", "criterion", "max_drop_centipoints"]
+KEY = ["dataset_id", "base_id", "saver_id", "criterion", "max_drop_centipoints", "confidence"]
 
 
 def pair_rows(dataset_id, model_ids, saving):
@@ -39,6 +39,7 @@ def pair_rows(dataset_id, model_ids, saving):
             "saver_id": saver,
             "criterion": "budget",
             "max_drop_centipoints": 0,
+            "confidence": "max",
             "saving": saving,
             "computed_at": now,
             **metrics,

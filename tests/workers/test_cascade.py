@@ -91,6 +91,26 @@ def test_a_cascade_from_the_store_uses_the_searchs_saver_and_threshold(evaluated
     assert np.array_equal(output.classes[:, 0], answers)
 
 
+def test_a_margin_cascade_exits_on_the_top_two_difference_the_search_used(evaluated):
+    images, _, _ = stored(evaluated)
+    with session_factory(evaluated).begin() as session:
+        dataset = get_dataset(session, "tiny")
+        ids = [session.query(Model).filter_by(name=n).one().id for n in (SAVER, BASE)]
+        classes, margins = top1_predictions(session, dataset, ids, "margin")
+    threshold = float(np.median(margins[0]))
+    cascade = Cascade.build(*specs(evaluated), threshold=threshold, confidence="margin")
+    output = cascade(images)
+    exits = margins[0] > threshold
+    assert 0 < exits.sum() < len(images)
+    assert np.array_equal(output.exits, exits)
+    assert np.allclose(output.saver_confidence, margins[0], atol=1e-6)
+    assert np.array_equal(output.classes[:, 0], np.where(exits, classes[0], classes[1]))
+    kept = saverzoo("savers", "best", "--dataset", "tiny", "--confidence", "margin")
+    assert kept.exit_code == 0, kept.output
+    chosen = cascade_from_store(BASE, "tiny", criterion="paper", confidence="margin")
+    assert chosen.confidence == "margin"
+
+
 def test_all_exit_none_exit_and_single_input_batches(evaluated):
     images, _, predictions = stored(evaluated)
     cascade = Cascade.build(*specs(evaluated), threshold=-1.0)
