@@ -29,10 +29,8 @@ from orchestrator.limits import DEFAULT_ALTERNATIVES, MAX_CANDIDATES, MAX_OFFSET
 from search.costs import COSTS, GMACS, LATENCY
 from search.criteria import (
     BUDGET,
-    CONFIDENCES,
     CRITERIA,
     DEFAULT_CANDIDATES,
-    MARGIN,
     MAX_PROBABILITY,
     PAPER,
 )
@@ -43,6 +41,7 @@ from search.results import (
     best_savers,
     budget_key,
     chain_savers,
+    check_confidence,
     check_device_type,
     check_kept_signal,
     fields_for,
@@ -155,10 +154,7 @@ class SaverQuery:
             )
         if not 1 <= self.candidates <= MAX_CANDIDATES:
             raise InputError(f"candidates {self.candidates}: use 1 to {MAX_CANDIDATES:,}")
-        if self.confidence not in CONFIDENCES:
-            raise InputError(
-                f"confidence must be {MAX_PROBABILITY!r} or {MARGIN!r}, not {self.confidence!r}"
-            )
+        check_confidence(self.confidence)
         if self.stages == 3 and self.confidence != MAX_PROBABILITY:
             raise InputError("stages 3 exits on the top-1 probability: drop confidence margin")
         return SaverQuery(

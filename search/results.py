@@ -209,12 +209,18 @@ class AnswerScores:
         return {"frontier_model": frontier.model, "frontier_saving": frontier.saving}
 
 
-def check_kept_signal(dataset: Dataset, confidence: str) -> None:
-    """InputError unless the dataset keeps pairs on ``confidence``."""
+def check_confidence(confidence: str) -> str:
+    """``confidence`` if it is a confidence signal, else InputError."""
     if confidence not in CONFIDENCES:
         raise InputError(
             f"confidence must be {MAX_PROBABILITY!r} or {MARGIN!r}, not {confidence!r}"
         )
+    return confidence
+
+
+def check_kept_signal(dataset: Dataset, confidence: str) -> None:
+    """InputError unless the dataset keeps pairs on ``confidence``."""
+    check_confidence(confidence)
     if confidence not in (dataset.confidence_signals or [MAX_PROBABILITY]):
         raise InputError(
             f"{dataset.name!r} keeps no pairs on {confidence} confidence yet; compute them with "
@@ -274,13 +280,7 @@ def best_savers(
     confidence: str = MAX_PROBABILITY,
 ) -> list[dict]:
     """One object per base model of the dataset (cheapest first), with its best saver or null."""
-    complete = complete_model_ids(session, dataset)
-    if base is not None:
-        wanted = get_model(session, base)
-        require_complete(session, dataset, wanted)
-        model_ids = [wanted.id]
-    else:
-        model_ids = complete
+    complete, model_ids = _bases(session, dataset, base)
     bases = session.scalars(
         select(Model).where(Model.id.in_(model_ids)).order_by(Model.gmacs, Model.name)
     ).all()
@@ -347,12 +347,8 @@ def transferred_savers(
     accuracy and saving as ``in_sample_*``, and the bases left out because they, or their saver,
     have no complete predictions on ``other``. InputError when nothing can be scored there.
     """
-    complete = complete_model_ids(session, dataset)
+    _, complete = _bases(session, dataset, base)  # the bases asked about
     elsewhere = set(complete_model_ids(session, other))
-    if base is not None:
-        wanted = get_model(session, base)
-        require_complete(session, dataset, wanted)
-        complete = [wanted.id]
     models = {m.id: m for m in session.scalars(select(Model).where(Model.id.in_(complete)))}
     best = _stored_best(
         session, dataset, criterion, max_drop_centipoints, False, complete, confidence
@@ -421,12 +417,7 @@ def chain_savers(
     Conflict when a base has no stored chain for this budget and candidate count (`saverzoo
     savers best --stages 3` computes them).
     """
-    complete = complete_model_ids(session, dataset)
-    base_ids = complete
-    if base is not None:
-        wanted = get_model(session, base)
-        require_complete(session, dataset, wanted)
-        base_ids = [wanted.id]
+    complete, base_ids = _bases(session, dataset, base)
     models = {m.id: m for m in session.scalars(select(Model).where(Model.id.in_(complete)))}
     chains = {
         row.base_id: row
@@ -500,6 +491,17 @@ def _chain_entry(
     return {**entry, **scores.frontier_of_base(model.name)}
 
 
+def _bases(session: Session, dataset: Dataset, base: str | None) -> tuple[list[int], list[int]]:
+    """The dataset's complete models, and the bases asked about: BASE (NotFound unless it is
+    complete there) or all of them."""
+    complete = complete_model_ids(session, dataset)
+    if base is None:
+        return complete, complete
+    wanted = get_model(session, base)
+    require_complete(session, dataset, wanted)
+    return complete, [wanted.id]
+
+
 def measured_device_types(session: Session, model_ids: list[int]) -> list[str]:
     """Device types with a throughput measured for at least one of ``model_ids``."""
     if not model_ids:
@@ -548,12 +550,7 @@ def latency_best_savers(
     object per base, fastest first (bases without a measurement last, with no saver), and the names
     of those unmeasured bases.
     """
-    complete = complete_model_ids(session, dataset)
-    base_ids = complete
-    if base is not None:
-        wanted = get_model(session, base)
-        require_complete(session, dataset, wanted)
-        base_ids = [wanted.id]
+    complete, base_ids = _bases(session, dataset, base)
     models = {m.id: m for m in session.scalars(select(Model).where(Model.id.in_(complete)))}
     latency = {
         model_id: latency_per_image(images_per_s)
@@ -615,10 +612,7 @@ def curve(
 ) -> dict:
     """Every distinct exit set of a pair and its Pareto front (computed from predictions), the
     saver's exits decided on ``confidence``."""
-    if confidence not in CONFIDENCES:
-        raise InputError(
-            f"confidence must be {MAX_PROBABILITY!r} or {MARGIN!r}, not {confidence!r}"
-        )
+    check_confidence(confidence)
     base_model, saver_model = get_model(session, base), get_model(session, saver)
     require_complete(session, dataset, base_model, saver_model)
     if not saver_model.gmacs < base_model.gmacs:
