@@ -158,3 +158,13 @@ def _row(dataset, base, cp, candidates, chains, points, budget, zoo, now) -> dic
         "correct": point.correct,
         "saving": point.saving,
     }
+
+
+def kept_candidates(session: Session, dataset: Dataset) -> list[int]:
+    """The candidate counts K whose chains the dataset has stored (``savers refresh`` keeps
+    them up to date)."""
+    return sorted(
+        session.scalars(
+            select(ChainResult.candidates).where(ChainResult.dataset_id == dataset.id).distinct()
+        )
+    )

@@ -29,15 +29,25 @@ savers_app = typer.Typer(help="Best savers, pair curves and their computation.")
 def savers_refresh(
     dataset: Annotated[str, typer.Option(help="Dataset name.")],
 ) -> None:
-    """Compute every missing pair of the dataset and update its best savers."""
+    """Compute every missing pair of the dataset, update its best savers and the three-model
+    cascades it keeps."""
     from db.queries import get_dataset
+    from search.chain_service import kept_candidates, refresh_chains
     from search.service import SaverSearch
 
-    with transaction() as session, progress_bar("searching savers") as update:
-        summary = SaverSearch().refresh(session, get_dataset(session, dataset), progress=update)
+    search = SaverSearch()
+    with transaction() as session:
+        data = get_dataset(session, dataset)
+        with progress_bar("searching savers") as update:
+            summary = search.refresh(session, data, progress=update)
+        chains = 0
+        for k in kept_candidates(session, data):
+            with progress_bar(f"searching three-model cascades, {k} candidates") as update:
+                chains += refresh_chains(session, data, search, k, update).searched
     out.print(
         f"{dataset}: {summary.models} models, {summary.pairs_computed} missing pairs computed, "
         f"{summary.best_changed} best savers updated"
+        + (f", {chains} three-model cascades searched again" if chains else "")
     )
 
 

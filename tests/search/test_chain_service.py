@@ -163,3 +163,25 @@ def test_what_three_stages_cannot_answer_is_a_one_line_error(use_database, tmp_p
     saverzoo("records", "import", records_dir(tmp_path, chain_zoo(0)), "--dataset", "val")
     result = saverzoo("savers", "best", "--dataset", "val", "--stages", "3", *options)
     assert result.exit_code == 1 and message in result.stderr
+
+
+def test_savers_refresh_keeps_the_stored_chains_up_to_date(use_database, tmp_path):
+    from db.queries import get_dataset
+    from db.session import session_factory
+    from search.results import chain_savers
+
+    zoo = chain_zoo(1)
+    saverzoo("records", "import", records_dir(tmp_path / "a", zoo, zoo.names[:-1]), "--dataset",
+             "val")  # fmt: skip
+    saverzoo_json("savers", "best", "--dataset", "val", "--stages", "3")
+    saverzoo("records", "import", records_dir(tmp_path / "b", zoo, zoo.names[-1:]), "--dataset",
+             "val")  # fmt: skip
+
+    refreshed = saverzoo("savers", "refresh", "--dataset", "val")
+
+    assert refreshed.exit_code == 0 and "three-model cascades searched again" in refreshed.stdout
+    with session_factory(use_database).begin() as session:
+        stored = chain_savers(session, get_dataset(session, "val"), max_drop_centipoints=0,
+                              candidates=5)  # fmt: skip
+    saverzoo("records", "import", records_dir(tmp_path / "c", zoo), "--dataset", "fresh")
+    assert stored == saverzoo_json("savers", "best", "--dataset", "fresh", "--stages", "3")
