@@ -57,14 +57,27 @@ class NodeReads:
             return False
 
 
+class ShardsRead:
+    """``NodeReads`` in memory, for workers that are one process (``bench.schedule``)."""
+
+    def __init__(self) -> None:
+        self.read: set[int] = set()
+
+    def claim(self, shard: int) -> bool:
+        if shard in self.read:
+            return False
+        self.read.add(shard)
+        return True
+
+
 class StandInWorker:
     def __init__(
         self,
-        sessions: sessionmaker,
+        sessions: sessionmaker | None,
         zoo: dict[str, ZooModel],
         costs: CostModel,
         time_scale: float,
-        node_reads: NodeReads | None,
+        node_reads: NodeReads | ShardsRead | None,
     ) -> None:
         self.sessions, self.zoo, self.costs = sessions, zoo, costs
         self.time_scale, self.node_reads = time_scale, node_reads
@@ -99,6 +112,20 @@ class StandInWorker:
             self.counts.reads += 1
             self.prefetched[shard] = max(0.0, self.costs.read_s() - overlap_s)
 
+    def modelled_seconds(
+        self, models: Sequence[ZooModel], shard: ShardRef, prefetch: ShardRef | None
+    ) -> float:
+        """A unit's modelled time on this worker: loads of the models it does not hold, the
+        shard's read (unless prefetched or read by the node), one decode, a resize per data
+        config and the forward passes; the next unit's shard is prefetched meanwhile."""
+        seconds = sum(self._load(m) for m in models) + self._read(shard.index)
+        seconds += self.costs.decode_s(shard.samples, len({m.config for m in models}))
+        seconds += sum(self.costs.forward_s(m, shard.samples) for m in models)
+        if prefetch is not None and prefetch.index != shard.index:
+            self._prefetch(prefetch.index, seconds)
+        self.counts.modelled_s += seconds
+        return seconds
+
     def run(
         self,
         dataset: str,
@@ -109,17 +136,13 @@ class StandInWorker:
     ) -> UnitReport:
         started = time.perf_counter()
         report = UnitReport(shard.index, device_type="NVIDIA H200 (modelled)")
+        assert self.sessions is not None  # a worker that runs units writes their chunks
         with self.sessions.begin() as session:
             done = stored_models(session, dataset, shard.index, list(model_ids.values()))
         report.skipped = [s.name for s in specs if model_ids[s.name] in done]
         models = [self.zoo[s.name] for s in specs if model_ids[s.name] not in done]
         if models:
-            seconds = sum(self._load(m) for m in models) + self._read(shard.index)
-            seconds += self.costs.decode_s(shard.samples, len({m.config for m in models}))
-            seconds += sum(self.costs.forward_s(m, shard.samples) for m in models)
-            if prefetch is not None and prefetch.index != shard.index:
-                self._prefetch(prefetch.index, seconds)
-            self.counts.modelled_s += seconds
+            seconds = self.modelled_seconds(models, shard, prefetch)
             time.sleep(seconds * self.time_scale)
             predictions = {m.name: _random_top1(m.name, shard) for m in models}
             with self.sessions.begin() as session:

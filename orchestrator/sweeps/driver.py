@@ -35,9 +35,10 @@ from cluster.errors import InputError
 from cluster.processes import alive
 from cluster.ray_cluster import worker_environment
 from cluster.settings import Settings
-from db.models import Dataset, Sweep, SweepUnit, utc_now
+from db.models import Dataset, Model, Sweep, SweepUnit, utc_now
 from db.queries import dataset_shards
 from orchestrator.sweeps.completion import models_evaluated, store_throughput
+from orchestrator.sweeps.plan import modelled_seconds
 from orchestrator.sweeps.pool import Pending, RayPool, UnitFailed, Worker, WorkerLost, WorkerPool
 from orchestrator.sweeps.queue import AffinityQueue, QueuedUnit
 from orchestrator.sweeps.store import (
@@ -199,13 +200,20 @@ class SweepDriver:
             self.shards = {s.index: s for s in dataset_shards(session, dataset)}
             specs, self.model_ids = sweep_specs(session, sweep)
             self.specs = {spec.name: spec for spec in specs}
+            gmacs = dict(
+                session.execute(
+                    select(Model.name, Model.gmacs).where(Model.name.in_(sweep.models))
+                ).all()
+            )
             units = [
                 QueuedUnit(
                     r.id,
                     r.unit_index,
                     r.models,
                     r.shard_index,
-                    r.gmacs,
+                    modelled_seconds(
+                        (gmacs[m] for m in r.models), self.shards[r.shard_index].samples
+                    ),
                     images=self.shards[r.shard_index].samples * len(r.models),
                 )
                 for r in plan(session, sweep)

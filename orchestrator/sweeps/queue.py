@@ -22,7 +22,7 @@ class QueuedUnit:
     index: int
     models: list[str]
     shard: int
-    work: float  # any measure of its cost (GMACs x samples): it ranks bundles
+    work: float  # its cost, modelled seconds (plan.modelled_seconds): it ranks bundles
     attempts: int = 0
     images: int = 0  # samples x models
 

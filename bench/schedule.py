@@ -1,0 +1,117 @@
+"""The sweep's schedule alone, in modelled time: ``python -m bench.schedule``.
+
+    python -m bench.schedule [--gpus 16 64 256] [--gpus-per-node 8] [--models 1266]
+                             [--shards 50] [--bundle-seconds 3] [--json OUT]
+
+What is real: the planner (``orchestrator.sweeps.plan.plan_units``, the bundles of a zoo-scale
+sweep) and the driver's affinity queue (``orchestrator.sweeps.queue.AffinityQueue``), unchanged.
+What is modelled: everything else. Each worker is a ``bench.standin.StandInWorker`` whose unit
+takes its modelled H200 time (``bench.sweep_costs``: loads of models it does not hold, the
+shard's read once per node, one decode, a resize per data config, the forward passes); a worker
+takes its next unit the moment it is free (the driver's own cost, measured by
+``bench.sweep_scale`` at 0.5-2 ms a unit, and Ray's are left out), and time is an event clock,
+not a sleep. So this measures what the schedule itself costs at any cluster size in seconds, and
+``bench.sweep_scale`` what the real driver, database and Ray add on top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+from pathlib import Path
+
+from bench.standin import ShardsRead, StandInWorker
+from bench.sweep_costs import CostModel, ZooModel, fit_anchors, pick, read_zoo
+from db.refs import ShardRef
+from orchestrator.sweeps.plan import DEFAULT_BUNDLE_SECONDS, PlannedModel, plan_units
+from orchestrator.sweeps.queue import AffinityQueue, QueuedUnit
+
+SAMPLES_PER_SHARD = 1000
+
+
+def schedule(
+    zoo: list[ZooModel],
+    costs: CostModel,
+    gpus: int,
+    gpus_per_node: int = 8,
+    shards: int = 50,
+    bundle_seconds: float = DEFAULT_BUNDLE_SECONDS,
+) -> dict:
+    """The modelled makespan of a sweep of ``zoo`` over ``shards`` on ``gpus`` workers."""
+    by_name = {m.name: m for m in zoo}
+    refs = [ShardRef(i, "", SAMPLES_PER_SHARD) for i in range(shards)]
+    planned = [PlannedModel(m.name, repr(m.config), m.gmacs) for m in zoo]
+    units = plan_units(planned, refs, set(), None, bundle_seconds)
+    queue: AffinityQueue[int] = AffinityQueue(
+        QueuedUnit(
+            i, i, list(u.models), u.shard, u.seconds, images=SAMPLES_PER_SHARD * len(u.models)
+        )
+        for i, u in enumerate(units)
+    )
+    nodes = [ShardsRead() for _ in range(-(-gpus // gpus_per_node))]
+    workers = [StandInWorker(None, by_name, costs, 1.0, nodes[w // gpus_per_node])
+               for w in range(gpus)]  # fmt: skip
+    free_at = [(0.0, w) for w in range(gpus)]
+    heapq.heapify(free_at)
+    makespan = 0.0
+    while free_at:
+        now, w = heapq.heappop(free_at)
+        unit = queue.take(w)
+        if unit is None:
+            continue  # nothing this worker may take: it is done
+        following = queue.peek(w)
+        prefetch = refs[following.shard] if following is not None else None
+        models = [by_name[name] for name in unit.models]
+        finish = now + workers[w].modelled_seconds(models, refs[unit.shard], prefetch)
+        makespan = max(makespan, finish)
+        heapq.heappush(free_at, (finish, w))
+    forward = sum(costs.forward_s(m, SAMPLES_PER_SHARD) * shards for m in zoo)
+    loads = sum(costs.load_s(m) for m in zoo)
+    necessary = (forward + loads) / gpus
+    load_counts = [sum(w.counts.loads.get(m.name, 0) for w in workers) for m in zoo]
+    busy = sum(w.counts.modelled_s for w in workers)
+    return {
+        "gpus": gpus,
+        "units": len(units),
+        "bundles": len({u.models for u in units}),
+        "makespan_s": round(makespan, 1),
+        "necessary_s": round(necessary, 1),
+        "efficiency": round(necessary / makespan, 3),
+        "busy_fraction": round(busy / (makespan * gpus), 3),
+        "model_loads_per_model": round(sum(load_counts) / len(zoo), 2),
+        "model_loads_max": max(load_counts),
+        "load_s_share": round(
+            sum(n * costs.load_s(m) for n, m in zip(load_counts, zoo, strict=True)) / busy, 3
+        ),
+        "forward_s_share": round(forward / busy, 3),
+        "shard_reads_per_node": round(
+            sum(w.counts.reads for w in workers) / (len(nodes) * shards), 2
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(prog="python -m bench.schedule", description=__doc__)
+    parser.add_argument("--gpus", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--gpus-per-node", type=int, default=8)
+    parser.add_argument("--models", type=int, default=1266)
+    parser.add_argument("--shards", type=int, default=50)
+    parser.add_argument("--bundle-seconds", type=float, default=DEFAULT_BUNDLE_SECONDS)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    zoo, costs = pick(read_zoo(), args.models), fit_anchors()
+    rows = [
+        schedule(zoo, costs, g, args.gpus_per_node, args.shards, args.bundle_seconds)
+        for g in args.gpus
+    ]
+    print("modelled: every worker's unit time (bench.sweep_costs); real: planner and queue")
+    for row in rows:
+        print(", ".join(f"{k} {v}" for k, v in row.items()))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
