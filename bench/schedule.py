@@ -1,17 +1,21 @@
 """The sweep's schedule alone, in modelled time: ``python -m bench.schedule``.
 
     python -m bench.schedule [--gpus 16 64 256] [--gpus-per-node 8] [--models 1266]
-                             [--shards 50] [--bundle-seconds 3] [--json OUT]
+                             [--shards 50] [--bundle-seconds 3] [--noise 0] [--json OUT]
 
 What is real: the planner (``orchestrator.sweeps.plan.plan_units``, the bundles of a zoo-scale
-sweep) and the driver's affinity queue (``orchestrator.sweeps.queue.AffinityQueue``), unchanged.
+sweep) and the driver's queue (``orchestrator.sweeps.queue.PlannedQueue``), unchanged.
 What is modelled: everything else. Each worker is a ``bench.standin.StandInWorker`` whose unit
 takes its modelled H200 time (``bench.sweep_costs``: loads of models it does not hold, the
 shard's read once per node, one decode, a resize per data config, the forward passes); a worker
-takes its next unit the moment it is free (the driver's own cost, measured by
+takes its next unit the moment it is free, and a worker left without one asks again whenever
+another finishes a unit, as the driver does (the driver's own cost, measured by
 ``bench.sweep_scale`` at 0.5-2 ms a unit, and Ray's are left out), and time is an event clock,
-not a sleep. So this measures what the schedule itself costs at any cluster size in seconds, and
-``bench.sweep_scale`` what the real driver, database and Ray add on top.
+not a sleep. ``--noise S`` makes each model's true forward time its modelled time times a
+log-normal factor (sigma S, seed 0) that the planner and the queue do not know: how the schedule
+holds when the cost model is wrong. So this measures what the schedule itself costs at any
+cluster size in seconds, and ``bench.sweep_scale`` what the real driver, database and Ray add
+on top.
 """
 
 from __future__ import annotations
@@ -19,13 +23,20 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import math
+import random
 from pathlib import Path
 
 from bench.standin import ShardsRead, StandInWorker
 from bench.sweep_costs import CostModel, ZooModel, fit_anchors, pick, read_zoo
 from db.refs import ShardRef
-from orchestrator.sweeps.plan import DEFAULT_BUNDLE_SECONDS, PlannedModel, plan_units
-from orchestrator.sweeps.queue import AffinityQueue, QueuedUnit
+from orchestrator.sweeps.plan import (
+    DEFAULT_BUNDLE_SECONDS,
+    PlannedModel,
+    load_seconds,
+    plan_units,
+)
+from orchestrator.sweeps.queue import PlannedQueue, QueuedUnit
 
 SAMPLES_PER_SHARD = 1000
 
@@ -37,42 +48,63 @@ def schedule(
     gpus_per_node: int = 8,
     shards: int = 50,
     bundle_seconds: float = DEFAULT_BUNDLE_SECONDS,
+    noise: float = 0.0,
 ) -> dict:
     """The modelled makespan of a sweep of ``zoo`` over ``shards`` on ``gpus`` workers."""
     by_name = {m.name: m for m in zoo}
     refs = [ShardRef(i, "", SAMPLES_PER_SHARD) for i in range(shards)]
-    planned = [PlannedModel(m.name, repr(m.config), m.gmacs) for m in zoo]
-    units = plan_units(planned, refs, set(), None, bundle_seconds)
-    queue: AffinityQueue[int] = AffinityQueue(
-        QueuedUnit(
-            i, i, list(u.models), u.shard, u.seconds, images=SAMPLES_PER_SHARD * len(u.models)
-        )
-        for i, u in enumerate(units)
+    planned = [PlannedModel(m.name, repr(m.config), m.gmacs, m.params_m) for m in zoo]
+    units = plan_units(planned, refs, set(), None, bundle_seconds, gpus)
+    queue: PlannedQueue[int] = PlannedQueue(
+        (
+            QueuedUnit(
+                i, i, list(u.models), u.shard, u.seconds, images=SAMPLES_PER_SHARD * len(u.models)
+            )
+            for i, u in enumerate(units)
+        ),
+        gpus,
+        {m.name: load_seconds(m.params_m) for m in planned},
     )
     nodes = [ShardsRead() for _ in range(-(-gpus // gpus_per_node))]
     workers = [StandInWorker(None, by_name, costs, 1.0, nodes[w // gpus_per_node])
                for w in range(gpus)]  # fmt: skip
-    free_at = [(0.0, w) for w in range(gpus)]
-    heapq.heapify(free_at)
-    makespan = 0.0
-    while free_at:
-        now, w = heapq.heappop(free_at)
+    rng = random.Random(0)
+    slowdown = {m.name: math.exp(rng.gauss(0.0, noise)) if noise else 1.0 for m in zoo}
+    for stand_in in workers:
+        stand_in.slowdown = slowdown
+
+    def start(w: int, now: float) -> float | None:
+        """When worker ``w``, free at ``now``, finishes its next unit (None: it has none)."""
         unit = queue.take(w)
         if unit is None:
-            continue  # nothing this worker may take: it is done
+            return None
         following = queue.peek(w)
         prefetch = refs[following.shard] if following is not None else None
         models = [by_name[name] for name in unit.models]
-        finish = now + workers[w].modelled_seconds(models, refs[unit.shard], prefetch)
-        makespan = max(makespan, finish)
-        heapq.heappush(free_at, (finish, w))
-    forward = sum(costs.forward_s(m, SAMPLES_PER_SHARD) * shards for m in zoo)
+        return now + workers[w].modelled_seconds(models, refs[unit.shard], prefetch)
+
+    free_at = [(0.0, w) for w in range(gpus)]
+    heapq.heapify(free_at)
+    makespan, idle = 0.0, list[int]()
+    while free_at:
+        now, w = heapq.heappop(free_at)
+        waiting, idle = [w, *idle], []
+        for worker in waiting:  # the one just free, then those that found nothing before
+            finish = start(worker, now)
+            if finish is None:
+                idle.append(worker)
+            else:
+                makespan = max(makespan, finish)
+                heapq.heappush(free_at, (finish, worker))
+    assert not len(queue), "units left that no worker would take"
+    forward = sum(costs.forward_s(m, SAMPLES_PER_SHARD) * shards * slowdown[m.name] for m in zoo)
     loads = sum(costs.load_s(m) for m in zoo)
     necessary = (forward + loads) / gpus
     load_counts = [sum(w.counts.loads.get(m.name, 0) for w in workers) for m in zoo]
     busy = sum(w.counts.modelled_s for w in workers)
     return {
         "gpus": gpus,
+        "noise": noise,
         "units": len(units),
         "bundles": len({u.models for u in units}),
         "makespan_s": round(makespan, 1),
@@ -98,11 +130,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--models", type=int, default=1266)
     parser.add_argument("--shards", type=int, default=50)
     parser.add_argument("--bundle-seconds", type=float, default=DEFAULT_BUNDLE_SECONDS)
+    parser.add_argument("--noise", type=float, default=0.0, help="sigma of each model's error")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     zoo, costs = pick(read_zoo(), args.models), fit_anchors()
     rows = [
-        schedule(zoo, costs, g, args.gpus_per_node, args.shards, args.bundle_seconds)
+        schedule(zoo, costs, g, args.gpus_per_node, args.shards, args.bundle_seconds, args.noise)
         for g in args.gpus
     ]
     print("modelled: every worker's unit time (bench.sweep_costs); real: planner and queue")

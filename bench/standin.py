@@ -84,6 +84,9 @@ class StandInWorker:
         self.loaded: OrderedDict[str, float] = OrderedDict()  # model -> device bytes
         self.prefetched: dict[int, float] = {}  # shard -> read time left when its unit starts
         self.counts = WorkerCounts()
+        # model -> true time / modelled time of its forward passes, which the driver does not
+        # know (bench.schedule --noise); 1 where absent
+        self.slowdown: dict[str, float] = {}
 
     def _load(self, model: ZooModel) -> float:
         """Seconds to make ``model`` resident; least recently used models leave to fit it."""
@@ -120,7 +123,9 @@ class StandInWorker:
         config and the forward passes; the next unit's shard is prefetched meanwhile."""
         seconds = sum(self._load(m) for m in models) + self._read(shard.index)
         seconds += self.costs.decode_s(shard.samples, len({m.config for m in models}))
-        seconds += sum(self.costs.forward_s(m, shard.samples) for m in models)
+        seconds += sum(
+            self.costs.forward_s(m, shard.samples) * self.slowdown.get(m.name, 1.0) for m in models
+        )
         if prefetch is not None and prefetch.index != shard.index:
             self._prefetch(prefetch.index, seconds)
         self.counts.modelled_s += seconds

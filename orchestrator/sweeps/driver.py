@@ -1,7 +1,8 @@
 """The sweep driver: a pool of workers (Ray actors on a cluster) fed from a queue of work units.
 
 Each worker always holds its next unit (``UNITS_IN_FLIGHT`` per worker), so it never waits for
-the driver; units of one bundle go to the worker that has its models loaded (``AffinityQueue``).
+the driver; the units are laid out over the workers from their modelled times before the first is
+handed out, and corrected by stealing as they run (``PlannedQueue``).
 Workers write their chunks to the database themselves; the driver keeps the books (unit states,
 attempts, errors, throughput) in one transaction per batch of results, and a background thread
 hands each model whose last chunk landed to the incremental search, so each model is searched
@@ -35,12 +36,12 @@ from cluster.errors import InputError
 from cluster.processes import alive
 from cluster.ray_cluster import worker_environment
 from cluster.settings import Settings
-from db.models import Dataset, Model, Sweep, SweepUnit, utc_now
+from db.models import Dataset, Sweep, SweepUnit, utc_now
 from db.queries import dataset_shards
 from orchestrator.sweeps.completion import models_evaluated, store_throughput
-from orchestrator.sweeps.plan import modelled_seconds
+from orchestrator.sweeps.plan import load_seconds, unit_seconds
 from orchestrator.sweeps.pool import Pending, RayPool, UnitFailed, Worker, WorkerLost, WorkerPool
-from orchestrator.sweeps.queue import AffinityQueue, QueuedUnit
+from orchestrator.sweeps.queue import PlannedQueue, QueuedUnit
 from orchestrator.sweeps.store import (
     CANCELLED,
     DONE,
@@ -52,6 +53,7 @@ from orchestrator.sweeps.store import (
     get_sweep,
     options_of,
     plan,
+    planned_models,
     sweep_specs,
 )
 from search.service import SaverSearch
@@ -183,7 +185,7 @@ class SweepDriver:
 
     # -- the sweep's rows -------------------------------------------------------------------
 
-    def _claim(self) -> AffinityQueue[Worker]:
+    def _claim(self) -> None:
         with self.sessions.begin() as session:
             sweep = get_sweep(session, self.sweep_id)
             if sweep.state in (DONE, CANCELLED):  # a failed sweep may be tried again
@@ -200,27 +202,36 @@ class SweepDriver:
             self.shards = {s.index: s for s in dataset_shards(session, dataset)}
             specs, self.model_ids = sweep_specs(session, sweep)
             self.specs = {spec.name: spec for spec in specs}
-            gmacs = dict(
-                session.execute(
-                    select(Model.name, Model.gmacs).where(Model.name.in_(sweep.models))
-                ).all()
-            )
+
+    def _plan(self, workers: int) -> PlannedQueue[Worker]:
+        """The missing work planned afresh for ``workers`` workers, laid out over them."""
+        with self.sessions.begin() as session:
+            sweep = get_sweep(session, self.sweep_id)
+            models = {m.name: m for m in planned_models(session, sweep)}
             units = [
                 QueuedUnit(
                     r.id,
                     r.unit_index,
                     r.models,
                     r.shard_index,
-                    modelled_seconds(
-                        (gmacs[m] for m in r.models), self.shards[r.shard_index].samples
+                    unit_seconds(
+                        (models[m].gmacs for m in r.models),
+                        len({models[m].config_key for m in r.models}),
+                        self.shards[r.shard_index].samples,
                     ),
                     images=self.shards[r.shard_index].samples * len(r.models),
                 )
-                for r in plan(session, sweep)
+                for r in plan(session, sweep, workers)
             ]
         self.images_total = sum(u.images for u in units)
         self.units_total = len(units)
-        return AffinityQueue(units)
+        loads = {name: load_seconds(m.params_m) for name, m in models.items()}
+        return PlannedQueue(units, workers, loads)
+
+    def _expected_workers(self) -> int:
+        """How many workers the sweep will have: the cluster's slots, at most ``--workers``."""
+        slots = self.pool.slots()
+        return max(1, min(slots, self.options.max_workers or slots))
 
     def _note(self, unit: QueuedUnit, **values: Any) -> None:
         """A change of a unit's row, written with the next batch of books."""
@@ -290,7 +301,7 @@ class SweepDriver:
         if self.first_worker_s is None:
             self.first_worker_s = time.monotonic() - self.started
 
-    def _lose(self, worker: Worker, pending: AffinityQueue[Worker]) -> None:
+    def _lose(self, worker: Worker, pending: PlannedQueue[Worker]) -> None:
         self.workers.pop(worker, None)
         self.load.pop(worker, None)
         pending.release(worker)
@@ -299,12 +310,13 @@ class SweepDriver:
 
     def run(self) -> str:
         """Run the sweep to its end; returns its final state."""
-        pending = self._claim()
+        self._claim()
         self.pool: WorkerPool = self._given_pool or RayPool(
             self.options.eval_options,
             worker_environment(self.settings),
             self.options.cpus_per_worker,
         )
+        pending = self._plan(self._expected_workers())
         if self.options.device.startswith("cuda") and not self.pool.uses_gpus:
             return self._finish(FAILED, "--device cuda, but the Ray cluster has no GPU")
         self.search = self.search_class(self.sessions, self.dataset)
@@ -349,7 +361,7 @@ class SweepDriver:
             return self._finish(FAILED, f"{self.failed_units} work units failed every attempt")
         return self._finish(DONE)
 
-    def _feed(self, pending: AffinityQueue[Worker]) -> None:
+    def _feed(self, pending: PlannedQueue[Worker]) -> None:
         """Every live worker gets units until it holds ``UNITS_IN_FLIGHT``."""
         for worker in list(self.workers):
             while self.load[worker] < UNITS_IN_FLIGHT:
@@ -358,7 +370,7 @@ class SweepDriver:
                     break
                 self._dispatch(worker, unit, pending)
 
-    def _handle(self, ready: list[Pending], pending: AffinityQueue[Worker]) -> None:
+    def _handle(self, ready: list[Pending], pending: PlannedQueue[Worker]) -> None:
         """The results that are ready, with one flush of the books for all of them."""
         began = time.monotonic()
         results = 0
@@ -382,7 +394,7 @@ class SweepDriver:
             dataset = session.scalar(select(Dataset).where(Dataset.name == self.dataset))
             SaverSearch().refresh(session, dataset)
 
-    def _dispatch(self, worker: Worker, unit: QueuedUnit, pending: AffinityQueue[Worker]) -> None:
+    def _dispatch(self, worker: Worker, unit: QueuedUnit, pending: PlannedQueue[Worker]) -> None:
         unit.attempts += 1
         self._note(unit, state=UNIT_RUNNING, attempts=unit.attempts, worker=self.workers[worker])
         shard = self.shards[unit.shard]
@@ -394,7 +406,7 @@ class SweepDriver:
         self.in_flight[ref] = (worker, unit, time.monotonic())
         self.load[worker] += 1
 
-    def _collect(self, ref: Pending, pending: AffinityQueue[Worker]) -> None:
+    def _collect(self, ref: Pending, pending: PlannedQueue[Worker]) -> None:
         worker, unit, started = self.in_flight.pop(ref)
         if worker in self.load:
             self.load[worker] -= 1
@@ -423,7 +435,7 @@ class SweepDriver:
             self._note(unit, state=DONE, images=images, seconds=seconds)
             self.units_finished += 1
 
-    def _retry(self, unit: QueuedUnit, pending: AffinityQueue[Worker], error: str) -> None:
+    def _retry(self, unit: QueuedUnit, pending: PlannedQueue[Worker], error: str) -> None:
         if unit.attempts >= self.options.max_attempts:
             self.failed_units += 1
             self.units_finished += 1

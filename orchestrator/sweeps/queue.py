@@ -1,19 +1,37 @@
-"""The driver's queue of pending units, handed out with model affinity (pure, no I/O).
+"""The driver's queue of pending units: a schedule planned from modelled times, corrected at run
+time by stealing (pure, no I/O).
 
-Units of one bundle (the same models, one unit per shard) go to the worker that holds the
-bundle, so each model is loaded by as few workers as balance allows: a worker without a bundle
-takes the largest bundle nobody holds; once every bundle is held, an idle worker joins the
-bundle with the most work left per holder, if it has more units waiting than holders (the tail
-is spread, so fast and slow workers finish together, without loading a model for one unit).
-A unit given back (its worker lost, or a failure to retry) returns to its bundle.
+Planned (``PlannedQueue(units, workers, loads)``): each expected worker gets a slot, a list of
+pieces (a bundle's units on a run of shards), each slot worth about the same modelled time, the
+loads of its models included:
+
+- a bundle whose loads are dear (many small models: building a model costs more than a few of
+  its forward passes) goes whole to one slot, best fit, largest first, so its models load once;
+- the other bundles are laid end to end over the room the slots have left (McNaughton's
+  wrap-around rule): at most one bundle is split at each slot's end, and a split bundle is one
+  whose models load cheaply.
+
+Within a slot the pieces with the longest units run first, so each worker ends on short units.
+At run time a worker takes the next unit of its slot. A worker without a slot (one more than
+planned, or a replacement) adopts an orphaned slot; a worker whose slot is empty steals: an
+orphaned slot first, else where it gains the most, the last unstarted piece of another slot or
+the back half of the piece another worker runs, when the time saved is more than loading the
+piece's models once more. A unit given back (its worker lost, or a failure to retry) is an
+orphaned slot of its own; a lost worker's slot is orphaned.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+# The plan keeps a bundle whole (when it fits one worker) if loading its models costs more than
+# this share of its work; a bundle of cheaper loads may be split at a slot's end. bench.schedule
+# at 16, 64 and 256 GPUs chose it: at 0.02 so many bundles are kept whole that best fit leaves
+# the slots uneven (0.69 at 256 GPUs); at 0.1 bundles of small models are split (0.79).
+DEAR_LOAD_SHARE = 0.05
 
 
 @dataclass
@@ -22,7 +40,7 @@ class QueuedUnit:
     index: int
     models: list[str]
     shard: int
-    work: float  # its cost, modelled seconds (plan.modelled_seconds): it ranks bundles
+    work: float  # its modelled seconds (plan.unit_seconds): what balances the workers
     attempts: int = 0
     images: int = 0  # samples x models
 
@@ -31,77 +49,239 @@ class QueuedUnit:
         return tuple(sorted(self.models))
 
 
+@dataclass(eq=False)
+class _Piece:
+    """Units of one bundle that one worker runs; ``load``: the modelled time to load its models."""
+
+    units: deque[QueuedUnit]
+    load: float
+    work: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.work = sum(u.work for u in self.units)
+
+    @property
+    def unit_work(self) -> float:
+        return self.work / len(self.units) if self.units else 0.0
+
+
+@dataclass(eq=False)
+class _Slot:
+    pieces: deque[_Piece] = field(default_factory=deque)
+    owned: bool = False
+
+    def live(self) -> list[_Piece]:
+        return [p for p in self.pieces if p.units]
+
+    def left(self) -> float:
+        """Modelled time its worker still needs: the units, and loads but of the piece it runs."""
+        live = self.live()
+        loads = sum(p.load for p in (live[1:] if self.owned else live))
+        return sum(p.work for p in live) + loads
+
+
 W = TypeVar("W", bound=Hashable)
 
 
-@dataclass
-class _Bundle:
-    units: deque[QueuedUnit] = field(default_factory=deque)
-    work: float = 0.0  # pending work
-    holders: int = 0
-
-
-class AffinityQueue(Generic[W]):
-    def __init__(self, units: Iterable[QueuedUnit] = ()) -> None:
-        self._bundles: dict[tuple[str, ...], _Bundle] = {}
-        self._held: dict[W, tuple[str, ...]] = {}
-        self._count = 0
-        for unit in units:
-            self.put(unit)
+class PlannedQueue(Generic[W]):
+    def __init__(
+        self,
+        units: Iterable[QueuedUnit] = (),
+        workers: int = 1,
+        loads: Mapping[str, float] | None = None,
+    ) -> None:
+        self._loads = dict(loads or {})
+        units = list(units)
+        self._count = len(units)
+        self._slots = schedule(units, max(1, workers), self._bundle_load)
+        self._orphans: list[_Slot] = list(self._slots)  # no worker has taken them yet
+        self._of: dict[W, _Slot] = {}
+        self._barren = False  # the last steal found nothing: only a put or a release changes that
 
     def __len__(self) -> int:
         return self._count
 
+    def _bundle_load(self, bundle: tuple[str, ...]) -> float:
+        return sum(self._loads.get(m, 0.0) for m in bundle)
+
     def put(self, unit: QueuedUnit) -> None:
-        bundle = self._bundles.setdefault(unit.bundle, _Bundle())
-        bundle.units.append(unit)
-        bundle.work += unit.work
+        """A unit to run again: an orphaned slot of its own."""
+        piece = _Piece(deque([unit]), self._bundle_load(unit.bundle))
+        self._orphans.append(_Slot(deque([piece])))
         self._count += 1
+        self._barren = False
+
+    def release(self, worker: W) -> None:
+        """``worker`` is gone: its slot waits for another."""
+        slot = self._of.pop(worker, None)
+        if slot is not None:
+            slot.owned = False
+            if slot.live():
+                self._orphans.append(slot)
+                self._barren = False
 
     def take(self, worker: W) -> QueuedUnit | None:
-        """The next unit for ``worker``, or None when nothing is pending."""
-        key = self._held.get(worker)
-        if key is None or key not in self._bundles:  # an emptied bundle is deleted
-            key = self._choose(worker)
-            if key is None:
-                return None
-        bundle = self._bundles[key]
-        unit = bundle.units.popleft()
-        bundle.work -= unit.work
+        """The next unit for ``worker``, or None when nothing is worth its taking now."""
+        slot = self._of.get(worker)
+        if slot is None:
+            slot = self._adopt(worker, _Slot())
+        if not _next_piece(slot) and not (self._steal(slot) and _next_piece(slot)):
+            return None
+        piece = slot.pieces[0]
+        unit = piece.units.popleft()
+        piece.work -= unit.work
         self._count -= 1
-        if not bundle.units:
-            del self._bundles[key]
         return unit
 
     def peek(self, worker: W) -> QueuedUnit | None:
-        """The unit ``worker`` will most likely take next (the next of its bundle), or None."""
-        key = self._held.get(worker)
-        bundle = self._bundles.get(key) if key is not None else None
-        return bundle.units[0] if bundle is not None and bundle.units else None
+        """The unit ``worker`` will most likely take next, or None."""
+        slot = self._of.get(worker)
+        if slot is not None:
+            for piece in slot.pieces:
+                if piece.units:
+                    return piece.units[0]
+        return None
 
-    def release(self, worker: W) -> None:
-        """``worker`` is gone: its bundle is free for another."""
-        key = self._held.pop(worker, None)
-        if key is not None and key in self._bundles:
-            self._bundles[key].holders = max(0, self._bundles[key].holders - 1)
+    def _adopt(self, worker: W, empty: _Slot) -> _Slot:
+        """The orphaned slot with the most work left for ``worker``, else ``empty``."""
+        self._orphans = [s for s in self._orphans if s.live() and not s.owned]
+        slot = empty
+        if self._orphans:
+            slot = max(self._orphans, key=_Slot.left)
+            self._orphans.remove(slot)
+        slot.owned = True
+        self._of[worker] = slot
+        return slot
 
-    def _choose(self, worker: W) -> tuple[str, ...] | None:
-        self.release(worker)
-        if not self._bundles:
-            return None
-        free = [k for k, b in self._bundles.items() if b.holders == 0]
-        # Joining a held bundle loads its models once more: only where units wait that its
-        # holders cannot start yet (each holds its next unit already).
-        crowded = [k for k, b in self._bundles.items() if len(b.units) > b.holders]
-        candidates = free or crowded
-        if not candidates:
-            return None
-        # Free bundles: the largest first. Held ones: the most work left per holder.
-        key = max(candidates, key=lambda k: (_share(self._bundles[k]), k))
-        self._bundles[key].holders += 1
-        self._held[worker] = key
-        return key
+    def _steal(self, mine: _Slot) -> bool:
+        """Work for the empty slot ``mine``: an orphaned slot, else the best gain elsewhere."""
+        self._orphans = [s for s in self._orphans if s.live() and not s.owned]
+        if self._orphans:
+            orphan = max(self._orphans, key=_Slot.left)
+            self._orphans.remove(orphan)
+            mine.pieces.extend(orphan.pieces)
+            orphan.pieces.clear()
+            return True
+        if self._barren:
+            return False
+        best: tuple[float, _Slot, _Piece, int] | None = None
+        for slot in {id(s): s for s in self._of.values()}.values():
+            if slot is mine:
+                continue
+            choice = _best_steal(slot)
+            if choice is not None and (best is None or choice[0] > best[0]):
+                best = (choice[0], slot, choice[1], choice[2])
+        if best is None:
+            self._barren = True
+            return False
+        _, victim, piece, count = best
+        if count == len(piece.units):
+            victim.pieces.remove(piece)
+            mine.pieces.append(piece)
+        else:
+            moved = deque(piece.units.pop() for _ in range(count))
+            moved.reverse()
+            stolen = _Piece(moved, piece.load)
+            piece.work -= stolen.work
+            mine.pieces.append(stolen)
+        return True
 
 
-def _share(bundle: _Bundle) -> float:
-    return bundle.work / (bundle.holders + 1)
+def _next_piece(slot: _Slot) -> bool:
+    """Drops the emptied pieces at the head of ``slot``: whether a unit is left in it."""
+    while slot.pieces and not slot.pieces[0].units:
+        slot.pieces.popleft()
+    return bool(slot.pieces)
+
+
+def _best_steal(slot: _Slot) -> tuple[float, _Piece, int] | None:
+    """(time saved, piece, units to move) of the best steal from ``slot``'s worker, or None.
+
+    Its last unstarted piece moves whole (its models would be loaded once anyway); else the back
+    of the piece it runs, as many units as balance the two workers once the thief has loaded
+    the piece's models."""
+    live = slot.live()
+    if not live:
+        return None
+    left = slot.left()
+    last = live[-1]
+    if len(live) >= 2 and last.load + last.work < left:
+        return left - max(left - last.work - last.load, last.load + last.work), last, len(
+            last.units
+        )
+    piece = live[0]
+    unit = piece.unit_work
+    count = min(int((left - piece.load) / (2 * unit)), len(piece.units) - (len(live) == 1))
+    if count < 1:
+        return None
+    moved = count * unit
+    return left - max(left - moved, piece.load + moved), piece, count
+
+
+def schedule(
+    units: list[QueuedUnit],
+    workers: int,
+    bundle_load: Callable[[tuple[str, ...]], float],
+) -> list[_Slot]:
+    """``workers`` slots of about equal modelled time (the module's docstring says how)."""
+    by_bundle: dict[tuple[str, ...], list[QueuedUnit]] = {}
+    for unit in units:
+        by_bundle.setdefault(unit.bundle, []).append(unit)
+    bundles = [
+        (sum(u.work for u in group), bundle_load(key), key, sorted(group, key=lambda u: u.shard))
+        for key, group in by_bundle.items()
+    ]
+    total = sum(work + load for work, load, _, _ in bundles)
+    share = total / workers
+    for _ in range(3):  # the share grows by the loads of the bundles the plan splits
+        slots, split_loads = _pack(bundles, workers, share)
+        share = (total + split_loads) / workers
+    for slot in slots:
+        slot.pieces = deque(sorted(slot.pieces, key=lambda p: -p.unit_work))
+    return slots
+
+
+_Bundle = tuple[float, float, tuple[str, ...], list[QueuedUnit]]  # work, load, key, units
+
+
+def _pack(bundles: list[_Bundle], workers: int, share: float) -> tuple[list[_Slot], float]:
+    slots = [_Slot() for _ in range(workers)]
+    used = [0.0] * workers
+
+    def dear(bundle: _Bundle) -> bool:
+        work, load = bundle[0], bundle[1]
+        return load > DEAR_LOAD_SHARE * work and work + load <= share
+
+    whole = sorted((b for b in bundles if dear(b)), key=lambda b: (-(b[0] + b[1]), b[2]))
+    rest = [b for b in bundles if not dear(b)]
+    for work, load, key, group in whole:  # best fit decreasing
+        fits = [i for i in range(workers) if used[i] + work + load <= share]
+        if not fits:
+            rest.append((work, load, key, group))
+            continue
+        i = max(fits, key=lambda i: used[i])
+        slots[i].pieces.append(_Piece(deque(group), load))
+        used[i] += work + load
+    # The rest end to end over the room left, longest units first; a bundle split at a slot's
+    # end loads its models once more in the next slot.
+    rest.sort(key=lambda b: (-b[0] / len(b[3]), b[2]))
+    order = sorted(range(workers), key=lambda i: used[i])
+    split_loads, j = 0.0, 0
+    for _work, load, _key, group in rest:
+        waiting = deque(group)
+        first = True
+        while waiting:
+            while j < workers and used[order[j]] + load + waiting[0].work / 2 > share:
+                j += 1
+            full = j >= workers  # every slot full (the share was short): the least used one
+            i = order[j] if not full else min(range(workers), key=lambda k: used[k])
+            taken: deque[QueuedUnit] = deque()
+            used[i] += load
+            split_loads += 0.0 if first else load
+            first = False
+            while waiting and (full or not taken or used[i] + waiting[0].work / 2 <= share):
+                unit = waiting.popleft()
+                taken.append(unit)
+                used[i] += unit.work
+            slots[i].pieces.append(_Piece(taken, load))
+    return slots, split_loads

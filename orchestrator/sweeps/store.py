@@ -248,17 +248,29 @@ def done_work(session: Session, dataset: Dataset, model_ids: dict[str, int]) -> 
     return {(names[model_id], shard) for model_id, shard in rows}
 
 
-def plan(session: Session, sweep: Sweep) -> list[SweepUnit]:
-    """Replace the sweep's units by the missing work, planned afresh (largest first)."""
+def planned_models(session: Session, sweep: Sweep) -> list[PlannedModel]:
+    """The sweep's models as the planner sees them: cost, size and preprocessing."""
+    models = session.scalars(select(Model).where(Model.name.in_(sweep.models))).all()
+    return [
+        PlannedModel(m.name, preprocessing_key(m.data_config), m.gmacs, m.params_m)
+        for m in models
+    ]
+
+
+def plan(session: Session, sweep: Sweep, workers: int | None = None) -> list[SweepUnit]:
+    """Replace the sweep's units by the missing work, planned afresh (largest first) for
+    ``workers`` workers (None: as many as there are bundles)."""
     from db.queries import dataset_shards
 
     dataset = dataset_of(session, sweep)
-    models = session.scalars(select(Model).where(Model.name.in_(sweep.models))).all()
-    planned = [PlannedModel(m.name, preprocessing_key(m.data_config), m.gmacs) for m in models]
+    planned = planned_models(session, sweep)
     shards = dataset_shards(session, dataset)
-    done = done_work(session, dataset, {m.name: m.id for m in models})
+    ids = session.execute(select(Model.name, Model.id).where(Model.name.in_(sweep.models)))
+    done = done_work(session, dataset, dict(ids.tuples().all()))
     options = options_of(sweep)
-    units = plan_units(planned, shards, done, options.bundle_gmacs, options.bundle_seconds)
+    units = plan_units(
+        planned, shards, done, options.bundle_gmacs, options.bundle_seconds, workers
+    )
     session.execute(delete(SweepUnit).where(SweepUnit.sweep_id == sweep.id))
     rows = [
         SweepUnit(

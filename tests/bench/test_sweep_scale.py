@@ -12,7 +12,6 @@ from bench.sweep_costs import fit_anchors, pick, read_zoo
 from bench.sweep_scale import main
 from db.schema import ensure_schema
 from db.session import session_factory
-from orchestrator.sweeps.queue import AffinityQueue, QueuedUnit
 
 # 40 models in bundles of 0.05 s: more bundles than workers, so a model needs few loads.
 SIXTEEN_GPUS = ["--gpus", "16", "--gpus-per-node", "8", "--models", "40", "--shards", "6",
@@ -65,36 +64,3 @@ def test_a_stand_in_keeps_its_models_while_they_fit_and_reads_a_shard_once_per_n
 
     assert one._load(model) > 0 and one._load(model) == 0  # loaded once, then kept
     assert one._read(3) > 0 and two._read(3) == 0  # the node read shard 3 once
-
-
-def test_a_worker_keeps_to_its_bundle_and_an_idle_one_joins_the_largest_rest():
-    work = [("big", shard, 9.0) for shard in range(4)] + [("small", s, 1.0) for s in range(4)]
-    units = [QueuedUnit(i, i, [name], shard, cost) for i, (name, shard, cost) in enumerate(work)]
-    queue: AffinityQueue[str] = AffinityQueue(units)
-
-    first = [queue.take("gpu0").models for _ in range(2)]
-    other = queue.take("gpu1").models
-    joined = queue.take("gpu2").models  # every bundle held: the one with most work per holder
-
-    assert first == [["big"], ["big"]] and other == ["small"] and joined == ["big"]
-    assert queue.peek("gpu0") is not None and queue.peek("gpu0").models == ["big"]
-    assert len(queue) == 4
-
-
-def test_a_unit_given_back_returns_to_its_bundle():
-    queue: AffinityQueue[str] = AffinityQueue([QueuedUnit(1, 0, ["a"], 0, 1.0)])
-    unit = queue.take("gpu0")
-    assert unit is not None and queue.take("gpu0") is None
-
-    queue.put(unit)  # its worker was lost
-    queue.release("gpu0")
-
-    assert queue.take("gpu1") is unit
-
-
-def test_an_idle_worker_does_not_load_a_bundle_for_a_unit_its_holder_will_start():
-    queue: AffinityQueue[str] = AffinityQueue([QueuedUnit(i, i, ["a"], i, 1.0) for i in range(2)])
-    assert queue.take("gpu0") is not None  # gpu0 holds "a"; one unit of it waits
-
-    assert queue.take("gpu1") is None  # one waiting unit, one holder: gpu0 takes it next
-    assert queue.take("gpu0") is not None and len(queue) == 0

@@ -8,7 +8,15 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.sweeps.plan import PlannedModel, ShardRef, bundles, forward_seconds, plan_units
+from orchestrator.sweeps.plan import (
+    PlannedModel,
+    ShardRef,
+    bundles,
+    forward_seconds,
+    load_seconds,
+    plan_units,
+    worker_share,
+)
 from workers.preprocess_key import preprocessing_key
 
 SHARDS = [ShardRef(i, f"s3://b/s-{i}.tar", 1000) for i in range(4)]
@@ -70,6 +78,24 @@ def test_a_bundle_by_time_is_filled_in_data_config_order_so_it_spans_few_configs
 
     assert [len(b) for b in packed] == [4, 4, 4]
     assert all(len({m.config_key for m in b}) == 1 for b in packed)
+
+
+def test_for_many_workers_a_bundle_of_small_models_stops_at_half_a_workers_share():
+    """Loading a small model costs more than a few of its forward passes: a bundle of them
+    split over two workers would load every model twice, so it is kept small enough for one."""
+    zoo = [model(f"tiny{i}", 0.05) for i in range(200)] + [model("giant", 900.0)]
+
+    few = bundles(zoo, budget_seconds=3.0, shards=50, workers=4)
+    many = bundles(zoo, budget_seconds=3.0, shards=50, workers=256)
+
+    assert len(few) == len(bundles(zoo, budget_seconds=3.0))  # the budget alone decides
+    assert len(many) > 2 * len(few)
+    share = worker_share(zoo, 50, 256)
+    for bundle in many:
+        if len(bundle) > 1:
+            work = 50 * sum(forward_seconds(m) for m in bundle)
+            assert work + sum(load_seconds(m.params_m) for m in bundle) <= share / 2 + 1.0
+    assert ("giant",) in [tuple(m.name for m in b) for b in many]  # alone, split by the queue
 
 
 def test_done_chunks_are_not_planned_and_units_come_largest_first():

@@ -1,0 +1,133 @@
+"""The driver's queue: a plan that gives each worker the same modelled time, its models loaded
+once where that is cheap, corrected by stealing; every unit handed out exactly once."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchestrator.sweeps.queue import PlannedQueue, QueuedUnit, schedule
+
+
+def units_of(bundles: dict[str, tuple[int, float]]) -> list[QueuedUnit]:
+    """``name: (shards, seconds a unit)``: one single-model bundle per name."""
+    units = []
+    for name, (shards, seconds) in bundles.items():
+        for shard in range(shards):
+            units.append(QueuedUnit(len(units), len(units), [name], shard, seconds))
+    return units
+
+
+def drain(queue: PlannedQueue[str], worker: str) -> list[QueuedUnit]:
+    taken = []
+    while (unit := queue.take(worker)) is not None:
+        taken.append(unit)
+    return taken
+
+
+def slot_times(slots, loads) -> list[float]:
+    return [sum(p.work + p.load for p in slot.pieces) for slot in slots]
+
+
+def test_each_worker_is_planned_about_the_same_modelled_time_its_loads_included():
+    work = {f"m{i}": (10, 0.5 + i % 7) for i in range(30)}  # cheap loads: may be split
+    loads = {name: 0.1 for name in work}
+    units = units_of(work)
+
+    slots = schedule(units, 8, lambda bundle: sum(loads[m] for m in bundle))
+
+    times = slot_times(slots, loads)
+    longest_unit = max(u.work for u in units)
+    assert max(times) - min(times) <= longest_unit + 0.2
+    assert sorted(u.row_id for s in slots for p in s.pieces for u in p.units) == list(range(300))
+
+
+def test_a_bundle_of_dear_loads_stays_whole_and_a_large_model_of_cheap_loads_is_split():
+    work = {"small_models": (10, 1.0), "large": (40, 2.0), **{f"m{i}": (10, 1.0) for i in range(6)}}
+    loads = {"small_models": 5.0, "large": 0.5, **{f"m{i}": 5.0 for i in range(6)}}
+
+    slots = schedule(units_of(work), 4, lambda bundle: sum(loads[m] for m in bundle))
+
+    holding = {name: sum(any(p.units[0].models == [name] for p in s.pieces) for s in slots)
+               for name in work}  # fmt: skip
+    assert holding["small_models"] == 1  # loading it twice costs half its work
+    assert holding["large"] >= 2  # 80 s against a share of about 50: split, loaded again
+
+
+def test_a_worker_runs_its_longest_units_first_and_ends_on_short_ones():
+    queue: PlannedQueue[str] = PlannedQueue(units_of({"short": (3, 1.0), "long": (3, 5.0)}), 1)
+
+    assert [u.models for u in drain(queue, "gpu0")] == [["long"]] * 3 + [["short"]] * 3
+
+
+def test_an_idle_worker_steals_a_piece_nobody_started_whole():
+    queue: PlannedQueue[str] = PlannedQueue(units_of({"a": (4, 3.0), "b": (4, 1.0)}), 1)
+    assert queue.take("gpu0").models == ["a"]  # gpu0 adopts the one slot: a, then b
+
+    stolen = queue.take("gpu1")  # no slot of its own: b moves to it, whole
+
+    assert stolen.models == ["b"] and queue.peek("gpu1").models == ["b"]
+    assert [queue.take("gpu0").models for _ in range(3)] == [["a"]] * 3  # gpu0 keeps to a
+
+
+def test_an_idle_worker_splits_a_running_piece_so_both_end_together_after_its_load():
+    queue: PlannedQueue[str] = PlannedQueue(units_of({"a": (8, 1.0)}), 1, {"a": 2.0})
+    assert queue.take("gpu0").shard == 0  # 7 units of 1 s left on gpu0
+
+    first = queue.take("gpu1")  # loads "a" (2 s): 2 of the 7 units balance the two
+
+    assert (first.shard, queue.peek("gpu1").shard) == (6, 7)  # the back end
+    assert [queue.take("gpu0").shard for _ in range(5)] == [1, 2, 3, 4, 5]
+
+
+def test_an_idle_worker_does_not_load_a_bundle_for_a_unit_its_holder_will_start():
+    queue: PlannedQueue[str] = PlannedQueue([QueuedUnit(i, i, ["a"], i, 1.0) for i in range(2)])
+    assert queue.take("gpu0") is not None  # gpu0 holds "a"; one unit of it waits
+
+    assert queue.take("gpu1") is None  # one waiting unit, one holder: gpu0 takes it next
+    assert queue.take("gpu0") is not None and len(queue) == 0
+
+
+def test_a_unit_given_back_and_a_lost_workers_slot_go_to_the_next_worker():
+    queue: PlannedQueue[str] = PlannedQueue(units_of({"a": (3, 1.0)}), 1)
+    unit = queue.take("gpu0")
+    assert unit is not None
+
+    queue.put(unit)  # its worker was lost ...
+    queue.release("gpu0")  # ... with the rest of its slot
+
+    assert sorted(u.shard for u in drain(queue, "gpu1")) == [0, 1, 2]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(
+        st.text("abcdefgh", min_size=1, max_size=3),
+        st.tuples(st.integers(1, 12), st.floats(0.01, 20.0)),
+        min_size=1,
+        max_size=12,
+    ),
+    st.integers(1, 9),
+    st.lists(st.tuples(st.integers(0, 11), st.sampled_from(["take", "lose"])), max_size=80),
+)
+def test_every_unit_is_handed_out_exactly_once_whoever_asks_and_whoever_is_lost(
+    work, planned, asks
+):
+    """Workers ask in any order, more or fewer than planned; a lost worker's units in flight
+    are given back; whoever is left drains the rest."""
+    queue: PlannedQueue[int | str] = PlannedQueue(units_of(work), planned, {n: 1.0 for n in work})
+    done: list[int] = []
+    running: dict[int, list[QueuedUnit]] = {}
+    for worker, ask in asks:
+        if ask == "lose":
+            for unit in running.pop(worker, []):
+                queue.put(unit)
+            queue.release(worker)
+        elif (unit := queue.take(worker)) is not None:
+            running.setdefault(worker, []).append(unit)
+    done += [u.row_id for units in running.values() for u in units]
+    for worker in [*range(12), "late"]:  # the live ones, and one that joins at the end
+        done += [u.row_id for u in drain(queue, worker)]
+
+    assert sorted(done) == list(range(sum(n for n, _ in work.values())))
+    assert len(queue) == 0
