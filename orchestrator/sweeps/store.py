@@ -266,7 +266,7 @@ def plan(session: Session, sweep: Sweep, workers: int | None = None) -> list[Swe
     planned = planned_models(session, sweep)
     shards = dataset_shards(session, dataset)
     ids = session.execute(select(Model.name, Model.id).where(Model.name.in_(sweep.models)))
-    done = done_work(session, dataset, dict(ids.tuples().all()))
+    done = done_work(session, dataset, {name: model_id for name, model_id in ids})
     options = options_of(sweep)
     units = plan_units(
         planned, shards, done, options.bundle_gmacs, options.bundle_seconds, workers
