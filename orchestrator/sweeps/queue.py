@@ -13,8 +13,9 @@ loads of its models included:
 
 Within a slot the pieces with the longest units run first, so each worker ends on short units.
 At run time a worker takes the next unit of its slot. A worker without a slot (one more than
-planned, or a replacement) adopts an orphaned slot; a worker whose slot is empty steals: an
-orphaned slot first, else where it gains the most, the last unstarted piece of another slot or
+planned, or a replacement) adopts an orphaned slot; a worker whose slot is empty steals: from an
+orphaned slot first (its last piece, or half of its only one, so that a planned worker that
+never starts leaves its list to several), else where it gains the most, the last unstarted piece of another slot or
 the back half of the piece another worker runs, when the time saved is more than loading the
 piece's models once more. A unit given back (its worker lost, or a failure to retry) is an
 orphaned slot of its own; a lost worker's slot is orphaned.
@@ -154,27 +155,29 @@ class PlannedQueue(Generic[W]):
         return slot
 
     def _steal(self, mine: _Slot) -> bool:
-        """Work for the empty slot ``mine``: an orphaned slot, else the best gain elsewhere."""
+        """Work for the empty slot ``mine``: from an orphaned slot, split among those who come
+        (a planned worker that never starts leaves its list to many), else the best gain
+        elsewhere."""
         self._orphans = [s for s in self._orphans if s.live() and not s.owned]
-        if self._orphans:
-            orphan = max(self._orphans, key=_Slot.left)
-            self._orphans.remove(orphan)
-            mine.pieces.extend(orphan.pieces)
-            orphan.pieces.clear()
-            return True
-        if self._barren:
+        if self._orphans:  # nobody runs it: its last piece, or half of its one piece
+            victim = max(self._orphans, key=_Slot.left)
+            live = victim.live()
+            piece = live[-1]
+            count = len(piece.units) if len(live) > 1 else -(-len(piece.units) // 2)
+        elif self._barren:
             return False
-        best: tuple[float, _Slot, _Piece, int] | None = None
-        for slot in {id(s): s for s in self._of.values()}.values():
-            if slot is mine:
-                continue
-            choice = _best_steal(slot)
-            if choice is not None and (best is None or choice[0] > best[0]):
-                best = (choice[0], slot, choice[1], choice[2])
-        if best is None:
-            self._barren = True
-            return False
-        _, victim, piece, count = best
+        else:
+            best: tuple[float, _Slot, _Piece, int] | None = None
+            for slot in {id(s): s for s in self._of.values()}.values():
+                if slot is mine:
+                    continue
+                choice = _best_steal(slot)
+                if choice is not None and (best is None or choice[0] > best[0]):
+                    best = (choice[0], slot, choice[1], choice[2])
+            if best is None:
+                self._barren = True
+                return False
+            _, victim, piece, count = best
         if count == len(piece.units):
             victim.pieces.remove(piece)
             mine.pieces.append(piece)

@@ -1,4 +1,4 @@
-"""The schedule in modelled time (bench.schedule): the real planner and affinity queue, every
+"""The schedule in modelled time (bench.schedule): the real planner and queue, every
 unit run once, each model loaded by few workers."""
 
 from __future__ import annotations
@@ -28,3 +28,12 @@ def test_units_are_ranked_by_modelled_time_not_gmacs():
     assert by_seconds == sorted(by_seconds, reverse=True)
     assert units[-1].models == ("large",)  # the shortest unit ...
     assert units[-1].gmacs == max(u.gmacs for u in units)  # ... though the most GMACs
+
+
+def test_on_a_large_cluster_small_model_bundles_shrink_so_models_still_load_about_once():
+    """92 bundles for 256 workers would split every bundle and load its models on several."""
+    zoo, costs = read_zoo(), fit_anchors()
+    small, large = schedule(zoo, costs, gpus=16), schedule(zoo, costs, gpus=256)
+
+    assert large["bundles"] > 2 * small["bundles"]
+    assert large["model_loads_per_model"] <= 1.5  # counts, not times

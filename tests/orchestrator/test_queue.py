@@ -99,6 +99,20 @@ def test_a_unit_given_back_and_a_lost_workers_slot_go_to_the_next_worker():
     assert sorted(u.shard for u in drain(queue, "gpu1")) == [0, 1, 2]
 
 
+def test_the_lists_of_planned_workers_that_never_start_are_shared_by_those_that_do():
+    queue: PlannedQueue[str] = PlannedQueue(units_of({f"m{i}": (10, 1.0) for i in range(8)}), 4)
+    taken = {"gpu0": 0, "gpu1": 0}
+    busy = True
+    while busy:  # the two take turns, one unit each, until neither gets one
+        busy = False
+        for worker in taken:
+            if queue.take(worker) is not None:
+                taken[worker] += 1
+                busy = True
+
+    assert sum(taken.values()) == 80 and abs(taken["gpu0"] - taken["gpu1"]) <= 5
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.dictionaries(
