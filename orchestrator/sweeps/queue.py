@@ -13,12 +13,12 @@ loads of its models included:
 
 Within a slot the pieces with the longest units run first, so each worker ends on short units.
 At run time a worker takes the next unit of its slot. A worker without a slot (one more than
-planned, or a replacement) adopts an orphaned slot; a worker whose slot is empty steals: from an
+planned, or a replacement) adopts an orphaned slot. A worker whose slot is empty steals: from an
 orphaned slot first (its last piece, or half of its only one, so that a planned worker that
-never starts leaves its list to several), else where it gains the most, the last unstarted piece of another slot or
-the back half of the piece another worker runs, when the time saved is more than loading the
-piece's models once more. A unit given back (its worker lost, or a failure to retry) is an
-orphaned slot of its own; a lost worker's slot is orphaned.
+never starts leaves its list to several), else where it gains the most: the last unstarted
+piece of another slot, or the back half of the piece another worker runs when the time saved is
+more than loading the piece's models once more. A unit given back (its worker lost, or a
+failure to retry) is an orphaned slot of its own; a lost worker's slot is orphaned.
 """
 
 from __future__ import annotations
