@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,6 +128,30 @@ def store_chunk(
     topk_probs: np.ndarray,
 ) -> None:
     """Store (or replace) the predictions of one model on one shard; the key must match."""
+    store_chunks(
+        session,
+        dataset=dataset,
+        shard_index=shard_index,
+        keys_digest_=keys_digest_,
+        predictions={model.id: (topk_classes, topk_probs)},
+        name_of={model.id: model.name},
+    )
+
+
+def store_chunks(
+    session: Session,
+    *,
+    dataset: Dataset,
+    shard_index: int,
+    keys_digest_: str,
+    predictions: Mapping[int, tuple[np.ndarray, np.ndarray]],
+    name_of: Mapping[int, str],
+) -> None:
+    """Store (or replace) the predictions (model id -> top-k classes, probabilities) of several
+    models on one shard in one statement; the shard's key must match.
+
+    One statement, not one a model: a sweep's worker writes a chunk for each model of its unit,
+    and a statement per chunk cost it more CPU than the unit's own bookkeeping."""
     shard = session.scalar(
         select(DatasetShard).where(
             DatasetShard.dataset_id == dataset.id, DatasetShard.shard_index == shard_index
@@ -136,29 +160,29 @@ def store_chunk(
     if shard is None:
         raise NotFound(f"dataset {dataset.name!r} has no shard {shard_index}")
     if shard.keys_digest != keys_digest_:
+        names = ", ".join(repr(name_of[i]) for i in predictions)
         raise InputError(
-            f"predictions of {model.name!r} were computed on other samples than shard "
+            f"predictions of {names} were computed on other samples than shard "
             f"{shard_index} of {dataset.name!r}; re-evaluate the model on the registered shard"
         )
-    classes = np.asarray(topk_classes).reshape(shard.num_samples, -1)
-    probs = np.asarray(topk_probs, dtype=np.float32).reshape(classes.shape)
-    upsert(
-        session,
-        PredictionChunk,
-        [
+    now, dtype = utc_now(), class_dtype(dataset.num_classes)
+    rows = []
+    for model_id, (topk_classes, topk_probs) in predictions.items():
+        classes = np.asarray(topk_classes).reshape(shard.num_samples, -1)
+        probs = np.asarray(topk_probs, dtype=np.float32).reshape(classes.shape)
+        rows.append(
             {
-                "model_id": model.id,
+                "model_id": model_id,
                 "dataset_id": dataset.id,
                 "shard_index": shard_index,
                 "num_samples": shard.num_samples,
                 "keys_digest": keys_digest_,
-                "topk_classes": to_npy(classes.astype(class_dtype(dataset.num_classes))),
+                "topk_classes": to_npy(classes.astype(dtype)),
                 "topk_probs": to_npy(probs),
-                "created_at": utc_now(),
+                "created_at": now,
             }
-        ],
-        key=["model_id", "dataset_id", "shard_index"],
-    )
+        )
+    upsert(session, PredictionChunk, rows, key=["model_id", "dataset_id", "shard_index"])
 
 
 def complete_model_ids(

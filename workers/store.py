@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import DatasetShard, Model, PredictionChunk
-from db.queries import get_dataset, keys_digest, store_chunk
+from db.models import DatasetShard, PredictionChunk
+from db.queries import get_dataset, keys_digest, store_chunks
 from workers.report import ShardPredictions
 
 
@@ -37,21 +37,17 @@ def store_shard_result(
     failed_samples: Mapping[str, str],
     model_ids: Mapping[str, int],
 ) -> None:
-    """Every model's chunk of the shard, and the shard's undecodable samples (key -> why)."""
+    """Every model's chunk of the shard (one statement for all), and the shard's undecodable
+    samples (key -> why)."""
     dataset = get_dataset(session, dataset_name)
-    digest = keys_digest(list(keys))
-    for name, chunk in predictions.items():
-        model = session.get(Model, model_ids[name])
-        assert model is not None  # the unit's models are registered before it runs
-        store_chunk(
-            session,
-            model=model,
-            dataset=dataset,
-            shard_index=index,
-            keys_digest_=digest,
-            topk_classes=chunk.classes,
-            topk_probs=chunk.probs,
-        )
+    store_chunks(
+        session,
+        dataset=dataset,
+        shard_index=index,
+        keys_digest_=keys_digest(list(keys)),
+        predictions={model_ids[name]: (c.classes, c.probs) for name, c in predictions.items()},
+        name_of={model_ids[name]: name for name in predictions},
+    )
     shard = session.scalars(
         select(DatasetShard).where(
             DatasetShard.dataset_id == dataset.id, DatasetShard.shard_index == index

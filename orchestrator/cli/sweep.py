@@ -67,7 +67,8 @@ def sweep_submit(
         float,
         typer.Option(
             help="Models share a unit until their forward passes over a shard would "
-            "take this long on an H200 (modelled from GMACs)."
+            "take this long on an H200 (modelled from GMACs); on a large cluster bundles "
+            "of small models stop sooner, at half of one worker's share."
         ),
     ] = DEFAULT_BUNDLE_SECONDS,
     bundle_gmacs: Annotated[
