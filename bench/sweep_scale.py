@@ -238,6 +238,16 @@ def figures_of(args, pool_kind, sessions, sweep_id, zoo, costs, driver, state, m
         "efficiency_without_standin_overhead": round(
             necessary / max(1e-9, makespan_s - overhead / max(1, len(counts))), 3
         ),
+        # Workers start one after another (here 64 Python processes on two cores): each GPU's
+        # time counted from when its own worker was ready.
+        "workers_ready_spread_s": round(max(driver.ready_s) - min(driver.ready_s), 2)
+        if driver.ready_s
+        else 0.0,  # fmt: skip
+        "efficiency_from_each_worker_ready": round(
+            necessary * args.gpus / sum(units_done - r for r in driver.ready_s), 3
+        )
+        if driver.ready_s
+        else 0.0,  # fmt: skip
         "worker_busy_fraction": round(statistics.mean(w.busy_s for w in counts) / makespan_s, 3)
         if counts and makespan_s
         else 0.0,  # fmt: skip

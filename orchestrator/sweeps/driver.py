@@ -174,6 +174,7 @@ class SweepDriver:
         self.driver_s_per_unit: list[float] = []
         self.bookkeeping_s = 0.0
         self.first_worker_s: float | None = None  # until the first worker was ready
+        self.ready_s: list[float] = []  # until each worker was ready
         self.units_done_s: float | None = None  # until the last unit's result (workers freed)
         self.workers_started = 0
         self.last_start_error = "the cluster has no room"
@@ -298,8 +299,9 @@ class SweepDriver:
             return
         self.load[worker] = 0
         self.workers_started += 1
+        self.ready_s.append(time.monotonic() - self.started)
         if self.first_worker_s is None:
-            self.first_worker_s = time.monotonic() - self.started
+            self.first_worker_s = self.ready_s[0]
 
     def _lose(self, worker: Worker, pending: PlannedQueue[Worker]) -> None:
         self.workers.pop(worker, None)
