@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 # The plan keeps a bundle whole (when it fits one worker) if loading its models costs more than
-# this share of its work; a bundle of cheaper loads may be split at a slot's end. bench.schedule
-# at 16, 64 and 256 GPUs chose it: at 0.02 so many bundles are kept whole that best fit leaves
-# the slots uneven (0.69 at 256 GPUs); at 0.1 bundles of small models are split (0.79).
-DEAR_LOAD_SHARE = 0.05
+# this share of its work; a bundle of cheaper loads may be split at a slot's end. (Not
+# plan.DEAR_LOAD_SHARE, which sizes the bundles; this lays them out.) bench.schedule at 16, 64
+# and 256 GPUs chose it: at 0.02 so many bundles are kept whole that best fit leaves the slots
+# uneven (0.69 at 256 GPUs); at 0.1 bundles of small models are split (0.79).
+WHOLE_LOAD_SHARE = 0.05
 
 
 @dataclass
@@ -253,7 +254,7 @@ def _pack(bundles: list[_Bundle], workers: int, share: float) -> tuple[list[_Slo
 
     def dear(bundle: _Bundle) -> bool:
         work, load = bundle[0], bundle[1]
-        return load > DEAR_LOAD_SHARE * work and work + load <= share
+        return load > WHOLE_LOAD_SHARE * work and work + load <= share
 
     whole = sorted((b for b in bundles if dear(b)), key=lambda b: (-(b[0] + b[1]), b[2]))
     rest = [b for b in bundles if not dear(b)]
