@@ -39,7 +39,7 @@ from cluster.settings import Settings
 from db.models import Dataset, Sweep, SweepUnit, utc_now
 from db.queries import dataset_shards
 from orchestrator.sweeps.completion import models_evaluated, store_throughput
-from orchestrator.sweeps.plan import load_seconds, unit_seconds
+from orchestrator.sweeps.plan import load_seconds
 from orchestrator.sweeps.pool import Pending, RayPool, UnitFailed, Worker, WorkerLost, WorkerPool
 from orchestrator.sweeps.queue import PlannedQueue, QueuedUnit
 from orchestrator.sweeps.store import (
@@ -53,7 +53,6 @@ from orchestrator.sweeps.store import (
     get_sweep,
     options_of,
     plan,
-    planned_models,
     sweep_specs,
 )
 from search.service import SaverSearch
@@ -207,26 +206,21 @@ class SweepDriver:
     def _plan(self, workers: int) -> PlannedQueue[Worker]:
         """The missing work planned afresh for ``workers`` workers, laid out over them."""
         with self.sessions.begin() as session:
-            sweep = get_sweep(session, self.sweep_id)
-            models = {m.name: m for m in planned_models(session, sweep)}
+            planned = plan(session, get_sweep(session, self.sweep_id), workers)
             units = [
                 QueuedUnit(
-                    r.id,
-                    r.unit_index,
-                    r.models,
-                    r.shard_index,
-                    unit_seconds(
-                        (models[m].gmacs for m in r.models),
-                        len({models[m].config_key for m in r.models}),
-                        self.shards[r.shard_index].samples,
-                    ),
-                    images=self.shards[r.shard_index].samples * len(r.models),
+                    row.id,
+                    row.unit_index,
+                    row.models,
+                    row.shard_index,
+                    unit.seconds,
+                    images=self.shards[row.shard_index].samples * len(row.models),
                 )
-                for r in plan(session, sweep, workers)
+                for row, unit in planned.units
             ]
         self.images_total = sum(u.images for u in units)
         self.units_total = len(units)
-        loads = {name: load_seconds(m.params_m) for name, m in models.items()}
+        loads = {m.name: load_seconds(m.params_m) for m in planned.models}
         return PlannedQueue(units, workers, loads)
 
     def _expected_workers(self) -> int:

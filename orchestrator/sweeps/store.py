@@ -24,7 +24,7 @@ from cluster import validate
 from cluster.errors import InputError
 from db.models import Dataset, Model, PredictionChunk, Sweep, SweepUnit, utc_now
 from db.queries import Conflict, NotFound, get_dataset
-from orchestrator.sweeps.plan import DEFAULT_BUNDLE_SECONDS, PlannedModel, plan_units
+from orchestrator.sweeps.plan import DEFAULT_BUNDLE_SECONDS, PlannedModel, Unit, plan_units
 from search.service import SaverSearch
 from workers.preprocess_key import preprocessing_key
 
@@ -248,7 +248,7 @@ def done_work(session: Session, dataset: Dataset, model_ids: dict[str, int]) -> 
     return {(names[model_id], shard) for model_id, shard in rows}
 
 
-def planned_models(session: Session, sweep: Sweep) -> list[PlannedModel]:
+def _planned_models(session: Session, sweep: Sweep) -> list[PlannedModel]:
     """The sweep's models as the planner sees them: cost, size and preprocessing."""
     models = session.scalars(select(Model).where(Model.name.in_(sweep.models))).all()
     return [
@@ -257,13 +257,19 @@ def planned_models(session: Session, sweep: Sweep) -> list[PlannedModel]:
     ]
 
 
-def plan(session: Session, sweep: Sweep, workers: int | None = None) -> list[SweepUnit]:
+@dataclass(frozen=True)
+class SweepPlan:
+    units: list[tuple[SweepUnit, Unit]]  # each row with its planned unit (its modelled time)
+    models: list[PlannedModel]
+
+
+def plan(session: Session, sweep: Sweep, workers: int | None = None) -> SweepPlan:
     """Replace the sweep's units by the missing work, planned afresh (largest first) for
-    ``workers`` workers (None: as many as there are bundles)."""
+    ``workers`` workers (None: bundles by the time budget alone)."""
     from db.queries import dataset_shards
 
     dataset = dataset_of(session, sweep)
-    planned = planned_models(session, sweep)
+    planned = _planned_models(session, sweep)
     shards = dataset_shards(session, dataset)
     ids = session.execute(select(Model.name, Model.id).where(Model.name.in_(sweep.models)))
     done = done_work(session, dataset, {name: model_id for name, model_id in ids})
@@ -288,7 +294,7 @@ def plan(session: Session, sweep: Sweep, workers: int | None = None) -> list[Swe
     ]
     session.add_all(rows)
     session.flush()
-    return rows
+    return SweepPlan(list(zip(rows, units, strict=True)), planned)
 
 
 def cancel(session: Session, sweep_id: int) -> Sweep:
