@@ -117,14 +117,15 @@ def main(argv: list[str] | None = None) -> dict:
 def driver_class(search_tail: bool):
     """The product's driver; without ``search_tail``, one that leaves the search of the last
     models when the last unit lands (the search still runs during the sweep, as always)."""
-    from orchestrator.sweeps.driver import BackgroundSearch, SweepDriver
+    from orchestrator.sweeps.driver import SweepDriver
+    from orchestrator.sweeps.search_process import BackgroundSearch
 
     if search_tail:
         return SweepDriver
 
     class LeftSearch(BackgroundSearch):
         def close(self) -> None:
-            self._stored.put(None)  # no join: the thread is a daemon
+            self.end_input()  # no wait: the search goes on by itself
 
     class NoTailDriver(SweepDriver):
         search_class = LeftSearch

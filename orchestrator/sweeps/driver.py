@@ -4,9 +4,9 @@ Each worker always holds its next unit (``UNITS_IN_FLIGHT`` per worker), so it n
 the driver; the units are laid out over the workers from their modelled times before the first is
 handed out, and corrected by stealing as they run (``PlannedQueue``).
 Workers write their chunks to the database themselves; the driver keeps the books (unit states,
-attempts, errors, throughput) in one transaction per batch of results, and a background thread
-hands each model whose last chunk landed to the incremental search, so each model is searched
-once and nothing waits for it.
+attempts, errors, throughput) in one transaction per batch of results, and hands each model
+whose last chunk landed to the incremental search in a process of its own
+(``search_process.BackgroundSearch``), so each model is searched once and nothing waits for it.
 
 Failures: a worker that dies (killed, its node lost, a fatal GPU error) loses only its units in
 flight, which go back to the queue (a retried unit skips chunks that exist); a replacement starts
@@ -18,13 +18,10 @@ finishes it.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import queue
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -38,10 +35,11 @@ from cluster.ray_cluster import worker_environment
 from cluster.settings import Settings
 from db.models import Dataset, Sweep, SweepUnit, utc_now
 from db.queries import dataset_shards
-from orchestrator.sweeps.completion import models_evaluated, store_throughput
+from orchestrator.sweeps.completion import store_throughput
 from orchestrator.sweeps.plan import load_seconds
 from orchestrator.sweeps.pool import Pending, RayPool, UnitFailed, Worker, WorkerLost, WorkerPool
 from orchestrator.sweeps.queue import PlannedQueue, QueuedUnit
+from orchestrator.sweeps.search_process import BackgroundSearch
 from orchestrator.sweeps.store import (
     CANCELLED,
     DONE,
@@ -66,7 +64,6 @@ UNITS_IN_FLIGHT = 2  # per worker: the one it runs and the next, already in its 
 # The books (unit rows, throughput) are written this often, not per result: a driver killed in
 # between loses only bookkeeping (planning again reads the chunks, which workers wrote).
 FLUSH_EVERY_S = 0.5
-SEARCH_NICENESS = 19  # the search thread yields the CPU to the driver and the workers
 
 
 @dataclass
@@ -95,52 +92,6 @@ def _driver_alive(sweep: Sweep) -> bool:
     if beat.tzinfo is None:  # SQLite returns naive datetimes in UTC
         beat = beat.replace(tzinfo=utc_now().tzinfo)
     return utc_now() - beat < timedelta(seconds=STALE_AFTER_S)
-
-
-class BackgroundSearch:
-    """The incremental search of models whose chunks landed, in a thread of its own: each batch
-    of stored models is one transaction (a driver killed mid-search leaves nothing half-written,
-    and the resume path searches what is missing)."""
-
-    def __init__(self, sessions: sessionmaker, dataset: str) -> None:
-        self.sessions, self.dataset = sessions, dataset
-        self.searched: set[int] = set()
-        self.search = SaverSearch()  # keeps the zoo loaded between batches
-        self.seconds = 0.0
-        self.error: BaseException | None = None
-        self._stored: queue.Queue[list[int] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="saver-search", daemon=True)
-        self._thread.start()
-
-    def stored(self, model_ids: Iterable[int]) -> None:
-        self._stored.put(list(model_ids))
-
-    def close(self) -> None:
-        self._stored.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        with contextlib.suppress(AttributeError, OSError):  # Linux: a thread has its own
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SEARCH_NICENESS)
-        done = False
-        while not done:
-            batch = [self._stored.get()]
-            while not self._stored.empty():  # everything stored meanwhile, in one go
-                batch.append(self._stored.get())
-            done = None in batch
-            fresh = {i for ids in batch if ids for i in ids} - self.searched
-            if not fresh or self.error is not None:
-                continue
-            began = time.monotonic()
-            try:
-                with self.sessions.begin() as session:
-                    finished = models_evaluated(
-                        session, self.dataset, sorted(fresh), search=self.search
-                    )
-                self.searched.update(finished)
-            except Exception as error:  # the end of the sweep searches what is missing
-                self.error = error
-            self.seconds += time.monotonic() - began
 
 
 class SweepDriver:

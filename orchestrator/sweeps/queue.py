@@ -210,8 +210,10 @@ def _best_steal(slot: _Slot) -> tuple[float, _Piece, int] | None:
     left = slot.left()
     last = live[-1]
     if len(live) >= 2 and last.load + last.work < left:
-        return left - max(left - last.work - last.load, last.load + last.work), last, len(
-            last.units
+        return (
+            left - max(left - last.work - last.load, last.load + last.work),
+            last,
+            len(last.units),
         )
     piece = live[0]
     unit = piece.unit_work

@@ -252,8 +252,7 @@ def _planned_models(session: Session, sweep: Sweep) -> list[PlannedModel]:
     """The sweep's models as the planner sees them: cost, size and preprocessing."""
     models = session.scalars(select(Model).where(Model.name.in_(sweep.models))).all()
     return [
-        PlannedModel(m.name, preprocessing_key(m.data_config), m.gmacs, m.params_m)
-        for m in models
+        PlannedModel(m.name, preprocessing_key(m.data_config), m.gmacs, m.params_m) for m in models
     ]
 
 
@@ -274,9 +273,7 @@ def plan(session: Session, sweep: Sweep, workers: int | None = None) -> SweepPla
     ids = session.execute(select(Model.name, Model.id).where(Model.name.in_(sweep.models)))
     done = done_work(session, dataset, {name: model_id for name, model_id in ids})
     options = options_of(sweep)
-    units = plan_units(
-        planned, shards, done, options.bundle_gmacs, options.bundle_seconds, workers
-    )
+    units = plan_units(planned, shards, done, options.bundle_gmacs, options.bundle_seconds, workers)
     session.execute(delete(SweepUnit).where(SweepUnit.sweep_id == sweep.id))
     rows = [
         SweepUnit(
