@@ -227,6 +227,11 @@ def figures_of(args, pool_kind, sessions, sweep_id, zoo, costs, driver, state, m
         "driver_ms_per_unit_amortised": round(
             driver.bookkeeping_s / max(1, driver.units_total) * 1000, 3
         ),
+        # The driver's own CPU time: its wall time less the waits for one of this machine's
+        # cores, which it shares with the actors, the database and the search.
+        "driver_cpu_ms_per_unit_amortised": round(
+            driver.bookkeeping_cpu_s / max(1, driver.units_total) * 1000, 3
+        ),
         "model_loads_per_model": round(sum(loads.values()) / len(zoo), 3),
         "model_loads_max": max(loads.values(), default=0),
         "shard_reads_per_node": round(reads / nodes / args.shards, 3),

@@ -19,13 +19,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from cluster.errors import InputError, ServiceError
-from cluster.objectstore import CHAIN_VARIABLES, resolve_endpoint
-from cluster.settings import Settings
 
 if TYPE_CHECKING:  # Ray's types, re-exported for annotations; Ray itself comes from ray_api()
     from ray import ObjectRef as ObjectRef
     from ray.actor import ActorHandle as ActorHandle
     from ray.exceptions import RayTaskError as RayTaskError
+
+    from cluster.settings import Settings
 
 EMBEDDED_NODE_IP = "127.0.0.2"
 CONNECT_TIMEOUT_S = 5.0
@@ -45,6 +45,9 @@ class RayUnavailable(ServiceError):
 
 def worker_environment(settings: Settings) -> dict[str, str]:
     """Environment variables that give a worker process this process's settings."""
+    # Imported here: every Ray worker process imports this module, few of them need boto3.
+    from cluster.objectstore import CHAIN_VARIABLES, resolve_endpoint
+
     env = {
         "SAVERZOO_DATABASE_URL": settings.database_url,
         "SAVERZOO_S3_REGION": settings.s3_region,
