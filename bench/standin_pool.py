@@ -83,8 +83,8 @@ class SimPool:
     def slots(self) -> int:
         return self.gpus
 
-    def room_for_one(self) -> bool:
-        return len(self._workers) < self.gpus
+    def room(self) -> int:
+        return self.gpus - len(self._workers)
 
     def start(self):
         index = self.started

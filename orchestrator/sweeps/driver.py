@@ -230,9 +230,12 @@ class SweepDriver:
         return max(0, min(slots, self.options.max_workers or slots, useful))
 
     def _start_workers(self, pending: int) -> None:
-        while len(self.workers) + len(self.starting) < self._wanted(pending):
-            if not self.pool.room_for_one():
-                return
+        """As many workers as are wanted and fit now, started together (never more than the
+        cluster's slots: the ones starting count)."""
+        missing = self._wanted(pending) - len(self.workers) - len(self.starting)
+        if missing <= 0:
+            return
+        for _ in range(min(missing, self.pool.room())):
             worker, ready = self.pool.start()
             self.starting[ready] = worker
 

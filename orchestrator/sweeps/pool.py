@@ -8,7 +8,6 @@ in order; a result is an opaque handle the pool can wait on.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -36,8 +35,8 @@ class WorkerPool(Protocol):
     def slots(self) -> int:
         """How many workers the cluster holds at most."""
 
-    def room_for_one(self) -> bool:
-        """Whether one more worker can start now."""
+    def room(self) -> int:
+        """How many more workers can start now."""
 
     def start(self) -> tuple[Worker, Pending]:
         """A new worker, and the result that says where it runs once it is ready."""
@@ -92,11 +91,10 @@ class RayPool:
             return int(total.get("GPU", 0))
         return int(total.get("CPU", 0) // self.resources["num_cpus"])
 
-    def room_for_one(self) -> bool:
+    def room(self) -> int:
         free = self.ray.available_resources()
-        if self.uses_gpus and free.get("GPU", 0) < 1:
-            return False
-        return free.get("CPU", 0) >= self.resources["num_cpus"]
+        fit = int(free.get("CPU", 0) // self.resources["num_cpus"])
+        return min(fit, int(free.get("GPU", 0))) if self.uses_gpus else fit
 
     def start(self) -> tuple[Worker, Pending]:
         actor_class = self.actor_class
@@ -105,9 +103,7 @@ class RayPool:
         actor = actor_class.options(**self.resources, runtime_env={"env_vars": self.env}).remote(
             self.eval_options()
         )
-        ready = actor.where.remote()
-        time.sleep(0.05)  # let Ray account for it before the next room check
-        return actor, ready
+        return actor, actor.where.remote()
 
     def where(self, ready: Pending) -> str:
         try:

@@ -131,8 +131,12 @@ def serve(lines: IO[str], answers: IO[str]) -> None:
         except Exception as caught:  # the end of the sweep searches what is missing
             failed, error = True, f"{type(caught).__name__}: {caught}"
         answer = {"searched": finished, "seconds": time.monotonic() - began, "error": error}
-        answers.write(json.dumps(answer) + "\n")
-        answers.flush()
+        try:
+            answers.write(json.dumps(answer) + "\n")
+            answers.flush()
+        except BrokenPipeError:  # the driver is gone; what was searched is committed
+            os.dup2(os.open(os.devnull, os.O_WRONLY), answers.fileno())  # nothing left to say
+            return
 
 
 def _read_batches(lines: IO[str], batches: queue.Queue[list[int] | None]) -> None:
