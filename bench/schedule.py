@@ -1,7 +1,8 @@
 """The sweep's schedule alone, in modelled time: ``python -m bench.schedule``.
 
     python -m bench.schedule [--gpus 16 64 256] [--gpus-per-node 8] [--models 1266]
-                             [--shards 50] [--bundle-seconds 3] [--noise 0] [--json OUT]
+                             [--shards 50] [--bundle-seconds 3] [--noise 0]
+                             [--start-spread 0] [--json OUT]
 
 What is real: the planner (``orchestrator.sweeps.plan.plan_units``, the bundles of a zoo-scale
 sweep) and the driver's queue (``orchestrator.sweeps.queue.PlannedQueue``), unchanged.
@@ -13,9 +14,11 @@ another finishes a unit, as the driver does (the driver's own cost, measured by
 ``bench.sweep_scale`` at 0.5-2 ms a unit, and Ray's are left out), and time is an event clock,
 not a sleep. ``--noise S`` makes each model's true forward time its modelled time times a
 log-normal factor (sigma S, seed 0) that the planner and the queue do not know: how the schedule
-holds when the cost model is wrong. So this measures what the schedule itself costs at any
-cluster size in seconds, and ``bench.sweep_scale`` what the real driver, database and Ray add
-on top.
+holds when the cost model is wrong. ``--start-spread T`` starts the workers one after another
+over T seconds instead of all at once, as Ray started them on one small machine in
+``bench.sweep_scale``: how much of that run's loss the staggered start explains. So this
+measures what the schedule itself costs at any cluster size in seconds, and
+``bench.sweep_scale`` what the real driver, database and Ray add on top.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ def schedule(
     shards: int = 50,
     bundle_seconds: float = DEFAULT_BUNDLE_SECONDS,
     noise: float = 0.0,
+    start_spread: float = 0.0,
 ) -> dict:
     """The modelled makespan of a sweep of ``zoo`` over ``shards`` on ``gpus`` workers."""
     by_name = {m.name: m for m in zoo}
@@ -83,7 +87,8 @@ def schedule(
         models = [by_name[name] for name in unit.models]
         return now + workers[w].modelled_seconds(models, refs[unit.shard], prefetch)
 
-    free_at = [(0.0, w) for w in range(gpus)]
+    ready = [start_spread * w / max(1, gpus - 1) for w in range(gpus)]
+    free_at = [(ready[w], w) for w in range(gpus)]
     heapq.heapify(free_at)
     makespan, idle = 0.0, list[int]()
     while free_at:
@@ -110,6 +115,10 @@ def schedule(
         "makespan_s": round(makespan, 1),
         "necessary_s": round(necessary, 1),
         "efficiency": round(necessary / makespan, 3),
+        "start_spread_s": start_spread,
+        "efficiency_from_each_worker_ready": round(
+            necessary * gpus / sum(makespan - r for r in ready), 3
+        ),
         "busy_fraction": round(busy / (makespan * gpus), 3),
         "model_loads_per_model": round(sum(load_counts) / len(zoo), 2),
         "model_loads_max": max(load_counts),
@@ -131,11 +140,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--shards", type=int, default=50)
     parser.add_argument("--bundle-seconds", type=float, default=DEFAULT_BUNDLE_SECONDS)
     parser.add_argument("--noise", type=float, default=0.0, help="sigma of each model's error")
+    parser.add_argument("--start-spread", type=float, default=0.0,
+                        help="seconds over which the workers start, one after another")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     zoo, costs = pick(read_zoo(), args.models), fit_anchors()
     rows = [
-        schedule(zoo, costs, g, args.gpus_per_node, args.shards, args.bundle_seconds, args.noise)
+        schedule(
+            zoo,
+            costs,
+            g,
+            args.gpus_per_node,
+            args.shards,
+            args.bundle_seconds,
+            args.noise,
+            args.start_spread,
+        )
         for g in args.gpus
     ]
     print("modelled: every worker's unit time (bench.sweep_costs); real: planner and queue")

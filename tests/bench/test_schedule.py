@@ -37,3 +37,12 @@ def test_on_a_large_cluster_small_model_bundles_shrink_so_models_still_load_abou
 
     assert large["bundles"] > 2 * small["bundles"]
     assert large["model_loads_per_model"] <= 1.5  # counts, not times
+
+
+def test_workers_that_start_one_after_another_still_run_every_unit_once():
+    """A late worker's list is taken over by the early ones: nothing is left behind (the
+    schedule asserts its queue is empty) and the models still load about once."""
+    zoo, costs = read_zoo(), fit_anchors()
+    figures = schedule(zoo[:300], costs, gpus=16, shards=10, start_spread=20.0)
+    assert figures["model_loads_per_model"] <= 1.5
+    assert figures["efficiency"] < figures["efficiency_from_each_worker_ready"] <= 1
