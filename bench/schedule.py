@@ -11,7 +11,7 @@ takes its modelled H200 time (``bench.sweep_costs``: loads of models it does not
 shard's read once per node, one decode, a resize per data config, the forward passes); a worker
 takes its next unit the moment it is free, and a worker left without one asks again whenever
 another finishes a unit, as the driver does (the driver's own cost, measured by
-``bench.sweep_scale`` at 0.5-2 ms a unit, and Ray's are left out), and time is an event clock,
+``bench.sweep_scale`` at about 1 ms a unit, and Ray's are left out), and time is an event clock,
 not a sleep. ``--noise S`` makes each model's true forward time its modelled time times a
 log-normal factor (sigma S, seed 0) that the planner and the queue do not know: how the schedule
 holds when the cost model is wrong. ``--start-spread T`` starts the workers one after another
