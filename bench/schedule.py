@@ -150,11 +150,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             zoo,
             costs,
             g,
-            args.gpus_per_node,
-            args.shards,
-            args.bundle_seconds,
-            args.noise,
-            args.start_spread,
+            gpus_per_node=args.gpus_per_node,
+            shards=args.shards,
+            bundle_seconds=args.bundle_seconds,
+            noise=args.noise,
+            start_spread=args.start_spread,
         )
         for g in args.gpus
     ]

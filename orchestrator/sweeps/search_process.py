@@ -52,13 +52,14 @@ class BackgroundSearch:
             text=True,
             bufsize=1,  # a line at a time: each batch reaches the child as it is handed over
         )
+        # Written by the answers' thread alone; the driver reads them (the bench while running).
         self.searched: set[int] = set()
         self.seconds = 0.0
         self.error: str | None = None
-        self._lock = threading.Lock()
         self._send({"database_url": database_url(sessions), "dataset": dataset})
-        self._answers = threading.Thread(target=self._read_answers, name="search-answers")
-        self._answers.daemon = True
+        self._answers = threading.Thread(
+            target=self._read_answers, name="search-answers", daemon=True
+        )
         self._answers.start()
 
     def stored(self, model_ids: Iterable[int]) -> None:
@@ -89,10 +90,9 @@ class BackgroundSearch:
         assert self._process.stdout is not None
         for line in self._process.stdout:
             answer = json.loads(line)  # the child prints nothing else there (see main)
-            with self._lock:
-                self.searched.update(answer["searched"])
-                self.seconds += answer["seconds"]
-                self.error = self.error or answer["error"]
+            self.searched.update(answer["searched"])
+            self.seconds += answer["seconds"]
+            self.error = self.error or answer["error"]
 
 
 def serve(lines: IO[str], answers: IO[str]) -> None:
