@@ -77,11 +77,16 @@ def schedule(
     for stand_in in workers:
         stand_in.slowdown = slowdown
 
+    running: dict[int, QueuedUnit] = {}
+
     def start(w: int, now: float) -> float | None:
         """When worker ``w``, free at ``now``, finishes its next unit (None: it has none)."""
-        unit = queue.take(w)
+        if w in running:
+            queue.finished(w, running.pop(w), now)
+        unit = queue.take(w, now)
         if unit is None:
             return None
+        running[w] = unit
         following = queue.peek(w)
         prefetch = refs[following.shard] if following is not None else None
         models = [by_name[name] for name in unit.models]

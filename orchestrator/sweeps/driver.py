@@ -316,7 +316,7 @@ class SweepDriver:
         """Every live worker gets units until it holds ``UNITS_IN_FLIGHT``."""
         for worker in list(self.workers):
             while self.load[worker] < UNITS_IN_FLIGHT:
-                unit = pending.take(worker)
+                unit = pending.take(worker, time.monotonic())
                 if unit is None:  # nothing for this one: its units wait for their holders
                     break
                 self._dispatch(worker, unit, pending)
@@ -360,6 +360,7 @@ class SweepDriver:
 
     def _collect(self, ref: Pending, pending: PlannedQueue[Worker]) -> None:
         worker, unit, started = self.in_flight.pop(ref)
+        pending.finished(worker, unit, time.monotonic())
         if worker in self.load:
             self.load[worker] -= 1
         try:

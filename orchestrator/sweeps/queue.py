@@ -15,14 +15,19 @@ Within a slot the pieces with the longest units run first, so each worker ends o
 At run time a worker takes the next unit of its slot. A worker without a slot (one more than
 planned, or a replacement) adopts an orphaned slot. A worker whose slot is empty steals: from an
 orphaned slot first (its last piece, or half of its only one, so that a planned worker that
-never starts leaves its list to several), else where it gains the most: the last unstarted
-piece of another slot, or the back half of the piece another worker runs when the time saved is
-more than loading the piece's models once more. A unit given back (its worker lost, or a
-failure to retry) is an orphaned slot of its own; a lost worker's slot is orphaned.
+never starts leaves its list to several), else from the worker that will end last, where that
+ends it sooner: the last unstarted piece of its slot, or the back of the piece it runs, as many
+units as end the two soonest once the thief has loaded the piece's models. When a worker ends
+counts the units it holds (``finished`` says when each ends), the one it runs from when it
+began, the clock read at the pace of the units finished so far: a worker that started late, or
+whose models run slower than modelled, is seen to end late while its units can still move.
+A unit given back (its worker lost, or a failure to retry) is an orphaned slot of its own; a
+lost worker's slot is orphaned.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -71,6 +76,8 @@ class _Piece:
 class _Slot:
     pieces: deque[_Piece] = field(default_factory=deque)
     owned: bool = False
+    flight: deque[QueuedUnit] = field(default_factory=deque)  # handed out, not yet finished
+    since: float = 0.0  # when the first of ``flight`` began
 
     def live(self) -> list[_Piece]:
         return [p for p in self.pieces if p.units]
@@ -80,6 +87,14 @@ class _Slot:
         live = self.live()
         loads = sum(p.load for p in (live[1:] if self.owned else live))
         return sum(p.work for p in live) + loads
+
+    def ahead(self, now: float, pace: float) -> float:
+        """Modelled time to its end: ``left`` and the units its worker holds, the one it runs
+        counted from when it began (``pace``: seconds of the clock per modelled second)."""
+        if not self.flight:
+            return self.left()
+        running = max(0.0, self.flight[0].work - (now - self.since) / pace)
+        return self.left() + running + sum(u.work for u in list(self.flight)[1:])
 
 
 W = TypeVar("W", bound=Hashable)
@@ -98,7 +113,9 @@ class PlannedQueue(Generic[W]):
         self._slots = schedule(units, max(1, workers), self._bundle_load)
         self._orphans: list[_Slot] = list(self._slots)  # no worker has taken them yet
         self._of: dict[W, _Slot] = {}
-        self._barren = False  # the last steal found nothing: only a put or a release changes that
+        self._barren = False  # the last steal found nothing: a put, a release or a unit's end
+        self._now = 0.0
+        self._pace = (0.0, 0.0)  # seconds of the clock, modelled seconds: of the units finished
 
     def __len__(self) -> int:
         return self._count
@@ -118,12 +135,15 @@ class PlannedQueue(Generic[W]):
         slot = self._of.pop(worker, None)
         if slot is not None:
             slot.owned = False
+            slot.flight.clear()
             if slot.live():
                 self._orphans.append(slot)
                 self._barren = False
 
-    def take(self, worker: W) -> QueuedUnit | None:
-        """The next unit for ``worker``, or None when nothing is worth its taking now."""
+    def take(self, worker: W, now: float = 0.0) -> QueuedUnit | None:
+        """The next unit for ``worker`` at ``now`` (any clock that ``finished`` also reads), or
+        None when nothing is worth its taking now."""
+        self._now = now
         slot = self._of.get(worker)
         if slot is None:
             slot = self._adopt(worker, _Slot())
@@ -133,7 +153,27 @@ class PlannedQueue(Generic[W]):
         unit = piece.units.popleft()
         piece.work -= unit.work
         self._count -= 1
+        if not slot.flight:
+            slot.since = now
+        slot.flight.append(unit)
         return unit
+
+    def finished(self, worker: W, unit: QueuedUnit, now: float = 0.0) -> None:
+        """``worker`` is done with ``unit`` (a result or a failure) at ``now``: the next unit it
+        holds begins, and the pace of the clock against modelled time is learnt."""
+        slot = self._of.get(worker)
+        if slot is None or unit not in slot.flight:
+            return
+        if slot.flight[0] is unit and unit.work > 0 and now > slot.since:
+            clock, modelled = self._pace
+            self._pace = (clock + now - slot.since, modelled + unit.work)
+        slot.flight.remove(unit)
+        slot.since = now
+        self._barren = False
+
+    def _ahead(self, slot: _Slot) -> float:
+        clock, modelled = self._pace
+        return slot.ahead(self._now, clock / modelled if clock > 0 and modelled > 0 else 1.0)
 
     def peek(self, worker: W) -> QueuedUnit | None:
         """The unit ``worker`` will most likely take next, or None."""
@@ -168,17 +208,20 @@ class PlannedQueue(Generic[W]):
         elif self._barren:
             return False
         else:
-            best: tuple[float, _Slot, _Piece, int] | None = None
+            # From the worker that ends last, where a steal shortens it: the sweep ends with it.
+            best: tuple[float, float, _Slot, _Piece, int] | None = None
+            own = self._ahead(mine)
             for slot in {id(s): s for s in self._of.values()}.values():
                 if slot is mine:
                     continue
-                choice = _best_steal(slot)
-                if choice is not None and (best is None or choice[0] > best[0]):
-                    best = (choice[0], slot, choice[1], choice[2])
+                end = self._ahead(slot)
+                choice = _best_steal(slot, end, own)
+                if choice is not None and (best is None or (end, choice[0]) > best[:2]):
+                    best = (end, choice[0], slot, choice[1], choice[2])
             if best is None:
                 self._barren = True
                 return False
-            _, victim, piece, count = best
+            *_, victim, piece, count = best
         if count == len(piece.units):
             victim.pieces.remove(piece)
             mine.pieces.append(piece)
@@ -198,30 +241,33 @@ def _next_piece(slot: _Slot) -> bool:
     return bool(slot.pieces)
 
 
-def _best_steal(slot: _Slot) -> tuple[float, _Piece, int] | None:
-    """(time saved, piece, units to move) of the best steal from ``slot``'s worker, or None.
+def _best_steal(slot: _Slot, end: float, own: float) -> tuple[float, _Piece, int] | None:
+    """(time saved, piece, units to move) of the best steal from ``slot``, whose worker ends in
+    ``end`` modelled seconds, by a thief that ends its own units in ``own``; or None.
 
-    Its last unstarted piece moves whole (its models would be loaded once anyway); else the back
-    of the piece it runs, as many units as balance the two workers once the thief has loaded
-    the piece's models."""
+    Its last unstarted piece moves whole where that helps (its models would be loaded once
+    anyway); else the back of the piece it runs, as many units as end the two workers soonest
+    once the thief has loaded the piece's models."""
     live = slot.live()
     if not live:
         return None
-    left = slot.left()
-    last = live[-1]
-    if len(live) >= 2 and last.load + last.work < left:
-        return (
-            left - max(left - last.work - last.load, last.load + last.work),
-            last,
-            len(last.units),
-        )
+    if len(live) >= 2:
+        last = live[-1]
+        moved = last.load + last.work
+        saved = end - max(end - moved, own + moved)
+        if saved > 0:
+            return saved, last, len(last.units)
     piece = live[0]
     unit = piece.unit_work
-    count = min(int((left - piece.load) / (2 * unit)), len(piece.units) - (len(live) == 1))
-    if count < 1:
-        return None
-    moved = count * unit
-    return left - max(left - moved, piece.load + moved), piece, count
+    # A worker that runs nothing keeps a unit of its last piece (it holds the models).
+    most = len(piece.units) - (len(live) == 1 and not slot.flight)
+    even = (end - own - piece.load) / (2 * unit) if unit > 0 else 0.0
+    best: tuple[float, _Piece, int] | None = None
+    for count in {min(most, max(1, math.floor(even))), min(most, max(1, math.ceil(even)))}:
+        saved = end - max(end - count * unit, own + piece.load + count * unit)
+        if count >= 1 and saved > 0 and (best is None or saved > best[0]):
+            best = (saved, piece, count)
+    return best
 
 
 def schedule(

@@ -72,20 +72,63 @@ def test_an_idle_worker_steals_a_piece_nobody_started_whole():
 
 def test_an_idle_worker_splits_a_running_piece_so_both_end_together_after_its_load():
     queue: PlannedQueue[str] = PlannedQueue(units_of({"a": (8, 1.0)}), 1, {"a": 2.0})
-    assert queue.take("gpu0").shard == 0  # 7 units of 1 s left on gpu0
+    assert queue.take("gpu0", now=0.0).shard == 0  # it runs shard 0; 7 units of 1 s wait
 
-    first = queue.take("gpu1")  # loads "a" (2 s): 2 of the 7 units balance the two
+    first = queue.take("gpu1", now=0.0)  # loads "a" (2 s): then 3 units end both in 5 s
 
-    assert (first.shard, queue.peek("gpu1").shard) == (6, 7)  # the back end
-    assert [queue.take("gpu0").shard for _ in range(5)] == [1, 2, 3, 4, 5]
+    assert (first.shard, queue.peek("gpu1").shard) == (5, 6)  # the back end
+    assert [queue.take("gpu0").shard for _ in range(4)] == [1, 2, 3, 4]
 
 
 def test_an_idle_worker_does_not_load_a_bundle_for_a_unit_its_holder_will_start():
-    queue: PlannedQueue[str] = PlannedQueue([QueuedUnit(i, i, ["a"], i, 1.0) for i in range(2)])
+    queue: PlannedQueue[str] = PlannedQueue(
+        [QueuedUnit(i, i, ["a"], i, 1.0) for i in range(2)], 1, {"a": 1.5}
+    )
     assert queue.take("gpu0") is not None  # gpu0 holds "a"; one unit of it waits
 
-    assert queue.take("gpu1") is None  # one waiting unit, one holder: gpu0 takes it next
+    assert queue.take("gpu1") is None  # loading "a" takes longer than waiting for gpu0
     assert queue.take("gpu0") is not None and len(queue) == 0
+
+
+def test_a_thief_relieves_the_worker_that_ends_last_counting_the_unit_it_runs():
+    units = units_of({"large": (2, 12.0), "small": (8, 1.0)})
+    queue: PlannedQueue[str] = PlannedQueue(units, 1, {"large": 2.5, "small": 2.5})
+    assert queue.take("gpu0", now=0.0).models == ["large"]  # then large again, then small
+    assert queue.take("gpu1", now=0.0).models == ["small"]  # the small piece moved whole
+
+    # At 4 s gpu0 has 8 s of its unit and one more of 12 s: loading "large" and running it
+    # ends at 18.5 s instead of 24.
+    stolen = queue.take("gpu2", now=4.0)
+
+    assert stolen is not None and stolen.models == ["large"]
+    assert queue.peek("gpu0") is None
+
+
+def test_a_thief_relieves_the_worker_that_ends_last_not_the_one_it_saves_most():
+    units = units_of({"large": (2, 10.0), "small": (19, 1.0)})
+    queue: PlannedQueue[str] = PlannedQueue(units, 2, {"large": 1.0})
+    assert queue.take("gpu0", now=0.0).models == ["large"]  # ends at 20 s
+    assert queue.take("gpu1", now=0.0).models == ["small"]  # ends at 19 s
+    queue.finished("gpu1", units[2], now=1.0)
+    assert queue.take("gpu1", now=1.0).models == ["small"]
+
+    # Half of what gpu1 has left would save 9 s of its end; gpu0 ends last, 8 s sooner.
+    stolen = queue.take("gpu2", now=1.0)
+
+    assert stolen is not None and stolen.models == ["large"]
+
+
+def test_the_clock_is_read_at_the_pace_learnt_from_finished_units():
+    # The clock runs twice as slow as modelled time: 8 s of it is 4 modelled seconds.
+    units = units_of({"a": (4, 4.0)})
+    queue: PlannedQueue[str] = PlannedQueue(units, 1, {"a": 4.5})
+    assert queue.take("gpu0", now=0.0).shard == 0
+    queue.finished("gpu0", units[0], now=8.0)
+    assert queue.take("gpu0", now=8.0).shard == 1  # runs until 16; shards 2 and 3 wait
+
+    # At 14, 6 s of the clock into shard 1, gpu0 ends in 1 + 8 modelled seconds; a thief that
+    # loads "a" ends shard 3 in 8.5. (Read as modelled seconds, the clock would say 8.)
+    assert queue.take("gpu1", now=14.0).shard == 3
 
 
 def test_a_unit_given_back_and_a_lost_workers_slot_go_to_the_next_worker():
@@ -122,22 +165,28 @@ def test_the_lists_of_planned_workers_that_never_start_are_shared_by_those_that_
         max_size=12,
     ),
     st.integers(1, 9),
-    st.lists(st.tuples(st.integers(0, 11), st.sampled_from(["take", "lose"])), max_size=80),
+    st.lists(
+        st.tuples(st.integers(0, 11), st.sampled_from(["take", "finish", "lose"])), max_size=80
+    ),
 )
 def test_every_unit_is_handed_out_exactly_once_whoever_asks_and_whoever_is_lost(
     work, planned, asks
 ):
-    """Workers ask in any order, more or fewer than planned; a lost worker's units in flight
-    are given back; whoever is left drains the rest."""
+    """Workers ask in any order, more or fewer than planned, and finish units at any time; a
+    lost worker's units in flight are given back; whoever is left drains the rest."""
     queue: PlannedQueue[int | str] = PlannedQueue(units_of(work), planned, {n: 1.0 for n in work})
     done: list[int] = []
     running: dict[int, list[QueuedUnit]] = {}
-    for worker, ask in asks:
+    for now, (worker, ask) in enumerate(asks):
         if ask == "lose":
             for unit in running.pop(worker, []):
                 queue.put(unit)
             queue.release(worker)
-        elif (unit := queue.take(worker)) is not None:
+        elif ask == "finish" and running.get(worker):
+            unit = running[worker].pop(0)
+            queue.finished(worker, unit, now)
+            done.append(unit.row_id)
+        elif (unit := queue.take(worker, now)) is not None:
             running.setdefault(worker, []).append(unit)
     done += [u.row_id for units in running.values() for u in units]
     for worker in [*range(12), "late"]:  # the live ones, and one that joins at the end
