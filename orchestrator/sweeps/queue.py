@@ -113,7 +113,9 @@ class PlannedQueue(Generic[W]):
         self._slots = schedule(units, max(1, workers), self._bundle_load)
         self._orphans: list[_Slot] = list(self._slots)  # no worker has taken them yet
         self._of: dict[W, _Slot] = {}
-        self._barren = False  # the last steal found nothing: a put, a release or a unit's end
+        # The least time a thief had left of its own when a steal found nothing: one with as
+        # much or more finds nothing either, until a put, a release or a unit's end.
+        self._barren = math.inf
         self._now = 0.0
         self._pace = (0.0, 0.0)  # seconds of the clock, modelled seconds: of the units finished
 
@@ -128,7 +130,7 @@ class PlannedQueue(Generic[W]):
         piece = _Piece(deque([unit]), self._bundle_load(unit.bundle))
         self._orphans.append(_Slot(deque([piece])))
         self._count += 1
-        self._barren = False
+        self._barren = math.inf
 
     def release(self, worker: W) -> None:
         """``worker`` is gone: its slot waits for another."""
@@ -138,7 +140,7 @@ class PlannedQueue(Generic[W]):
             slot.flight.clear()
             if slot.live():
                 self._orphans.append(slot)
-                self._barren = False
+                self._barren = math.inf
 
     def take(self, worker: W, now: float = 0.0) -> QueuedUnit | None:
         """The next unit for ``worker`` at ``now`` (any clock that ``finished`` also reads), or
@@ -169,7 +171,7 @@ class PlannedQueue(Generic[W]):
             self._pace = (clock + now - slot.since, modelled + unit.work)
         slot.flight.remove(unit)
         slot.since = now
-        self._barren = False
+        self._barren = math.inf
 
     def _ahead(self, slot: _Slot) -> float:
         clock, modelled = self._pace
@@ -205,12 +207,11 @@ class PlannedQueue(Generic[W]):
             live = victim.live()
             piece = live[-1]
             count = len(piece.units) if len(live) > 1 else -(-len(piece.units) // 2)
-        elif self._barren:
+        elif (own := self._ahead(mine)) >= self._barren:
             return False
         else:
             # From the worker that ends last, where a steal shortens it: the sweep ends with it.
             best: tuple[float, float, _Slot, _Piece, int] | None = None
-            own = self._ahead(mine)
             for slot in {id(s): s for s in self._of.values()}.values():
                 if slot is mine:
                     continue
@@ -219,7 +220,7 @@ class PlannedQueue(Generic[W]):
                 if choice is not None and (best is None or (end, choice[0]) > best[:2]):
                     best = (end, choice[0], slot, choice[1], choice[2])
             if best is None:
-                self._barren = True
+                self._barren = own
                 return False
             *_, victim, piece, count = best
         if count == len(piece.units):
