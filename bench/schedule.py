@@ -9,8 +9,9 @@ sweep) and the driver's queue (``orchestrator.sweeps.queue.PlannedQueue``), unch
 What is modelled: everything else. Each worker is a ``bench.standin.StandInWorker`` whose unit
 takes its modelled H200 time (``bench.sweep_costs``: loads of models it does not hold, the
 shard's read once per node, one decode, a resize per data config, the forward passes); a worker
-takes its next unit the moment it is free, and a worker left without one asks again whenever
-another finishes a unit, as the driver does (the driver's own cost, measured by
+holds units as the driver feeds it (the one it runs, and its next after a short one), and a
+worker left without one asks again whenever another finishes a unit, as the driver does, and
+reports each unit's end to the queue (the driver's own cost, measured by
 ``bench.sweep_scale`` at about 1 ms a unit, and Ray's are left out), and time is an event clock,
 not a sleep. ``--noise S`` makes each model's true forward time its modelled time times a
 log-normal factor (sigma S, seed 0) that the planner and the queue do not know: how the schedule
@@ -28,11 +29,13 @@ import heapq
 import json
 import math
 import random
+from collections import deque
 from pathlib import Path
 
 from bench.standin import ShardsRead, StandInWorker
 from bench.sweep_costs import CostModel, ZooModel, fit_anchors, pick, read_zoo
 from db.refs import ShardRef
+from orchestrator.sweeps.driver import HOLD_NEXT_BELOW_S, UNITS_IN_FLIGHT
 from orchestrator.sweeps.plan import (
     DEFAULT_BUNDLE_SECONDS,
     PlannedModel,
@@ -53,6 +56,7 @@ def schedule(
     bundle_seconds: float = DEFAULT_BUNDLE_SECONDS,
     noise: float = 0.0,
     start_spread: float = 0.0,
+    in_flight: int = UNITS_IN_FLIGHT,
 ) -> dict:
     """The modelled makespan of a sweep of ``zoo`` over ``shards`` on ``gpus`` workers."""
     by_name = {m.name: m for m in zoo}
@@ -77,35 +81,41 @@ def schedule(
     for stand_in in workers:
         stand_in.slowdown = slowdown
 
-    running: dict[int, QueuedUnit] = {}
+    # Each worker holds units as the driver feeds it: the one it runs, and its next while what
+    # it holds is short (up to ``in_flight``), each beginning when the one before it ends.
+    held: list[deque[tuple[QueuedUnit, float]]] = [deque() for _ in range(gpus)]
+    events: list[tuple[float, int]] = []  # (when a worker's first held unit ends, worker)
+    makespan = 0.0
 
-    def start(w: int, now: float) -> float | None:
-        """When worker ``w``, free at ``now``, finishes its next unit (None: it has none)."""
-        if w in running:
-            queue.finished(w, running.pop(w), now)
-        unit = queue.take(w, now)
-        if unit is None:
-            return None
-        running[w] = unit
-        following = queue.peek(w)
-        prefetch = refs[following.shard] if following is not None else None
-        models = [by_name[name] for name in unit.models]
-        return now + workers[w].modelled_seconds(models, refs[unit.shard], prefetch)
+    def top_up(w: int, now: float) -> None:
+        while (
+            not held[w] or (len(held[w]) < in_flight and queue.holding(w) < HOLD_NEXT_BELOW_S)
+        ) and (unit := queue.take(w, now)) is not None:
+            following = queue.peek(w)
+            prefetch = refs[following.shard] if following is not None else None
+            models = [by_name[name] for name in unit.models]
+            begins = held[w][-1][1] if held[w] else now
+            held[w].append(
+                (unit, begins + workers[w].modelled_seconds(models, refs[unit.shard], prefetch))
+            )
+            if len(held[w]) == 1:
+                heapq.heappush(events, (held[w][0][1], w))
 
     ready = [start_spread * w / max(1, gpus - 1) for w in range(gpus)]
-    free_at = [(ready[w], w) for w in range(gpus)]
-    heapq.heapify(free_at)
-    makespan, idle = 0.0, list[int]()
-    while free_at:
-        now, w = heapq.heappop(free_at)
-        waiting, idle = [w, *idle], []
-        for worker in waiting:  # the one just free, then those that found nothing before
-            finish = start(worker, now)
-            if finish is None:
-                idle.append(worker)
-            else:
-                makespan = max(makespan, finish)
-                heapq.heappush(free_at, (finish, worker))
+    for w in range(gpus):
+        heapq.heappush(events, (ready[w], w))
+    started: set[int] = set()
+    while events:
+        now, w = heapq.heappop(events)
+        makespan = max(makespan, now)
+        if w in started:
+            unit, _ = held[w].popleft()
+            queue.finished(w, unit, now)
+            if held[w]:
+                heapq.heappush(events, (held[w][0][1], w))
+        started.add(w)
+        for worker in [w, *sorted(started - {w})]:  # as the driver feeds every worker it has
+            top_up(worker, now)
     assert not len(queue), "units left that no worker would take"
     forward = sum(costs.forward_s(m, SAMPLES_PER_SHARD) * shards * slowdown[m.name] for m in zoo)
     loads = sum(costs.load_s(m) for m in zoo)

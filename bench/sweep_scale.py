@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pool", choices=("ray", "sim"), help="Default: ray up to 64 GPUs.")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--no-search-tail", dest="search_tail", action="store_false",
-                        help="Stop when the last unit lands, leaving the search of the last "
-                        "models (it runs during the sweep either way).")  # fmt: skip
+                        help="Stop when the last unit lands, and the search with it, leaving the "
+                        "last models unsearched (it runs during the sweep anyway).")  # fmt: skip
     args = parser.parse_args(argv)
     pool_kind = args.pool or ("ray" if args.gpus <= REAL_RAY_MAX else "sim")
     costs = fit_anchors()
@@ -125,7 +125,10 @@ def driver_class(search_tail: bool):
 
     class LeftSearch(BackgroundSearch):
         def close(self) -> None:
-            self.end_input()  # no wait: the search goes on by itself
+            self.end_input()
+            # No wait, and no search of the last models after the sweep's end: they would share
+            # this machine's cores with the next run. Its last batch is rolled back.
+            self._process.terminate()
 
     class NoTailDriver(SweepDriver):
         search_class = LeftSearch
@@ -237,7 +240,7 @@ def figures_of(args, pool_kind, sessions, sweep_id, zoo, costs, driver, state, m
         "shard_reads_per_node": round(reads / nodes / args.shards, 3),
         "search_s": round(driver.search.seconds, 2),
         "search_tail_s": round(search_tail_s, 2) if args.search_tail else None,
-        "search_waited_by_dispatch": False,  # the search runs in its own thread
+        "search_waited_by_dispatch": False,  # the search runs in its own process
         # The stand-in's own real cost per unit (queries, chunk writes, waiting for a CPU of
         # this machine), beyond the modelled time it slept: a simulator's cost, not a GPU's.
         "standin_overhead_s_per_unit": round(overhead / max(1, driver.units_total), 4),

@@ -173,6 +173,11 @@ class PlannedQueue(Generic[W]):
         slot.since = now
         self._barren = math.inf
 
+    def holding(self, worker: W) -> float:
+        """The modelled seconds of the units ``worker`` holds, not yet finished."""
+        slot = self._of.get(worker)
+        return sum(u.work for u in slot.flight) if slot is not None else 0.0
+
     def _ahead(self, slot: _Slot) -> float:
         clock, modelled = self._pace
         return slot.ahead(self._now, clock / modelled if clock > 0 and modelled > 0 else 1.0)
