@@ -35,7 +35,6 @@ from pathlib import Path
 from bench.standin import ShardsRead, StandInWorker
 from bench.sweep_costs import CostModel, ZooModel, fit_anchors, pick, read_zoo
 from db.refs import ShardRef
-from orchestrator.sweeps.driver import HOLD_NEXT_BELOW_S, UNITS_IN_FLIGHT
 from orchestrator.sweeps.plan import (
     DEFAULT_BUNDLE_SECONDS,
     PlannedModel,
@@ -56,7 +55,6 @@ def schedule(
     bundle_seconds: float = DEFAULT_BUNDLE_SECONDS,
     noise: float = 0.0,
     start_spread: float = 0.0,
-    in_flight: int = UNITS_IN_FLIGHT,
 ) -> dict:
     """The modelled makespan of a sweep of ``zoo`` over ``shards`` on ``gpus`` workers."""
     by_name = {m.name: m for m in zoo}
@@ -81,16 +79,14 @@ def schedule(
     for stand_in in workers:
         stand_in.slowdown = slowdown
 
-    # Each worker holds units as the driver feeds it: the one it runs, and its next while what
-    # it holds is short (up to ``in_flight``), each beginning when the one before it ends.
+    # Each worker holds units as the driver feeds it (``PlannedQueue.wants``): the one it runs,
+    # and its next after a short one, each beginning when the one before it ends.
     held: list[deque[tuple[QueuedUnit, float]]] = [deque() for _ in range(gpus)]
     events: list[tuple[float, int]] = []  # (when a worker's first held unit ends, worker)
     makespan = 0.0
 
     def top_up(w: int, now: float) -> None:
-        while (
-            not held[w] or (len(held[w]) < in_flight and queue.holding(w) < HOLD_NEXT_BELOW_S)
-        ) and (unit := queue.take(w, now)) is not None:
+        while queue.wants(w) and (unit := queue.take(w, now)) is not None:
             following = queue.peek(w)
             prefetch = refs[following.shard] if following is not None else None
             models = [by_name[name] for name in unit.models]

@@ -1,8 +1,8 @@
 """The sweep driver: a pool of workers (Ray actors on a cluster) fed from a queue of work units.
 
-A worker running a short unit also holds its next (``UNITS_IN_FLIGHT``,
-``HOLD_NEXT_BELOW_S``), so it does not wait for the driver where the round trip would show; a
-long unit is held alone, so that the next stays in the queue for whichever worker ends first.
+A worker running a short unit also holds its next (``PlannedQueue.wants``), so it does not wait
+for the driver where the round trip would show; a long unit is held alone, so that the next
+stays in the queue for whichever worker ends first.
 The units are laid out over the workers from their modelled times before the first is handed
 out, and corrected by stealing as they run (``PlannedQueue``).
 Workers write their chunks to the database themselves; the driver keeps the books (unit states,
@@ -62,12 +62,6 @@ POLL_S = 0.5
 HEARTBEAT_S = 5.0  # also how often a cancellation is looked for
 STALE_AFTER_S = 60.0  # a running sweep without a heartbeat this long has lost its driver
 NO_WORKER_TIMEOUT_S = 120.0  # pending work, no worker alive and no room to start one
-UNITS_IN_FLIGHT = 2  # per worker at most: the one it runs and the next, already in its queue
-# A worker holds its next unit only while what it holds is shorter than this (modelled seconds):
-# after a longer one, the driver's round trip (milliseconds) costs its GPU under 1%, and a unit
-# not yet handed out can still go to a thief (bench.schedule: 0.873 -> 0.895 at 64 GPUs with
-# models 20% off their modelled times, 0.839 -> 0.848 with workers ready over 25 s).
-HOLD_NEXT_BELOW_S = 1.0
 # The books (unit rows, throughput) are written this often, not per result: a driver killed in
 # between loses only bookkeeping (planning again reads the chunks, which workers wrote).
 FLUSH_EVERY_S = 0.5
@@ -320,12 +314,9 @@ class SweepDriver:
         return self._finish(DONE)
 
     def _feed(self, pending: PlannedQueue[Worker]) -> None:
-        """Every live worker gets a unit, and its next while it holds less than
-        ``HOLD_NEXT_BELOW_S``, up to ``UNITS_IN_FLIGHT``."""
+        """Every live worker gets units while the queue says it wants one."""
         for worker in list(self.workers):
-            while self.load[worker] == 0 or (
-                self.load[worker] < UNITS_IN_FLIGHT and pending.holding(worker) < HOLD_NEXT_BELOW_S
-            ):
+            while pending.wants(worker):
                 unit = pending.take(worker, time.monotonic())
                 if unit is None:  # nothing for this one: its units wait for their holders
                     break

@@ -13,9 +13,11 @@ from bench.sweep_scale import main
 from db.schema import ensure_schema
 from db.session import session_factory
 
-# 40 models in bundles of 0.05 s: more bundles than workers, so a model needs few loads.
+# 40 models in bundles of 0.05 s: more bundles than workers, so a model needs few loads. In real
+# time (a few seconds), so that a unit's modelled time decides how long it takes, not the
+# stand-in's own milliseconds: the queue judges when each worker will end from its units' pace.
 SIXTEEN_GPUS = ["--gpus", "16", "--gpus-per-node", "8", "--models", "40", "--shards", "6",
-                "--time-scale", "0.002", "--bundle-seconds", "0.05"]  # fmt: skip
+                "--time-scale", "1.0", "--bundle-seconds", "0.05"]  # fmt: skip
 
 
 @pytest.mark.ray

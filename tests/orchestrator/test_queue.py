@@ -194,3 +194,16 @@ def test_every_unit_is_handed_out_exactly_once_whoever_asks_and_whoever_is_lost(
 
     assert sorted(done) == list(range(sum(n for n, _ in work.values())))
     assert len(queue) == 0
+
+
+def test_a_worker_holds_its_next_unit_after_a_short_one_and_a_long_one_alone():
+    units = units_of({"long": (1, 5.0), "short": (3, 0.4)})
+    queue: PlannedQueue[str] = PlannedQueue(units, 1)
+    assert queue.wants("gpu0")  # nothing held yet
+    assert queue.take("gpu0").models == ["long"]
+    assert not queue.wants("gpu0")  # 5 s held: its next stays where a thief can take it
+
+    queue.finished("gpu0", units[0], now=5.0)
+    assert queue.wants("gpu0") and queue.take("gpu0", now=5.0).models == ["short"]
+    assert queue.wants("gpu0") and queue.take("gpu0", now=5.0).models == ["short"]
+    assert not queue.wants("gpu0")  # two held: the one it runs and the next
