@@ -100,7 +100,7 @@ def schedule(
     ready = [start_spread * w / max(1, gpus - 1) for w in range(gpus)]
     for w in range(gpus):
         heapq.heappush(events, (ready[w], w))
-    started: set[int] = set()
+    started: dict[int, None] = {}  # in the order they started, as the driver keeps its workers
     while events:
         now, w = heapq.heappop(events)
         makespan = max(makespan, now)
@@ -109,8 +109,9 @@ def schedule(
             queue.finished(w, unit, now)
             if held[w]:
                 heapq.heappush(events, (held[w][0][1], w))
-        started.add(w)
-        for worker in [w, *sorted(started - {w})]:  # as the driver feeds every worker it has
+        started[w] = None
+        top_up(w, now)
+        for worker in started:  # as the driver feeds every worker it has
             top_up(worker, now)
     assert not len(queue), "units left that no worker would take"
     forward = sum(costs.forward_s(m, SAMPLES_PER_SHARD) * shards * slowdown[m.name] for m in zoo)

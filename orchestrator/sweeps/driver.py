@@ -114,7 +114,6 @@ class SweepDriver:
         self.workers: dict[Worker, str] = {}  # live worker -> where it runs
         self.starting: dict[Pending, Worker] = {}
         self.in_flight: dict[Pending, tuple[Worker, QueuedUnit, float]] = {}
-        self.load: dict[Worker, int] = {}  # units in flight per live worker
         self.failed_units = 0
         self.units_finished = 0  # done or failed for good
         self.images_done = 0
@@ -247,7 +246,6 @@ class SweepDriver:
         except WorkerLost as error:
             self.last_start_error = str(error)
             return
-        self.load[worker] = 0
         self.workers_started += 1
         self.ready_s.append(time.monotonic() - self.started)
         if self.first_worker_s is None:
@@ -255,7 +253,6 @@ class SweepDriver:
 
     def _lose(self, worker: Worker, pending: PlannedQueue[Worker]) -> None:
         self.workers.pop(worker, None)
-        self.load.pop(worker, None)
         pending.release(worker)
 
     # -- the loop -----------------------------------------------------------------------------
@@ -357,13 +354,10 @@ class SweepDriver:
         prefetch = self.shards[following.shard] if following is not None else None
         ref = self.pool.submit(worker, self.dataset, shard, specs, ids, prefetch)
         self.in_flight[ref] = (worker, unit, time.monotonic())
-        self.load[worker] += 1
 
     def _collect(self, ref: Pending, pending: PlannedQueue[Worker]) -> None:
         worker, unit, started = self.in_flight.pop(ref)
         pending.finished(worker, unit, time.monotonic())
-        if worker in self.load:
-            self.load[worker] -= 1
         try:
             report = self.pool.result(ref)
         except WorkerLost as error:
@@ -417,4 +411,3 @@ class SweepDriver:
             self.pool.stop(worker)
         self.workers.clear()
         self.starting.clear()
-        self.load.clear()

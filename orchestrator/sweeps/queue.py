@@ -99,8 +99,9 @@ class _Slot:
         counted from when it began (``pace``: seconds of the clock per modelled second)."""
         if not self.flight:
             return self.left()
-        running = max(0.0, self.flight[0].work - (now - self.since) / pace)
-        return self.left() + running + sum(u.work for u in list(self.flight)[1:])
+        head = self.flight[0].work
+        done = min(head, (now - self.since) / pace)
+        return self.left() + sum(u.work for u in self.flight) - done
 
 
 W = TypeVar("W", bound=Hashable)
@@ -122,7 +123,6 @@ class PlannedQueue(Generic[W]):
         # The least time a thief had left of its own when a steal found nothing: one with as
         # much or more finds nothing either, until a put, a release or a unit's end.
         self._barren = math.inf
-        self._now = 0.0
         self._pace = (0.0, 0.0)  # seconds of the clock, modelled seconds: of the units finished
 
     def __len__(self) -> int:
@@ -151,11 +151,10 @@ class PlannedQueue(Generic[W]):
     def take(self, worker: W, now: float = 0.0) -> QueuedUnit | None:
         """The next unit for ``worker`` at ``now`` (any clock that ``finished`` also reads), or
         None when nothing is worth its taking now."""
-        self._now = now
         slot = self._of.get(worker)
         if slot is None:
             slot = self._adopt(worker, _Slot())
-        if not _next_piece(slot) and not (self._steal(slot) and _next_piece(slot)):
+        if not _next_piece(slot) and not (self._steal(slot, now) and _next_piece(slot)):
             return None
         piece = slot.pieces[0]
         unit = piece.units.popleft()
@@ -188,9 +187,9 @@ class PlannedQueue(Generic[W]):
         held = sum(u.work for u in slot.flight)
         return len(slot.flight) < UNITS_IN_FLIGHT and held < HOLD_NEXT_BELOW_S
 
-    def _ahead(self, slot: _Slot) -> float:
+    def _ahead(self, slot: _Slot, now: float) -> float:
         clock, modelled = self._pace
-        return slot.ahead(self._now, clock / modelled if clock > 0 and modelled > 0 else 1.0)
+        return slot.ahead(now, clock / modelled if clock > 0 and modelled > 0 else 1.0)
 
     def peek(self, worker: W) -> QueuedUnit | None:
         """The unit ``worker`` will most likely take next, or None."""
@@ -212,7 +211,7 @@ class PlannedQueue(Generic[W]):
         self._of[worker] = slot
         return slot
 
-    def _steal(self, mine: _Slot) -> bool:
+    def _steal(self, mine: _Slot, now: float) -> bool:
         """Work for the empty slot ``mine``: from an orphaned slot, split among those who come
         (a planned worker that never starts leaves its list to many), else the best gain
         elsewhere."""
@@ -222,7 +221,7 @@ class PlannedQueue(Generic[W]):
             live = victim.live()
             piece = live[-1]
             count = len(piece.units) if len(live) > 1 else -(-len(piece.units) // 2)
-        elif (own := self._ahead(mine)) >= self._barren:
+        elif (own := self._ahead(mine, now)) >= self._barren:
             return False
         else:
             # From the worker that ends last, where a steal shortens it: the sweep ends with it.
@@ -230,7 +229,7 @@ class PlannedQueue(Generic[W]):
             for slot in {id(s): s for s in self._of.values()}.values():
                 if slot is mine:
                     continue
-                end = self._ahead(slot)
+                end = self._ahead(slot, now)
                 choice = _best_steal(slot, end, own)
                 if choice is not None and (best is None or (end, choice[0]) > best[:2]):
                     best = (end, choice[0], slot, choice[1], choice[2])
