@@ -25,7 +25,7 @@ from PIL import Image
 from timm.data import create_transform
 
 from cluster.errors import InputError
-from workers.evaluate import EvalOptions, LoadedModel, ModelRunner
+from workers.evaluate import EvalOptions, LoadedModel
 from workers.preprocess import DeviceTransform
 from workers.profile import Profile
 from workers.registry import load_plugins
@@ -65,7 +65,7 @@ class Cascade:
         self.saver, self.base, self.threshold = saver, base, float(threshold)
         self.confidence = confidence  # max: the saver's top-1 probability; margin: top-1 - top-2
         self.options = EvalOptions.choose(device, None, batch_size)
-        self.runners = {m.spec.name: ModelRunner(m, self.options) for m in (saver, base)}
+        self.runners = {m.spec.name: m.runner(self.options) for m in (saver, base)}
         self.transforms = {m.spec.name: self._transform(m.config) for m in (saver, base)}
 
     # ----- building ------------------------------------------------------------------------------

@@ -7,58 +7,65 @@ Two preprocessing modes, one flag apart:
   resized, cropped and normalised on the device with timm's geometry (``workers.preprocess``),
   and on a GPU run in bf16 autocast with channels_last.
 
-Models that share a data config share the preprocessed batch. Reading and decoding run a batch
-ahead in a thread; host-to-device copies come from pinned memory. Softmax is taken in float32.
+Models that share a data config share the preprocessed batch (``workers.inputs``). Reading and
+decoding run a batch ahead in a thread (on a GPU, decoding runs on a stream of its own); copies
+to the device come from pinned memory. Softmax is taken in float32.
 
 A sample whose JPEG does not decode is recorded (key and reason) and gets class -1 with
 probability 0 for every model: it counts as wrong and never exits at a saver, and the prediction
 chunk still lines up with the shard's samples.
 
-Failures: out of device memory, a model retries with a smaller batch (timm's ``decay_batch_step``);
-any other error of one model drops that model and the others go on; an error that leaves the GPU
-unusable (an illegal memory access, a device-side assert) is ``FatalDeviceError``: the process
-must end, because nothing run in it afterwards can be trusted.
+Failures are classified by ``workers.device.classify``: out of device memory, the work is tried
+again in smaller pieces and the smaller size is kept for the model (across shards too); any other
+error of one model drops that model and the others go on; any other error of the GPU is
+``FatalDeviceError``: the process must end, because nothing run in it afterwards can be trusted.
+
+What is measured is what a deployment would see: the first batch of each shape is not timed (it
+pays for compilation and the first call's set-up), the device is synchronised around the timed
+forward pass, and the peak memory is the model's own (its weights and the forward pass's peak).
 """
 
 from __future__ import annotations
 
-import os
+import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from timm.data import create_transform
-from timm.utils import decay_batch_step
 
 from cluster import validate
-from cluster.errors import InputError, ServiceError
+from cluster.errors import InputError
 from workers.build import build, cost, data_config, skeleton
+from workers.device import (
+    Device,
+    FatalDeviceError,
+    OutOfMemoryAtOne,
+    ShrinkingBatch,
+    device_of,
+    raise_if_fatal,
+)
+from workers.inputs import InputBuilder, PreparedBatch
 from workers.prefetch import prefetched
-from workers.preprocess import DeviceTransform, decode_cpu, decode_on_device
 from workers.preprocess_key import preprocessing_key
 from workers.profile import Profile
 from workers.report import ShardPredictions, Throughput
-from workers.shards import DECODE_ERRORS, Sample, SampleFailures, decode_rgb, read_shard
+from workers.shards import Sample, SampleFailures, read_shard
 from workers.spec import ModelSpec
+
+__all__ = ["EvalOptions", "FatalDeviceError", "LoadedModel", "ModelRunner", "ShardEvaluator"]
+
+logger = logging.getLogger(__name__)
 
 TOP_K = 5
 UNDECODABLE_CLASS = -1
 MODES = ("fast", "reference")
 MAX_BATCH_SIZE = 65_536  # images per forward pass; more never fits a device
-# Messages of CUDA errors after which the process's CUDA context is corrupt.
-FATAL_DEVICE_ERRORS = (
-    "illegal memory access",
-    "device-side assert",
-    "unspecified launch failure",
-    "misaligned address",
-)
-
-
-class FatalDeviceError(ServiceError):
-    """The GPU is in an unusable state; end the process (stored results are kept)."""
+# torch.compile keeps one compiled graph per model and input shape on the code object of the
+# model class's forward; past its limit (8) it silently runs eager. A zoo has hundreds of models
+# of one class (VisionTransformer), each with a full and a short last batch.
+COMPILED_GRAPHS_PER_CLASS = 4096
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,14 @@ class EvalOptions:
         batch_size: int = 64,
         *,
         compile: bool = False,
+        amp: bool | None = None,
+        channels_last: bool | None = None,
         check_device: bool = True,
     ) -> EvalOptions:
         """Sensible settings: fast with bf16 and channels_last on a GPU, reference on the CPU.
 
+        ``amp`` and ``channels_last``: None (unset) means on exactly when the device is a GPU in
+        fast mode; True runs the GPU's settings on the CPU too (as the tests do).
         ``check_device=False`` for options meant for other machines (a sweep's workers).
         """
         cuda = device.startswith("cuda")
@@ -101,11 +112,17 @@ class EvalOptions:
                 f"--batch-size {batch_size!r}: use a positive number up to {MAX_BATCH_SIZE:,}"
             ) from None
         gpu_fast = cuda and mode == "fast"
-        return cls(device, mode, batch_size, gpu_fast, gpu_fast, compile)
+        amp = gpu_fast if amp is None else amp
+        channels_last = gpu_fast if channels_last is None else channels_last
+        return cls(device, mode, batch_size, amp, channels_last, compile)
 
     @property
     def cuda(self) -> bool:
         return self.device.startswith("cuda")
+
+    @property
+    def on(self) -> Device:
+        return device_of(self.device)
 
 
 @dataclass
@@ -114,6 +131,9 @@ class LoadedModel:
     module: torch.nn.Module
     config: dict
     profile: Profile
+    # Its runners, one per set of options: they keep the device copy, the compiled forward and
+    # the batch size an out-of-memory error left, for as long as the model stays loaded.
+    runners: dict[EvalOptions, ModelRunner] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, spec: ModelSpec) -> LoadedModel:
@@ -132,6 +152,13 @@ class LoadedModel:
         tensors = [*self.module.parameters(), *self.module.buffers()]
         return sum(t.numel() * t.element_size() for t in tensors)
 
+    def runner(self, options: EvalOptions) -> ModelRunner:
+        """This model's runner for ``options``, made on first use (the model moves to the
+        device then)."""
+        if options not in self.runners:
+            self.runners[options] = ModelRunner(self, options)
+        return self.runners[options]
+
 
 @dataclass
 class ShardResult:
@@ -146,76 +173,99 @@ class ModelRunError(RuntimeError):
     """One model cannot run (even at batch size 1); the other models go on."""
 
 
+def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:
+    """The module's 4-D weights in channels_last, in place. Only 4-D tensors have that layout:
+    ``module.to(memory_format=...)`` raises for a model with 5-D weights (timm's lambda
+    layers), so those stay as they are."""
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if tensor.dim() == 4:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return module
+
+
+def _compiled(module: torch.nn.Module) -> torch.nn.Module:
+    import torch._dynamo.config as dynamo
+
+    dynamo.recompile_limit = max(dynamo.recompile_limit, COMPILED_GRAPHS_PER_CLASS)
+    dynamo.accumulated_recompile_limit = max(
+        dynamo.accumulated_recompile_limit, COMPILED_GRAPHS_PER_CLASS
+    )
+    dynamo.fail_on_recompile_limit_hit = True  # never eager while recorded as compiled
+    return torch.compile(module)  # type: ignore[return-value]
+
+
 class ModelRunner:
     """One model on the device: batches split to the model's batch size, OOM decay, timing."""
 
     def __init__(self, model: LoadedModel, options: EvalOptions) -> None:
-        self.model, self.options = model, options
-        self.batch_size = options.batch_size
-        module = model.module.to(options.device)
+        self.model, self.options, self.device = model, options, options.on
+        self.module = model.module.to(self.device.name)
         if options.channels_last:
-            module = module.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(module) if options.compile else module
-        self.throughput = Throughput(batch_size=self.batch_size)
+            to_channels_last(self.module)
+        self.forward = _compiled(self.module) if options.compile else self.module
+        self.pieces = ShrinkingBatch(options.batch_size, self.device)
+        self.timed_shapes: set[tuple[int, ...]] = set()  # shapes already run once, untimed
+        self.throughput = self.new_measurement()
+
+    @property
+    def name(self) -> str:
+        return self.model.spec.name
+
+    @property
+    def batch_size(self) -> int:
+        return self.pieces.size
+
+    @property
+    def compiled(self) -> bool:
+        return self.forward is not self.module
+
+    def new_measurement(self) -> Throughput:
+        """Start measuring afresh (a unit reports what it measured itself)."""
+        self.throughput = Throughput(batch_size=self.batch_size, compiled=self.compiled)
+        return self.throughput
 
     def top_k(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Top-k classes and float32 probabilities of every image of the batch."""
-        parts, start = [], 0
-        while start < len(images):
-            chunk = images[start : start + self.batch_size]
-            try:
-                parts.append(self._timed(chunk))
-            except torch.OutOfMemoryError:
-                self._decay()
-                continue
-            except RuntimeError as error:
-                if any(marker in str(error) for marker in FATAL_DEVICE_ERRORS):
-                    raise FatalDeviceError(
-                        f"{self.model.spec.name}: the GPU failed ({str(error).splitlines()[0]}); "
-                        "this process must end, results stored so far are kept"
-                    ) from error
+        try:
+            parts = self.pieces.map(self._timed, images, self.name)
+        except FatalDeviceError:
+            raise
+        except OutOfMemoryAtOne as error:
+            raise ModelRunError(str(error)) from error
+        except Exception as error:  # noqa: BLE001 - this model's own failure
+            if not self.compiled:
                 raise ModelRunError(f"{type(error).__name__}: {error}") from error
-            start += len(chunk)
+            logger.warning("%s: torch.compile failed (%s); it runs eager", self.name, error)
+            self.forward = self.module
+            self.new_measurement()
+            return self.top_k(images)
         return np.concatenate([c for c, _ in parts]), np.concatenate([p for _, p in parts])
-
-    def _decay(self) -> None:
-        smaller = decay_batch_step(self.batch_size)
-        if smaller < 1:
-            raise ModelRunError("out of device memory even at batch size 1")
-        self.batch_size = self.throughput.batch_size = smaller
-        if self.options.cuda:
-            torch.cuda.empty_cache()
 
     @torch.no_grad()
     def _timed(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        cuda = self.options.cuda
-        if cuda:
-            torch.cuda.synchronize(self.options.device)
-            torch.cuda.reset_peak_memory_stats(self.options.device)
+        self.throughput.batch_size = self.batch_size
+        timed = tuple(images.shape) in self.timed_shapes
+        self.timed_shapes.add(tuple(images.shape))
+        device = self.device
+        device.synchronize()
+        before = device.allocated()
+        device.reset_peak()
         start = time.perf_counter()
         if self.options.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        device_type = "cuda" if cuda else "cpu"
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.options.amp):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.options.amp):
             logits = self.forward(images)
         probs = torch.softmax(logits.float(), dim=-1)
         top = probs.topk(min(TOP_K, probs.shape[-1]), dim=-1)
-        classes, values = top.indices.cpu().numpy(), top.values.cpu().numpy().astype(np.float32)
-        self.throughput.images += len(images)
-        self.throughput.seconds += time.perf_counter() - start  # the copy back waited for it
-        if cuda:
-            peak = torch.cuda.max_memory_allocated(self.options.device) / 2**20
-            self.throughput.peak_memory_mb = max(peak, self.throughput.peak_memory_mb or 0.0)
-        return classes, values
-
-
-@dataclass
-class _Prepared:
-    """One batch of samples, decoded (and in reference mode transformed) ahead of compute."""
-
-    samples: list[Sample]
-    images: list  # per sample: a decoded image (or JPEG bytes for GPU decoding) or an exception
-    inputs: dict[str, torch.Tensor] = field(default_factory=dict)  # reference: per config
+        device.synchronize()
+        seconds = time.perf_counter() - start
+        if timed:
+            self.throughput.images += len(images)
+            self.throughput.seconds += seconds
+        if device.is_cuda:
+            own_peak = (self.model.nbytes + device.peak() - before) / 2**20
+            self.throughput.peak_memory_mb = max(own_peak, self.throughput.peak_memory_mb or 0.0)
+        return top.indices.cpu().numpy(), top.values.cpu().numpy().astype(np.float32)
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:
@@ -229,85 +279,39 @@ def _batches(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def _try(decode, jpeg: bytes):
-    try:
-        return decode(jpeg)
-    except DECODE_ERRORS as error:
-        return error
-
-
-class _Preprocessor:
-    """Per batch: decode once; per config group: the model input on the device."""
-
-    def __init__(self, groups: dict[str, list[LoadedModel]], options: EvalOptions) -> None:
-        self.options = options
-        self.decode_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
-        if options.mode == "reference":
-            self.transforms = {
-                key: create_transform(**g[0].config, is_training=False) for key, g in groups.items()
-            }
-        else:
-            self.transforms = {
-                key: DeviceTransform(g[0].config, options.device) for key, g in groups.items()
-            }
-
-    def prepare(self, samples: list[Sample]) -> _Prepared:
-        """The CPU part, run ahead in the prefetch thread."""
-        jpegs = [sample.jpeg for sample in samples]
-        if self.options.mode == "fast" and self.options.cuda:
-            return _Prepared(samples, jpegs)  # nvJPEG decodes on the device
-        decode = decode_rgb if self.options.mode == "reference" else decode_cpu
-        images = list(self.decode_pool.map(lambda jpeg: _try(decode, jpeg), jpegs))
-        prepared = _Prepared(samples, images)
-        if self.options.mode == "reference":
-            good = [image for image in images if not isinstance(image, Exception)]
-            for key, transform in self.transforms.items():
-                if good:
-                    prepared.inputs[key] = self._pinned(torch.stack([transform(i) for i in good]))
-        return prepared
-
-    def _pinned(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.pin_memory() if self.options.cuda else tensor
-
-    def on_device(self, prepared: _Prepared) -> dict[str, torch.Tensor]:
-        """The model inputs of the decoded samples; decodes on the GPU in fast mode."""
-        device = self.options.device
-        if self.options.mode == "reference":
-            return {k: v.to(device, non_blocking=True) for k, v in prepared.inputs.items()}
-        if self.options.cuda:
-            prepared.images = decode_on_device(prepared.images, device)
-        good = [image for image in prepared.images if not isinstance(image, Exception)]
-        if not good:
-            return {}
-        good = [self._pinned(i).to(device, non_blocking=True) for i in good]
-        return {key: transform(good) for key, transform in self.transforms.items()}
-
-    def close(self) -> None:
-        self.decode_pool.shutdown()
-
-
 class ShardEvaluator:
     """A group of models on one device, evaluating shard after shard.
 
     Models that share a data config share each preprocessed batch. A model that fails is left
     out of later results and named in ``failed_models``; batch sizes after an OOM and compiled
-    models carry over from shard to shard.
+    models stay with the loaded model, from shard to shard and unit to unit.
     """
 
     def __init__(self, models: Sequence[LoadedModel], options: EvalOptions | None = None) -> None:
         self.options = options or EvalOptions()
-        self.groups: dict[str, list[LoadedModel]] = {}
-        for model in models:
-            self.groups.setdefault(model.config_key, []).append(model)
-        self.runners = {model.spec.name: ModelRunner(model, self.options) for model in models}
         self.failed_models: dict[str, str] = {}
-        self.preprocessor = _Preprocessor(self.groups, self.options)
+        self.runners: dict[str, ModelRunner] = {}
+        for model in models:
+            try:
+                self.runners[model.spec.name] = model.runner(self.options)
+            except Exception as error:  # noqa: BLE001 - this model alone cannot be placed
+                raise_if_fatal(model.spec.name, error)
+                self.failed_models[model.spec.name] = f"{type(error).__name__}: {error}"
+        for runner in self.runners.values():
+            runner.new_measurement()
+        self.groups: dict[str, list[ModelRunner]] = {}
+        for runner in self.runners.values():
+            self.groups.setdefault(runner.model.config_key, []).append(runner)
+        configs = {key: group[0].model.config for key, group in self.groups.items()}
+        self.inputs = InputBuilder(
+            configs, self.options.mode, self.options.on, self.options.batch_size
+        )
 
     def __enter__(self) -> ShardEvaluator:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self.preprocessor.close()
+        self.inputs.close()
 
     @property
     def throughput(self) -> dict[str, Throughput]:
@@ -325,18 +329,18 @@ class ShardEvaluator:
     def evaluate(self, samples: Iterable[Sample]) -> ShardResult:
         """Every running model over the samples, one batch of samples at a time."""
         result = ShardResult([], [], SampleFailures())
-        running = [name for name in self.runners if name not in self.failed_models]
-        outputs: dict[str, list[tuple]] = {name: [] for name in running}
+        outputs: dict[str, list[tuple]] = {
+            n: [] for n in self.runners if n not in self.failed_models
+        }
         batches = _batches(samples, self.options.batch_size)
-        for prepared in prefetched(self.preprocessor.prepare(batch) for batch in batches):
-            inputs = self.preprocessor.on_device(prepared)
-            rows = _record_samples(prepared, result)
+        for prepared in prefetched(self.inputs.prepare(batch) for batch in batches):
+            _record_samples(prepared, result)
             for parts in outputs.values():  # undecodable rows: class -1, probability 0
                 parts.append(_blank(len(prepared.samples)))
-            for key, group in self.groups.items():
-                for model in group:
-                    if key in inputs and model.spec.name in outputs:
-                        self._run(model.spec.name, inputs[key], rows, outputs)
+            if prepared.decoded_rows:
+                self.inputs.receive(prepared)
+                for key, group in self.groups.items():
+                    self._run_group(key, group, prepared, outputs)
         for name, parts in outputs.items():
             if name not in self.failed_models:
                 result.predictions[name] = ShardPredictions(
@@ -346,17 +350,30 @@ class ShardEvaluator:
         result.failed_models = dict(self.failed_models)
         return result
 
-    def _run(self, name: str, images: torch.Tensor, rows: list[int], outputs: dict) -> None:
-        if name in self.failed_models:
+    def _run_group(
+        self, key: str, group: list[ModelRunner], prepared: PreparedBatch, outputs: dict
+    ) -> None:
+        """The models of one data config on one batch: its input built, then each model."""
+        running = [runner for runner in group if runner.name not in self.failed_models]
+        if not running:
             return
         try:
-            classes, probs = self.runners[name].top_k(images)
-        except ModelRunError as error:
-            self.failed_models[name] = str(error)
+            images = self.inputs.batch(prepared, key)
+        except Exception as error:  # noqa: BLE001 - the input of these models alone failed
+            raise_if_fatal(f"preprocessing for {running[0].name}", error)
+            for runner in running:
+                self.failed_models[runner.name] = f"preprocessing: {type(error).__name__}: {error}"
             return
-        blank_classes, blank_probs = outputs[name][-1]
-        blank_classes[rows, : classes.shape[1]] = classes
-        blank_probs[rows, : probs.shape[1]] = probs
+        rows = prepared.decoded_rows
+        for runner in running:
+            try:
+                classes, probs = runner.top_k(images)
+            except ModelRunError as error:
+                self.failed_models[runner.name] = str(error)
+                continue
+            blank_classes, blank_probs = outputs[runner.name][-1]
+            blank_classes[rows, : classes.shape[1]] = classes
+            blank_probs[rows, : probs.shape[1]] = probs
 
 
 def evaluate_samples(
@@ -367,22 +384,18 @@ def evaluate_samples(
         return evaluator.evaluate(samples)
 
 
-def _record_samples(prepared: _Prepared, result: ShardResult) -> list[int]:
-    """Append the batch's keys, labels and decode failures; the rows that decoded."""
-    rows = []
-    for i, (sample, image) in enumerate(zip(prepared.samples, prepared.images, strict=True)):
+def _record_samples(prepared: PreparedBatch, result: ShardResult) -> None:
+    """Append the batch's keys, labels and decode failures."""
+    for sample, image in zip(prepared.samples, prepared.images, strict=True):
         result.keys.append(sample.key)
         result.labels.append(sample.label)
         if isinstance(image, Exception):
             result.failures.reasons[sample.key] = f"{type(image).__name__}: {image}"
-        else:
-            rows.append(i)
-    return rows
 
 
 def device_type(device: str) -> str:
     """What a measurement names its device by: "cpu" or the GPU's model name."""
-    return torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
+    return device_of(device).label()
 
 
 def _blank(rows: int) -> tuple[np.ndarray, np.ndarray]:

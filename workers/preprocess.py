@@ -15,6 +15,7 @@ normalisation is ``(x - 255 mean) / (255 std)`` as in timm's prefetcher.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from timm.data.transforms import CenterCropOrPad, MaybePILToTensor
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import CenterCrop, Compose
 
+from workers.device import raise_if_device_failed
 from workers.shards import decode_rgb
 
 # torchvision 0.29 announces that its image decoders move to torchcodec; they are still the ones
@@ -45,33 +47,40 @@ def _pil_decode(jpeg: bytes) -> torch.Tensor:
 
 def decode_cpu(jpeg: bytes) -> torch.Tensor:
     """A CHW uint8 RGB tensor; raises when neither torchvision nor PIL can decode the bytes."""
-    try:
-        return decode_jpeg(_as_tensor(jpeg), mode=ImageReadMode.RGB)
-    except RuntimeError:
-        return _pil_decode(jpeg)
+    (image,) = decode_batch([jpeg], "cpu")
+    if isinstance(image, Exception):
+        raise image
+    return image
 
 
-def decode_on_device(jpegs: list[bytes], device: str) -> list[torch.Tensor | Exception]:
-    """Decode a batch with nvJPEG on ``device``; an image it refuses is decoded on the CPU.
+def decode_batch(jpegs: Sequence[bytes], device: str) -> list[torch.Tensor | Exception]:
+    """Each JPEG as a CHW uint8 RGB tensor on ``device``, or the error that stopped it, in order.
 
-    Returns a tensor (on the device) or the decoding error for each input, in order.
+    torchvision decodes the whole list in one call (nvJPEG's batched decode on a GPU). A list it
+    refuses is split in halves, so one refused image costs a few more calls rather than a call
+    per image; an image refused alone is decoded by PIL on the CPU, and one PIL cannot decode
+    either is a bad sample. An out-of-memory or fatal device error is raised, never taken for a
+    bad image.
     """
+    if not jpegs:
+        return []
     try:
-        return list(
-            decode_jpeg([_as_tensor(j) for j in jpegs], mode=ImageReadMode.RGB, device=device)
-        )
-    except RuntimeError:
-        pass  # one image spoils a batched call: decode one by one
-    decoded: list[torch.Tensor | Exception] = []
-    for jpeg in jpegs:
-        try:
-            decoded.append(decode_jpeg(_as_tensor(jpeg), mode=ImageReadMode.RGB, device=device))
-        except RuntimeError:
-            try:
-                decoded.append(_pil_decode(jpeg).to(device))
-            except Exception as error:  # noqa: BLE001 - any decoder error marks the sample bad
-                decoded.append(error)
-    return decoded
+        tensors = [_as_tensor(jpeg) for jpeg in jpegs]
+        return list(decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device))
+    except Exception as error:  # noqa: BLE001 - classified: device failures go up
+        raise_if_device_failed("decoding JPEGs", error)
+    if len(jpegs) == 1:
+        return [_decoded_by_pil(jpegs[0], device)]
+    half = len(jpegs) // 2
+    return decode_batch(jpegs[:half], device) + decode_batch(jpegs[half:], device)
+
+
+def _decoded_by_pil(jpeg: bytes, device: str) -> torch.Tensor | Exception:
+    try:
+        return _pil_decode(jpeg).to(device)
+    except Exception as error:  # noqa: BLE001 - any decoder error marks the sample bad
+        raise_if_device_failed("decoding JPEGs", error)
+        return error
 
 
 class _CenterCropOrPadTensor:
@@ -107,23 +116,34 @@ def _tensor_step(step):
     return step  # torchvision's and timm's resizes and crops take tensors
 
 
+# CUDA's antialiased resize refuses to shrink an image more than about 47 times (an image over
+# about 12,000 pixels for a 224-pixel model); the CPU's has no such limit. An image shrunk more
+# than this is resized on the host, where the arithmetic is the same.
+MAX_DEVICE_DOWNSCALE = 32
+
+
 class DeviceTransform:
     """Decoded uint8 images (any sizes, on the device) to one normalised float batch."""
 
     def __init__(self, config: dict, device: str) -> None:
         self.geometry = geometry(config)
+        self.device = device
+        self.largest_on_device = MAX_DEVICE_DOWNSCALE * max(config["input_size"][1:])
         self.mean = torch.tensor(config["mean"], device=device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(config["std"], device=device).view(1, -1, 1, 1) * 255
 
-    def __call__(self, images: list[torch.Tensor]) -> torch.Tensor:
+    def __call__(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
         # Images of one size are resized together: one kernel launch instead of one per image
         # (most ImageNet photos share a handful of sizes).
         by_size: dict[tuple, list[int]] = {}
         for index, image in enumerate(images):
             by_size.setdefault(tuple(image.shape), []).append(index)
         out: dict[int, torch.Tensor] = {}
-        for indices in by_size.values():
-            resized = self.geometry(torch.stack([images[i] for i in indices]))
+        for shape, indices in by_size.items():
+            same_size = torch.stack([images[i] for i in indices])
+            if max(shape[-2:]) > self.largest_on_device:
+                same_size = same_size.cpu()
+            resized = self.geometry(same_size).to(self.device)
             for i, image in zip(indices, resized, strict=True):
                 out[i] = image
         stacked = torch.stack([out[i] for i in range(len(images))])

@@ -27,6 +27,7 @@ class Throughput:
     seconds: float = 0.0
     peak_memory_mb: float | None = None
     batch_size: int = 0  # the batch size the model ran at (smaller after an OOM)
+    compiled: bool = False  # measured through torch.compile
 
     @property
     def images_per_s(self) -> float:
@@ -36,6 +37,7 @@ class Throughput:
         self.images += other.images
         self.seconds += other.seconds
         self.batch_size = other.batch_size or self.batch_size
+        self.compiled = other.compiled
         if other.peak_memory_mb is not None:
             self.peak_memory_mb = max(self.peak_memory_mb or 0.0, other.peak_memory_mb)
 

@@ -33,10 +33,7 @@ def model_memory_budget(options: EvalOptions) -> int:
     """How many bytes of loaded models a worker keeps between units (a worker's next units are
     mostly of the same bundle: its models stay)."""
     if options.cuda:
-        import torch
-
-        total = torch.cuda.get_device_properties(torch.device(options.device)).total_memory
-        return int(total * GPU_MODEL_SHARE)
+        return int(options.on.total_memory() * GPU_MODEL_SHARE)
     return CPU_MODEL_BYTES
 
 

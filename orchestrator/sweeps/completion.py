@@ -44,14 +44,15 @@ def store_throughput(
     measured: dict[str, Throughput],
     device: str,
 ) -> None:
-    """The latest measurement per (model, device type) replaces the one before."""
+    """The latest measurement per (model, device type) replaces the one before. A measurement
+    through torch.compile is stored apart, as device type "<device> compiled"."""
     upsert(
         session,
         ModelThroughput,
         [
             {
                 "model_id": ids[name],
-                "device_type": device,
+                "device_type": f"{device} compiled" if throughput.compiled else device,
                 "batch_size": throughput.batch_size,
                 "images_per_s": throughput.images_per_s,
                 "peak_memory_mb": throughput.peak_memory_mb,

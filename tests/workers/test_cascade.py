@@ -115,14 +115,14 @@ def test_all_exit_none_exit_and_single_input_batches(evaluated):
     images, _, predictions = stored(evaluated)
     cascade = Cascade.build(*specs(evaluated), threshold=-1.0)
     everyone = cascade(images)  # every confidence is above -1: the base never runs
-    assert everyone.exits.all() and cascade.runners[BASE].throughput.images == 0
+    assert everyone.exits.all() and not cascade.runners[BASE].timed_shapes  # never ran
     assert np.array_equal(everyone.classes[:, 0], predictions[SAVER][0])
 
     cascade.threshold = 1.0  # no probability is above 1: the base answers everything
     nobody = cascade(images)
     assert not nobody.exits.any()
     assert np.array_equal(nobody.classes[:, 0], predictions[BASE][0])
-    assert cascade.runners[BASE].throughput.images == len(images)
+    assert [shape[0] for shape in cascade.runners[BASE].timed_shapes] == [len(images)]
 
     one = cascade(images[3:4])
     assert one.classes.shape == (1, 5) and one.classes[0, 0] == predictions[BASE][0][3]
