@@ -132,6 +132,10 @@ class DeviceTransform:
         self.mean = torch.tensor(config["mean"], device=device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(config["std"], device=device).view(1, -1, 1, 1) * 255
 
+    def resizes_on_host(self, shape: Sequence[int]) -> bool:
+        """Whether images of ``shape`` (..., H, W) are resized on the host, not the device."""
+        return max(shape[-2:]) > self.largest_on_device
+
     def __call__(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
         # Images of one size are resized together: one kernel launch instead of one per image
         # (most ImageNet photos share a handful of sizes).
@@ -141,7 +145,7 @@ class DeviceTransform:
         out: dict[int, torch.Tensor] = {}
         for shape, indices in by_size.items():
             same_size = torch.stack([images[i] for i in indices])
-            if max(shape[-2:]) > self.largest_on_device:
+            if self.resizes_on_host(shape):
                 same_size = same_size.cpu()
             resized = self.geometry(same_size).to(self.device)
             for i, image in zip(indices, resized, strict=True):

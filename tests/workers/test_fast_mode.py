@@ -10,17 +10,16 @@ import timm
 import torch
 from timm.data import create_transform
 
+from tests.workers.models import natural_samples, seeded, wrapped
 from workers.evaluate import (
     EvalOptions,
     FatalDeviceError,
-    LoadedModel,
     ShardEvaluator,
     evaluate_samples,
 )
 from workers.prefetch import prefetched
 from workers.preprocess import DeviceTransform, decode_cpu
 from workers.shards import Sample, decode_rgb
-from workers.spec import ModelSpec
 from workers.synthetic_images import natural_jpeg
 
 # The documented bound of fast mode against reference mode, in grey levels (0-255) before
@@ -39,25 +38,11 @@ CONFIGS = {  # the data configs timm models use: center, non-square, squash and 
     "border-224": dict(input_size=(3, 224, 224), interpolation="bicubic", crop_mode="border"),
     "full-crop-288": dict(input_size=(3, 288, 288), interpolation="bicubic", crop_pct=1.0),
 }
-MODES = ("RGB", "L", "CMYK")
-
-
-def natural_samples(count: int) -> list[Sample]:
-    """ImageNet-like JPEGs of varied sizes, a third grayscale and a third CMYK."""
-    return [
-        Sample(f"{i:04d}", natural_jpeg(i, (500 - 7 * i, 375 + 3 * i), MODES[i % 3]), i % 10, "")
-        for i in range(count)
-    ]
 
 
 @pytest.fixture(scope="module")
 def samples() -> list[Sample]:
     return natural_samples(24)
-
-
-def seeded(arch: str, seed: int, **overrides) -> LoadedModel:
-    torch.manual_seed(seed)
-    return LoadedModel.load(ModelSpec(arch, arch, "random", data_overrides=overrides))
 
 
 def test_decoding_to_tensors_gives_pils_pixels_for_rgb_grayscale_and_cmyk(samples):
@@ -120,24 +105,6 @@ def test_both_modes_count_the_same_undecodable_samples(samples):
         assert list(result.failures.reasons) == ["bad"], mode
         classes = result.predictions["test_resnet"].classes
         assert (classes[4] == -1).all() and (classes[[0, 1, 2, 3, 5, 6, 7]] >= 0).all()
-
-
-class FailsAbove(torch.nn.Module):
-    """A real model that raises ``error`` on batches larger than ``limit`` (fault injection)."""
-
-    def __init__(self, inner: torch.nn.Module, limit: int, error: Exception) -> None:
-        super().__init__()
-        self.inner, self.limit, self.error = inner, limit, error
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if len(images) > self.limit:
-            raise self.error
-        return self.inner(images)
-
-
-def wrapped(model: LoadedModel, name: str, limit: int, error: Exception) -> LoadedModel:
-    spec = ModelSpec(name, model.spec.arch, "random")
-    return LoadedModel(spec, FailsAbove(model.module, limit, error), model.config, model.profile)
 
 
 def test_out_of_memory_decays_the_batch_size_and_keeps_every_prediction(samples):
@@ -224,20 +191,6 @@ def test_leaving_a_prefetched_loop_early_stops_its_producer():
     count = len(produced)
     assert count <= 3 + 1 + 2 + 1  # the consumed items, the queue's depth, one in hand
     assert not any(t.name == "saverzoo-prefetch" for t in threading.enumerate())
-
-
-def test_torch_compile_gives_the_same_predictions(samples):
-    pytest.importorskip("torch._dynamo")
-    model = seeded("test_resnet", 0)
-    eager = evaluate_samples([model], samples[:4], EvalOptions.choose("cpu", "reference", 4))
-    compiled_options = EvalOptions.choose("cpu", "reference", 4, compile=True)
-    try:
-        compiled = evaluate_samples([model], samples[:4], compiled_options)
-    except Exception as error:  # noqa: BLE001 - no C compiler here: say so, don't pass silently
-        pytest.skip(f"torch.compile is not usable on this machine: {error}")
-    ref, got = eager.predictions["test_resnet"], compiled.predictions["test_resnet"]
-    assert (ref.classes[:, 0] == got.classes[:, 0]).all()
-    np.testing.assert_allclose(got.probs, ref.probs, rtol=1e-4)
 
 
 def test_timm_model_names_resolve_for_the_benchmark_zoo():
