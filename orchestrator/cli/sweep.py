@@ -51,7 +51,7 @@ def sweep_submit(
     input_sizes: InputSizes = None,
     ray_address: RayAddress = None,
     wait: Wait = False,
-    device: Annotated[str, typer.Option(help="cpu or cuda (on the workers).")] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu or cuda: a worker per GPU.")] = "cpu",
     mode: Annotated[str | None, typer.Option(help="fast or reference (default per device).")] = (
         None
     ),

@@ -62,6 +62,11 @@ class SweepOptions:
 
     def check(self) -> None:
         self.eval_options()  # raises InputError on a bad mode, device or batch size
+        if self.device.startswith("cuda:"):
+            raise InputError(
+                f"--device {self.device}: each of a sweep's workers has a GPU of its own; "
+                "use --device cuda"
+            )
         if self.max_attempts < 1:
             raise InputError(f"--max-attempts {self.max_attempts}: use 1 or more")
         if self.cpus_per_worker < 1:

@@ -127,6 +127,9 @@ def test_a_resumed_sweep_computes_only_the_missing_chunks(sweep_dataset, use_dat
         (["--models", "seeded-*", "--dataset", "tiny", "--ray-address", "127.0.0.2:1"],
          "no Ray cluster answers at 127.0.0.2:1"),
         (["--models", "seeded-*", "--dataset", "tiny", "--mode", "quick"], "fast or reference"),
+        # Each worker is given one GPU, which it sees as cuda:0: an index names no GPU there.
+        (["--models", "seeded-*", "--dataset", "tiny", "--device", "cuda:1"],
+         "--device cuda:1: each of a sweep's workers has a GPU of its own; use --device cuda"),
     ],
 )  # fmt: skip
 def test_bad_input_fails_in_one_line_and_leaves_no_sweep(

@@ -201,3 +201,30 @@ def test_a_batch_size_out_of_range_is_a_one_line_error(zoo_dataset, batch_size):
     assert result.exit_code == 1
     assert f"--batch-size {batch_size}: use a positive number up to 65,536" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_in_process_evaluation_runs_models_in_bundles_that_fit_the_memory_budget(
+    zoo_dataset, use_database, monkeypatch
+):
+    """As a sweep's worker does: a model larger than the budget runs alone, and what is stored
+    is what one bundle of every model stores."""
+    import workers.unit
+    from orchestrator.ingest.evaluation import evaluate_dataset
+    from workers.identity import resolve_specs
+
+    sessions = session_factory(use_database)
+    with sessions.begin() as session:
+        specs = resolve_specs(session, ["seeded-*"], random_weights=False)
+    together = evaluate_dataset(sessions, "tiny", specs)
+    joint = {name: stored_top5(use_database, name) for name in MODELS}
+    monkeypatch.setattr(workers.unit, "CPU_MODEL_BYTES", 1)  # every model over the budget
+    steps: list[tuple[int, int]] = []
+
+    alone = evaluate_dataset(sessions, "tiny", specs, progress=lambda *step: steps.append(step))
+
+    assert steps[-1] == (3 * 3, 3 * 3)  # 3 bundles of one model x 3 shards
+    assert (alone.samples, sorted(alone.evaluated)) == (together.samples, sorted(MODELS))
+    for name in MODELS:
+        classes, probs = stored_top5(use_database, name)
+        assert (classes == joint[name][0]).all()
+        np.testing.assert_allclose(probs, joint[name][1], rtol=1e-5, atol=1e-7)
