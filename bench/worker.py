@@ -32,7 +32,7 @@ from rich.progress import track
 from rich.table import Table
 from timm.data import create_transform
 
-from workers.evaluate import EvalOptions, LoadedModel, ModelRunner, ShardEvaluator, device_type
+from workers.evaluate import EvalOptions, LoadedModel, ShardEvaluator, device_type
 from workers.spec import timm_spec
 from workers.synthetic_images import natural_jpeg
 
@@ -105,7 +105,7 @@ def make_shards(folder: Path, images: int, shard_size: int) -> list[str]:
 
 def ceiling(model: LoadedModel, options: EvalOptions, steps: int) -> float:
     """Forward-only img/s on random input of the model's size, after warm-up."""
-    runner = ModelRunner(model, options)
+    runner = model.runner(options)
     images = torch.randn(options.batch_size, *model.config["input_size"], device=options.device)
     for _ in range(2):
         runner.top_k(images)
@@ -136,7 +136,7 @@ def _first_samples(url: str, count: int):
 
 def loader_pass(model: LoadedModel, urls: list[str], options: EvalOptions) -> float:
     """Seconds for a timm validate.py-style pass: a DataLoader of PIL decode + transform."""
-    runner = ModelRunner(model, options)
+    runner = model.runner(options)
     transform = create_transform(**model.config, is_training=False)
     dataset = (
         wds.WebDataset(urls, shardshuffle=False, empty_check=False)
