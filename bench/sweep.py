@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from cluster.ray_cluster import connected
+from cluster.ray_cluster import connected, secret_environment
 from cluster.settings import Settings, get_settings
 from db.queries import get_dataset
 from db.session import session_factory
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
             options = SweepOptions(random_weights=True, bundle_gmacs=0.0)  # a unit per model
             sweep_id = submit(session, "bench", list(archs), options).id
         start = time.perf_counter()
-        with connected(None):
+        with connected(None, secrets=secret_environment(settings)):
             ray_start = time.perf_counter() - start
             driver = SweepDriver(sessions, settings, sweep_id)
             loop_start = time.perf_counter()

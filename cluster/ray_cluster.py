@@ -5,16 +5,22 @@ machine's network address, but keeps other loopback addresses as given), no dash
 authentication on (Ray's default). An address (``host:port`` of the head, or ``auto``) joins that
 cluster; an address that does not answer fails within seconds instead of Ray's minutes of retries.
 
-Workers get their settings through the Ray runtime environment (``worker_environment``): the
-database URL, the object store's endpoint and credentials, the Hugging Face cache settings. They
-travel as environment variables of the worker processes and are never logged.
+Workers get their settings in two ways, by whether they are secret:
+- the rest (the object store's endpoint, region, the shard cache, the Hugging Face cache settings)
+  travels in Ray's runtime environment (``worker_environment``);
+- secrets (the database URL, the object store's keys) never do: Ray writes a runtime environment
+  into its agents' logs and shows it in ``ray job list``. Workers read them from their node's own
+  environment (the launcher's, or a cluster's mounted secrets). An embedded Ray's processes inherit
+  the driver's environment at start, which ``connected`` fills from the settings
+  (``secret_environment``). A worker checks that it reaches the driver's database (by its printable
+  form, which hides the password) before it runs anything.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -39,17 +45,28 @@ PASSED_VARIABLES = (
 )
 
 
+# Never in a runtime environment; the node's own environment holds them.
+SECRET_VARIABLES = (
+    "SAVERZOO_DATABASE_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
+EXPECTED_DATABASE = "SAVERZOO_DRIVER_DATABASE"  # the driver's database, password hidden
+
+
 class RayUnavailable(ServiceError):
     """The Ray cluster cannot be reached or started; the message says what to check."""
 
 
 def worker_environment(settings: Settings) -> dict[str, str]:
-    """Environment variables that give a worker process this process's settings."""
+    """Environment variables that give a worker process this process's settings, secrets
+    excepted (``secret_environment``): what Ray's runtime environment may carry."""
     # Imported here: every Ray worker process imports this module, few of them need boto3.
     from cluster.objectstore import CHAIN_VARIABLES, resolve_endpoint
 
     env = {
-        "SAVERZOO_DATABASE_URL": settings.database_url,
+        EXPECTED_DATABASE: settings.database_display,
         "SAVERZOO_S3_REGION": settings.s3_region,
         "SAVERZOO_S3_MAX_ATTEMPTS": str(settings.s3_max_attempts),
         "SAVERZOO_SHARD_CACHE_GB": str(settings.shard_cache_gb),
@@ -61,12 +78,35 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     endpoint = resolve_endpoint(settings)
     if endpoint.url is not None:
         env["SAVERZOO_S3_ENDPOINT_URL"] = endpoint.url
-    if endpoint.credentials is not None:  # the local object store's own keys
-        env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = endpoint.credentials
-    else:
+    if endpoint.credentials is None:  # where boto3's chain looks, not what it finds there
         env.update({v: os.environ[v] for v in CHAIN_VARIABLES if v in os.environ})
     env.update({v: os.environ[v] for v in PASSED_VARIABLES if v in os.environ})
+    return {name: value for name, value in env.items() if name not in SECRET_VARIABLES}
+
+
+def secret_environment(settings: Settings) -> dict[str, str]:
+    """The settings a worker needs that must not pass through Ray: the database URL and the
+    object store's keys (the local store's own, or boto3's from this environment)."""
+    from cluster.objectstore import resolve_endpoint
+
+    env = {"SAVERZOO_DATABASE_URL": settings.database_url}
+    env.update({v: os.environ[v] for v in SECRET_VARIABLES if v in os.environ})
+    credentials = resolve_endpoint(settings).credentials
+    if credentials is not None:
+        env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = credentials
     return env
+
+
+def check_worker_database(settings: Settings) -> None:
+    """In a worker: refuse to run against another database than the driver's (a node without
+    the driver's database URL would otherwise write to its own default SQLite file)."""
+    expected = os.environ.get(EXPECTED_DATABASE)
+    if expected is not None and settings.database_display != expected:
+        raise ServiceError(
+            f"this worker's node reaches the database {settings.database_display}, the "
+            f"driver's is {expected}: give every node the driver's SAVERZOO_DATABASE_URL (its "
+            "environment or SAVERZOO_CONFIG); secrets never travel through Ray"
+        )
 
 
 def check_reachable(address: str | None) -> None:
@@ -111,8 +151,13 @@ def connected(
     node_ip: str | None = None,
     num_cpus: int | None = None,
     num_gpus: int | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> Iterator[None]:
-    """Ray initialised for this process (embedded when ``address`` is None), shut down after."""
+    """Ray initialised for this process (embedded when ``address`` is None), shut down after.
+
+    ``secrets``: environment variables an embedded Ray's processes inherit (they are set in
+    this process while Ray starts, then restored); a cluster's nodes have their own.
+    """
     ray = ray_api()
 
     if address is None:
@@ -129,7 +174,8 @@ def connected(
         if node_ip:
             kwargs["_node_ip_address"] = node_ip
     try:
-        ray.init(log_to_driver=False, configure_logging=False, **kwargs)
+        with _environment(secrets if address is None else None):
+            ray.init(log_to_driver=False, configure_logging=False, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         where = "an embedded Ray" if address is None else f"the Ray cluster at {address}"
@@ -143,3 +189,18 @@ def connected(
         yield
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _environment(values: Mapping[str, str] | None) -> Iterator[None]:
+    """``values`` set in this process's environment for the block, the old values restored."""
+    saved = {name: os.environ.get(name) for name in values or {}}
+    os.environ.update(values or {})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -1,7 +1,8 @@
 """The Ray actor that runs work units: one per GPU of the cluster (or per few CPUs).
 
 The only module of ``workers`` that imports Ray. It is a thin shell around ``UnitRunner``: the
-actor reads its settings from the environment Ray's runtime environment gave it, keeps models
+actor reads its settings from its environment (the node's, plus what Ray's runtime environment
+adds: nothing secret, ``cluster.ray_cluster``), keeps models
 loaded between units, and writes each unit's chunks to the database itself.
 """
 
@@ -25,12 +26,14 @@ class EvalActor:
     def __init__(self, options: EvalOptions) -> None:
         import torch
 
+        from cluster.ray_cluster import check_worker_database
         from cluster.settings import get_settings, shard_cache_folder
         from db.session import session_factory
 
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
         torch.set_num_threads(max(1, int(cpus)))
         settings = get_settings()
+        check_worker_database(settings)  # secrets come from the node, not from Ray
         cache = None
         if settings.shard_cache_gb > 0:
             cache = ShardCache(shard_cache_folder(settings), int(settings.shard_cache_gb * 1e9))

@@ -166,7 +166,7 @@ def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
     """Run the sweep's driver here, with a progress bar of images evaluated."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from cluster.ray_cluster import connected
+    from cluster.ray_cluster import connected, secret_environment
     from db.session import session_factory
     from orchestrator.sweeps.driver import SweepDriver  # imports Ray: only when a sweep runs
     from orchestrator.sweeps.launch import failing_sweep_on_error
@@ -174,7 +174,8 @@ def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
     sessions = session_factory(settings.database_url)
     with user_errors(), ExitStack() as stack:
         with failing_sweep_on_error(sessions, sweep_id):
-            stack.enter_context(connected(address, node_ip=settings.ray_node_ip))
+            secrets = secret_environment(settings)
+            stack.enter_context(connected(address, node_ip=settings.ray_node_ip, secrets=secrets))
         bar = stack.enter_context(
             Progress(
                 TextColumn(f"sweep {sweep_id}"),

@@ -25,3 +25,20 @@ def sweep_dataset(use_database, tmp_path):
         added = saverzoo("models", "add", f"seeded-{arch}", "--arch", arch, "--checkpoint", path)
         assert added.exit_code == 0, added.output
     return tmp_path
+
+
+@pytest.fixture
+def secret_settings(use_database, monkeypatch) -> list[str]:
+    """The database URL with a password and the object store's keys in this environment (the
+    launcher's, which Ray's processes inherit); returns the secrets, to search for."""
+    from sqlalchemy import make_url
+
+    from cluster.settings import get_settings
+
+    url = make_url(use_database)
+    password = url.password or "pw-never-in-ray-7f3a"  # the test server trusts loopback
+    monkeypatch.setenv("SAVERZOO_DATABASE_URL", url.set(password=password).render_as_string(False))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIA-NEVER-IN-RAY-91c2")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-never-in-ray-4d8e")
+    get_settings.cache_clear()
+    return [password, "AKIA-NEVER-IN-RAY-91c2", "secret-never-in-ray-4d8e"]

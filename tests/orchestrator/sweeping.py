@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +83,13 @@ def wait_for(condition, timeout: float = 120.0, what: str = "condition"):
             return value
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def files_holding(folder: str | Path, secrets: list[str]) -> list[str]:
+    """Files under ``folder`` that hold any of ``secrets`` (named with the secret's start)."""
+    found = []
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_socket():
+            content = path.read_bytes()
+            found += [f"{path}: {s[:3]}…" for s in secrets if s.encode() in content]
+    return found

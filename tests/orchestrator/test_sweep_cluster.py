@@ -18,6 +18,7 @@ from tests.orchestrator.sweeping import (
     MODELS,
     SHARDS,
     chunks,
+    files_holding,
     in_background,
     on_postgres,
     sweep_state,
@@ -134,20 +135,29 @@ def head_with_dashboard():
                     f"--dashboard-host={HEAD}", f"--dashboard-port={dashboard}", "--num-cpus=2",
                     "--disable-usage-stats", *own_ports()],
                    check=True, env=env, capture_output=True)  # fmt: skip
-    yield f"http://{HEAD}:{dashboard}"
+    yield f"http://{HEAD}:{dashboard}", temp_dir
     kill(node_processes(temp_dir))
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @on_postgres
-def test_a_sweep_submitted_as_a_ray_job_runs_on_the_cluster(
-    head_with_dashboard, sweep_dataset, use_database
+def test_a_sweep_submitted_as_a_ray_job_runs_on_the_cluster_and_ray_holds_no_secret(
+    secret_settings, head_with_dashboard, sweep_dataset, use_database
 ):
+    """The head was started with the database's password and the store's keys in its own
+    environment, as a cluster's nodes are; neither the job nor its workers are handed them."""
+    address, temp_dir = head_with_dashboard
     result = saverzoo("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
-                      "--ray-address", head_with_dashboard)  # fmt: skip
+                      "--ray-address", address)  # fmt: skip
 
     assert result.exit_code == 0, result.output
     assert "runs as Ray Job saverzoo-sweep-1-" in result.stdout  # returned at once
     wait_for(lambda: sweep_state(use_database) in ("done", "failed"), timeout=240, what="the job")
     assert sweep_state(use_database) == "done"
     assert set(chunks(use_database)) == {(m, s) for m in MODELS for s in range(SHARDS)}
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    listed = subprocess.run([RAY, "job", "list", "--address", address], env=env,
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    assert "saverzoo-sweep-1-" in listed.stdout
+    assert not any(secret in listed.stdout + listed.stderr for secret in secret_settings)
+    assert files_holding(temp_dir, secret_settings) == []

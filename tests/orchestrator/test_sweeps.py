@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +22,7 @@ from tests.orchestrator.sweeping import (
     SHARDS,
     alive,
     chunks,
+    files_holding,
     in_background,
     on_postgres,
     sweep_state,
@@ -193,3 +197,25 @@ def test_a_gpu_sweep_on_a_cluster_without_gpus_fails_at_once(sweep_dataset, use_
     assert result.exit_code == 1
     assert "the Ray cluster has no GPU" in result.stderr
     assert sweep_state(use_database) == "failed"
+
+
+@on_postgres
+def test_no_secret_reaches_rays_files_logs_or_runtime_environment(
+    secret_settings, sweep_dataset, use_database, monkeypatch
+):
+    """The database's password and the object store's keys reach the embedded Ray's workers
+    through the environment they inherit, never through Ray's runtime environment (which Ray's
+    agents write into their logs)."""
+    ray_folder = tempfile.mkdtemp(prefix="rz-", dir="/tmp")  # short: Ray's socket paths
+    monkeypatch.setenv("RAY_TMPDIR", ray_folder)
+    try:
+        result = saverzoo("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
+                          "--wait", "--bundle-gmacs", "0")  # fmt: skip
+
+        assert result.exit_code == 0, result.output
+        assert sweep_state(use_database) == "done"  # the workers reached the database
+        assert any(Path(ray_folder).rglob("runtime_env*.log"))  # where Ray writes them
+        assert files_holding(ray_folder, secret_settings) == []
+        assert not any(secret in result.output for secret in secret_settings)
+    finally:
+        shutil.rmtree(ray_folder, ignore_errors=True)
