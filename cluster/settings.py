@@ -24,6 +24,8 @@ from pydantic_settings import (
 )
 from sqlalchemy.engine import make_url
 
+from cluster.redact import database_display
+
 APP_NAME = "saverzoo"
 MIN_TOKEN_LENGTH = 16
 DEFAULT_BUDGETS = (0.0, 0.1, 0.5, 1.0, 2.0)
@@ -189,7 +191,7 @@ class Settings(BaseSettings):
     @property
     def database_display(self) -> str:
         """The database URL with any password hidden, safe to print."""
-        return make_url(self.database_url).render_as_string(hide_password=True)
+        return database_display(self.database_url)  # the module's function
 
     @classmethod
     def settings_customise_sources(

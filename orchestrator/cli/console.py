@@ -126,8 +126,9 @@ def os_error_line(error: OSError) -> str:
 
 
 def _database_failure(settings: Settings, error: Exception) -> typer.Exit:
-    reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-    return fail(f"cannot use the database {settings.database_display}: {reason}")
+    from cluster.redact import error_line
+
+    return fail(f"cannot use the database {settings.database_display}: {error_line(error)}")
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from cluster.redact import error_line
 from orchestrator.cli.console import (
     fail,
     out,
@@ -22,7 +23,7 @@ def db_upgrade() -> None:
     try:
         before, after = upgrade(settings.database_url)
     except Exception as error:  # connection refused, permissions: say where and why
-        raise fail(f"cannot upgrade {settings.database_display}: {error}") from None
+        raise fail(f"cannot upgrade {settings.database_display}: {error_line(error)}") from None
     state = "already up to date" if before == after else f"upgraded from {before or 'empty'}"
     out.print(f"database {settings.database_display}: {state} (revision {after})")
 
@@ -36,7 +37,7 @@ def db_info() -> None:
     try:
         current = current_revision(settings.database_url)
     except Exception as error:
-        raise fail(f"cannot reach {settings.database_display}: {error}") from None
+        raise fail(f"cannot reach {settings.database_display}: {error_line(error)}") from None
     head = head_revision(settings.database_url)
     out.print(f"database: {settings.database_display}")
     out.print(f"schema:   {current or 'empty'} (this saverzoo needs {head})")

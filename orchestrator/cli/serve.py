@@ -102,9 +102,11 @@ def serve(
     except SchemaOutOfDate as error:
         raise fail(str(error)) from None
     except (OperationalError, OSError) as error:  # serve anyway: /readyz says 503 until it answers
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        from cluster.redact import error_line
+
         err.print(
-            f"the database {settings.database_display} is unreachable: {reason}", style="yellow"
+            f"the database {settings.database_display} is unreachable: {error_line(error)}",
+            style="yellow",
         )
     err.print(
         f"saverzoo API on http://{host}:{port} (docs at /docs, reports at /report) over "

@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cluster import validate
 from cluster.errors import InputError, SchemaOutOfDate, ServiceError
+from cluster.redact import error_line
 from cluster.settings import Settings, get_settings
 from db.queries import Conflict, NotFound, get_dataset
 from db.schema import current_revision, ensure_schema, head_revision
@@ -191,7 +192,9 @@ def create_app(settings: Settings, report_dir: Path | None = None) -> FastAPI:
         try:
             ensure_schema(settings.database_url)  # once, not per request
         except (OperationalError, OSError) as error:
-            log.warning("database %s unreachable at start: %s", settings.database_display, error)
+            log.warning(
+                "database %s unreachable at start: %s", settings.database_display, error_line(error)
+            )
         yield
 
     app = FastAPI(
@@ -247,7 +250,7 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def database_down(_request, error: OperationalError):
-        log.warning("database unreachable: %s", str(error.orig).strip().splitlines()[0])
+        log.warning("database unreachable: %s", error_line(error))
         return _error(503, "the database is unreachable; try again shortly")
 
     @app.exception_handler(ServiceError)
