@@ -42,9 +42,16 @@ OUT_OF_MEMORY_MESSAGES = (
     "CUDNN_STATUS_ALLOC_FAILED",
     "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE",
 )
-# The CUDA runtime's errors that arrive as RuntimeError rather than AcceleratorError (from
-# extensions and older code paths) all start so.
-CUDA_ERROR_PREFIXES = ("CUDA error", "CUDA driver error", "cuda runtime error")
+# The CUDA runtime's errors that arrive as RuntimeError rather than AcceleratorError: from
+# extensions and older code paths, and inside torchvision's decoder messages ("decode_jpegs_cuda,
+# ...: Error while decoding JPEG images: ... CUDA error: ...", "Failed to synchronize CUDA
+# stream: 700"), where they follow the decoder's own words.
+CUDA_ERROR_MARKERS = (
+    "CUDA error",
+    "CUDA driver error",
+    "cuda runtime error",
+    "Failed to synchronize CUDA stream",
+)
 
 
 class Failure(enum.Enum):
@@ -54,7 +61,22 @@ class Failure(enum.Enum):
 
 
 def classify(error: BaseException) -> Failure:
-    """What an error raised while working on the device means (see the module's docstring)."""
+    """What an error raised while working on the device means (see the module's docstring).
+
+    The error's causes count too: a wrapper (torch.compile's, a library's) keeps the device's
+    error as its ``__cause__``."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        failure = _classify_one(current)
+        if failure is not Failure.OTHER:
+            return failure
+        current = current.__cause__
+    return Failure.OTHER
+
+
+def _classify_one(error: BaseException) -> Failure:
     message = str(error)
     if isinstance(error, torch.OutOfMemoryError):
         return Failure.OUT_OF_MEMORY
@@ -65,7 +87,7 @@ def classify(error: BaseException) -> Failure:
     if isinstance(error, RuntimeError):
         if any(marker in message for marker in OUT_OF_MEMORY_MESSAGES):
             return Failure.OUT_OF_MEMORY
-        if message.lstrip().startswith(CUDA_ERROR_PREFIXES):
+        if any(marker in message for marker in CUDA_ERROR_MARKERS):
             return Failure.FATAL
     return Failure.OTHER
 
@@ -144,8 +166,10 @@ class Device:
 
     # ----- timing and memory ---------------------------------------------------------------------
     def synchronize(self) -> None:
+        """Wait for the work of this thread's current stream: not for the other thread's
+        decoding on its side stream, which a timing must not include."""
         if self.is_cuda:
-            torch.cuda.synchronize(self.name)  # CUDA only
+            torch.cuda.current_stream(torch.device(self.name)).synchronize()  # CUDA only
 
     def allocated(self) -> int:
         """Bytes of device memory held by tensors now (0 on the CPU)."""

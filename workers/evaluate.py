@@ -262,7 +262,7 @@ class ModelRunner:
         if timed:
             self.throughput.images += len(images)
             self.throughput.seconds += seconds
-        if device.is_cuda:
+        if timed and device.is_cuda:  # the first call's peak holds compilation's workspace
             own_peak = (self.model.nbytes + device.peak() - before) / 2**20
             self.throughput.peak_memory_mb = max(own_peak, self.throughput.peak_memory_mb or 0.0)
         return top.indices.cpu().numpy(), top.values.cpu().numpy().astype(np.float32)
@@ -333,7 +333,10 @@ class ShardEvaluator:
             n: [] for n in self.runners if n not in self.failed_models
         }
         batches = _batches(samples, self.options.batch_size)
-        for prepared in prefetched(self.inputs.prepare(batch) for batch in batches):
+        # One batch queued ahead and one in the making: on a GPU, decoded images of at most
+        # three batches are held at once.
+        ahead = (self.inputs.prepare(batch) for batch in batches)
+        for prepared in prefetched(ahead, depth=1):
             _record_samples(prepared, result)
             for parts in outputs.values():  # undecodable rows: class -1, probability 0
                 parts.append(_blank(len(prepared.samples)))

@@ -56,12 +56,22 @@ def decode_cpu(jpeg: bytes) -> torch.Tensor:
 def decode_batch(jpegs: Sequence[bytes], device: str) -> list[torch.Tensor | Exception]:
     """Each JPEG as a CHW uint8 RGB tensor on ``device``, or the error that stopped it, in order.
 
-    torchvision decodes the whole list in one call (nvJPEG's batched decode on a GPU). A list it
-    refuses is split in halves, so one refused image costs a few more calls rather than a call
-    per image; an image refused alone is decoded by PIL on the CPU, and one PIL cannot decode
-    either is a bad sample. An out-of-memory or fatal device error is raised, never taken for a
-    bad image.
+    torchvision decodes the list in one call (nvJPEG's batched decode on a GPU); a CMYK JPEG
+    goes to PIL on a GPU, as torchvision leaves nvJPEG's CMYK conversion off. An out-of-memory
+    or fatal device error is raised, never taken for a bad image.
     """
+    to_pil = {i for i, jpeg in enumerate(jpegs) if device != "cpu" and jpeg_channels(jpeg) == 4}
+    decoded = iter(_decode_halving([j for i, j in enumerate(jpegs) if i not in to_pil], device))
+    return [
+        _decoded_by_pil(jpeg, device) if i in to_pil else next(decoded)
+        for i, jpeg in enumerate(jpegs)
+    ]
+
+
+def _decode_halving(jpegs: Sequence[bytes], device: str) -> list[torch.Tensor | Exception]:
+    """A list torchvision refuses is split in halves, so one refused image costs a few more
+    calls rather than a call per image; an image refused alone is decoded by PIL on the CPU,
+    and one PIL cannot decode either is a bad sample."""
     if not jpegs:
         return []
     try:
@@ -72,7 +82,26 @@ def decode_batch(jpegs: Sequence[bytes], device: str) -> list[torch.Tensor | Exc
     if len(jpegs) == 1:
         return [_decoded_by_pil(jpegs[0], device)]
     half = len(jpegs) // 2
-    return decode_batch(jpegs[:half], device) + decode_batch(jpegs[half:], device)
+    return _decode_halving(jpegs[:half], device) + _decode_halving(jpegs[half:], device)
+
+
+# Start-of-frame markers (baseline, progressive, lossless, arithmetic): 0xC0-0xCF but for
+# DHT (0xC4), JPG (0xC8) and DAC (0xCC), which share the range.
+_START_OF_FRAME = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def jpeg_channels(jpeg: bytes) -> int | None:
+    """The number of components a JPEG's frame header declares (1 grey, 3 colour, 4 CMYK), or
+    None when the bytes hold no readable frame header."""
+    at = 2 if jpeg[:2] == b"\xff\xd8" else len(jpeg)
+    while at + 4 <= len(jpeg):
+        if jpeg[at] != 0xFF:
+            return None
+        marker, length = jpeg[at + 1], int.from_bytes(jpeg[at + 2 : at + 4], "big")
+        if marker in _START_OF_FRAME:
+            return jpeg[at + 9] if at + 9 < len(jpeg) else None
+        at += 2 + length
+    return None
 
 
 def _decoded_by_pil(jpeg: bytes, device: str) -> torch.Tensor | Exception:

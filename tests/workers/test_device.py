@@ -31,10 +31,20 @@ FATAL = [
     torch.AcceleratorError("CUDA error: an error this list never heard of"),
     RuntimeError("CUDA error: misaligned address"),  # raised as RuntimeError by an extension
     RuntimeError("CUDA driver error: unspecified launch failure"),
+    # torchvision's GPU decoder puts the runtime's words after its own
+    RuntimeError(
+        "decode_jpegs_cuda, decode_jpegs_cuda.cpp:212, Failed to synchronize CUDA stream: 700"
+    ),
+    RuntimeError(
+        "decode_jpegs_cuda: Error while decoding JPEG images: CUDA error: an illegal memory access"
+    ),
 ]
 OTHER = [
     RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x10 and 12x3)"),
     RuntimeError("Unsupported marker type 0xa8"),  # a JPEG libjpeg refuses
+    RuntimeError(
+        "decode_jpegs_cuda: Error while decoding JPEG images: Failed to get image info: 6"
+    ),
     ValueError("Expected a non empty 1-dimensional tensor"),  # a zero-byte JPEG on the GPU
     OSError("image file is truncated"),
 ]
@@ -53,6 +63,18 @@ def test_every_other_error_of_the_cuda_runtime_is_fatal(error):
 @pytest.mark.parametrize("error", OTHER, ids=str)
 def test_errors_of_an_input_or_a_model_are_neither(error):
     assert classify(error) is Failure.OTHER
+
+
+def test_a_device_error_wrapped_by_another_error_is_still_a_device_error():
+    def wrapped(cause: BaseException) -> RuntimeError:
+        try:
+            raise RuntimeError("backend compiler failed") from cause
+        except RuntimeError as error:
+            return error
+
+    assert classify(wrapped(torch.OutOfMemoryError("CUDA out of memory"))) is Failure.OUT_OF_MEMORY
+    assert classify(wrapped(torch.AcceleratorError("CUDA error: ECC"))) is Failure.FATAL
+    assert classify(wrapped(ValueError("a shape"))) is Failure.OTHER
 
 
 def test_a_tensor_already_on_a_device_is_never_pinned():

@@ -13,7 +13,13 @@ import workers.preprocess as preprocess
 from tests.workers.models import natural_samples, seeded, wrapped
 from workers.device import FatalDeviceError
 from workers.evaluate import EvalOptions, LoadedModel, ShardEvaluator, evaluate_samples
-from workers.preprocess import MAX_DEVICE_DOWNSCALE, DeviceTransform, decode_batch, decode_cpu
+from workers.preprocess import (
+    MAX_DEVICE_DOWNSCALE,
+    DeviceTransform,
+    decode_batch,
+    decode_cpu,
+    jpeg_channels,
+)
 from workers.shards import Sample
 from workers.spec import ModelSpec
 from workers.synthetic_images import natural_jpeg
@@ -116,6 +122,36 @@ def test_every_kind_of_bad_file_is_one_bad_sample_in_both_modes(samples, mode):
     classes = result.predictions["test_resnet"].classes
     bad_rows = [result.keys.index(key) for key in BAD_FILES]
     assert (classes[bad_rows] == -1).all() and (np.delete(classes, bad_rows, 0) >= 0).all()
+
+
+def test_the_frame_header_tells_grey_colour_and_cmyk_jpegs_apart():
+    assert [jpeg_channels(natural_jpeg(1, (50, 40), mode)) for mode in ("L", "RGB", "CMYK")] == [
+        1,
+        3,
+        4,
+    ]
+    assert {
+        jpeg_channels(b""),
+        jpeg_channels(b"text"),
+        jpeg_channels(BAD_FILES["header-only"]),
+    } == {None}
+
+
+def test_on_a_gpu_cmyk_jpegs_are_decoded_by_pil_and_the_rest_in_one_batch(monkeypatch):
+    """torchvision leaves nvJPEG's CMYK conversion off. The meta device stands in for a GPU:
+    what reaches the batched decode, and where the CMYK image lands, are what is checked."""
+    jpegs = [natural_jpeg(i, (40, 30), mode) for i, mode in enumerate(["RGB", "CMYK", "L", "RGB"])]
+    batched = []
+
+    def on_device(tensors, mode, device):
+        batched.append(len(tensors))
+        return [torch.empty(3, 30, 40, dtype=torch.uint8, device=device) for _ in tensors]
+
+    monkeypatch.setattr(preprocess, "decode_jpeg", on_device)
+    decoded = decode_batch(jpegs, "meta")
+
+    assert batched == [3]
+    assert all(image.device.type == "meta" and image.shape == (3, 30, 40) for image in decoded)
 
 
 def test_one_refused_image_does_not_make_the_batch_decode_one_by_one(monkeypatch):
