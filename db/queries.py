@@ -138,6 +138,20 @@ def store_chunk(
     )
 
 
+def stored_predictions(
+    session: Session, model: Model, dataset: Dataset, shard_index: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The stored top-k classes and probabilities of one model on one shard, if any."""
+    chunk = session.scalar(
+        select(PredictionChunk).where(
+            PredictionChunk.model_id == model.id,
+            PredictionChunk.dataset_id == dataset.id,
+            PredictionChunk.shard_index == shard_index,
+        )
+    )
+    return None if chunk is None else (from_npy(chunk.topk_classes), from_npy(chunk.topk_probs))
+
+
 def store_chunks(
     session: Session,
     *,

@@ -186,3 +186,21 @@ def api_server(log: Path, report_dir: Path | None = None, **env: str) -> Iterato
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def database_checksum(url: str) -> str:
+    """A digest of every row of every table: equal digests, an unchanged database."""
+    import hashlib
+
+    from sqlalchemy import select
+
+    from db.models import Base
+    from db.session import engine_for
+
+    digest = hashlib.sha256()
+    with engine_for(url).connect() as connection:
+        for table in Base.metadata.sorted_tables:
+            order = list(table.primary_key.columns) or list(table.columns)
+            for row in connection.execute(select(table).order_by(*order)):
+                digest.update(repr(tuple(row)).encode())
+    return digest.hexdigest()

@@ -9,7 +9,6 @@ HTTP API: a 4xx answer with a JSON error, never a 5xx.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -20,13 +19,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
 
 from cluster.validate import name_problem
-from db.models import Base
-from db.session import engine_for
 from orchestrator.cli.group import UNEXPECTED
-from tests.factories import image_folder, records_dir, saverzoo, small_zoo
+from tests.factories import database_checksum, image_folder, records_dir, saverzoo, small_zoo
 
 pytestmark = pytest.mark.slow
 EXAMPLES = settings(
@@ -51,13 +47,7 @@ class Home:
         return {p for p in self.root.rglob("*") if not p.name.endswith("-journal")}
 
     def checksum(self) -> str:
-        digest = hashlib.sha256()
-        with engine_for(self.url).connect() as connection:
-            for table in Base.metadata.sorted_tables:
-                order = list(table.primary_key.columns) or list(table.columns)
-                for row in connection.execute(select(table).order_by(*order)):
-                    digest.update(repr(tuple(row)).encode())
-        return digest.hexdigest()
+        return database_checksum(self.url)
 
 
 @pytest.fixture(scope="module")

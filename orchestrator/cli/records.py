@@ -23,6 +23,14 @@ def records_import(
     directory: Annotated[Path, typer.Argument(help="Folder of {model}_test.npz files.")],
     dataset: Annotated[str, typer.Option(help="Dataset name to file the records under.")],
     imagenet_val: ImagenetVal = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Replace a model's stored predictions on the dataset, or its cost, when the "
+            "records differ (refused without it).",
+        ),
+    ] = False,
 ) -> None:
     """Import TinySaver records (all models or none) and compute their pairs."""
     from orchestrator.ingest.records_import import import_records
@@ -39,10 +47,12 @@ def records_import(
             search=SaverSearch(),
             progress=update,
             imagenet_val=imagenet_val,
+            replace=replace,
         )
     created = "new dataset" if summary.created_dataset else "existing dataset"
+    same = f" ({len(summary.unchanged)} unchanged)" if summary.unchanged else ""
     out.print(
-        f"imported {len(summary.models)} models on {summary.num_samples} samples into "
+        f"imported {len(summary.models)} models{same} on {summary.num_samples} samples into "
         f"{created} {summary.dataset!r}; {summary.search.pairs_computed} pairs computed, "
         f"{summary.search.best_changed} best savers updated "
         f"(database {settings.database_display})"

@@ -4,6 +4,11 @@ Records name a model and bring its predictions and cost. A name saverzoo already
 or checkpoint model keeps its description: its records are taken only at the cost it is
 registered with (a records export of it, moved to another dataset), and refused at any other cost
 or over random weights, since they would then be another model's predictions under its name.
+
+A stored answer never changes unless the user asks: records that differ from a model's stored
+predictions on the dataset, or give a model from records another cost (which moves its savers on
+every dataset), are refused with one line naming the model and what differs, unless ``replace``
+is given. Records identical to what is stored change nothing, not even the search's revision.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from cluster import validate
 from db.models import Dataset, Model
-from db.queries import add_shard, dataset_samples, find_dataset, store_chunk
+from db.queries import add_shard, dataset_samples, find_dataset, store_chunk, stored_predictions
 from db.queries import keys_digest as digest_of
 from search.records import ModelRecords, Records, RecordsError, read_records
 from search.selection import centipoints
@@ -39,6 +44,7 @@ class ImportSummary:
     models: list[str]
     num_samples: int
     search: UpdateSummary
+    unchanged: list[str]  # records equal to what was stored: nothing written
 
 
 def _dataset_for(
@@ -76,12 +82,12 @@ def _dataset_for(
     return dataset, True
 
 
-def _model_for(session: Session, records: ModelRecords) -> tuple[Model, bool]:
+def _model_for(session: Session, records: ModelRecords, replace: bool) -> tuple[Model, bool]:
     """The model the records describe, and whether its cost changed.
 
     A model saverzoo already knows from elsewhere keeps its description (source, architecture,
     cost); records of it at another cost are refused (see the module's docstring). A model
-    known from records takes the new records' cost.
+    known from records takes the new records' cost only with ``replace``.
     """
     model = session.scalar(select(Model).where(Model.name == records.name))
     if model is None:
@@ -95,10 +101,40 @@ def _model_for(session: Session, records: ModelRecords) -> tuple[Model, bool]:
         _refuse_other_model(model, records)
         return model, False
     changed = model.gmacs != records.gmacs
+    if changed and not replace:
+        raise RecordsError(
+            f"records of {records.name!r} give it {records.gmacs:.6g} GMACs; it is stored at "
+            f"{model.gmacs:.6g}, which its savers on every dataset use; add --replace to "
+            "replace its cost"
+        )
     model.gmacs = records.gmacs
     model.params_m = records.params_m if records.params_m is not None else model.params_m
     session.flush()
     return model, changed
+
+
+def _same_as_stored(
+    session: Session, model: Model, dataset: Dataset, records: ModelRecords, replace: bool
+) -> bool:
+    """Whether the records equal the model's stored predictions on the dataset; records that
+    differ are refused unless ``replace``."""
+    stored = stored_predictions(session, model, dataset, 0)
+    if stored is None:
+        return False
+    classes, probs = stored
+    if np.array_equal(classes, records.topk_classes) and np.array_equal(probs, records.topk_probs):
+        return True
+    if not replace:
+        if classes.shape == records.topk_classes.shape == probs.shape:
+            rows = (classes != records.topk_classes) | (probs != records.topk_probs)
+            what = f"on {int(rows.any(axis=1).sum()):,} samples"
+        else:
+            what = f"in shape ({classes.shape[1]} top classes stored)"
+        raise RecordsError(
+            f"records of {records.name!r} differ from its stored predictions on "
+            f"{dataset.name!r} {what}; add --replace to replace them"
+        )
+    return False
 
 
 def _refuse_other_model(model: Model, records: ModelRecords) -> None:
@@ -125,6 +161,7 @@ def import_records(
     search: SaverSearch,
     progress: Progress | None = None,
     imagenet_val: bool = False,
+    replace: bool = False,
 ) -> ImportSummary:
     validate.name(dataset_name, "--dataset")
     records = read_records(directory)
@@ -138,9 +175,12 @@ def import_records(
     )
     dataset.imagenet_val = dataset.imagenet_val or imagenet_val  # marks, never unmarks
     digest = digest_of(record_keys(records))
-    model_ids, cost_changed = [], []
+    model_ids, cost_changed, unchanged = [], [], []
     for model_records in records.models:
-        model, changed = _model_for(session, model_records)
+        model, changed = _model_for(session, model_records, replace)
+        if _same_as_stored(session, model, dataset, model_records, replace) and not changed:
+            unchanged.append(model.name)
+            continue
         store_chunk(
             session,
             model=model,
@@ -153,7 +193,11 @@ def import_records(
         model_ids.append(model.id)
         if changed:
             cost_changed.append(model.id)
-    summary = search.models_completed(session, dataset, model_ids, progress=progress)
+    summary = (
+        search.models_completed(session, dataset, model_ids, progress=progress)
+        if model_ids
+        else UpdateSummary(models=0, pairs_computed=0, rows_written=0, best_changed=0)
+    )
     # A cost is the model's, not the dataset's: every other dataset's pairs move with it.
     search.costs_changed(session, cost_changed, skip={dataset.id})
     return ImportSummary(
@@ -162,4 +206,5 @@ def import_records(
         models=[m.name for m in records.models],
         num_samples=records.num_samples,
         search=summary,
+        unchanged=unchanged,
     )

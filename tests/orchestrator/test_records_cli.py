@@ -10,6 +10,7 @@ import pytest
 from search.engine import budget_point, paper_point, scan_saver
 from search.selection import Candidate, best_candidate
 from tests.factories import (
+    database_checksum,
     engine_zoo,
     records_dir,
     row_counts,
@@ -159,14 +160,58 @@ def test_importing_the_same_records_twice_changes_nothing(use_database, tmp_path
     zoo = small_zoo()
     directory = records_dir(tmp_path, zoo)
     saverzoo("records", "import", directory, "--dataset", "val")
-    first = row_counts(use_database)
-    answer = saverzoo_json("savers", "best", "--dataset", "val")
+    first = database_checksum(use_database)  # rows, times and the search's revision
 
     again = saverzoo("records", "import", directory, "--dataset", "val")
 
     assert again.exit_code == 0, again.output
-    assert row_counts(use_database) == first
+    assert f"imported 6 models ({len(zoo.names)} unchanged)" in again.stdout
+    assert database_checksum(use_database) == first
+
+
+def test_records_that_differ_from_stored_predictions_replace_them_only_when_asked(
+    use_database, tmp_path
+):
+    zoo = small_zoo()
+    saverzoo("records", "import", records_dir(tmp_path / "a", zoo), "--dataset", "val")
+    before = database_checksum(use_database)
+    other = small_zoo(seed=4)  # other predictions, the same labels and costs
+    other.labels[:] = zoo.labels
+    other.gmacs[:] = zoo.gmacs
+    directory = records_dir(tmp_path / "b", other)
+
+    refused = saverzoo("records", "import", directory, "--dataset", "val")
+
+    assert refused.exit_code == 1
+    assert f"records of {zoo.names[0]!r} differ from its stored predictions on 'val'" in (
+        refused.stderr
+    )
+    assert "add --replace" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert database_checksum(use_database) == before
+    replaced = saverzoo("records", "import", directory, "--dataset", "val", "--replace")
+    assert replaced.exit_code == 0, replaced.output
+    assert database_checksum(use_database) != before
+
+
+def test_records_that_give_a_model_another_cost_change_it_only_when_asked(use_database, tmp_path):
+    """A cost is the model's on every dataset: another dataset's records may not move it."""
+    zoo = small_zoo()
+    saverzoo("records", "import", records_dir(tmp_path / "a", zoo), "--dataset", "val")
+    answer = saverzoo_json("savers", "best", "--dataset", "val")
+    before = database_checksum(use_database)
+    dearer = small_zoo()
+    dearer.gmacs[1] *= 3
+    directory = records_dir(tmp_path / "b", dearer)
+
+    refused = saverzoo("records", "import", directory, "--dataset", "v2")
+
+    assert refused.exit_code == 1
+    assert f"records of {zoo.names[1]!r} give it" in refused.stderr
+    assert "add --replace to replace its cost" in refused.stderr
+    assert database_checksum(use_database) == before  # no dataset 'v2' either
     assert saverzoo_json("savers", "best", "--dataset", "val") == answer
+    replaced = saverzoo("records", "import", directory, "--dataset", "v2", "--replace")
+    assert replaced.exit_code == 0, replaced.output
 
 
 def test_db_upgrade_reports_the_revision(use_database):
