@@ -5,13 +5,13 @@ cascade's operating point, and one Pareto-curve plot per saved base. ``savers.cs
 ``models.csv`` follow timm's results CSVs: one header row, plain numbers, accuracies in percent.
 A report is written into a staging folder and moved into place whole, so a reader never sees a
 half-written one. ``report.json`` records what it was built from (the dataset's search revision).
+The page is the template ``templates/index.html``, rendered with autoescape on.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import html
 import io
 import json
 import os
@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -230,42 +231,18 @@ def models_csv(models: list[dict]) -> str:
 
 
 # ----- the page ----------------------------------------------------------------------------------
-STYLE = """
-body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;width:100%}th,td{padding:3px 8px;border-bottom:1px solid #ddd}
-th{cursor:pointer;background:#f4f4f4;position:sticky;top:0;text-align:left}
-td.n{text-align:right;font-variant-numeric:tabular-nums}th[aria-sort]::after{content:" ▲"}
-th[aria-sort=descending]::after{content:" ▼"}.none{color:#999}
-.curves{display:flex;flex-wrap:wrap;gap:8px}.curves figure{margin:0;width:340px}
-.curves img{width:340px}img.zoo{max-width:100%}tr.beaten td{background:#fff6d5}
-"""
-SORT_SCRIPT = """
-document.querySelectorAll("table.sortable th").forEach((th, column) => {
-  th.addEventListener("click", () => {
-    const body = th.closest("table").tBodies[0];
-    const descending = th.getAttribute("aria-sort") === "ascending";
-    th.closest("tr").querySelectorAll("th").forEach(h => h.removeAttribute("aria-sort"));
-    th.setAttribute("aria-sort", descending ? "descending" : "ascending");
-    const key = row => {
-      const cell = row.cells[column], value = cell.dataset.value ?? cell.textContent;
-      const number = parseFloat(value);
-      return isNaN(number) ? value.toLowerCase() : number;
-    };
-    const rows = Array.from(body.rows).sort((a, b) => {
-      const x = key(a), y = key(b);
-      const order = typeof x !== typeof y ? (typeof x === "number" ? -1 : 1)
-        : x < y ? -1 : x > y ? 1 : 0;
-      return descending ? -order : order;
-    });
-    rows.forEach(row => body.appendChild(row));
-  });
-});
-"""
+# Autoescape on for every template whatever its file name: names come from the database, and a
+# value reaches the page as text unless a template marks it safe (none does).
+_PAGES = Environment(
+    loader=PackageLoader("orchestrator.reports"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+)
 
 
 def render_index(meta: dict, rows: list[dict], models: list[dict], curves: dict[str, str]) -> str:
     """The report page: summary, zoo plot, sortable best-saver table, per-base curves."""
-    e = html.escape
     query = meta["query"]
     columns = fields_for(query["criterion"], query["holdout"], query.get("score_on") is not None)
     gmacs = {m["name"]: m["gmacs"] for m in models}
@@ -281,56 +258,37 @@ def render_index(meta: dict, rows: list[dict], models: list[dict], curves: dict[
             f", thresholds picked on {meta['dataset']} (the calib. columns) and scored on "
             f"{query['score_on']}"
         )
-    saved = sum(row["saver"] is not None for row in rows)
-    beaten = sum(beaten_by_frontier(row) for row in rows)
-    head = "".join(f"<th>{e(h)}</th>" for h in ("base", "base GMACs", "saver"))
-    head += "".join(f"<th>{e(FIELDS[field].label)}</th>" for field in columns)
-    body = []
-    for row in rows:
-        cells = [
-            f'<td><a href="#curve-{e(file_name(row["base"]))}">{e(row["base"])}</a></td>'
-            if row["base"] in curves
-            else f"<td>{e(row['base'])}</td>",
-            f'<td class="n">{gmacs[row["base"]]:.4g}</td>',
-            f"<td>{e(row['saver'])}</td>" if row["saver"] else '<td class="none">none</td>',
-        ]
-        for field in columns:
-            value = row.get(field)
-            shown = field_text(field, value, number_format=".4g")
-            data = "" if value is None else f' data-value="{value!r}"'
-            cells.append(f'<td class="n"{data}>{shown}</td>')
-        marked = ' class="beaten"' if beaten_by_frontier(row) else ""
-        body.append(f'<tr data-base="{e(row["base"])}"{marked}>{"".join(cells)}</tr>')
-    warnings = "".join(f"<li>{e(w['message'])}</li>" for w in meta.get("accuracy_warnings", []))
-    if warnings:
-        warnings = (
-            '<h2 id="accuracy-warnings">Accuracy far from timm\'s published figures</h2>'
-            f'<ul class="warnings">{warnings}</ul>'
-        )
-    figures = "".join(
-        f'<figure id="curve-{e(file_name(base))}"><img src="{e(path)}" alt="Pareto front of '
-        f'{e(base)}" loading="lazy"><figcaption>{e(base)}</figcaption></figure>'
-        for base, path in curves.items()
+    table = [
+        {
+            "base": row["base"],
+            "anchor": file_name(row["base"]) if row["base"] in curves else None,
+            "gmacs": f"{gmacs[row['base']]:.4g}",
+            "saver": row["saver"],
+            "beaten": beaten_by_frontier(row),
+            "cells": [_cell(field, row.get(field)) for field in columns],
+        }
+        for row in rows
+    ]
+    return _PAGES.get_template("index.html").render(
+        dataset=meta["dataset"],
+        criterion=criterion,
+        saved=sum(row["saver"] is not None for row in rows),
+        beaten=sum(row["beaten"] for row in table),
+        generated_at=meta["generated_at"],
+        search_revision=meta["search_revision"],
+        warnings=[w["message"] for w in meta.get("accuracy_warnings", [])],
+        zoo_plot=ZOO_PLOT,
+        headers=["base", "base GMACs", "saver", *(FIELDS[field].label for field in columns)],
+        rows=table,
+        figures=[
+            {"anchor": file_name(base), "path": path, "base": base} for base, path in curves.items()
+        ],
     )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>saverzoo: best savers on {e(meta["dataset"])}</title><style>{STYLE}</style></head>
-<body>
-<h1>Best savers on {e(meta["dataset"])}</h1>
-<p>{saved} of {len(rows)} base models have a saver under the {e(criterion)}. A saver runs first;
-where its top-1 probability is above the threshold its answer stands, otherwise the base runs.
-Generated {e(meta["generated_at"])} from search revision {meta["search_revision"]};
-download <a href="savers.csv">savers.csv</a> and <a href="models.csv">models.csv</a>.</p>
-{warnings}
-<img class="zoo" src="{ZOO_PLOT}" alt="cost against accuracy of every model and cascade">
-<h2>Best saver of every base</h2>
-<p>Click a column to sort. "frontier" is the cheapest single model at least as accurate as the
-cascade (the base itself when none is cheaper); {beaten} highlighted rows have a negative saving
-against it: deploying that model alone beats the cascade.</p>
-<table class="sortable" id="savers"><thead><tr>{head}</tr></thead>
-<tbody>{"".join(body)}</tbody></table>
-<h2>Pareto fronts of the saved bases</h2>
-<div class="curves">{figures}</div>
-<script>{SORT_SCRIPT}</script>
-</body></html>
-"""
+
+
+def _cell(field: str, value: float | str | list[float] | None) -> dict:
+    """A field's cell: its text, and the exact value the sorting script reads."""
+    return {
+        "text": field_text(field, value, number_format=".4g"),
+        "value": None if value is None else repr(value),
+    }

@@ -7,6 +7,7 @@ import io
 import re
 import shutil
 import subprocess
+from html.parser import HTMLParser
 
 import httpx
 import pytest
@@ -17,6 +18,15 @@ from tests.factories import api_server, records_dir, saverzoo, saverzoo_json, sm
 
 CHROMIUM = shutil.which("chromium")
 ROW = re.compile(r'<tr data-base="([^"]+)">')
+# Markup in a name: a script, an attribute break-out with an event handler, and an entity that
+# must stay the literal text "&amp;".
+MARKUP = '<script>alert(1)</script>"><img src=x onerror=alert(1)>&amp;'
+ESCAPED = (
+    "&lt;script&gt;alert(1)&lt;/script&gt;&#34;&gt;&lt;img src=x onerror=alert(1)&gt;&amp;amp;"
+)
+PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "a", "ul", "li",
+             "img", "table", "thead", "tbody", "tr", "th", "td", "div", "figure", "figcaption",
+             "script"}  # fmt: skip
 
 
 @pytest.fixture
@@ -65,6 +75,102 @@ def test_the_report_writes_the_page_plots_and_timm_style_tables(val_zoo, tmp_pat
 
     page = (out / "index.html").read_text()
     assert ROW.findall(page) == [r["base"] for r in best]
+
+
+class PageParts(HTMLParser):
+    """A page's elements and the text of its table's cells, as a browser would read them."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.rows: list[list[str]] = []
+        self.headers: list[str] = []
+        self._cell: list[str] | None = None
+        self.feed(page)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            text = "".join(self._cell)
+            (self.headers if tag == "th" else self.rows[-1]).append(text)
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def assert_only_the_pages_own_markup(page: str) -> PageParts:
+    parts = PageParts(page)
+    assert {tag for tag, _ in parts.tags} <= PAGE_TAGS
+    assert [tag for tag, _ in parts.tags].count("script") == 1  # the sorting script
+    for tag, attrs in parts.tags:
+        assert not [a for a in attrs if a.startswith("on")], (tag, attrs)
+        assert tag != "img" or attrs["src"] != "x"
+    assert "<script>alert" not in page and "<img src=x" not in page
+    return parts
+
+
+@pytest.mark.filterwarnings("ignore:Tight layout not applied")  # the names are long
+def test_the_page_shows_markup_in_model_names_as_text(val_zoo, use_database, tmp_path):
+    # The name validators refuse these characters at every edge, so the names are written into
+    # the database directly: the page must not depend on that gate.
+    from sqlalchemy import select
+
+    from db.models import Model
+    from db.session import session_factory
+
+    with session_factory(use_database).begin() as session:
+        for model in session.scalars(select(Model)):
+            model.name = f"{MARKUP}{model.name}"
+    out = tmp_path / "report"
+
+    written = saverzoo("report", "--dataset", "val", "--out", out)
+
+    assert written.exit_code == 0, written.output
+    page = (out / "index.html").read_text()
+    parts = assert_only_the_pages_own_markup(page)
+    names = {f"{MARKUP}{name}" for name in val_zoo.names[:7]}
+    assert not any(name in page for name in names)
+    assert all(f"{ESCAPED}{name}" in page for name in val_zoo.names[:7])
+    base, saver, frontier = (parts.headers.index(h) for h in ("base", "saver", "frontier"))
+    body = [row for row in parts.rows if row]  # the header row has no td
+    assert {row[base] for row in body} == names
+    assert {row[saver] for row in body} - {"none"} <= names
+    assert any(row[saver] != "none" for row in body)
+    assert {row[frontier] for row in body} <= names
+    figures = [attrs for tag, attrs in parts.tags if tag == "figure"]
+    assert figures and all(attrs["id"].startswith("curve-_script_alert") for attrs in figures)
+    assert list(csv.DictReader(io.StringIO((out / "savers.csv").read_text())))[0]["base"] in names
+
+
+def test_the_page_shows_markup_in_dataset_names_and_warnings_as_text():
+    from orchestrator.reports.page import render_index
+
+    dataset, other = f"{MARKUP}val", f"{MARKUP}other"
+    query = {"criterion": "budget", "max_drop": 0.5, "holdout": False, "score_on": other}
+    meta = {"dataset": dataset, "query": query, "generated_at": MARKUP, "search_revision": 3,
+            "accuracy_warnings": [{"message": f"{MARKUP} is 9 points below timm"}]}  # fmt: skip
+    row = {"base": f"{MARKUP}b", "saver": f"{MARKUP}s", "frontier_model": f"{MARKUP}f",
+           "frontier_saving": -0.1, "accuracy": 0.5}  # fmt: skip
+
+    page = render_index(meta, [row], [{"name": row["base"], "gmacs": 2.0}], {})
+
+    assert_only_the_pages_own_markup(page)
+    assert MARKUP not in page
+    assert f"<title>saverzoo: best savers on {ESCAPED}val</title>" in page
+    assert f"<h1>Best savers on {ESCAPED}val</h1>" in page
+    assert f"picked on {ESCAPED}val (the calib. columns) and scored on {ESCAPED}other" in page
+    assert f"<li>{ESCAPED} is 9 points below timm</li>" in page
+    for name in ("b", "s", "f"):
+        assert f">{ESCAPED}{name}</td>" in page
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
