@@ -1,9 +1,15 @@
 """Connecting to Ray: an embedded local instance, or an existing cluster by address.
 
-Embedded (no address): a new local Ray bound to a loopback address (Ray replaces 127.0.0.1 by the
-machine's network address, but keeps other loopback addresses as given), no dashboard, token
-authentication on (Ray's default). An address (``host:port`` of the head, or ``auto``) joins that
-cluster; an address that does not answer fails within seconds instead of Ray's minutes of retries.
+Embedded (no address): a new local Ray on this machine alone, no dashboard, token authentication on
+(Ray's default). Ray binds a server to loopback only when the node's address is 127.0.0.1, and
+turns 127.0.0.1 into the machine's network address unless it runs as a single machine
+(``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read once when Ray is imported): so the embedded Ray
+is imported in that mode, on 127.0.0.1, and every one of its listening ports is on loopback. Its
+temp root is saverzoo's own (``embedded_ray_root``), where a later command finds and ends what
+an earlier, killed one left (``cluster.ray_orphans``).
+
+An address (``host:port`` of the head, or ``auto``) joins that cluster; an address that does not
+answer fails within seconds instead of Ray's minutes of retries.
 
 Workers get their settings in two ways, by whether they are secret:
 - the rest (the object store's endpoint, region, the shard cache, the Hugging Face cache settings)
@@ -20,11 +26,15 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cluster.errors import InputError, ServiceError
+from cluster.ray_orphans import end_orphans
 
 if TYPE_CHECKING:  # Ray's types, re-exported for annotations; Ray itself comes from ray_api()
     from ray import ObjectRef as ObjectRef
@@ -33,7 +43,8 @@ if TYPE_CHECKING:  # Ray's types, re-exported for annotations; Ray itself comes 
 
     from cluster.settings import Settings
 
-EMBEDDED_NODE_IP = "127.0.0.2"
+EMBEDDED_NODE_IP = "127.0.0.1"
+SINGLE_MACHINE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps 127.0.0.1, binds loopback
 CONNECT_TIMEOUT_S = 5.0
 # Passed on to workers when set here: where models come from and how (offline or not).
 PASSED_VARIABLES = (
@@ -126,14 +137,23 @@ def check_reachable(address: str | None) -> None:
         ) from None
 
 
-def ray_api():
+def ray_api(*, embedded: bool = False):
     """The ``ray`` module, imported with token authentication on unless the environment says
     otherwise: Ray 2.60 clusters use token authentication (a token in ~/.ray/auth_token or
-    RAY_AUTH_TOKEN), and a client must say so before Ray is imported (it reads the mode once)."""
+    RAY_AUTH_TOKEN), and a client must say so before Ray is imported (it reads the mode once).
+    ``embedded``: imported as a single machine, if this process has not imported Ray yet."""
     os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if embedded and "ray" not in sys.modules:
+        os.environ.setdefault(SINGLE_MACHINE, "0")
     import ray
 
     return ray
+
+
+def embedded_ray_root() -> Path:
+    """The temp root of this user's embedded Rays (short: Ray's socket paths must fit 107
+    bytes)."""
+    return Path(tempfile.gettempdir()) / f"saverzoo-ray-{os.getuid()}"
 
 
 def job_client(address: str):
@@ -158,12 +178,15 @@ def connected(
     ``secrets``: environment variables an embedded Ray's processes inherit (they are set in
     this process while Ray starts, then restored); a cluster's nodes have their own.
     """
-    ray = ray_api()
+    ray = ray_api(embedded=address is None)
 
     if address is None:
+        root = embedded_ray_root()
+        end_orphans(root)
         kwargs = dict(
             address="local",  # always a new instance, never a stale cluster file's
             _node_ip_address=node_ip or EMBEDDED_NODE_IP,
+            _temp_dir=str(root),
             num_cpus=num_cpus,
             num_gpus=num_gpus,
             include_dashboard=False,

@@ -97,7 +97,8 @@ class Settings(BaseSettings):
 
     ray_node_ip: str | None = Field(
         default=None,
-        description="This machine's address for Ray (the embedded Ray uses 127.0.0.2 when unset).",
+        description="This machine's address for Ray (unset: the embedded Ray on 127.0.0.1, "
+        "loopback only).",
     )
 
     ray_address: str | None = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -93,3 +94,19 @@ def files_holding(folder: str | Path, secrets: list[str]) -> list[str]:
             content = path.read_bytes()
             found += [f"{path}: {s[:3]}…" for s in secrets if s.encode() in content]
     return found
+
+
+def listening_addresses(pids: set[int]) -> list[str]:
+    """The local addresses on which any of ``pids`` listens for TCP connections (``ss``)."""
+    listed = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in listed.splitlines():
+        owners = {int(pid) for pid in re.findall(r"pid=(\d+)", line)}
+        if owners & pids:
+            found.append(line.split()[3])
+    return found
+
+
+def on_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    return host.startswith(("127.", "::ffff:127.")) or host == "::1"

@@ -24,6 +24,8 @@ from tests.orchestrator.sweeping import (
     chunks,
     files_holding,
     in_background,
+    listening_addresses,
+    on_loopback,
     on_postgres,
     sweep_state,
     units,
@@ -207,7 +209,7 @@ def test_no_secret_reaches_rays_files_logs_or_runtime_environment(
     through the environment they inherit, never through Ray's runtime environment (which Ray's
     agents write into their logs)."""
     ray_folder = tempfile.mkdtemp(prefix="rz-", dir="/tmp")  # short: Ray's socket paths
-    monkeypatch.setenv("RAY_TMPDIR", ray_folder)
+    monkeypatch.setattr(tempfile, "tempdir", ray_folder)  # the embedded Ray's root below it
     try:
         result = saverzoo("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
                           "--wait", "--bundle-gmacs", "0")  # fmt: skip
@@ -219,3 +221,39 @@ def test_no_secret_reaches_rays_files_logs_or_runtime_environment(
         assert not any(secret in result.output for secret in secret_settings)
     finally:
         shutil.rmtree(ray_folder, ignore_errors=True)
+
+
+@on_postgres
+def test_the_embedded_ray_listens_on_loopback_only_and_a_killed_drivers_leftovers_end(
+    sweep_dataset, use_database, monkeypatch
+):
+    from cluster.ray_orphans import processes_using
+
+    temp = Path(tempfile.mkdtemp(prefix="rz-", dir="/tmp"))
+    monkeypatch.setenv("TMPDIR", str(temp))  # the commands' embedded Ray root goes below it
+    root = temp / f"saverzoo-ray-{os.getuid()}"
+    try:
+        driver = in_background("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
+                               "--wait", "--batch-size", "2", "--bundle-gmacs", "0")  # fmt: skip
+        wait_for(lambda: any(u.state == "running" and u.worker for u in units(use_database)),
+                 what="a running unit")  # fmt: skip
+        addresses = listening_addresses(processes_using(root))
+
+        assert len(addresses) >= 8  # GCS, raylet, agents, metrics, workers
+        assert [a for a in addresses if not on_loopback(a)] == []
+
+        os.kill(driver.pid, signal.SIGKILL)  # the driver alone, as an OOM killer would
+        driver.wait()
+        left = wait_for(
+            lambda: {p for p in processes_using(root) if alive(p)},
+            timeout=10,
+            what="Ray's agents, which outlive a killed driver by a minute",
+        )
+        resumed = in_background("sweep", "resume", "1", "--wait")
+        output, _ = resumed.communicate(timeout=300)
+
+        assert resumed.returncode == 0, output
+        assert not any(alive(pid) for pid in left)
+        assert sweep_state(use_database) == "done"
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
