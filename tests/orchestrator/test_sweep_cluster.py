@@ -77,8 +77,9 @@ def kill(pids: list[int]) -> None:
 
 
 @pytest.fixture
-def two_nodes():
-    """``ray start --head`` on 127.0.0.2 and a second node on 127.0.0.3, one logical GPU each."""
+def two_nodes(use_database):
+    """``ray start --head`` on 127.0.0.2 and a second node on 127.0.0.3, one logical GPU each;
+    their environment holds the database URL, as a cluster's nodes hold their secrets."""
     temp_dir = tempfile.mkdtemp(prefix="rz-", dir="/tmp")  # Ray's socket paths must stay short
     port = _free_port()
     env = {**os.environ, **FAST_HEALTH_CHECKS, "RAY_AUTH_MODE": "token"}
@@ -123,7 +124,7 @@ def test_workers_spread_over_both_nodes_and_losing_one_loses_no_chunk(
 
 
 @pytest.fixture
-def head_with_dashboard():
+def head_with_dashboard(use_database):
     """A one-node cluster whose dashboard (the Ray Jobs API) listens on 127.0.0.2 only."""
     temp_dir = tempfile.mkdtemp(prefix="rz-", dir="/tmp")
     port, dashboard = _free_port(), _free_port()
@@ -143,7 +144,7 @@ def head_with_dashboard():
 @on_postgres
 def test_a_sweep_submitted_as_a_ray_job_runs_on_the_cluster_and_ray_holds_no_secret(
     secret_settings, head_with_dashboard, sweep_dataset, use_database
-):
+):  # secret_settings first: the head starts with them in its environment
     """The head was started with the database's password and the store's keys in its own
     environment, as a cluster's nodes are; neither the job nor its workers are handed them."""
     address, temp_dir = head_with_dashboard
