@@ -62,6 +62,7 @@ def settings_or_fail() -> Settings:
     import tomllib
 
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from cluster.settings import config_file, get_settings
 
@@ -74,6 +75,10 @@ def settings_or_fail() -> Settings:
         raise fail(f"invalid settings ({problems})") from None
     except tomllib.TOMLDecodeError as error:
         raise fail(f"the config file {config_file()} is not valid TOML: {error}") from None
+    except SettingsError as error:  # a value of the environment that is not even parsed
+        raise fail(
+            f"invalid settings ({error}): a list is JSON, e.g. SAVERZOO_SEARCH_BUDGETS='[0, 0.5]'"
+        ) from None
 
 
 @contextmanager

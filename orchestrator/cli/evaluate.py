@@ -46,8 +46,10 @@ def evaluate(
     input_sizes: InputSizes = None,
 ) -> None:
     """Evaluate models on a dataset in this process and update the best savers."""
+    from db.queries import get_dataset
     from db.session import session_factory
     from orchestrator.ingest.evaluation import evaluate_dataset
+    from orchestrator.sweeps.store import check_readable
     from workers.build import with_variants
     from workers.evaluate import EvalOptions
     from workers.identity import resolve_specs
@@ -57,10 +59,10 @@ def evaluate(
     with user_errors():
         options = EvalOptions.choose(device, mode, batch_size, compile=compile)
         sizes = parse_input_sizes(input_sizes)
+    # Everything that can refuse is checked before a model is registered: a refusal writes nothing.
     with transaction(settings) as session:
-        specs = resolve_specs(session, models, random_weights=random_weights)
-    with user_errors():
-        specs = with_variants(specs, sizes)
+        check_readable(session, get_dataset(session, dataset))
+        specs = with_variants(resolve_specs(session, models, random_weights=random_weights), sizes)
     with user_errors(), progress_bar(f"evaluating {len(specs)} models") as update:
         summary = evaluate_dataset(
             session_factory(settings.database_url), dataset, specs,

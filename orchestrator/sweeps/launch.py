@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeGuard
+from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from cluster.errors import ServiceError
+from cluster.errors import InputError, ServiceError
 from cluster.ray_cluster import check_reachable, job_client, worker_environment
 from cluster.settings import Settings, data_dir
 from db.models import Sweep, utc_now
@@ -34,9 +35,19 @@ def is_jobs_url(address: str | None) -> TypeGuard[str]:
 
 
 def check_address(address: str | None) -> None:
-    """A Ray head that does not answer fails here, before a sweep exists that could not run."""
+    """A Ray head (or its Jobs API) that does not answer fails here, before a sweep exists that
+    could not run."""
     if not is_jobs_url(address):
         check_reachable(address)
+        return
+    url = urlsplit(address)
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        port = None
+    if not url.hostname or port is None:
+        raise InputError(f"--ray-address {address!r}: use http://HEAD:8265 for Ray Jobs")
+    check_reachable(f"{url.hostname}:{port}")
 
 
 def start_in_background(settings: Settings, sweep_id: int, address: str | None) -> str:

@@ -209,8 +209,12 @@ def check_readable(session: Session, dataset: Dataset) -> None:
     stream.close()
 
 
+MAX_ROW_ID = 2**63 - 1  # the largest key PostgreSQL's bigint and SQLite's integer hold
+
+
 def get_sweep(session: Session, sweep_id: int) -> Sweep:
-    sweep = session.get(Sweep, sweep_id)
+    # An id no database column can hold names no sweep: asking would be the driver's overflow.
+    sweep = session.get(Sweep, sweep_id) if 1 <= sweep_id <= MAX_ROW_ID else None
     if sweep is None:
         raise NotFound(f"no sweep {sweep_id}; `saverzoo sweep list` shows the sweeps")
     return sweep

@@ -5,6 +5,7 @@ Every sweep here is only queued (``start: false``, or refused before it starts):
 
 from __future__ import annotations
 
+import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -150,3 +151,52 @@ def test_refused_sweep_requests_leave_no_sweep(api, datasets):
     assert sweep_ids(datasets) == []
     assert api.post("/v1/sweeps", json=BODY, headers={"Idempotency-Key": "k-1"}).status_code == 201
     assert len(sweep_ids(datasets)) == 1
+
+
+def test_evaluate_on_a_dataset_imported_from_records_is_refused_and_registers_no_model(datasets):
+    from tests.factories import row_counts
+
+    before = row_counts(datasets)["models"]
+    result = saverzoo("evaluate", "--models", "test_resnet", "--random-weights", "--dataset", "val")
+
+    assert result.exit_code == 1
+    assert "dataset 'val' has no shards to evaluate" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert row_counts(datasets)["models"] == before
+
+
+def test_a_sweep_for_a_ray_jobs_address_that_does_not_answer_is_never_stored(datasets):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.2", 0))
+        port = probe.getsockname()[1]
+    result = saverzoo("sweep", "submit", "--models", "test_resnet", "--random-weights",
+                      "--dataset", "tiny", "--ray-address", f"http://127.0.0.2:{port}")  # fmt: skip
+
+    assert result.exit_code == 1
+    assert f"no Ray cluster answers at 127.0.0.2:{port}" in result.stderr
+    assert sweep_ids(datasets) == []
+
+
+@pytest.mark.parametrize("command", ["status", "resume", "cancel"])
+def test_a_sweep_id_no_database_can_hold_is_an_unknown_sweep(datasets, command):
+    result = saverzoo("sweep", command, "99999999999999999999999")
+
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "error: no sweep 99999999999999999999999; `saverzoo sweep list` shows the sweeps"
+    )
+
+
+def test_a_setting_that_cannot_be_parsed_is_one_line(datasets, monkeypatch):
+    from cluster.settings import get_settings
+
+    monkeypatch.setenv("SAVERZOO_SEARCH_BUDGETS", "[1,")
+    get_settings.cache_clear()
+    try:
+        result = saverzoo("models", "list")
+    finally:
+        get_settings.cache_clear()
+
+    assert result.exit_code == 1
+    assert "invalid settings" in result.stderr and "search_budgets" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
