@@ -54,6 +54,9 @@ def _migration_head() -> str:
     return heads.pop()
 
 
+MIGRATION_LOCK = 0x5A7E_200  # PostgreSQL advisory lock key of saverzoo's migrations
+
+
 def head_revision(url: str | None = None) -> str:
     """The revision this saverzoo needs (the same for every database)."""
     return _migration_head()
@@ -73,6 +76,10 @@ def upgrade(url: str) -> tuple[str | None, str]:
 
     before = current_revision(url)
     with engine_for(url).begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Two commands on a new database migrate one after the other: the second finds
+            # the schema at head (DDL is transactional here) instead of creating it twice.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config = alembic_config(url)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")

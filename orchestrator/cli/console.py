@@ -99,7 +99,7 @@ def transaction(settings: Settings | None = None) -> Iterator[Session]:
     (connection refused, database locked). An OSError of the command's own files is not one:
     it is named as such.
     """
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
     from db.schema import ensure_schema
     from db.session import session_factory
@@ -117,6 +117,13 @@ def transaction(settings: Settings | None = None) -> Iterator[Session]:
             yield session
     except USER_ERRORS as error:
         raise fail(str(error)) from None
+    except IntegrityError as error:  # a unique row another command wrote first: nothing kept
+        from cluster.redact import error_line
+
+        raise fail(
+            f"another command wrote the same rows meanwhile ({error_line(error)}); nothing of "
+            "this one was kept: run it again"
+        ) from None
     except OperationalError as error:
         raise _database_failure(settings, error) from None
     except OSError as error:  # the command's own file or folder: say which and why
@@ -147,6 +154,7 @@ def progress_bar(description: str) -> Iterator:
         TimeElapsedColumn(),
         console=err.console,
         transient=True,
+        disable=not err.console.is_terminal,  # a log or a pipe gets no bar and no blank line
     ) as progress:
         task = progress.add_task(description, total=None)
 

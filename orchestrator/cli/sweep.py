@@ -185,6 +185,7 @@ def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
                 TimeElapsedColumn(),
                 console=err.console,
                 transient=True,
+                disable=not err.console.is_terminal,  # no bar, no blank line in a log
             )
         )
         task = bar.add_task("sweep", total=None, rate=0.0)

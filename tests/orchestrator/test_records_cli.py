@@ -548,3 +548,26 @@ def test_records_export_to_a_file_or_below_one_is_one_line(use_database, tmp_pat
         assert "cannot use the database" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     assert a_file.read_text() == "not a folder"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_two_imports_at_once_into_one_new_dataset_end_in_one_line_each(use_database, tmp_path):
+    """Both create the dataset; the database keeps the first, the second says so in one line."""
+    import subprocess
+    import sys
+
+    directory = records_dir(tmp_path, small_zoo())
+    command = [sys.executable, "-m", "orchestrator", "records", "import", str(directory),
+               "--dataset", "both"]  # fmt: skip
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]  # fmt: skip
+    results = [(run.wait(timeout=300), *run.communicate()) for run in runs]
+
+    assert sorted(code for code, _, _ in results) in ([0, 0], [0, 1])
+    for code, _, stderr in results:
+        assert code or stderr == ""  # no progress bar, not even a blank line, in a pipe
+        if code:
+            assert stderr.strip().startswith("error: another command wrote the same rows")
+            assert len(stderr.strip().splitlines()) == 1
+    assert row_counts(use_database)["datasets"] == 1
