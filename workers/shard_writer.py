@@ -22,7 +22,7 @@ from pathlib import Path
 
 from webdataset import TarWriter
 
-from cluster.errors import InputError
+from cluster.errors import InputError, ServiceError
 from cluster.objectstore import (
     S3Url,
     delete_object,
@@ -320,6 +320,12 @@ def make_shards(
                 try:
                     failed = write_tar(plan, staged_path, pool)
                     destination.put(staged_path, plan.name)
+                except OSError as error:  # a full disk, a folder made read-only meanwhile
+                    raise ServiceError(
+                        f"cannot write shard {plan.name} to {out_url}: "
+                        f"{error.strerror or error}; the {len(written)} shards written before "
+                        "it are kept: make room and run the same command again to finish"
+                    ) from None
                 finally:
                     staged_path.unlink(missing_ok=True)  # gone already where put renamed it
                 entry = {"digest": digest, "failed": failed}

@@ -419,3 +419,42 @@ def test_a_shard_rewritten_between_two_attempts_is_not_mixed_into_one_read(use_s
     with pytest.raises(ShardError, match="changed while it was being read"):
         list(read_shard(shard.url, opener=rewritten_after_first_open))
     assert opened[1]["version"]  # the retry asked for the object first read
+
+
+def test_a_full_disk_mid_way_is_one_line_and_the_shards_before_it_are_kept(
+    use_database, tmp_path, monkeypatch
+):
+    import errno
+
+    import workers.shard_writer as shard_writer
+
+    image_folder(tmp_path / "src")
+    real_write = shard_writer.write_tar
+    calls = []
+
+    def fills_the_disk(plan, path, pool):
+        calls.append(plan.name)
+        if len(calls) == 2:  # the second shard finds the disk full, part-written
+            path.write_bytes(b"x" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(plan, path, pool)
+
+    monkeypatch.setattr(shard_writer, "write_tar", fills_the_disk)
+    out = tmp_path / "shards"
+    args = ["datasets", "make-shards", tmp_path / "src", "--out", out, "--name", "tiny",
+            "--shard-size", "4"]  # fmt: skip
+
+    full = saverzoo(*args)
+
+    assert full.exit_code == 1
+    assert full.stderr.strip() == (
+        f"error: cannot write shard tiny-000001.tar to {out}: No space left on device; the 1 "
+        "shards written before it are kept: make room and run the same command again to finish"
+    )
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".tar") == ["tiny-000000.tar"]
+    assert not [p for p in out.rglob(".tiny-*")]  # no part-written file left
+    assert row_counts(use_database)["datasets"] == 0
+    monkeypatch.setattr(shard_writer, "write_tar", real_write)
+    again = saverzoo(*args)
+    assert again.exit_code == 0, again.output
+    assert row_counts(use_database)["datasets"] == 1
