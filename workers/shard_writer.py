@@ -10,6 +10,7 @@ timm's form, so ``timm.data.create_dataset('wds/NAME', root=...)`` reads the sha
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -269,6 +270,14 @@ def _save_journal(destination: LocalDestination | S3Destination, journal: dict, 
     destination.write_text(JOURNAL, json.dumps({OWNER_KEY: dataset, **journal}, indent=1))
 
 
+def _remove_part_written(staging: Path, plans: list[ShardPlan]) -> None:
+    """Remove the staged files a killed run left (a kill skips the clean-up of ``make_shards``);
+    they are named after the shard they were becoming, so only this dataset's are touched."""
+    for plan in plans:
+        for leftover in staging.glob(f".{glob.escape(plan.name)}.*"):
+            leftover.unlink(missing_ok=True)
+
+
 def _forget_other_plans(
     destination: LocalDestination | S3Destination,
     journal: dict,
@@ -306,6 +315,7 @@ def make_shards(
     journal = _journal(destination, dataset, out_url)
     digests = {plan.name: plan.digest() for plan in plans}
     _forget_other_plans(destination, journal, digests, dataset)
+    _remove_part_written(destination.staging_dir() or Path(tempfile.gettempdir()), plans)
     written = []
     done = 0
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:

@@ -458,3 +458,18 @@ def test_a_full_disk_mid_way_is_one_line_and_the_shards_before_it_are_kept(
     again = saverzoo(*args)
     assert again.exit_code == 0, again.output
     assert row_counts(use_database)["datasets"] == 1
+
+
+def test_a_part_written_shard_a_killed_run_left_is_removed_by_the_next_run(tmp_path):
+    image_folder(tmp_path / "src")
+    source = find_source(tmp_path / "src")
+    out = tmp_path / "shards"
+    out.mkdir()
+    leftover = out / ".tiny-000001.tar.k9x2"  # as tempfile names a staged shard
+    leftover.write_bytes(b"half a shard")
+    other = out / ".other-000001.tar.k9x2"  # another dataset's: not ours to remove
+    other.write_bytes(b"x")
+
+    make_shards(source, "tiny", str(out), shard_size=8)
+
+    assert not leftover.exists() and other.exists()
