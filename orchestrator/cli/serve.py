@@ -6,6 +6,7 @@ import copy
 import ipaddress
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,11 +19,17 @@ if TYPE_CHECKING:
 
 
 def is_loopback(host: str) -> bool:
+    """Whether a server bound to ``host`` listens on loopback only. IPv4 shorthands the system
+    accepts (``127.1``) are read as the system reads them; a host name may resolve to anything."""
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
+    except ValueError:
+        pass
+    try:
+        return ipaddress.ip_address(socket.inet_aton(host)).is_loopback
+    except OSError:  # a host name
         return False
 
 
