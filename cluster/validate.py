@@ -39,6 +39,9 @@ MAX_CLASSES = 2**15 - 1
 MAX_SAMPLES = 2**31 - 1
 # A shard is read whole by one worker: beyond a million samples it no longer fits a worker's RAM.
 MAX_SHARD_SIZE = 1_000_000
+# Images per forward pass; more never fits a device. Here, not in workers.evaluate, so that the
+# HTTP API checks a sweep's batch size against the same bound without importing torch.
+MAX_BATCH_SIZE = 65_536
 _BRACE = re.compile(r"\{([^{}]*)\}")
 _RANGE = re.compile(r"^(\d{1,18})\.\.(\d{1,18})$")
 

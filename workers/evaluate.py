@@ -37,6 +37,7 @@ import torch
 
 from cluster import validate
 from cluster.errors import InputError
+from cluster.validate import MAX_BATCH_SIZE
 from workers.build import build, cost, data_config, skeleton
 from workers.device import (
     Device,
@@ -61,7 +62,6 @@ logger = logging.getLogger(__name__)
 TOP_K = 5
 UNDECODABLE_CLASS = -1
 MODES = ("fast", "reference")
-MAX_BATCH_SIZE = 65_536  # images per forward pass; more never fits a device
 # torch.compile keeps one compiled graph per model and input shape on the code object of the
 # model class's forward; past its limit (8) it silently runs eager. A zoo has hundreds of models
 # of one class (VisionTransformer), each with a full and a short last batch.

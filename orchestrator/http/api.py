@@ -22,7 +22,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -128,7 +128,16 @@ ConfidenceSignal = Annotated[str, Query(pattern="^(max|margin)$")]
 
 
 class SweepRequest(BaseModel):
-    """A sweep to submit: models (names, timm patterns) on a registered dataset."""
+    """A sweep to submit: models (names, timm patterns) on a registered dataset.
+
+    Its bounds are the CLI's (``SweepOptions.check``, which every submission runs again), so a
+    sweep one of them takes the other takes too. The lists' lengths are the API's own: the CLI
+    has no request body to keep small.
+    """
+
+    # Strict: JSON true is not a batch size of 1, nor "64" a number. Unknown fields are refused
+    # by name: a misspelled option dropped silently would run the sweep on its default.
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     dataset: str = Field(description="A registered dataset's name.")
     models: list[str] = Field(
@@ -142,14 +151,20 @@ class SweepRequest(BaseModel):
     )
     device: str = Field(default="cpu", pattern="^(cpu|cuda)$")
     mode: str | None = Field(default=None, pattern="^(fast|reference)$")
-    batch_size: int = Field(default=64, ge=1, le=4096)
+    batch_size: int = Field(default=64, ge=1, le=validate.MAX_BATCH_SIZE)
     random_weights: bool = False
     compile: bool = False
-    max_attempts: int = Field(default=3, ge=1, le=100)
-    cpus_per_worker: int = Field(default=1, ge=1, le=1024)
-    workers: int | None = Field(default=None, ge=1, le=100_000)
-    bundle_gmacs: float | None = Field(default=None, ge=0, le=1e9)
-    bundle_seconds: float | None = Field(default=None, gt=0, le=86400)
+    max_attempts: int = Field(default=3, ge=1)
+    cpus_per_worker: int = Field(default=1, ge=1)
+    workers: int | None = Field(default=None, ge=1)
+    bundle_gmacs: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False)
+    bundle_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=86400,
+        allow_inf_nan=False,
+        description="0: a bundle per model; null: the CLI's default.",
+    )
     start: bool = Field(default=True, description="Start its driver now (false: only queue it).")
     idempotency_key: str | None = Field(
         default=None,
@@ -441,7 +456,7 @@ def _submit_once(db_session: Session, body: SweepRequest, key: str | None) -> tu
     options = SweepOptions(
         body.device, body.mode, body.batch_size, body.random_weights, body.compile,
         body.max_attempts, body.bundle_gmacs, body.cpus_per_worker, body.workers,
-        body.bundle_seconds or DEFAULT_BUNDLE_SECONDS,
+        DEFAULT_BUNDLE_SECONDS if body.bundle_seconds is None else body.bundle_seconds,
     )  # fmt: skip
     from workers.spec import input_sizes
 

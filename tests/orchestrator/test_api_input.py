@@ -10,6 +10,7 @@ import pytest
 import typer
 from sqlalchemy import func, select
 
+from cluster.validate import MAX_BATCH_SIZE
 from db.models import Sweep
 from db.session import session_factory
 from orchestrator.cli.console import print_json
@@ -177,6 +178,80 @@ def test_a_sweep_on_a_dataset_imported_from_records_is_422_and_leaves_no_sweep(
         "dataset 'val' has no shards to evaluate (it was imported from records); sweep a "
         "dataset registered from its shards (`saverzoo datasets add`)"
     )
+    assert sweeps_stored(use_database) == 0
+
+
+NO_SHARDS = "has no shards to evaluate"  # refused after every option passed its checks
+SWEEP = {"dataset": "val", "models": ["zoo000"], "start": False}
+WRONGLY_TYPED = [
+    ("batch_size", True),
+    ("batch_size", "64"),
+    ("batch_size", 64.0),
+    ("max_attempts", False),
+    ("workers", True),
+    ("bundle_seconds", True),
+    ("bundle_gmacs", "1"),
+    ("random_weights", 1),
+    ("compile", "true"),
+    ("start", "false"),
+    ("models", "zoo000"),
+    ("input_sizes", [True]),
+    ("input_sizes", ["128"]),
+    ("device", 0),
+    ("idempotency_key", 42),
+]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_boolean_batch_size_or_any_wrongly_typed_sweep_field_is_422_naming_it(
+    served, use_database
+):
+    for field, value in WRONGLY_TYPED:
+        response = served.post("/v1/sweeps", json={**SWEEP, field: value})
+        assert response.status_code == 422, (field, value, response.text[:300])
+        assert f"body.{field}" in response.json()["error"], (field, value, response.json())
+    assert sweeps_stored(use_database) == 0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_unknown_sweep_field_is_422_naming_it_not_dropped(served, use_database):
+    response = served.post("/v1/sweeps", json={**SWEEP, "random_weight": True})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "body.random_weight: Extra inputs are not permitted"
+    assert sweeps_stored(use_database) == 0
+
+
+# (API field, CLI option, a value both take, a value both refuse)
+SWEEP_BOUNDS = [
+    ("batch_size", "--batch-size", MAX_BATCH_SIZE, MAX_BATCH_SIZE + 1),
+    ("batch_size", "--batch-size", 1, 0),
+    ("max_attempts", "--max-attempts", 1000, 0),
+    ("cpus_per_worker", "--cpus-per-worker", 4096, 0),
+    ("workers", "--workers", 1_000_000, 0),
+    ("bundle_seconds", "--bundle-seconds", 0, -1),
+    ("bundle_seconds", "--bundle-seconds", 86400, 86401),
+    ("bundle_gmacs", "--bundle-gmacs", 1e9, 1.1e9),
+]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_api_takes_and_refuses_the_same_sweep_options_as_the_cli(served, use_database):
+    command = ["sweep", "submit", "--models", "zoo000", "--dataset", "val"]
+    for field, option, taken, refused in SWEEP_BOUNDS:
+        # Taken: refused only later, for the dataset's missing shards.
+        response = served.post("/v1/sweeps", json={**SWEEP, field: taken})
+        assert response.status_code == 422 and NO_SHARDS in response.json()["error"], (
+            field, taken, response.text[:300])  # fmt: skip
+        result = saverzoo(*command, option, taken)
+        assert result.exit_code == 1 and NO_SHARDS in result.stderr, (option, taken, result.output)
+
+        response = served.post("/v1/sweeps", json={**SWEEP, field: refused})
+        assert response.status_code == 422, (field, refused, response.text[:300])
+        assert f"body.{field}" in response.json()["error"], (field, refused, response.json())
+        result = saverzoo(*command, option, refused)
+        assert result.exit_code == 1 and option in result.stderr, (option, refused, result.output)
+        assert NO_SHARDS not in result.stderr
     assert sweeps_stored(use_database) == 0
 
 
