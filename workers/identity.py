@@ -12,7 +12,9 @@ import timm
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cluster import validate
 from cluster.errors import InputError
+from cluster.userfiles import MIB, read_text_bounded
 from db.models import Model
 from db.queries import upsert_model
 from workers.profile import Profile
@@ -20,25 +22,35 @@ from workers.registry import canonical, entry, load_plugins
 from workers.spec import ModelSpec, random_seed, split_variant, timm_spec
 from workers.weights import checkpoint_digest
 
+MAX_MODEL_LIST_BYTES = 4 * MIB  # a list of every timm model's name is about 40 KB
+
 
 def split_patterns(values: Sequence[str]) -> list[str]:
     """``--models a,b --models 'convnext*' --models @zoo.txt`` as one list of names/patterns.
 
-    ``@FILE`` reads names or patterns from a file, one per line (``#`` starts a comment).
+    ``@FILE`` reads names or patterns from a file, one per line (``#`` starts a comment); the file
+    is read with a size limit, and a line that is not a name or pattern is named by its number,
+    never quoted (the file may not be what the user meant to show).
     """
     parts: list[str] = []
     for value in values:
-        if value.startswith("@"):
-            path = Path(value[1:]).expanduser()
-            try:
-                lines = path.read_text().splitlines()
-            except OSError as error:
-                raise InputError(
-                    f"--models {value}: cannot read {path} ({error.strerror})"
-                ) from None
-            parts.extend(line.split("#", 1)[0] for line in lines)
-        else:
+        if not value.startswith("@"):
             parts.extend(value.split(","))
+            continue
+        path = Path(value[1:]).expanduser()
+        text = read_text_bounded(path, f"--models {value}", MAX_MODEL_LIST_BYTES)
+        for number, line in enumerate(text.splitlines(), start=1):
+            part = line.split("#", 1)[0].strip()
+            if not part:
+                continue
+            try:
+                validate.model_pattern(part)
+            except InputError:
+                raise InputError(
+                    f"--models {value}: line {number} is not a model name or pattern (a list "
+                    "file holds one per line)"
+                ) from None
+            parts.append(part)
     return [part.strip() for part in parts if part.strip()]
 
 

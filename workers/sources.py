@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cluster.errors import InputError
+from cluster.userfiles import MIB, read_text_bounded
 from cluster.validate import MAX_CLASSES, integer
+
+# ImageNet-21k's 14 million labels take about 80 MB written one per line.
+MAX_LABELS_BYTES = 256 * MIB
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg"}
 
@@ -64,8 +68,8 @@ def _label(text: str, labels_file: Path, number: int) -> int:
         value = None
     if value is None or "_" in text:
         raise SourceError(
-            f"{labels_file} line {number}: {text[:40]!r} is not an integer label; write one "
-            f"class index (0..{MAX_CLASSES - 1}) per line"
+            f"{labels_file} line {number} is not an integer label; write one class index "
+            f"(0..{MAX_CLASSES - 1}) per line"
         )
     return integer(value, f"{labels_file} line {number}: label", 0, MAX_CLASSES - 1)
 
@@ -73,10 +77,9 @@ def _label(text: str, labels_file: Path, number: int) -> int:
 def read_labels(labels_file: Path) -> list[int]:
     """The labels of a labels file, in order; blank lines are skipped, numbers name the line."""
     try:
-        text = labels_file.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or "not a text file"
-        raise SourceError(f"cannot read the labels file {labels_file}: {reason}") from None
+        text = read_text_bounded(labels_file, "--labels", MAX_LABELS_BYTES)
+    except InputError as error:
+        raise SourceError(str(error)) from None
     return [
         _label(line.strip(), labels_file, number)
         for number, line in enumerate(text.splitlines(), start=1)

@@ -6,6 +6,7 @@ Each refusal leaves no dataset row and writes nothing, inside the out folder or 
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import tempfile
 from pathlib import Path
@@ -99,11 +100,11 @@ def test_shard_writing_refuses_a_bad_name_itself(tmp_path):
     [
         (["0", "1", "99999999999", "2"], "line 3: label 99999999999 is outside 0..32766"),
         (["0", "-1", "2"], "line 2: label -1 is outside 0..32766"),
-        (["0", "", "1", "cat"], "line 4: 'cat' is not an integer label"),
-        (["0", "1.0"], "line 2: '1.0' is not an integer label"),
-        (["1_000", "2"], "line 1: '1_000' is not an integer label"),
-        (["٣", "2"], "line 1: '٣' is not an integer label"),
-        (["9" * 5000], "line 1: '99999"),
+        (["0", "", "1", "cat"], "line 4 is not an integer label"),  # its text is not repeated
+        (["0", "1.0"], "line 2 is not an integer label"),
+        (["1_000", "2"], "line 1 is not an integer label"),
+        (["٣", "2"], "line 1 is not an integer label"),
+        (["9" * 5000], "line 1 is not an integer label"),
     ],
 )
 def test_labels_file_lines_that_are_not_class_indices_name_their_line(
@@ -234,3 +235,30 @@ def test_an_out_that_cannot_hold_shards_is_one_line(empty_db, tmp_path, kind):
     assert "database" not in line
     assert (tmp_path / "file.txt").read_text() == "not a folder"
     assert row_counts(empty_db) == before
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder", "too large"])
+def test_a_labels_file_that_is_not_a_small_regular_file_is_refused_before_reading(
+    empty_db, tmp_path, kind, monkeypatch
+):
+    import workers.sources
+
+    flat_imagenet(tmp_path / "val", count=3)
+    labels = tmp_path / "labels"
+    if kind == "device":
+        labels = Path("/dev/zero")  # never ends
+    elif kind == "fifo":
+        os.mkfifo(labels)  # no writer: reading would wait for ever
+    elif kind == "folder":
+        labels.mkdir()
+    else:
+        labels.write_text("0\n1\n2\n")
+        monkeypatch.setattr(workers.sources, "MAX_LABELS_BYTES", 4)
+
+    result = saverzoo("datasets", "make-shards", tmp_path / "val", "--labels", labels,
+                      "--out", tmp_path / "out", "--name", "flat")  # fmt: skip
+
+    line = one_line_failure(result)
+    assert str(labels) in line
+    assert ("more than" in line) if kind == "too large" else ("not a regular file" in line)
+    assert not (tmp_path / "out").exists()

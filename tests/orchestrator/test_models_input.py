@@ -147,3 +147,35 @@ def test_a_checkpoint_under_the_name_of_imported_records_is_refused(
     _refused(use_database, args, "already registered with imported records, not a checkpoint")
 
     assert saverzoo_json("models", "show", zoo.names[1]) == shown
+
+
+@pytest.mark.parametrize("kind", ["secret line", "device", "fifo", "folder"])
+def test_a_models_list_file_is_read_bounded_and_never_quoted(use_database, tmp_path, kind):
+    """``--models @FILE`` names a file: a line that is not a model name is named by its number
+    (the file may hold what the user did not mean to show), and only a regular file is read."""
+    import os
+    from pathlib import Path
+
+    listed = tmp_path / "models.txt"
+    if kind == "secret line":
+        listed.write_text("test_resnet\nroot:$6$S3CRET-HASH:19000:0:99999:7:::\n")
+    elif kind == "device":
+        listed = Path("/dev/zero")  # never ends
+    elif kind == "fifo":
+        os.mkfifo(listed)  # no writer: reading would wait for ever
+    else:
+        listed.mkdir()
+
+    imported = saverzoo("records", "import", records_dir(tmp_path / "r", small_zoo()), "--dataset",
+                        "val")  # fmt: skip
+    assert imported.exit_code == 0, imported.output
+
+    result = saverzoo("records", "export", "--dataset", "val", "--models", f"@{listed}",
+                      "--out", tmp_path / "out")  # fmt: skip
+
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "S3CRET" not in result.output
+    if kind == "secret line":
+        assert f"--models @{listed}: line 2 is not a model name or pattern" in result.stderr
+    else:
+        assert f"{listed} is not a regular file" in result.stderr
