@@ -21,6 +21,7 @@ import itertools
 import math
 import numbers
 import re
+import unicodedata
 import urllib.parse
 from pathlib import Path
 
@@ -72,6 +73,9 @@ def name_problem(value: str) -> str | None:
         return "contains '..'"
     if not value[0].isalnum():
         return "does not start with a letter or digit"
+    if unicodedata.normalize("NFKC", value) != value:
+        # Two spellings of one name (a ligature, a full-width digit) must not be two models.
+        return f"is not in Unicode's NFKC form ({unicodedata.normalize('NFKC', value)!r})"
     bad = sorted({c for c in value if not (c.isalnum() or c in NAME_PUNCTUATION)})
     if bad:
         return f"contains {' '.join(repr(c) for c in bad[:5])}"

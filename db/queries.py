@@ -82,8 +82,23 @@ def find_dataset(session: Session, name: str) -> Dataset | None:
     return session.scalar(select(Dataset).where(Dataset.name == name))
 
 
+def refuse_case_twin(session: Session, table: type[Dataset] | type[Model], name: str) -> None:
+    """Refuse a new name that differs from a stored one only in case: ``ResNet50`` beside
+    ``resnet50`` would be two models to the database and one to a reader."""
+    kind = "dataset" if table is Dataset else "model"
+    twin = session.scalar(
+        select(table.name).where(func.lower(table.name) == name.lower(), table.name != name)
+    )
+    if twin is not None:
+        raise Conflict(
+            f"{kind} name {_shown(name)} differs from the stored {kind} {_shown(twin)} only in "
+            "case; use that name, or one that differs in more than case"
+        )
+
+
 def upsert_model(session: Session, **fields) -> Model:
     """Register a model by name, updating the stored description if it exists."""
+    refuse_case_twin(session, Model, fields["name"])
     upsert(session, Model, [fields], key=["name"])
     session.expire_all()
     return get_model(session, fields["name"])

@@ -29,7 +29,7 @@ from cluster.validate import (
 from cluster.validate import name as valid_name
 from db.arrays import from_npy
 from db.models import Dataset, DatasetShard
-from db.queries import add_shard, find_dataset, keys_digest
+from db.queries import add_shard, find_dataset, keys_digest, refuse_case_twin
 from search.selection import centipoints
 from workers.shard_writer import WrittenShard
 from workers.shards import decode_problem, read_shard
@@ -145,6 +145,7 @@ def register(
         _update_locations(session, existing, spec, shards)
         existing.imagenet_val = existing.imagenet_val or spec.imagenet_val  # marks, never unmarks
         return existing, False
+    refuse_case_twin(session, Dataset, spec.name)
     dataset = Dataset(
         name=spec.name,
         shard_urls=spec.shard_urls,

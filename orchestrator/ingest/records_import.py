@@ -23,7 +23,14 @@ from sqlalchemy.orm import Session
 
 from cluster import validate
 from db.models import Dataset, Model
-from db.queries import add_shard, dataset_samples, find_dataset, store_chunk, stored_predictions
+from db.queries import (
+    add_shard,
+    dataset_samples,
+    find_dataset,
+    refuse_case_twin,
+    store_chunk,
+    stored_predictions,
+)
 from db.queries import keys_digest as digest_of
 from search.records import ModelRecords, Records, RecordsError, read_records
 from search.selection import centipoints
@@ -66,6 +73,7 @@ def _dataset_for(
                 f"records ({records.num_samples}); import them under another --dataset name"
             )
         return dataset, False
+    refuse_case_twin(session, Dataset, name)
     highest = max(records.labels.max(), *(m.topk_classes.max() for m in records.models))
     num_classes = validate.integer(int(highest) + 1, "classes", 1, validate.MAX_CLASSES)
     dataset = Dataset(
@@ -91,6 +99,7 @@ def _model_for(session: Session, records: ModelRecords, replace: bool) -> tuple[
     """
     model = session.scalar(select(Model).where(Model.name == records.name))
     if model is None:
+        refuse_case_twin(session, Model, records.name)
         model = Model(
             name=records.name, source="records", gmacs=records.gmacs, params_m=records.params_m
         )

@@ -64,7 +64,9 @@ def test_a_data_config_that_cannot_work_is_refused_at_registration(
 @pytest.mark.parametrize(
     ("name", "message"),
     [("", "is empty"), ("m" * 5000, "5000 characters"), ("a/b", "contains '/'"),
-     ("../up", "contains '..'"), ("_x", "does not start with a letter or digit")],
+     ("../up", "contains '..'"), ("_x", "does not start with a letter or digit"),
+     ("resnet\uff15\uff10", "is not in Unicode's NFKC form ('resnet50')"),  # full-width digits
+     ("\ufb01ne", "is not in Unicode's NFKC form ('fine')")],  # a ligature
 )  # fmt: skip
 def test_a_model_name_must_be_a_valid_name(use_database, checkpoint, name, message):
     args = ["models", "add", name, "--arch", "test_resnet", "--checkpoint", checkpoint()]
@@ -179,3 +181,12 @@ def test_a_models_list_file_is_read_bounded_and_never_quoted(use_database, tmp_p
         assert f"--models @{listed}: line 2 is not a model name or pattern" in result.stderr
     else:
         assert f"{listed} is not a regular file" in result.stderr
+
+
+def test_a_name_that_differs_from_a_stored_one_only_in_case_is_refused(use_database, checkpoint):
+    added = saverzoo("models", "add", "mine", "--arch", "test_resnet", "--checkpoint", checkpoint())
+    assert added.exit_code == 0, added.output
+    args = ["models", "add", "MINE", "--arch", "test_resnet", "--checkpoint", checkpoint(seed=1)]
+    _refused(
+        use_database, args, "model name 'MINE' differs from the stored model 'mine' only in case"
+    )

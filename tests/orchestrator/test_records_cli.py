@@ -571,3 +571,17 @@ def test_two_imports_at_once_into_one_new_dataset_end_in_one_line_each(use_datab
             assert stderr.strip().startswith("error: another command wrote the same rows")
             assert len(stderr.strip().splitlines()) == 1
     assert row_counts(use_database)["datasets"] == 1
+
+
+def test_a_dataset_name_that_differs_from_a_stored_one_only_in_case_is_refused(
+    use_database, tmp_path
+):
+    directory = records_dir(tmp_path, small_zoo())
+    saverzoo("records", "import", directory, "--dataset", "val")
+    before = database_checksum(use_database)
+
+    twin = saverzoo("records", "import", directory, "--dataset", "VAL")
+
+    assert twin.exit_code == 1
+    assert "dataset name 'VAL' differs from the stored dataset 'val' only in case" in twin.stderr
+    assert database_checksum(use_database) == before
