@@ -41,3 +41,17 @@ def read_text_bounded(path: Path, what: str, limit: int) -> str:
         return read_bounded(path, what, limit).decode("utf-8")
     except UnicodeDecodeError as error:
         raise InputError(f"{what}: {path} is not UTF-8 text (byte {error.start})") from None
+
+
+def output_folder(path: Path, what: str = "--out") -> Path:
+    """``path`` if a folder can be made there (it may exist as one), refused in one line when it
+    or a folder above it is a file: checked before any work, so a refusal writes nothing."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                where = "is a file" if candidate == path else f"is below the file {candidate}"
+                raise InputError(f"{what} {path} {where}; give a folder (it is made if missing)")
+            if not os.access(candidate, os.W_OK | os.X_OK):
+                raise InputError(f"{what} {path}: cannot write in {candidate}; give another folder")
+            return path
+    return path

@@ -353,8 +353,28 @@ def test_an_out_that_cannot_be_a_folder_is_refused_in_one_line(home, out):
         ["records", "export", "--dataset", DATASET, "--out", out],
         ["report", "--dataset", DATASET, "--out", out],
         ["datasets", "make-shards", str(home.images), "--name", "n", "--out", out],
+        ["cascade", "export", "zoo005", "--dataset", DATASET, "--out", out],
     ):
         assert_refused(home, args)
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder"])
+def test_a_file_a_user_names_is_read_only_if_it_is_a_regular_file(home, kind):
+    """/dev/zero never ends and a FIFO without a writer blocks: neither is read."""
+    named = {"device": Path("/dev/zero"), "fifo": home.root / "a-fifo", "folder": home.root}[kind]
+    if kind == "fifo" and not named.exists():
+        os.mkfifo(named)
+    for args in (
+        ["records", "export", "--dataset", DATASET, "--models", f"@{named}", "--out", "x"],
+        ["datasets", "make-shards", str(home.images), "--labels", str(named), "--name", "flat",
+         "--out", "shards"],
+    ):  # fmt: skip
+        assert_refused(home, args)
+
+
+@pytest.mark.parametrize("command", ["status", "resume", "cancel"])
+def test_an_id_no_database_column_holds_is_refused_in_one_line(home, command):
+    assert_refused(home, ["sweep", command, str(10**25)])
 
 
 @pytest.mark.parametrize("labels", ["abc\n", "1\n2\n", "99999999999\n" * 7, "-3\n" * 7, ""])

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.console import out, user_errors
+from orchestrator.cli.console import fail, os_error_line, out, user_errors
 from orchestrator.cli.options import Confidence
 
 cascade_app = typer.Typer(help="Cascades (saver first, base where unsure) to deploy.")
@@ -26,13 +26,18 @@ def cascade_export(
     confidence: Confidence = "max",
 ) -> None:
     """Both models' weights, their data configs, the threshold and a loader: runs anywhere."""
+    from cluster.userfiles import output_folder
     from orchestrator.cascades import chosen_pair
     from workers.cascade import Cascade
 
     with user_errors():
+        output_folder(out_dir)  # before the models are built: a refusal costs nothing
         chosen = chosen_pair(base, dataset, max_drop, criterion, holdout, confidence)
         cascade = Cascade.build(chosen.saver, chosen.base, chosen.threshold, confidence=confidence)
-        cascade.export(out_dir, chosen.about)
+        try:
+            cascade.export(out_dir, chosen.about)
+        except OSError as error:  # a full disk, a folder removed meanwhile
+            raise fail(os_error_line(error)) from None
     predicted = chosen.about["predicted"]
     saving = predicted.get("saving", -predicted.get("delta_c", 0.0))
     out.print(
