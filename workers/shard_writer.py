@@ -316,7 +316,7 @@ def make_shards(
     digests = {plan.name: plan.digest() for plan in plans}
     _forget_other_plans(destination, journal, digests, dataset)
     _remove_part_written(destination.staging_dir() or Path(tempfile.gettempdir()), plans)
-    written = []
+    written: list[WrittenShard] = []
     done = 0
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         for plan in plans:
