@@ -2,7 +2,8 @@
 
 ``DIR/{model}_test.npz`` with ``label`` (N, 1), ``preds`` (1, N, k) and ``confs`` (1, N, k) (one
 exit: the model itself) plus ``keys``; ``DIR/complexity_info.json`` (``macs`` as MAC counts,
-``params`` as counts, ``acc`` in percent); ``DIR/sample_keys.txt``, one key per line. Samples come
+``params`` as counts, ``acc`` as a fraction from 0 to 1, as the seed code writes it and its
+``best_saver_info`` reads it); ``DIR/sample_keys.txt``, one key per line. Samples come
 in the dataset's canonical order (shard order, then order within the shard), so records move both
 ways between saverzoo (``records import``) and the paper's scripts.
 """
@@ -76,7 +77,7 @@ def _write(session: Session, dataset: Dataset, out: Path, models: list[Model], s
             "macs": model.gmacs * 1e9,
             "flops": model.gmacs * 2e9,
             "params": None if model.params_m is None else model.params_m * 1e6,
-            "acc": float((classes[:, 0] == samples.labels).mean() * 100),
+            "acc": float((classes[:, 0] == samples.labels).mean()),
         }
     (out / "complexity_info.json").write_text(json.dumps(complexity, indent=1))
     (out / "sample_keys.txt").write_text("".join(f"{key}\n" for key in samples.keys))
