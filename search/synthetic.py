@@ -58,7 +58,7 @@ def write_records(zoo: SyntheticZoo, directory: Path, names: list[str] | None = 
             "macs": float(zoo.gmacs[row] * 1e9),
             "flops": float(zoo.gmacs[row] * 2e9),
             "params": float(zoo.gmacs[row] * 5e6),
-            "acc": float((zoo.predictions[row] == zoo.labels).mean() * 100),
+            "acc": float((zoo.predictions[row] == zoo.labels).mean()),  # a fraction, as the seed
         }
     complexity = directory / "complexity_info.json"
     existing = json.loads(complexity.read_text()) if complexity.exists() else {}

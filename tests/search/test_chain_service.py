@@ -144,7 +144,9 @@ def test_a_model_evaluated_again_has_its_chains_searched_again(use_database, tmp
     predictions = np.where(row_2, changed.predictions, zoo.predictions)
     confidence = np.where(row_2, changed.confidence, zoo.confidence)
     again = SyntheticZoo(zoo.names, zoo.gmacs, zoo.labels, predictions, confidence)
-    saverzoo("records", "import", records_dir(tmp_path / "b", again, ["c2"]), "--dataset", "val")
+    replaced = saverzoo("records", "import", records_dir(tmp_path / "b", again, ["c2"]),
+                        "--dataset", "val", "--replace")  # fmt: skip
+    assert replaced.exit_code == 0, replaced.output
     updated = saverzoo_json("savers", "best", "--dataset", "val", "--stages", "3")
     saverzoo("records", "import", records_dir(tmp_path / "c", again), "--dataset", "fresh")
     assert updated == saverzoo_json("savers", "best", "--dataset", "fresh", "--stages", "3")

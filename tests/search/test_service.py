@@ -55,8 +55,9 @@ def stored_results(url: str, dataset: str | None = None) -> tuple[dict, dict]:
     return pairs, best
 
 
-def add_records(url, directory, zoo, names=None, dataset="val", search=None):
-    """Import (some of) the zoo's records into ``dataset``, as `saverzoo records import` does."""
+def add_records(url, directory, zoo, names=None, dataset="val", search=None, replace=False):
+    """Import (some of) the zoo's records into ``dataset``, as `saverzoo records import` does
+    (``replace``: as with --replace, for a model evaluated again)."""
     ensure_schema(url)
     with session_factory(url).begin() as session:
         import_records(
@@ -66,6 +67,7 @@ def add_records(url, directory, zoo, names=None, dataset="val", search=None):
             budgets=BUDGETS,
             holdout_fraction=0.5,
             search=search or SaverSearch(),
+            replace=replace,
         )
 
 
@@ -124,7 +126,7 @@ def test_a_reevaluated_best_saver_that_got_worse_is_replaced(database_url, tmp_p
     zoo.predictions[row] = (zoo.labels + 1) % 10
     zoo.confidence[row] = 1.0
 
-    add_records(database_url, tmp_path / "again", zoo, [weakened])
+    add_records(database_url, tmp_path / "again", zoo, [weakened], replace=True)
 
     full_url = f"sqlite:///{tmp_path / 'full.db'}"
     import_all_at_once(full_url, tmp_path / "f", zoo)
@@ -177,7 +179,7 @@ def test_a_model_reevaluated_at_another_cost_swaps_roles_cleanly(database_url, t
     # The cheapest model is re-evaluated at a larger input: now the dearest of all.
     zoo.gmacs[0] = zoo.gmacs[-1] * 2
 
-    add_records(database_url, tmp_path / "again", zoo, [zoo.names[0]])
+    add_records(database_url, tmp_path / "again", zoo, [zoo.names[0]], replace=True)
 
     full_url = f"sqlite:///{tmp_path / 'full.db'}"
     import_all_at_once(full_url, tmp_path / "f", zoo)
@@ -191,7 +193,7 @@ def test_a_cost_change_seen_on_one_dataset_updates_the_others(database_url, tmp_
     import_all_at_once(database_url, tmp_path / "a", zoo)  # dataset "val"
     changed = small_zoo(num_models=5, num_samples=400, seed=8)
     changed.gmacs[1] = changed.gmacs[1] * 1.01  # a small change: no model swaps roles
-    add_records(database_url, tmp_path / "b", changed, dataset="other")
+    add_records(database_url, tmp_path / "b", changed, dataset="other", replace=True)
 
     full_url = f"sqlite:///{tmp_path / 'full.db'}"
     import_all_at_once(full_url, tmp_path / "f", changed)
@@ -207,7 +209,7 @@ def test_a_long_lived_service_notices_updates_made_by_another(database_url, tmp_
     mine, theirs = SaverSearch(), SaverSearch()  # two processes' services
 
     def add(search, names, directory):
-        add_records(database_url, tmp_path / directory, zoo, names, search=search)
+        add_records(database_url, tmp_path / directory, zoo, names, search=search, replace=True)
 
     add(mine, zoo.names[:3], "first")  # mine caches the zoo
     zoo.confidence[1] = 1.0  # the other process re-evaluates a model mine has cached
