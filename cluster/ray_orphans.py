@@ -16,6 +16,8 @@ import re
 import signal
 from pathlib import Path
 
+from cluster.processes import alive
+
 logger = logging.getLogger(__name__)
 
 _SESSION = re.compile(r"^session_.*_(\d+)$")
@@ -25,16 +27,6 @@ def session_driver(session: Path) -> int | None:
     """The PID of the driver that started a Ray session folder, from its name."""
     match = _SESSION.match(session.name)
     return int(match.group(1)) if match else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def processes_using(folder: Path) -> set[int]:
@@ -66,7 +58,7 @@ def end_orphans(root: Path) -> list[int]:
     ended = []
     for session in sorted(root.glob("session_*")) if root.is_dir() else []:
         driver = session_driver(session)
-        if session.is_symlink() or driver is None or _alive(driver):
+        if session.is_symlink() or driver is None or alive(driver):
             continue
         for pid in sorted(processes_using(session)):
             try:

@@ -326,6 +326,10 @@ def test_bad_queries_fail_with_one_line_and_change_nothing(use_database, tmp_pat
         ("SAVERZOO_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none",
          "cannot use the database"),
         ("SAVERZOO_HOLDOUT_FRACTION", "2", "invalid settings"),
+        ("SAVERZOO_SEARCH_BUDGETS", "[1,", "invalid settings"),  # not even parsed
+        ("SAVERZOO_DATABASE_URL",  # the password, given in the query, is not printed
+         "postgresql+psycopg://nobody@127.0.0.1:1/none?password=s3cr3t-Pw&connect_timeout=1",
+         "password=***"),
     ],
 )  # fmt: skip
 def test_bad_settings_and_unreachable_databases_fail_in_one_line(
@@ -340,7 +344,7 @@ def test_bad_settings_and_unreachable_databases_fail_in_one_line(
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 1
-    assert message in result.stderr
+    assert message in result.stderr and "s3cr3t" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1
 
 

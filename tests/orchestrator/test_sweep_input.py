@@ -185,18 +185,3 @@ def test_a_sweep_id_no_database_can_hold_is_an_unknown_sweep(datasets, command):
     assert result.stderr.strip() == (
         "error: no sweep 99999999999999999999999; `saverzoo sweep list` shows the sweeps"
     )
-
-
-def test_a_setting_that_cannot_be_parsed_is_one_line(datasets, monkeypatch):
-    from cluster.settings import get_settings
-
-    monkeypatch.setenv("SAVERZOO_SEARCH_BUDGETS", "[1,")
-    get_settings.cache_clear()
-    try:
-        result = saverzoo("models", "list")
-    finally:
-        get_settings.cache_clear()
-
-    assert result.exit_code == 1
-    assert "invalid settings" in result.stderr and "search_budgets" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
