@@ -237,6 +237,7 @@ class ModelRunner:
                 raise ModelRunError(f"{type(error).__name__}: {error}") from error
             logger.warning("%s: torch.compile failed (%s); it runs eager", self.name, error)
             self.forward = self.module
+            self.timed_shapes.clear()  # eager's first call has its own set-up to leave out
             self.new_measurement()
             return self.top_k(images)
         return np.concatenate([c for c, _ in parts]), np.concatenate([p for _, p in parts])

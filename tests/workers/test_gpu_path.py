@@ -306,3 +306,28 @@ def test_an_image_far_larger_than_the_model_input_is_resized_on_the_host():
     together = transform([large, small])
     assert together.shape == (2, 3, 16, 16)
     assert torch.equal(together[0], transform([large])[0])
+
+
+def test_a_model_torch_compile_cannot_compile_runs_eager_and_is_measured_as_eager(
+    samples, monkeypatch
+):
+    """Never eager while recorded as compiled: a compile failure (here injected) is said, the
+    model runs eager, and its measurement is an eager one."""
+    model = seeded("test_resnet", 0)
+    expected = evaluate_samples([model], samples[:8], FAST).predictions["test_resnet"]
+
+    def failing_compile(module, **options):
+        def forward(images):
+            raise RuntimeError("backend compiler failed: recompile limit reached")
+
+        return forward
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    options = EvalOptions.choose("cpu", "fast", 4, compile=True)
+    with ShardEvaluator([model], options) as evaluator:
+        got = evaluator.evaluate(samples[:8])
+
+    assert not got.failed_models
+    assert (got.predictions["test_resnet"].classes == expected.classes).all()
+    runner = model.runner(options)
+    assert not runner.compiled and not evaluator.throughput["test_resnet"].compiled
