@@ -15,6 +15,7 @@ import contextlib
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,7 +97,7 @@ def agreement(args) -> dict:
         )
         fast = evaluate_samples([model], samples, EvalOptions.choose(args.device, "fast", 64))
         rows[name] = _agreement(reference.predictions[name], fast.predictions[name])
-    config = {
+    config: dict[str, Any] = {
         "input_size": (3, 224, 224),
         "interpolation": "bicubic",
         "crop_pct": 0.875,
@@ -104,7 +105,11 @@ def agreement(args) -> dict:
         "std": (0.229, 0.224, 0.225),
     }
     reference = create_transform(**config, is_training=False)
-    device_images = decode_batch([s.jpeg for s in samples[:64]], args.device)
+    device_images = [
+        i
+        for i in decode_batch([s.jpeg for s in samples[:64]], args.device)
+        if isinstance(i, torch.Tensor)
+    ]
     got = DeviceTransform(config, args.device)(device_images).float().cpu()
     expected = torch.stack([reference(decode_rgb(s.jpeg)) for s in samples[:64]])
     grey = ((got - expected).abs() * torch.tensor(config["std"]).view(1, 3, 1, 1) * 255).flatten()
@@ -149,7 +154,7 @@ def confirm(args) -> dict:
         }
     side = max(16, 8 * 224) if args.tiny else 12_000  # past CUDA's ~47x antialiased limit
     huge = torch.zeros(3, side, side * 3 // 4, dtype=torch.uint8, device=args.device)
-    config = {
+    config: dict[str, Any] = {
         "input_size": (3, 224, 224),
         "interpolation": "bicubic",
         "crop_pct": 0.875,
@@ -320,12 +325,12 @@ def _side_stream(args) -> dict:
 @contextlib.contextmanager
 def _decoding_on_the_computing_stream():
     ahead, mark = Device.ahead, Device.mark_ready
-    Device.ahead = lambda self: contextlib.nullcontext()  # type: ignore[method-assign]
-    Device.mark_ready = lambda self: None  # type: ignore[method-assign]
+    Device.ahead = lambda self: contextlib.nullcontext()
+    Device.mark_ready = lambda self: None
     try:
         yield
     finally:
-        Device.ahead, Device.mark_ready = ahead, mark  # type: ignore[method-assign]
+        Device.ahead, Device.mark_ready = ahead, mark
 
 
 PARTS = {
