@@ -100,8 +100,8 @@ def secret_environment(settings: Settings) -> dict[str, str]:
     object store's keys (the local store's own, or boto3's from this environment)."""
     from cluster.objectstore import resolve_endpoint
 
-    env = {"SAVERZOO_DATABASE_URL": settings.database_url}
-    env.update({v: os.environ[v] for v in SECRET_VARIABLES if v in os.environ})
+    env = {v: os.environ[v] for v in SECRET_VARIABLES if v in os.environ}
+    env["SAVERZOO_DATABASE_URL"] = settings.database_url  # the driver's, whatever set it
     credentials = resolve_endpoint(settings).credentials
     if credentials is not None:
         env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = credentials
@@ -109,14 +109,15 @@ def secret_environment(settings: Settings) -> dict[str, str]:
 
 
 def check_worker_database(settings: Settings) -> None:
-    """In a worker: refuse to run against another database than the driver's (a node without
-    the driver's database URL would otherwise write to its own default SQLite file)."""
+    """In a process Ray started (a worker, a Ray Job's driver): refuse to run against another
+    database than the one of the command that started it (a node without that database's URL
+    would otherwise use its own default SQLite file)."""
     expected = os.environ.get(EXPECTED_DATABASE)
     if expected is not None and settings.database_display != expected:
         raise ServiceError(
-            f"this worker's node reaches the database {settings.database_display}, the "
-            f"driver's is {expected}: give every node the driver's SAVERZOO_DATABASE_URL (its "
-            "environment or SAVERZOO_CONFIG); secrets never travel through Ray"
+            f"this node reaches the database {settings.database_display}, the sweep's is "
+            f"{expected}: give every node its SAVERZOO_DATABASE_URL (its environment or "
+            "SAVERZOO_CONFIG); secrets never travel through Ray"
         )
 
 

@@ -12,9 +12,10 @@ import re
 HIDDEN = "***"
 SECRET_KEYS = ("password", "sslpassword", "passwd", "pwd")
 _KEYWORD = re.compile(
-    rf"\b({'|'.join(SECRET_KEYS)})(\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&;,)]*)", re.IGNORECASE
+    rf"\b({'|'.join(SECRET_KEYS)})(\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)", re.IGNORECASE
 )
-_USERINFO = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+# Up to the last '@' before the host: a password may hold an unescaped '@' itself.
+_USERINFO = re.compile(r"(://[^:/@\s]*:)([^\s/?#]*)(@)")
 
 
 def redacted(text: str) -> str:

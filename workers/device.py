@@ -42,6 +42,15 @@ OUT_OF_MEMORY_MESSAGES = (
     "CUDNN_STATUS_ALLOC_FAILED",
     "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE",
 )
+# cuBLAS and cuDNN refusing a shape or a type arrive as "CUDA error: CUBLAS_STATUS_NOT_SUPPORTED
+# when calling ...": the model's own failure, the context intact (their allocation failures are
+# out of memory, above).
+LIBRARY_REFUSALS = (
+    "CUBLAS_STATUS_NOT_SUPPORTED",
+    "CUBLAS_STATUS_INVALID_VALUE",
+    "CUDNN_STATUS_NOT_SUPPORTED",
+    "CUDNN_STATUS_BAD_PARAM",
+)
 # The CUDA runtime's errors that arrive as RuntimeError rather than AcceleratorError: from
 # extensions and older code paths, and inside torchvision's decoder messages ("decode_jpegs_cuda,
 # ...: Error while decoding JPEG images: ... CUDA error: ...", "Failed to synchronize CUDA
@@ -87,6 +96,8 @@ def _classify_one(error: BaseException) -> Failure:
     if isinstance(error, RuntimeError):
         if any(marker in message for marker in OUT_OF_MEMORY_MESSAGES):
             return Failure.OUT_OF_MEMORY
+        if any(marker in message for marker in LIBRARY_REFUSALS):
+            return Failure.OTHER
         if any(marker in message for marker in CUDA_ERROR_MARKERS):
             return Failure.FATAL
     return Failure.OTHER

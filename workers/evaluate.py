@@ -152,6 +152,11 @@ class LoadedModel:
         tensors = [*self.module.parameters(), *self.module.buffers()]
         return sum(t.numel() * t.element_size() for t in tensors)
 
+    def unload(self) -> None:
+        """Drop the runners: a runner points back at its model, so without this the model's
+        device copy would wait for Python's cycle collector, beyond the memory budget."""
+        self.runners.clear()
+
     def runner(self, options: EvalOptions) -> ModelRunner:
         """This model's runner for ``options``, made on first use (the model moves to the
         device then)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from timm.data import create_transform
 
-from workers.device import Device, ShrinkingBatch
+from workers.device import Device, OutOfMemoryAtOne, ShrinkingBatch
 from workers.preprocess import DeviceTransform, decode_batch
 from workers.shards import DECODE_ERRORS, Sample, decode_rgb
 
@@ -87,7 +87,10 @@ class InputBuilder:
         return PreparedBatch(samples, images)
 
     def _decode(self, jpegs: Sequence[bytes]) -> list:
-        parts = self.decode_pieces.map(self._decode_piece, jpegs, "decoding")
+        try:
+            parts = self.decode_pieces.map(self._decode_piece, jpegs, "decoding")
+        except OutOfMemoryAtOne:  # the device is full: the host decodes, the images stay good
+            return decode_batch(jpegs, "cpu")
         return [image for part in parts for image in part]
 
     def _decode_piece(self, jpegs: Sequence[bytes]) -> list:

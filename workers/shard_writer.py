@@ -315,7 +315,9 @@ def make_shards(
     journal = _journal(destination, dataset, out_url)
     digests = {plan.name: plan.digest() for plan in plans}
     _forget_other_plans(destination, journal, digests, dataset)
-    _remove_part_written(destination.staging_dir() or Path(tempfile.gettempdir()), plans)
+    staging = destination.staging_dir()
+    if staging is not None:  # the system's temporary folder (S3) is not this dataset's alone
+        _remove_part_written(staging, plans)
     written: list[WrittenShard] = []
     done = 0
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:

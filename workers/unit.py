@@ -67,7 +67,8 @@ class UnitRunner:
         while (
             len(self.loaded) > 1 and sum(m.nbytes for m in self.loaded.values()) > self.model_bytes
         ):
-            self.loaded.popitem(last=False)
+            _, evicted = self.loaded.popitem(last=False)
+            evicted.unload()
         return model
 
     def _loaded_bytes(self) -> int:

@@ -117,7 +117,9 @@ def transaction(settings: Settings | None = None) -> Iterator[Session]:
             yield session
     except USER_ERRORS as error:
         raise fail(str(error)) from None
-    except IntegrityError as error:  # a unique row another command wrote first: nothing kept
+    except IntegrityError as error:
+        if not _unique_violation(error):
+            raise  # a bug, not a race: the group's handler reports it as one
         from cluster.redact import error_line
 
         raise fail(
@@ -128,6 +130,12 @@ def transaction(settings: Settings | None = None) -> Iterator[Session]:
         raise _database_failure(settings, error) from None
     except OSError as error:  # the command's own file or folder: say which and why
         raise fail(os_error_line(error)) from None
+
+
+def _unique_violation(error: Exception) -> bool:
+    """A unique row another command wrote first (PostgreSQL's 23505, SQLite's UNIQUE)."""
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) == "23505" or "UNIQUE constraint" in str(original)
 
 
 def os_error_line(error: OSError) -> str:

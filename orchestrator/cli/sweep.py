@@ -166,11 +166,13 @@ def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
     """Run the sweep's driver here, with a progress bar of images evaluated."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from cluster.ray_cluster import connected, secret_environment
+    from cluster.ray_cluster import check_worker_database, connected, secret_environment
     from db.session import session_factory
     from orchestrator.sweeps.driver import SweepDriver  # imports Ray: only when a sweep runs
     from orchestrator.sweeps.launch import failing_sweep_on_error
 
+    with user_errors():
+        check_worker_database(settings)  # a Ray Job's driver: the submitter's database
     sessions = session_factory(settings.database_url)
     with user_errors(), ExitStack() as stack:
         with failing_sweep_on_error(sessions, sweep_id):

@@ -117,7 +117,8 @@ def _model_for(session: Session, records: ModelRecords, replace: bool) -> tuple[
             "replace its cost"
         )
     model.gmacs = records.gmacs
-    model.params_m = records.params_m if records.params_m is not None else model.params_m
+    if replace and records.params_m is not None:  # a description, replaced only when asked
+        model.params_m = records.params_m
     session.flush()
     return model, changed
 

@@ -19,6 +19,8 @@ SECRET = "s3cr3t-Pw"
         f"postgresql+psycopg:///zoo?host=/run/pg&password={SECRET}",
         f"host=db.example user=alice password={SECRET} dbname=zoo",  # a libpq keyword string
         f"host=db.example password = '{SECRET} with spaces' dbname=zoo",
+        f"postgresql+psycopg://alice:{SECRET}@with-an-at@db.example/zoo",  # '@' left unescaped
+        f"host=db.example password={SECRET};more dbname=zoo",
     ],
 )
 def test_every_form_of_a_database_url_prints_without_its_password(url):

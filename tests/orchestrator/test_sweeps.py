@@ -237,7 +237,7 @@ def test_the_embedded_ray_listens_on_loopback_only_and_a_killed_drivers_leftover
                                "--wait", "--batch-size", "2", "--bundle-gmacs", "0")  # fmt: skip
         wait_for(lambda: any(u.state == "running" and u.worker for u in units(use_database)),
                  what="a running unit")  # fmt: skip
-        addresses = listening_addresses(processes_using(root))
+        addresses = listening_addresses(set(processes_using([root])))
 
         assert len(addresses) >= 8  # GCS, raylet, agents, metrics, workers
         assert [a for a in addresses if not on_loopback(a)] == []
@@ -245,7 +245,7 @@ def test_the_embedded_ray_listens_on_loopback_only_and_a_killed_drivers_leftover
         os.kill(driver.pid, signal.SIGKILL)  # the driver alone, as an OOM killer would
         driver.wait()
         left = wait_for(
-            lambda: {p for p in processes_using(root) if alive(p)},
+            lambda: {p for p in processes_using([root], ray_only=True) if alive(p)},
             timeout=10,
             what="Ray's agents, which outlive a killed driver by a minute",
         )

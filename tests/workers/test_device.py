@@ -41,6 +41,8 @@ FATAL = [
 ]
 OTHER = [
     RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x10 and 12x3)"),
+    RuntimeError("CUDA error: CUBLAS_STATUS_NOT_SUPPORTED when calling `cublasGemmEx(...)`"),
+    RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED. This error may appear if you passed"),
     RuntimeError("Unsupported marker type 0xa8"),  # a JPEG libjpeg refuses
     RuntimeError(
         "decode_jpegs_cuda: Error while decoding JPEG images: Failed to get image info: 6"

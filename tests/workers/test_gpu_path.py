@@ -331,3 +331,26 @@ def test_a_model_torch_compile_cannot_compile_runs_eager_and_is_measured_as_eage
     assert (got.predictions["test_resnet"].classes == expected.classes).all()
     runner = model.runner(options)
     assert not runner.compiled and not evaluator.throughput["test_resnet"].compiled
+
+
+def test_a_device_too_full_to_decode_one_image_leaves_decoding_to_the_host(monkeypatch, samples):
+    """The meta device stands in for a full GPU: its decoding always runs out of memory."""
+    from workers.device import Device
+    from workers.inputs import InputBuilder
+
+    real = preprocess.decode_jpeg
+
+    def full_device(tensors, mode, device):
+        if device != "cpu":
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(tensors, mode=mode, device=device)
+
+    monkeypatch.setattr(preprocess, "decode_jpeg", full_device)
+    builder = InputBuilder({}, "fast", Device("meta"), batch_size=4)
+    try:
+        prepared = builder.prepare(samples[:4])
+    finally:
+        builder.close()
+
+    assert prepared.decoded_rows == [0, 1, 2, 3]
+    assert all(image.device.type == "cpu" for image in prepared.images)
