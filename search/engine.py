@@ -316,11 +316,28 @@ def budget_point(zoo: Zoo, scan: PairScan, base_index: int, budget_index: int) -
     )
 
 
+class PaperPoint(OperatingPoint):
+    """The paper criterion's match. Its ΔC is computed as the seed code computes it,
+    ``ee_ratio * (c - 1) + pass_ratio * c``, not as ``c - exit_ratio``: the two differ in the
+    last bits, and the seed picks the smallest float, so only its own arithmetic picks the
+    seed's saver where two are equal on paper. Its saving is minus that ΔC."""
+
+    @property
+    def delta_c(self) -> float:
+        exit_ratio = self.exits / self.num_samples
+        pass_ratio = (self.num_samples - self.exits) / self.num_samples
+        return exit_ratio * (self.cost_ratio - 1) + pass_ratio * self.cost_ratio
+
+    @property
+    def saving(self) -> float:
+        return -self.delta_c
+
+
 def paper_point(zoo: Zoo, scan: PairScan, base_index: int) -> OperatingPoint:
     """The paper criterion's match for the ``base_index``-th base of ``scan``."""
     base = int(scan.bases[base_index])
     base_correct = int(zoo.correct_counts[base])
-    return OperatingPoint(
+    return PaperPoint(
         threshold=float(PAPER_GRID_FLOAT32[scan.paper_grid_index[base_index]]),
         exits=int(scan.paper_exits[base_index]),
         correct=base_correct + int(scan.paper_diff[base_index]),

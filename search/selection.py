@@ -1,11 +1,14 @@
 """Choosing the best saver of a base: the one ranking every part of saverzoo uses.
 
 Budget criterion: the largest saving, then the higher accuracy, then the cheaper saver, then the
-name; no saver when the best saving is not positive. Paper criterion: the smallest ΔC (ΔC equals
-minus the saving), then the cheaper saver, then the name.
+name; no saver when the best saving is not positive. Savings are floats computed from a cost
+ratio, so two savings that are equal on paper can differ in their last bits; under a budget they
+are compared rounded to ``SAVING_DECIMALS`` so that the tie rules decide.
 
-Savings are floats computed from a cost ratio, so two savings that are equal on paper can differ in
-their last bits; they are compared rounded to ``SAVING_DECIMALS`` so that the tie rules decide.
+Paper criterion: the smallest ΔC (minus the saving), as the seed code takes it: unrounded, its
+own arithmetic (``engine.PaperPoint``), so where two savers are equal on paper the float decides
+as it decides there; an exact tie goes to the cheaper saver, then the name (the seed keeps the
+order of its model list, which saverzoo does not have).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def rank_key(
 ) -> tuple:
     """Sort key, best first."""
     if criterion == PAPER:
-        return (-round(saving, SAVING_DECIMALS), saver_cost, saver_name)
+        return (-saving, saver_cost, saver_name)
     if criterion == BUDGET:
         return (-round(saving, SAVING_DECIMALS), -accuracy, saver_cost, saver_name)
     raise ValueError(f"criterion must be {BUDGET!r} or {PAPER!r}, not {criterion!r}")

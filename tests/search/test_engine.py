@@ -150,7 +150,10 @@ class Reference:
         return 1.0 - (self.costs[s] / self.costs[b] + (1.0 - exits / self.n))
 
     def delta_c(self, b, s, exits):
-        return self.costs[s] / self.costs[b] - exits / self.n
+        """ΔC in the seed code's own arithmetic (``ee * (c - 1) + pass * c``), its float
+        being what its ranking compares."""
+        c = self.costs[s] / self.costs[b]
+        return exits / self.n * (c - 1) + (self.n - exits) / self.n * c
 
     def exact_delta_c(self, b, s, exits):
         """ΔC as an exact rational: equal on paper means equal, so the tie rules decide."""
@@ -803,11 +806,12 @@ def test_best_saver_of_each_base_is_the_best_feasible_pair(case, budget):
                 exits,
                 -neg_correct,
             )
-        # Paper: smallest ΔC at each pair's match, then cheaper saver, then name.
+        # Paper: smallest ΔC at each pair's match as the seed's floats say, then cheaper saver,
+        # then name.
         matches = []
         for s in savers:
             _, exits, _, _ = ref.paper(b, s)
-            matches.append((ref.exact_delta_c(b, s, exits), ref.costs[s], ref.names[s], exits))
+            matches.append((ref.delta_c(b, s, exits), ref.costs[s], ref.names[s], exits))
         chosen = best_candidate(per_base[b][1], "paper")
         if not matches:
             assert chosen is None

@@ -1,11 +1,12 @@
-"""Best-saver ranking: savings equal on paper are ties, whatever their last float bits say."""
+"""Best-saver ranking: under a budget, savings equal on paper are ties whatever their last float
+bits say; under the paper criterion, the seed code's own float decides."""
 
 from __future__ import annotations
 
 import pytest
 
 from cluster.errors import InputError
-from search.engine import OperatingPoint
+from search.engine import OperatingPoint, PaperPoint
 from search.selection import Candidate, best_candidate, centipoints, rank_key
 
 
@@ -19,7 +20,39 @@ def test_savings_equal_on_paper_fall_to_the_cheaper_saver():
     dear = Candidate("dear", 2.0, point(201, 2.0 / 10.0))
     assert cheap.point.saving != dear.point.saving  # the float noise the ranking must ignore
     assert best_candidate([dear, cheap], "budget") is cheap
-    assert best_candidate([dear, cheap], "paper") is cheap
+
+
+def seed_best_saver(candidates: list[tuple[str, int, float]], num_samples: int = 1000) -> str:
+    """The seed code's choice, written as it is there: DeltaC per saver in its list order,
+    ``saver_info.sort(key=lambda x: x[1])`` (stable), the first one."""
+    info = []
+    for name, exits, cost_ratio in candidates:
+        ee_ratio, pass_ratio = exits / num_samples, (num_samples - exits) / num_samples
+        info.append((name, ee_ratio * (cost_ratio - 1) + pass_ratio * cost_ratio))
+    info.sort(key=lambda x: x[1])
+    return info[0][0]
+
+
+@pytest.mark.parametrize(
+    "candidates",
+    [
+        # Equal on paper (ΔC 0.198); the seed's floats put the dearer saver first.
+        [("cheap", 2, 0.2), ("dear", 102, 0.3)],
+        # Equal on paper and as the seed's floats: a tie, which goes to the cheaper saver.
+        [("cheap", 101, 0.1), ("dear", 201, 0.2)],
+        # Not a tie at all.
+        [("cheap", 50, 0.1), ("dear", 400, 0.3)],
+    ],
+)
+def test_the_paper_criterion_picks_the_saver_the_seed_code_picks(candidates):
+    ranked = [Candidate(name, ratio, paper_point_of(exits, ratio)) for name, exits, ratio in
+              candidates]  # fmt: skip
+
+    assert best_candidate(ranked, "paper").saver == seed_best_saver(candidates)
+
+
+def paper_point_of(exits: int, cost_ratio: float) -> PaperPoint:
+    return PaperPoint(0.5, exits, 900, 900, 1000, cost_ratio)
 
 
 def test_unknown_criterion_is_refused():
