@@ -11,27 +11,54 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import IO
 
 from cluster.errors import InputError
 
 MIB = 1 << 20
 
 
-def read_bounded(path: Path, what: str, limit: int) -> bytes:
+def _kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _require_regular(mode: int, path: Path, what: str, error: type[InputError]) -> None:
+    if not stat.S_ISREG(mode):
+        raise error(f"{what}: {path} is {_kind(mode)}, not a file; name a regular file")
+
+
+def open_regular(path: Path, what: str, error: type[InputError] = InputError) -> IO[bytes]:
+    """``path`` opened for reading if it is a regular file, else ``error`` naming what it is.
+
+    The kind is checked before opening (opening a device may act) and again on the open file
+    (the name may be swapped in between); O_NONBLOCK keeps a FIFO's open from waiting."""
+    try:
+        _require_regular(os.stat(path).st_mode, path, what, error)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as failure:
+        raise error(f"{what}: cannot read {path} ({failure.strerror or failure})") from None
+    try:
+        _require_regular(os.fstat(descriptor).st_mode, path, what, error)
+    except InputError:
+        os.close(descriptor)
+        raise
+    return os.fdopen(descriptor, "rb")
+
+
+def read_bounded(path: Path, what: str, limit: int, error: type[InputError] = InputError) -> bytes:
     """The bytes of the regular file ``path``, refused when it is not one or holds more than
     ``limit`` bytes; ``what`` names the option or file in errors (``--models @FILE``)."""
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer before it can be refused.
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as error:
-        raise InputError(f"{what}: cannot read {path} ({error.strerror or error})") from None
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        os.close(descriptor)
-        raise InputError(f"{what}: {path} is not a regular file")
-    with os.fdopen(descriptor, "rb") as handle:
+    with open_regular(path, what, error) as handle:
         data = handle.read(limit + 1)
     if len(data) > limit:
-        raise InputError(f"{what}: {path} holds more than {limit / MIB:g} MiB; that is too large")
+        raise error(f"{what}: {path} is larger than {limit:,} bytes; that is too large")
     return data
 
 

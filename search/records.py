@@ -31,7 +31,6 @@ import io
 import json
 import math
 import os
-import stat
 import struct
 import warnings
 import zipfile
@@ -46,6 +45,7 @@ from numpy.lib import format as npy
 
 from cluster import validate
 from cluster.errors import InputError
+from cluster.userfiles import open_regular, read_bounded
 
 RECORD_SUFFIX = "_test.npz"
 COMPLEXITY_FILE = "complexity_info.json"
@@ -72,7 +72,6 @@ CHUNK_BYTES = 2**24
 KEY_OBJECT_BYTES = 128
 # int16 classes (every storable class fits) and float32 probabilities: the database's own types.
 HELD_BYTES_PER_PREDICTION = 2 + 4
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _ZIP_END = struct.Struct("<4s4H2LH")
 _ZIP64_END = struct.Struct("<4sQ2H2L4Q")
 _ZIP64_LOCATOR_SIZE = 20
@@ -103,46 +102,12 @@ class Records:
 
 
 # ----- files: regular ones only, read with a bound ------------------------------------------------
-def _kind(mode: int) -> str:
-    kinds = [
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ]
-    return next((what for test, what in kinds if test(mode)), "not a regular file")
-
-
-def _require_regular(mode: int, path: Path) -> None:
-    if not stat.S_ISREG(mode):
-        raise RecordsError(f"{path} is {_kind(mode)}, not a file; records must be regular files")
-
-
 def _open_regular(path: Path) -> IO[bytes]:
-    """``path`` opened for reading if it is a regular file.
-
-    The kind is checked before opening (opening a device may act) and again on the open file,
-    since the name may be swapped in between; O_NONBLOCK keeps a FIFO's open from waiting."""
-    try:
-        _require_regular(os.stat(path).st_mode, path)
-        descriptor = os.open(path, os.O_RDONLY | _NONBLOCK)
-    except OSError as error:
-        raise RecordsError(f"{path} cannot be read ({error.strerror})") from None
-    try:
-        _require_regular(os.fstat(descriptor).st_mode, path)
-    except BaseException:
-        os.close(descriptor)
-        raise
-    return os.fdopen(descriptor, "rb")
+    return open_regular(path, "records", RecordsError)
 
 
 def _read_bounded(path: Path, limit: int) -> bytes:
-    with _open_regular(path) as file:
-        data = file.read(limit + 1)
-    if len(data) > limit:
-        raise RecordsError(f"{path} is larger than {limit:,} bytes, more than records need")
-    return data
+    return read_bounded(path, "records", limit, RecordsError)
 
 
 # ----- complexity_info.json -----------------------------------------------------------------------
