@@ -1,13 +1,13 @@
-"""Everything a lent GPU should measure and confirm, as one command with a time limit per part.
+"""Everything a GPU should measure and confirm, as one command with a time limit per part.
 
     python -m bench.gpu --out DIR [--device cuda] [--tiny]
 
 A GPU comes for minutes, so the whole measurement is prepared and proven on the CPU first
 (``--device cpu --tiny``, as a test runs it). Each part runs in a process of its own with its own
 time limit: a part that fails or hangs loses only itself. ``DIR/summary.json`` holds each part's
-status, seconds, last message and results; ``DIR/log.txt`` the parts' output (two files: a lent
+status, seconds, last message and results; ``DIR/log.txt`` the parts' output (two files: a remote
 machine sends back a few files only). One line a part is printed. The full run is sized to finish
-in about 8 minutes on an H100 or H200.
+in about 9 minutes on an H100 or H200.
 
 Parts (``bench.gpu_parts`` holds those that are not benches of their own):
   worker      ``python -m bench.worker``: each model's forward ceiling, the decode-once worker

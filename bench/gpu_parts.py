@@ -3,7 +3,7 @@
     python -m bench.gpu_parts PART --device cuda --json FILE --seconds N [--tiny]
 
 Each part writes a JSON object with ``verdict`` ("ok", "failed" or "skipped") and its figures.
-Random weights throughout (nothing is downloadable on a lent machine): agreement figures are
+Random weights throughout (a GPU machine may have no network): agreement figures are
 therefore also given where the reference's answer is clear (its top two probabilities more than
 1% apart), since near-uniform outputs flip on any arithmetic difference.
 """
