@@ -115,17 +115,18 @@ def fatal(what: str, error: BaseException) -> FatalDeviceError:
     )
 
 
-def raise_if_fatal(what: str, error: BaseException) -> None:
-    """Raise ``FatalDeviceError`` from ``error`` if it is fatal."""
-    if classify(error) is Failure.FATAL:
+def raise_if_fatal(what: str, error: BaseException) -> Failure:
+    """Raise ``FatalDeviceError`` from ``error`` if it is fatal; else the error's class."""
+    failure = classify(error)
+    if failure is Failure.FATAL:
         raise fatal(what, error) from error
+    return failure
 
 
 def raise_if_device_failed(what: str, error: BaseException) -> None:
     """Re-raise a fatal error as ``FatalDeviceError`` and an out-of-memory error as it is, so
     neither is ever taken for a bad image or a broken model."""
-    raise_if_fatal(what, error)
-    if classify(error) is Failure.OUT_OF_MEMORY:
+    if raise_if_fatal(what, error) is Failure.OUT_OF_MEMORY:
         raise error
 
 
@@ -170,10 +171,10 @@ class Device:
         return tensor.pin_memory()  # CUDA only
 
     def put(self, tensor: torch.Tensor) -> torch.Tensor:
-        """The tensor on this device; a copy from pinned memory does not wait for the device."""
-        if tensor.device == torch.device(self.name):
-            return tensor
-        return tensor.to(self.name, non_blocking=self.is_cuda and tensor.is_pinned())
+        """The tensor on this device (itself if it is there); a copy from pinned memory does not
+        wait for the device."""
+        pinned = self.is_cuda and tensor.device.type == "cpu" and tensor.is_pinned()
+        return tensor.to(self.name, non_blocking=pinned)
 
     # ----- timing and memory ---------------------------------------------------------------------
     def synchronize(self) -> None:
@@ -256,8 +257,7 @@ class ShrinkingBatch:
             try:
                 results.append(work(piece))
             except Exception as error:  # noqa: BLE001 - classified, then raised or retried
-                raise_if_fatal(what, error)
-                if classify(error) is not Failure.OUT_OF_MEMORY:
+                if raise_if_fatal(what, error) is not Failure.OUT_OF_MEMORY:
                     raise
             else:
                 start += len(piece)

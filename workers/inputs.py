@@ -35,7 +35,7 @@ class PreparedBatch:
         return [i for i, image in enumerate(self.images) if not isinstance(image, Exception)]
 
 
-def _decoded_by_pil(jpeg: bytes):
+def _pil_image_or_error(jpeg: bytes):
     try:
         return decode_rgb(jpeg)
     except DECODE_ERRORS as error:
@@ -68,7 +68,7 @@ class InputBuilder:
         """Decode (and in reference mode transform) a batch; the prefetch thread's part."""
         jpegs = [sample.jpeg for sample in samples]
         if self.mode == "reference":
-            images = list(self.pool.map(_decoded_by_pil, jpegs))
+            images = list(self.pool.map(_pil_image_or_error, jpegs))
             prepared = PreparedBatch(samples, images)
             good = [images[i] for i in prepared.decoded_rows]
             for key, transform in self.transforms.items():
