@@ -25,9 +25,11 @@ test: $(STAMP) browser
 demo: $(STAMP)
 	$(BIN)/saverzoo demo
 
-# ruff, the import contracts of pyproject.toml (the layers) and the type checker.
+# ruff (rules and format), the import contracts of pyproject.toml (the layers) and the type
+# checker; .pre-commit-config.yaml runs the same before each commit.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 

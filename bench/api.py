@@ -34,8 +34,11 @@ def build_zoo(env: dict[str, str], models: int, samples: int) -> None:
 
     listed = subprocess.run(
         [sys.executable, "-m", "orchestrator", "datasets", "list", "--json"],
-        env=env, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     if f'"name": "{DATASET}"' in listed:
         print(f"reusing the dataset {DATASET!r} already in the database")
         return
@@ -44,9 +47,19 @@ def build_zoo(env: dict[str, str], models: int, samples: int) -> None:
         records = write_records(zoo, Path(tmp) / "records")
         start = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "orchestrator", "records", "import", str(records), "--dataset",
-             DATASET], env=env, check=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "records",
+                "import",
+                str(records),
+                "--dataset",
+                DATASET,
+            ],
+            env=env,
+            check=True,
+        )
     print(
         f"built a {models}-model zoo on {samples:,} samples in {time.perf_counter() - start:.0f} s"
     )
@@ -110,13 +123,27 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--server-workers", type=int, default=1, help="serve --workers")
     args = parser.parse_args()
-    env = {**os.environ, "SAVERZOO_DATABASE_URL": args.database_url,
-           "SAVERZOO_API_READ_TOKENS": TOKEN}  # fmt: skip
+    env = {
+        **os.environ,
+        "SAVERZOO_DATABASE_URL": args.database_url,
+        "SAVERZOO_API_READ_TOKENS": TOKEN,
+    }
     build_zoo(env, args.models, args.samples)
     server = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "serve", "--port", str(args.port), "--log-level",
-         "warning", "--workers", str(args.server_workers)], env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "serve",
+            "--port",
+            str(args.port),
+            "--log-level",
+            "warning",
+            "--workers",
+            str(args.server_workers),
+        ],
+        env=env,
+    )
     url = f"http://127.0.0.1:{args.port}"
     try:
         for _ in range(600):
@@ -128,13 +155,17 @@ def main() -> None:
         names = bases(url)
         latencies(url, names, 100, seed=0)  # warm the connection pool and the page cache
         seconds = latencies(url, names, args.requests, seed=1)
-        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-              f"{len(names)} bases, {args.requests} sequential requests, "
-              f"{args.server_workers} server process(es)")  # fmt: skip
-        print(f"GET /v1/savers/{{base}} latency: p50 {1e3 * statistics.median(seconds):.2f} ms, "
-              f"p90 {1e3 * percentile(seconds, 0.9):.2f} ms, "
-              f"p99 {1e3 * percentile(seconds, 0.99):.2f} ms, "
-              f"max {1e3 * max(seconds):.2f} ms")  # fmt: skip
+        print(
+            f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+            f"{len(names)} bases, {args.requests} sequential requests, "
+            f"{args.server_workers} server process(es)"
+        )
+        print(
+            f"GET /v1/savers/{{base}} latency: p50 {1e3 * statistics.median(seconds):.2f} ms, "
+            f"p90 {1e3 * percentile(seconds, 0.9):.2f} ms, "
+            f"p99 {1e3 * percentile(seconds, 0.99):.2f} ms, "
+            f"max {1e3 * max(seconds):.2f} ms"
+        )
         for clients in args.clients:
             rate = throughput(url, names, clients, args.seconds)
             print(f"throughput with {clients} client processes: {rate:,.0f} requests/s")

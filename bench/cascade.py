@@ -26,8 +26,11 @@ from workers.cascade import Cascade
 from workers.spec import ModelSpec, timm_spec
 from workers.synthetic_images import natural_image
 
-DEFAULT_PAIRS = ("resnet50:resnet18", "convnext_tiny:mobilenetv3_large_100",
-                 "vit_base_patch16_224:vit_tiny_patch16_224")  # fmt: skip
+DEFAULT_PAIRS = (
+    "resnet50:resnet18",
+    "convnext_tiny:mobilenetv3_large_100",
+    "vit_base_patch16_224:vit_tiny_patch16_224",
+)
 
 
 @dataclass
@@ -68,8 +71,11 @@ def measure(cascade: Cascade, images: list, exit_ratios, batch_size: int) -> lis
         cascade.threshold = float(np.quantile(confidence, 1 - ratio)) if ratio < 1 else -1.0
         exits = float((confidence > cascade.threshold).mean())
         seconds = timed(cascade, images, batch_size)
-        results.append(PairResult(base.spec.name, saver.spec.name, exits,
-                                  cost_ratio + 1 - exits, base_alone, seconds))  # fmt: skip
+        results.append(
+            PairResult(
+                base.spec.name, saver.spec.name, exits, cost_ratio + 1 - exits, base_alone, seconds
+            )
+        )
     return results
 
 
@@ -106,9 +112,11 @@ def main(argv: list[str] | None = None) -> None:
     print("base <- saver | exits | predicted rel. cost | measured rel. time | base alone | cascade")
     n = len(images)
     for r in results:
-        print(f"{r.base} <- {r.saver} | {100 * r.exit_ratio:.0f}% | "
-              f"{r.predicted_relative_cost:.3f} | {r.measured_relative_cost:.3f} | "
-              f"{n / r.base_alone_s:.1f} img/s | {n / r.cascade_s:.1f} img/s")  # fmt: skip
+        print(
+            f"{r.base} <- {r.saver} | {100 * r.exit_ratio:.0f}% | "
+            f"{r.predicted_relative_cost:.3f} | {r.measured_relative_cost:.3f} | "
+            f"{n / r.base_alone_s:.1f} img/s | {n / r.cascade_s:.1f} img/s"
+        )
     if args.json:
         rows = [{**asdict(r), "measured_relative_cost": r.measured_relative_cost} for r in results]
         args.json.write_text(json.dumps({"machine": machine, "results": rows}, indent=1))

@@ -49,8 +49,12 @@ def main() -> None:
         env = {**os.environ, "SAVERZOO_DATABASE_URL": f"sqlite:///{tmp}/saverzoo.db"}
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         records = write_records(make_zoo(6, 400, num_classes=10, seed=3), Path(tmp) / "records")
-        subprocess.run([*saverzoo, "records", "import", str(records), "--dataset", "val"],
-                       env=env, check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [*saverzoo, "records", "import", str(records), "--dataset", "val"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         floor = _median_seconds(FLOOR, env, args.runs)
         timings = {
             "floor_s": floor,

@@ -332,12 +332,13 @@ def _side_stream(args) -> dict:
 @contextlib.contextmanager
 def _decoding_on_the_computing_stream():
     ahead, mark = Device.ahead, Device.mark_ready
-    Device.ahead = lambda self: contextlib.nullcontext()
-    Device.mark_ready = lambda self: None
+    setattr(Device, "ahead", lambda _device: contextlib.nullcontext())  # noqa: B010
+    setattr(Device, "mark_ready", lambda _device: None)  # noqa: B010
     try:
         yield
     finally:
-        Device.ahead, Device.mark_ready = ahead, mark
+        setattr(Device, "ahead", ahead)  # noqa: B010
+        setattr(Device, "mark_ready", mark)  # noqa: B010
 
 
 PARTS = {

@@ -72,8 +72,9 @@ def schedule(
         {m.name: load_seconds(m.params_m) for m in planned},
     )
     nodes = [ShardsRead() for _ in range(-(-gpus // gpus_per_node))]
-    workers = [StandInWorker(None, by_name, costs, 1.0, nodes[w // gpus_per_node])
-               for w in range(gpus)]  # fmt: skip
+    workers = [
+        StandInWorker(None, by_name, costs, 1.0, nodes[w // gpus_per_node]) for w in range(gpus)
+    ]
     rng = random.Random(0)
     slowdown = {m.name: math.exp(rng.gauss(0.0, noise)) if noise else 1.0 for m in zoo}
     for stand_in in workers:
@@ -152,8 +153,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--shards", type=int, default=50)
     parser.add_argument("--bundle-seconds", type=float, default=DEFAULT_BUNDLE_SECONDS)
     parser.add_argument("--noise", type=float, default=0.0, help="sigma of each model's error")
-    parser.add_argument("--start-spread", type=float, default=0.0,
-                        help="seconds over which the workers start, one after another")  # fmt: skip
+    parser.add_argument(
+        "--start-spread",
+        type=float,
+        default=0.0,
+        help="seconds over which the workers start, one after another",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     zoo, costs = pick(read_zoo(), args.models), fit_anchors()

@@ -165,8 +165,14 @@ def three_stage(num_models: int, num_samples: int, database_url: str | None) -> 
     name = f"chains-{num_models}-{time.time_ns()}"
     start = time.perf_counter()
     with sessions.begin() as session:
-        import_records(session, records, name, budgets=list(DEFAULT_BUDGETS),
-                       holdout_fraction=0.5, search=search)  # fmt: skip
+        import_records(
+            session,
+            records,
+            name,
+            budgets=list(DEFAULT_BUDGETS),
+            holdout_fraction=0.5,
+            search=search,
+        )
     pairs_s = time.perf_counter() - start
     timings = []
     for _ in range(2):  # the first searches every base; the second finds nothing changed
@@ -175,8 +181,12 @@ def three_stage(num_models: int, num_samples: int, database_url: str | None) -> 
             summary = refresh_chains(session, get_dataset(session, name), search)
         timings.append((time.perf_counter() - start, summary))
     with sessions.begin() as session:
-        rows = chain_savers(session, get_dataset(session, name), max_drop_centipoints=0,
-                            candidates=DEFAULT_CANDIDATES)  # fmt: skip
+        rows = chain_savers(
+            session,
+            get_dataset(session, name),
+            max_drop_centipoints=0,
+            candidates=DEFAULT_CANDIDATES,
+        )
     (first_s, first), (again_s, again) = timings
     return {
         "models": num_models,
@@ -202,9 +212,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.chains:
         result = three_stage(args.chains, args.chain_samples, args.database_url)
-        print("three-model cascades: " + ", ".join(
-            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
-        ))  # fmt: skip
+        print(
+            "three-model cascades: "
+            + ", ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()
+            )
+        )
         return
     print(
         f"machine: {platform.processor() or platform.machine()}, numba threads "

@@ -63,8 +63,13 @@ class StandInRayPool(RayPool):
 
 
 def ray_pool(database_url, per_node, time_scale, costs: CostModel, nodes: Path):
-    config = {"database_url": database_url, "per_node": per_node, "time_scale": time_scale,
-              "costs": asdict(costs), "nodes": str(nodes)}  # fmt: skip
+    config = {
+        "database_url": database_url,
+        "per_node": per_node,
+        "time_scale": time_scale,
+        "costs": asdict(costs),
+        "nodes": str(nodes),
+    }
     return StandInRayPool(config)
 
 
@@ -108,7 +113,7 @@ class SimPool:
     def result(self, pending: Future) -> UnitReport:
         try:
             return pending.result()
-        except Exception as error:  # a stand-in's own failure: the unit is retried
+        except Exception as error:  # noqa: BLE001 - a stand-in's own failure: the unit is retried
             raise UnitFailed(f"{type(error).__name__}: {error}") from None
 
     def stop(self, worker) -> None:

@@ -30,8 +30,16 @@ from orchestrator.sweeps.store import SweepOptions, submit
 from workers.spec import timm_spec
 from workers.synthetic_images import natural_jpeg
 
-ARCHS = ("test_resnet", "test_efficientnet", "test_vit", "test_convnext", "test_byobnet",
-         "test_nfnet", "test_efficientnet_gn", "test_vit2")  # fmt: skip
+ARCHS = (
+    "test_resnet",
+    "test_efficientnet",
+    "test_vit",
+    "test_convnext",
+    "test_byobnet",
+    "test_nfnet",
+    "test_efficientnet_gn",
+    "test_vit2",
+)
 console = Console()
 
 
@@ -49,8 +57,18 @@ def make_dataset(root: Path, shards: int, per_shard: int, urls: dict[str, str]) 
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"img_{i:05d}.JPEG").write_bytes(natural_jpeg(i, (320, 240)))
     first, *others = urls.values()
-    cli(first, "datasets", "make-shards", root / "src", "--out", root / "shards", "--name",
-        "bench", "--shard-size", per_shard)  # fmt: skip
+    cli(
+        first,
+        "datasets",
+        "make-shards",
+        root / "src",
+        "--out",
+        root / "shards",
+        "--name",
+        "bench",
+        "--shard-size",
+        per_shard,
+    )
     with session_factory(first).begin() as session:
         pattern = get_dataset(session, "bench").shard_urls
     for url in others:

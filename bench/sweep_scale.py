@@ -55,8 +55,12 @@ def populate(sessions, zoo: list[ZooModel], shards: int, options: SweepOptions) 
     with sessions.begin() as session:
         if session.scalar(select(func.count()).select_from(Model)):
             raise SystemExit("error: the database already holds models; give an empty one")
-        dataset = Dataset(name="imagenet-val-sim", shard_urls="s3://sim/val-{00000..00049}.tar",
-                          num_samples=shards * SAMPLES_PER_SHARD, num_classes=1000)  # fmt: skip
+        dataset = Dataset(
+            name="imagenet-val-sim",
+            shard_urls="s3://sim/val-{00000..00049}.tar",
+            num_samples=shards * SAMPLES_PER_SHARD,
+            num_classes=1000,
+        )
         session.add(dataset)
         session.flush()
         labels = np.random.default_rng(0).integers(0, 1000, SAMPLES_PER_SHARD)
@@ -64,16 +68,34 @@ def populate(sessions, zoo: list[ZooModel], shards: int, options: SweepOptions) 
             keys = [f"s{index:05d}-{i:05d}" for i in range(SAMPLES_PER_SHARD)]
             add_shard(session, dataset, index, keys, labels, url=f"s3://sim/val-{index:05d}.tar")
         for model in zoo:
-            config = {"input_size": [3, model.img_size, model.img_size],
-                      "crop_pct": model.crop_pct, "interpolation": model.interpolation,
-                      "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # fmt: skip
-            session.add(Model(name=model.name, arch=model.name.split(".")[0], source="timm",
-                              gmacs=model.gmacs, params_m=model.params_m,
-                              input_size=config["input_size"], crop_pct=model.crop_pct,
-                              interpolation=model.interpolation, data_config=config,
-                              random_weights=True))  # fmt: skip
-        sweep = Sweep(dataset_id=dataset.id, submitted_by="bench", model_patterns=["*"],
-                      models=[m.name for m in zoo], options=asdict(options))  # fmt: skip
+            config = {
+                "input_size": [3, model.img_size, model.img_size],
+                "crop_pct": model.crop_pct,
+                "interpolation": model.interpolation,
+                "mean": [0.485, 0.456, 0.406],
+                "std": [0.229, 0.224, 0.225],
+            }
+            session.add(
+                Model(
+                    name=model.name,
+                    arch=model.name.split(".")[0],
+                    source="timm",
+                    gmacs=model.gmacs,
+                    params_m=model.params_m,
+                    input_size=config["input_size"],
+                    crop_pct=model.crop_pct,
+                    interpolation=model.interpolation,
+                    data_config=config,
+                    random_weights=True,
+                )
+            )
+        sweep = Sweep(
+            dataset_id=dataset.id,
+            submitted_by="bench",
+            model_patterns=["*"],
+            models=[m.name for m in zoo],
+            options=asdict(options),
+        )
         session.add(sweep)
         session.flush()
         return sweep.id
@@ -94,9 +116,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--bundle-seconds", type=float, default=DEFAULT_BUNDLE_SECONDS)
     parser.add_argument("--pool", choices=("ray", "sim"), help="Default: ray up to 64 GPUs.")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--no-search-tail", dest="search_tail", action="store_false",
-                        help="Stop when the last unit lands, and the search with it, leaving the "
-                        "last models unsearched (it runs during the sweep anyway).")  # fmt: skip
+    parser.add_argument(
+        "--no-search-tail",
+        dest="search_tail",
+        action="store_false",
+        help="Stop when the last unit lands, and the search with it, leaving the "
+        "last models unsearched (it runs during the sweep anyway).",
+    )
     args = parser.parse_args(argv)
     pool_kind = args.pool or ("ray" if args.gpus <= REAL_RAY_MAX else "sim")
     costs = fit_anchors()
@@ -173,12 +199,21 @@ def run_sweep(args, pool_kind, url, sessions, sweep_id, zoo, costs: CostModel, t
         state = driver.run()
         makespan = time.monotonic() - began
         counts = [w.counts for w in workers]
-    return figures_of(args, pool_kind, sessions, sweep_id, zoo, costs, driver, state, makespan,
-                      counts, began)  # fmt: skip
+    return figures_of(args, pool_kind, sessions, zoo, costs, driver, state, makespan, counts, began)
 
 
-def figures_of(args, pool_kind, sessions, sweep_id, zoo, costs, driver, state, makespan,
-               counts: list[WorkerCounts], began) -> dict:  # fmt: skip
+def figures_of(
+    args,
+    pool_kind,
+    sessions,
+    zoo,
+    costs,
+    driver,
+    state,
+    makespan,
+    counts: list[WorkerCounts],
+    began,
+) -> dict:
     first_ready = driver.first_worker_s or 0.0
     # From the first worker ready to the last unit's result: planning, the cluster's start-up
     # and the search of the last models (the workers are free by then) are reported apart.
@@ -251,15 +286,15 @@ def figures_of(args, pool_kind, sessions, sweep_id, zoo, costs, driver, state, m
         # time counted from when its own worker was ready.
         "workers_ready_spread_s": round(max(driver.ready_s) - min(driver.ready_s), 2)
         if driver.ready_s
-        else 0.0,  # fmt: skip
+        else 0.0,
         "efficiency_from_each_worker_ready": round(
             necessary * args.gpus / sum(units_done - r for r in driver.ready_s), 3
         )
         if driver.ready_s
-        else 0.0,  # fmt: skip
+        else 0.0,
         "worker_busy_fraction": round(statistics.mean(w.busy_s for w in counts) / makespan_s, 3)
         if counts and makespan_s
-        else 0.0,  # fmt: skip
+        else 0.0,
         "chunks_exactly_once": chunk_rows == distinct == expected,
         "chunks": chunk_rows,
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",

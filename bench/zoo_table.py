@@ -32,14 +32,16 @@ def zoo_rows(results: Path, benchmark: Path) -> list[dict[str, str]]:
                 continue
             seen.add(tag["model"])
             scale = (int(tag["img_size"]) / int(bench["infer_img_size"])) ** 2
-            rows.append({
-                "name": tag["model"],
-                "img_size": tag["img_size"],
-                "crop_pct": tag["crop_pct"],
-                "interpolation": tag["interpolation"],
-                "params_m": tag["param_count"],
-                "gmacs": f"{float(bench['infer_gmacs']) * scale:.4g}",
-            })  # fmt: skip
+            rows.append(
+                {
+                    "name": tag["model"],
+                    "img_size": tag["img_size"],
+                    "crop_pct": tag["crop_pct"],
+                    "interpolation": tag["interpolation"],
+                    "params_m": tag["param_count"],
+                    "gmacs": f"{float(bench['infer_gmacs']) * scale:.4g}",
+                }
+            )
     return sorted(rows, key=lambda row: row["name"])
 
 

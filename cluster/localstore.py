@@ -132,13 +132,24 @@ class LocalObjectStore:
         data.mkdir(parents=True, exist_ok=True)
         p = self.port
         command = [
-            weed_binary(), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            "-master.telemetry=false", "-webdav=false", "-admin.ui=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.port={p}", f"-master.port={p + 1}",
-            f"-volume.port={p + 2}", f"-filer.port={p + 3}", f"-admin.port={p + 4}",
+            weed_binary(),
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.port={p}",
+            f"-master.port={p + 1}",
+            f"-volume.port={p + 2}",
+            f"-filer.port={p + 3}",
+            f"-admin.port={p + 4}",
             f"-s3.localSocket={self.directory / 's3.sock'}",
             f"-filer.localSocket={self.directory / 'filer.sock'}",
-        ]  # fmt: skip
+        ]
         env = {**os.environ, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
         env.pop("AWS_SESSION_TOKEN", None)
         with open(self.directory / "weed.log", "ab") as log:
@@ -161,9 +172,12 @@ class LocalObjectStore:
         import botocore.exceptions
 
         client = boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id=key, aws_secret_access_key=secret,
-        )  # fmt: skip
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+        )
         deadline = time.monotonic() + START_TIMEOUT_S
         last_error: Exception | None = None
         while time.monotonic() < deadline:

@@ -98,10 +98,10 @@ def _client(endpoint: Endpoint, region: str, max_attempts: int):
     )
     keys = {}
     if endpoint.credentials is not None:
-        keys = dict(
-            aws_access_key_id=endpoint.credentials[0],
-            aws_secret_access_key=endpoint.credentials[1],
-        )
+        keys = {
+            "aws_access_key_id": endpoint.credentials[0],
+            "aws_secret_access_key": endpoint.credentials[1],
+        }
     return boto3.session.Session().client(
         "s3", endpoint_url=endpoint.url, region_name=region, config=config, **keys
     )

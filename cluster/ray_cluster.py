@@ -184,17 +184,17 @@ def connected(
     if address is None:
         root = embedded_ray_root()
         end_orphans(root)
-        kwargs = dict(
-            address="local",  # always a new instance, never a stale cluster file's
-            _node_ip_address=node_ip or EMBEDDED_NODE_IP,
-            _temp_dir=str(root),
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-            include_dashboard=False,
-        )
+        kwargs = {
+            "address": "local",  # always a new instance, never a stale cluster file's
+            "_node_ip_address": node_ip or EMBEDDED_NODE_IP,
+            "_temp_dir": str(root),
+            "num_cpus": num_cpus,
+            "num_gpus": num_gpus,
+            "include_dashboard": False,
+        }
     else:
         check_reachable(address)
-        kwargs = dict(address=address)
+        kwargs = {"address": address}
         if node_ip:
             kwargs["_node_ip_address"] = node_ip
     try:

@@ -146,7 +146,7 @@ class PairResult(Base):
             "max_drop_centipoints",
             "confidence",
             name="uq_pair_results_key",
-        ),  # fmt: skip
+        ),
         # Ranks one base's savers under one criterion from the index alone: the API's
         # GET /v1/savers/{base}. On PostgreSQL the index also INCLUDEs the ranking columns
         # (saver_id, saving, accuracy and the two held-out calibration columns, migration 0006),
@@ -259,7 +259,7 @@ class BestSaver(Base):
             "selection",
             "confidence",
             name="uq_best_savers_key",
-        ),  # fmt: skip
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -49,15 +49,17 @@ def _migration_head() -> str:
                 revised.add(down.group(1))
     heads = revisions - revised
     if len(heads) != 1:
-        raise RuntimeError(f"migrations under {MIGRATIONS} have heads {sorted(heads)}: this "
-                           "saverzoo is installed broken")  # fmt: skip
+        raise RuntimeError(
+            f"migrations under {MIGRATIONS} have heads {sorted(heads)}: this "
+            "saverzoo is installed broken"
+        )
     return heads.pop()
 
 
 MIGRATION_LOCK = 0x5A7E_200  # PostgreSQL advisory lock key of saverzoo's migrations
 
 
-def head_revision(url: str | None = None) -> str:
+def head_revision() -> str:
     """The revision this saverzoo needs (the same for every database)."""
     return _migration_head()
 
@@ -83,7 +85,7 @@ def upgrade(url: str) -> tuple[str | None, str]:
         config = alembic_config(url)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
-    return before, head_revision(url)
+    return before, head_revision()
 
 
 def ensure_schema(url: str) -> None:
@@ -93,7 +95,7 @@ def ensure_schema(url: str) -> None:
     older revision is left alone (migrations there are an operator's decision) and the error says
     which command to run.
     """
-    current, head = current_revision(url), head_revision(url)
+    current, head = current_revision(url), head_revision()
     if current == head:
         return
     if current is None or make_url(url).get_backend_name() == "sqlite":

@@ -86,7 +86,7 @@ FIELDS: dict[str, Field] = {
 CURVE_FIELDS = ("threshold", "exit_ratio", "accuracy", "relative_cost", "saving")  # a front point
 
 
-def beaten_by_frontier(row: dict) -> bool:
+def beaten_by_frontier(row: dict[str, Any]) -> bool:
     """A cascade (or a base without one) that a cheaper single model matches in accuracy."""
     saving = row.get("frontier_saving")
     return saving is not None and saving < 0
@@ -158,9 +158,16 @@ class SaverQuery:
         if self.stages == 3 and self.confidence != MAX_PROBABILITY:
             raise InputError("stages 3 exits on the top-1 probability: drop confidence margin")
         return SaverQuery(
-            self.criterion, max_drop, self.holdout, self.cost, self.device_type, self.score_on,
-            self.stages, self.candidates, self.confidence,
-        )  # fmt: skip
+            self.criterion,
+            max_drop,
+            self.holdout,
+            self.cost,
+            self.device_type,
+            self.score_on,
+            self.stages,
+            self.candidates,
+            self.confidence,
+        )
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -169,7 +176,7 @@ class SaverQuery:
             return CHAIN_FIELDS
         return fields_for(self.criterion, self.holdout, self.score_on is not None)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "criterion": self.criterion,
             "max_drop": None if self.criterion == PAPER else self.max_drop,
@@ -196,7 +203,7 @@ def check_kept_budget(dataset: Dataset, query: SaverQuery) -> int:
 
 
 # ----- datasets and models -----------------------------------------------------------------------
-def datasets(session: Session) -> list[dict]:
+def datasets(session: Session) -> list[dict[str, Any]]:
     shard_counts = dict(
         session.execute(
             select(DatasetShard.dataset_id, func.count()).group_by(DatasetShard.dataset_id)
@@ -226,7 +233,7 @@ def models_page(
     superseded: bool = False,
     offset: int = 0,
     limit: int = 100,
-) -> dict:
+) -> dict[str, Any]:
     """Models cheapest first, filtered (``name`` is a shell pattern such as ``vit_*``) and paged;
     models whose weights were replaced only with ``superseded``."""
     if not 0 <= offset <= MAX_OFFSET:
@@ -267,7 +274,7 @@ def _throughputs(session: Session, model_ids: list[int]) -> dict[int, dict[str, 
     return result
 
 
-def _model_summary(model: Model, images_per_s: dict[str, float]) -> dict:
+def _model_summary(model: Model, images_per_s: dict[str, float]) -> dict[str, Any]:
     return {
         "name": model.name,
         "source": model.source,
@@ -278,7 +285,7 @@ def _model_summary(model: Model, images_per_s: dict[str, float]) -> dict:
     }
 
 
-def model_detail(session: Session, name: str) -> dict:
+def model_detail(session: Session, name: str) -> dict[str, Any]:
     """A model's profile, data config, measured throughput and top-1 accuracy per dataset."""
     from orchestrator.published import published_for
 
@@ -318,7 +325,7 @@ def model_accuracies(session: Session, dataset: Dataset, model_ids: list[int]) -
 
 def accuracy_checks(
     session: Session, dataset: Dataset, model_ids: list[int] | None = None
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """On a dataset marked as ImageNet-1k validation, the pretrained models (of ``model_ids``, or
     all complete ones) whose measured top-1 is far from timm's published figure
     (``orchestrator.published``); nothing on other datasets."""
@@ -342,7 +349,9 @@ def accuracy_checks(
 
 
 # ----- savers ------------------------------------------------------------------------------------
-def savers(session: Session, dataset_name: str, query: SaverQuery, base: str | None = None):
+def savers(
+    session: Session, dataset_name: str, query: SaverQuery, base: str | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Every base's best saver (or BASE's), and the bases without a latency measurement."""
     dataset = get_dataset(session, dataset_name)
     cp = check_kept_budget(dataset, query)
@@ -376,7 +385,7 @@ def saver_of(
     base: str,
     query: SaverQuery,
     alternatives: int = DEFAULT_ALTERNATIVES,
-) -> dict:
+) -> dict[str, Any]:
     """The best saver of one base (GMACs cost) and the next-best savers, ranked the same way."""
     if query.cost != GMACS:
         raise InputError("alternatives are ranked by GMACs; use the savers list for latency")

@@ -22,8 +22,7 @@ from search.selection import rank_key
 IN_SAMPLE = "in_sample"
 HOLDOUT = "holdout"
 SELECTIONS = (IN_SAMPLE, HOLDOUT)
-BEST_KEY = ("dataset_id", "base_id", "criterion", "max_drop_centipoints", "selection",
-            "confidence")  # fmt: skip
+BEST_KEY = ("dataset_id", "base_id", "criterion", "max_drop_centipoints", "selection", "confidence")
 # What best-saver selection reads of a stored pair.
 RANKED_COLUMNS = (
     PairResult.id,
@@ -110,12 +109,10 @@ class _Scope:
     confidence: str
 
     def pairs(self) -> tuple:
-        return (PairResult.dataset_id == self.dataset_id,
-                PairResult.confidence == self.confidence)  # fmt: skip
+        return (PairResult.dataset_id == self.dataset_id, PairResult.confidence == self.confidence)
 
     def best(self) -> tuple:
-        return (BestSaver.dataset_id == self.dataset_id,
-                BestSaver.confidence == self.confidence)  # fmt: skip
+        return (BestSaver.dataset_id == self.dataset_id, BestSaver.confidence == self.confidence)
 
 
 def _stale_groups(

@@ -87,8 +87,9 @@ def refresh_chains(
         }
         wanted: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
         for cp in budgets:
-            chains = candidate_chains(ranked_savers(session, dataset, cp, candidates, names, costs),
-                                      candidates)  # fmt: skip
+            chains = candidate_chains(
+                ranked_savers(session, dataset, cp, candidates, names, costs), candidates
+            )
             for base in ids:
                 mine = chains.get(base, [])
                 if _stale(stored.get((base, cp)), mine, scored_at):
@@ -122,8 +123,9 @@ def _stale(row: ChainResult | None, chains: list[tuple[int, int, int]], scored_a
     if row is None or row.chains != [[s1, s2] for s1, s2, _ in chains]:
         return True
     models = {m for chain in chains for m in chain}
-    return any(scored_at.get(m) is not None and _later(scored_at[m], row.computed_at)
-               for m in models)  # fmt: skip
+    return any(
+        scored_at.get(m) is not None and _later(scored_at[m], row.computed_at) for m in models
+    )
 
 
 def _later(a, b) -> bool:
@@ -142,8 +144,9 @@ def _row(dataset, base, cp, candidates, chains, points, budget, zoo, now) -> dic
         "samples": zoo.num_samples,
         "computed_at": now,
     }
-    empty = dict.fromkeys(("s1_id", "s2_id", "threshold1", "threshold2", "exit1", "exit2",
-                           "correct", "saving"))  # fmt: skip
+    empty = dict.fromkeys(
+        ("s1_id", "s2_id", "threshold1", "threshold2", "exit1", "exit2", "correct", "saving")
+    )
     if not found:
         return {**row, **empty}
     point, (s1, s2, _) = min(found, key=lambda f: f[0].rank_key(zoo.costs, zoo.names))

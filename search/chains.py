@@ -60,8 +60,14 @@ class ChainPoint:
     def rank_key(self, costs: np.ndarray, names: Sequence[str]) -> tuple:
         """Best first: the largest saving, more samples right, the cheaper s2 then s1, names."""
         s1, s2, _ = self.chain
-        return (-round(self.saving, SAVING_DECIMALS), -self.correct, costs[s2], costs[s1],
-                names[s2], names[s1])  # fmt: skip
+        return (
+            -round(self.saving, SAVING_DECIMALS),
+            -self.correct,
+            costs[s2],
+            costs[s1],
+            names[s2],
+            names[s1],
+        )
 
 
 @dataclass(frozen=True)
@@ -105,9 +111,17 @@ def scan_chain(
     from search.chain_kernels import walk_chain  # numba: compiled on first use
 
     k1, group_count, k2, correct, _ = walk_chain(
-        orders[s1].order, orders[s1].boundary, groups.of_sample, len(groups.starts) - 1,
-        zoo.correct[s1], zoo.correct[s2], zoo.correct[base], needed, ratio1, ratio2,
-    )  # fmt: skip
+        orders[s1].order,
+        orders[s1].boundary,
+        groups.of_sample,
+        len(groups.starts) - 1,
+        zoo.correct[s1],
+        zoo.correct[s2],
+        zoo.correct[base],
+        needed,
+        ratio1,
+        ratio2,
+    )
     points: list[ChainPoint | None] = []
     for j, max_drop in enumerate(max_drops):
         if k1[j] < 0:
@@ -125,7 +139,7 @@ def scan_chain(
                 base_correct,
                 n,
                 (float(ratio1), float(ratio2)),
-            )  # fmt: skip
+            )
         )
     return points
 

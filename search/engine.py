@@ -75,7 +75,7 @@ class Zoo:
 
     @property
     def num_samples(self) -> int:
-        return self.correct.shape[1]
+        return int(self.correct.shape[1])
 
 
 @dataclass(frozen=True)

@@ -96,11 +96,37 @@ _diff_serial = numba.njit(cache=True, nogil=True)(_diff_at_impl)
 _diff_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_diff_at_impl)
 
 
-def scan_pairs(*args):
-    kernel = _scan_parallel if len(args[5]) >= PARALLEL_MIN_BASES else _scan_serial
-    return kernel(*args)
+def scan_pairs(
+    order: np.ndarray,
+    boundary: np.ndarray,
+    saver_correct_sorted: np.ndarray,
+    saver_correct_count: int,
+    correct: np.ndarray,
+    base_rows: np.ndarray,
+    base_correct_counts: np.ndarray,
+    min_diffs: np.ndarray,
+    distinct_exits: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    kernel = _scan_parallel if len(base_rows) >= PARALLEL_MIN_BASES else _scan_serial
+    return kernel(
+        order,
+        boundary,
+        saver_correct_sorted,
+        saver_correct_count,
+        correct,
+        base_rows,
+        base_correct_counts,
+        min_diffs,
+        distinct_exits,
+    )
 
 
-def diff_at(order, saver_correct_sorted, correct, base_rows, exits):
+def diff_at(
+    order: np.ndarray,
+    saver_correct_sorted: np.ndarray,
+    correct: np.ndarray,
+    base_rows: np.ndarray,
+    exits: np.ndarray,
+) -> np.ndarray:
     kernel = _diff_parallel if len(base_rows) >= PARALLEL_MIN_BASES else _diff_serial
     return kernel(order, saver_correct_sorted, correct, base_rows, exits)

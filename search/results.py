@@ -403,14 +403,26 @@ def transferred_savers(
     return result, left_out
 
 
-CHAIN_FIELDS = ("chain", "thresholds", "exit_ratios", "accuracy", "base_accuracy",
-                "relative_cost", "saving", *FRONTIER_FIELDS)  # fmt: skip
+CHAIN_FIELDS = (
+    "chain",
+    "thresholds",
+    "exit_ratios",
+    "accuracy",
+    "base_accuracy",
+    "relative_cost",
+    "saving",
+    *FRONTIER_FIELDS,
+)
 
 
 def chain_savers(
-    session: Session, dataset: Dataset, *, max_drop_centipoints: int, candidates: int,
+    session: Session,
+    dataset: Dataset,
+    *,
+    max_drop_centipoints: int,
+    candidates: int,
     base: str | None = None,
-) -> list[dict]:  # fmt: skip
+) -> list[dict]:
     """Each base's best cascade of up to three models under a budget, cheapest base first: the
     stored chain s1 -> s2 -> base where it beats the base's best pair, else that pair, else none.
 

@@ -31,8 +31,7 @@ from search.criteria import BUDGET, MAX_PROBABILITY, PAPER
 from search.engine import Zoo, dearer_than
 from search.pairs import PairRecord, SplitZoo, calibration_mask, saver_records
 
-PAIR_KEY = ("dataset_id", "base_id", "saver_id", "criterion", "max_drop_centipoints",
-            "confidence")  # fmt: skip
+PAIR_KEY = ("dataset_id", "base_id", "saver_id", "criterion", "max_drop_centipoints", "confidence")
 SCORE_KEY = ("dataset_id", "model_id")
 COST_TOLERANCE = 1e-9
 

@@ -47,8 +47,9 @@ def main(saverzoo: str) -> int:
         env = {**os.environ, "SAVERZOO_DATABASE_URL": f"sqlite:///{tmp}/saverzoo.db"}
 
         def run(args: list[str]) -> subprocess.CompletedProcess:
-            return subprocess.run([saverzoo, *args], cwd=tmp, env=env, capture_output=True,
-                                  text=True)  # fmt: skip
+            return subprocess.run(
+                [saverzoo, *args], cwd=tmp, env=env, capture_output=True, text=True
+            )
 
         records = write_records(make_zoo(6, 200, num_classes=10, seed=3), Path(tmp) / "records")
         steps = [(["records", "import", str(records), "--dataset", "val"], 0)]
@@ -56,8 +57,10 @@ def main(saverzoo: str) -> int:
         for args, expected in steps:
             result = run(args)
             if result.returncode != expected:
-                print(f"saverzoo {' '.join(args)}: exit {result.returncode}, not {expected}\n"
-                      f"{result.stdout[-2000:]}{result.stderr[-2000:]}")  # fmt: skip
+                print(
+                    f"saverzoo {' '.join(args)}: exit {result.returncode}, not {expected}\n"
+                    f"{result.stdout[-2000:]}{result.stderr[-2000:]}"
+                )
                 return 1
             if "--json" in args:
                 json.loads(result.stdout)

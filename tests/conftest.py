@@ -33,7 +33,7 @@ def _answers(url: str) -> bool:
             connection.execute(text("select 1"))
         engine.dispose()
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure means no server answers there
         return False
 
 

@@ -107,13 +107,13 @@ bad_names = st.one_of(
             "name with space",
             "s3://bucket/key",
         ]
-    ),  # fmt: skip
+    ),
     st.builds(
         lambda a, s, b: a + s + b,
         st.text("abc", min_size=1, max_size=4),
         st.sampled_from(SEPARATORS),
         st.text("xyz", max_size=4),
-    ),  # fmt: skip
+    ),
     st.text(max_size=40).filter(lambda s: name_problem(s) is not None),
 )
 DANGEROUS_URLS = [
@@ -148,7 +148,7 @@ NAME_COMMANDS: dict[str, Callable[[Home, str], list[str]]] = {
         n,
         "--out",
         str(h.root / "shards"),
-    ],  # fmt: skip
+    ],
     "records import": lambda h, n: ["records", "import", str(h.records), "--dataset", n],
     "records export": lambda h, n: ["records", "export", "--dataset", n, "--out", "exported"],
     "datasets show": lambda h, n: ["datasets", "show", n],
@@ -234,8 +234,17 @@ def _make_shards(home: Home) -> list[str]:
 
 
 def _models_add(home: Home, option: str, value: str) -> list[str]:
-    return ["models", "add", "new-model", "--arch", "test_resnet", "--checkpoint",
-            str(home.checkpoint), option, value]  # fmt: skip
+    return [
+        "models",
+        "add",
+        "new-model",
+        "--arch",
+        "test_resnet",
+        "--checkpoint",
+        str(home.checkpoint),
+        option,
+        value,
+    ]
 
 
 @pytest.mark.parametrize("command", sorted(NUMBER_COMMANDS))
@@ -276,8 +285,12 @@ def _corrupt_records(home: Home, case: str) -> Path:
             "nan confidence": {**arrays, "confs": np.full_like(confs, np.nan)},
         }.get(case, arrays)
         np.savez(folder / source.name, **arrays)
-    macs = {"macs Infinity": "Infinity", "macs true": True, "macs negative": -5.0,
-            "macs NaN": "NaN"}.get(case, macs)  # fmt: skip
+    macs = {
+        "macs Infinity": "Infinity",
+        "macs true": True,
+        "macs negative": -5.0,
+        "macs NaN": "NaN",
+    }.get(case, macs)
     text = json.dumps({name: {**info[name], "macs": macs}})
     if case in {"macs Infinity", "macs NaN"}:
         text = text.replace(f'"{macs}"', macs)  # JSON as Python's json writes non-finite values
@@ -288,16 +301,29 @@ def _corrupt_records(home: Home, case: str) -> Path:
 
 
 RECORD_CASES = [
-    "empty npz", "truncated npz", "png as npz", "class 2**40", "negative class", "negative label",
-    "no samples", "k = 0", "duplicate keys", "nan confidence", "macs Infinity", "macs true",
-    "macs negative", "macs NaN", "empty complexity",
-]  # fmt: skip
+    "empty npz",
+    "truncated npz",
+    "png as npz",
+    "class 2**40",
+    "negative class",
+    "negative label",
+    "no samples",
+    "k = 0",
+    "duplicate keys",
+    "nan confidence",
+    "macs Infinity",
+    "macs true",
+    "macs negative",
+    "macs NaN",
+    "empty complexity",
+]
 
 
 @pytest.mark.parametrize("case", RECORD_CASES)
 def test_bad_records_are_refused_in_one_line_and_change_nothing(home, case):
-    assert_refused(home, ["records", "import", str(_corrupt_records(home, case)), "--dataset",
-                          "other"])  # fmt: skip
+    assert_refused(
+        home, ["records", "import", str(_corrupt_records(home, case)), "--dataset", "other"]
+    )
 
 
 CHECKPOINTS: dict[str, Callable[[Path], None]] = {
@@ -342,8 +368,10 @@ def test_bad_checkpoints_are_refused_in_one_line_and_change_nothing(home, case):
     if not path.exists():
         path.parent.mkdir(exist_ok=True)
         CHECKPOINTS[case](path)
-    assert_refused(home, ["models", "add", "from-checkpoint", "--arch", "test_resnet",
-                          "--checkpoint", str(path)])  # fmt: skip
+    assert_refused(
+        home,
+        ["models", "add", "from-checkpoint", "--arch", "test_resnet", "--checkpoint", str(path)],
+    )
 
 
 @pytest.mark.parametrize("out", ["a-file", "/proc/forbidden", "a-file/below"])
@@ -366,9 +394,18 @@ def test_a_file_a_user_names_is_read_only_if_it_is_a_regular_file(home, kind):
         os.mkfifo(named)
     for args in (
         ["records", "export", "--dataset", DATASET, "--models", f"@{named}", "--out", "x"],
-        ["datasets", "make-shards", str(home.images), "--labels", str(named), "--name", "flat",
-         "--out", "shards"],
-    ):  # fmt: skip
+        [
+            "datasets",
+            "make-shards",
+            str(home.images),
+            "--labels",
+            str(named),
+            "--name",
+            "flat",
+            "--out",
+            "shards",
+        ],
+    ):
         assert_refused(home, args)
 
 
@@ -386,5 +423,17 @@ def test_a_bad_labels_file_is_refused_in_one_line(home, labels, tmp_path):
         flat_imagenet(flat)
     labels_file = home.root / "labels-bad.txt"
     labels_file.write_text(labels)
-    assert_refused(home, ["datasets", "make-shards", str(flat), "--labels", str(labels_file),
-                          "--name", "flat", "--out", "shards"])  # fmt: skip
+    assert_refused(
+        home,
+        [
+            "datasets",
+            "make-shards",
+            str(flat),
+            "--labels",
+            str(labels_file),
+            "--name",
+            "flat",
+            "--out",
+            "shards",
+        ],
+    )

@@ -84,8 +84,9 @@ class Cascade:
         loaded = []
         for role in ("saver", "base"):
             model = meta[role]
-            module = timm.create_model(model["timm_name"], pretrained=False,
-                                       num_classes=model["num_classes"])  # fmt: skip
+            module = timm.create_model(
+                model["timm_name"], pretrained=False, num_classes=model["num_classes"]
+            )
             module.load_state_dict(load_file(Path(folder) / f"{role}.safetensors"))
             spec = ModelSpec(model["name"], model["arch"], "checkpoint")
             params_m = sum(p.numel() for p in module.parameters()) / 1e6
@@ -145,8 +146,12 @@ class Cascade:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        meta = {"threshold": self.threshold, "timm_version": timm.__version__, **(about or {}),
-                "confidence": self.confidence}  # fmt: skip
+        meta = {
+            "threshold": self.threshold,
+            "timm_version": timm.__version__,
+            **(about or {}),
+            "confidence": self.confidence,
+        }
         for role, model in (("saver", self.saver), ("base", self.base)):
             state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
             save_file(state, str(folder / f"{role}.safetensors"))

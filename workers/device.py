@@ -256,7 +256,7 @@ class ShrinkingBatch:
             piece = items[start : start + self.size]
             try:
                 results.append(work(piece))
-            except Exception as error:  # noqa: BLE001 - classified, then raised or retried
+            except Exception as error:
                 if raise_if_fatal(what, error) is not Failure.OUT_OF_MEMORY:
                     raise
             else:

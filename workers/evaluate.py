@@ -237,7 +237,7 @@ class ModelRunner:
             raise
         except OutOfMemoryAtOne as error:
             raise ModelRunError(str(error)) from error
-        except Exception as error:  # noqa: BLE001 - this model's own failure
+        except Exception as error:
             if not self.compiled:
                 raise ModelRunError(f"{type(error).__name__}: {error}") from error
             logger.warning("%s: torch.compile failed (%s); it runs eager", self.name, error)

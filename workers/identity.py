@@ -62,9 +62,13 @@ def spec_of(model: Model) -> ModelSpec:
         spec = ModelSpec(base, model.arch or base, source, num_classes=model.num_classes)
         return spec if size is None else spec.at_size(size)
     return ModelSpec(
-        model.name, model.arch or model.name, source, model.checkpoint, model.num_classes,
+        model.name,
+        model.arch or model.name,
+        source,
+        model.checkpoint,
+        model.num_classes,
         model.data_config or {},
-    )  # fmt: skip
+    )
 
 
 def resolve_specs(
@@ -156,8 +160,11 @@ def plain_config(config: dict) -> dict:
     return {k: _plain(v) for k, v in config.items()}
 
 
-KINDS = {"timm": "timm's pretrained weights", "checkpoint": "a checkpoint",
-         "records": "imported records"}  # fmt: skip
+KINDS = {
+    "timm": "timm's pretrained weights",
+    "checkpoint": "a checkpoint",
+    "records": "imported records",
+}
 
 
 def _kind(source: str, random_weights: bool) -> str:

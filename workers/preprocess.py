@@ -139,7 +139,8 @@ def geometry(config: dict) -> Compose:
 
 def _tensor_step(step):
     if isinstance(step, CenterCropOrPad):
-        return _CenterCropOrPadTensor(tuple(step.size), list(step.fill))
+        fill = list(step.fill) if isinstance(step.fill, tuple) else [step.fill]
+        return _CenterCropOrPadTensor(tuple(step.size), fill)
     if isinstance(step, MaybePILToTensor):
         return None  # the images are tensors already
     return step  # torchvision's and timm's resizes and crops take tensors

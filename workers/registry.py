@@ -26,8 +26,18 @@ from timm.models import get_pretrained_cfg
 from cluster.errors import InputError
 
 WEIGHT_FIELDS = ("source", "hf_hub_id", "hf_hub_filename", "url", "file")
-DATA_FIELDS = ("input_size", "test_input_size", "fixed_input_size", "interpolation", "crop_pct",
-               "test_crop_pct", "crop_mode", "mean", "std", "num_classes")  # fmt: skip
+DATA_FIELDS = (
+    "input_size",
+    "test_input_size",
+    "fixed_input_size",
+    "interpolation",
+    "crop_pct",
+    "test_crop_pct",
+    "crop_mode",
+    "mean",
+    "std",
+    "num_classes",
+)
 
 
 @dataclass(frozen=True)

@@ -217,9 +217,13 @@ def write_tar(plan: ShardPlan, path: Path, pool: ThreadPoolExecutor) -> dict[str
             if problem is not None:
                 failed[image.key] = problem  # kept in the shard; recorded, never silently dropped
             writer.write(
-                {"__key__": image.key, "jpg": data, "cls": str(image.label),
-                 "filename": image.filename}
-            )  # fmt: skip
+                {
+                    "__key__": image.key,
+                    "jpg": data,
+                    "cls": str(image.label),
+                    "filename": image.filename,
+                }
+            )
     return failed
 
 
@@ -345,10 +349,13 @@ def make_shards(
                 _save_journal(destination, journal, dataset)
             written.append(
                 WrittenShard(
-                    plan.index, destination.url_of(plan.name), plan.keys, plan.labels,
+                    plan.index,
+                    destination.url_of(plan.name),
+                    plan.keys,
+                    plan.labels,
                     entry["failed"],
                 )
-            )  # fmt: skip
+            )
             done += len(plan.images)
             if progress:
                 progress(done, len(source.images))

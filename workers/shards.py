@@ -99,9 +99,9 @@ def local_path(url: str) -> str:
     return urllib.parse.unquote(parsed.path)
 
 
-def _open_local(url: str, version: str | None = None) -> BinaryIO:
+def _open_local(url: str, version: str | None = None) -> BinaryIO:  # noqa: ARG001
     """A file on this machine (files have no versions: ``version`` is never set for them)."""
-    return open(local_path(url), "rb")  # noqa: SIM115 - the reader closes it
+    return open(local_path(url), "rb")
 
 
 # How a shard is opened, by the scheme ``shard_scheme`` names ("" is a plain local path). There is

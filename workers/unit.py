@@ -130,9 +130,14 @@ class UnitRunner:
         report.failed.update(result.failed_models)
         with self.sessions.begin() as session:
             store_shard_result(
-                session, dataset_name, shard.index, result.keys, result.predictions,
-                result.failures.reasons, model_ids,
-            )  # fmt: skip
+                session,
+                dataset_name,
+                shard.index,
+                result.keys,
+                result.predictions,
+                result.failures.reasons,
+                model_ids,
+            )
         report.stored = list(result.predictions)
         report.samples = len(result.keys)
         report.undecodable = len(result.failures)

@@ -87,10 +87,13 @@ def fit(model: torch.nn.Module, state: dict[str, torch.Tensor], spec: ModelSpec)
     ]
     problems = [
         f"{len(found)} {what} ({_few(found)})"
-        for what, found in (("missing keys", missing), ("unexpected keys", unexpected),
-                            ("tensors of another shape", shapes))
+        for what, found in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("tensors of another shape", shapes),
+        )
         if found
-    ]  # fmt: skip
+    ]
     if not problems:
         try:
             model.load_state_dict(state)

@@ -11,13 +11,15 @@ matplotlib or numba inside its body, so queries start at once.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import typer
 
 from orchestrator.cli.group import LazyCommands
 
 
 class Commands(LazyCommands):
-    COMMANDS = {
+    COMMANDS: ClassVar[dict[str, tuple[str, str]]] = {
         "db": ("orchestrator.cli.db", "db_app"),
         "records": ("orchestrator.cli.records", "records_app"),
         "models": ("orchestrator.cli.models", "models_app"),

@@ -83,8 +83,10 @@ def make_shards_command(
         integer(shard_size, "--shard-size", 1, MAX_SHARD_SIZE)
         if src.is_dir() and tar_files(src) and not any(p.is_dir() for p in src.iterdir()):
             if out_url is not None or labels is not None:
-                raise fail(f"{src} holds .tar shards: they are registered where they are, as "
-                           "they are; drop --out and --labels")  # fmt: skip
+                raise fail(
+                    f"{src} holds .tar shards: they are registered where they are, as "
+                    "they are; drop --out and --labels"
+                )
             found = [str(p.resolve()) for p in tar_files(src)]
             urls = check_shard_list(found, settings_or_fail().max_shards)
             with progress_bar("reading shards") as update:
@@ -147,9 +149,13 @@ def datasets_list(as_json: Annotated[bool, typer.Option("--json", help="Print JS
     table = Table("dataset", "samples", "classes", "shards", "models", "location")
     for row in rows:
         table.add_row(
-            row["name"], str(row["num_samples"]), str(row["num_classes"]),
-            str(row["num_shards"]), str(row["num_models"]), row["shards"],
-        )  # fmt: skip
+            row["name"],
+            str(row["num_samples"]),
+            str(row["num_classes"]),
+            str(row["num_shards"]),
+            str(row["num_models"]),
+            row["shards"],
+        )
     out.print(table)
 
 
@@ -199,9 +205,11 @@ def datasets_show(
     table = Table("shard", "samples", "failed", "url")
     for shard in info["shard_list"]:
         table.add_row(
-            str(shard["index"]), str(shard["num_samples"]), str(len(shard["failed_samples"])),
+            str(shard["index"]),
+            str(shard["num_samples"]),
+            str(len(shard["failed_samples"])),
             shard["url"],
-        )  # fmt: skip
+        )
     out.print(table)
     for shard in info["shard_list"]:
         for key, reason in shard["failed_samples"].items():

@@ -22,7 +22,7 @@ def db_upgrade() -> None:
     settings = settings_or_fail()
     try:
         before, after = upgrade(settings.database_url)
-    except Exception as error:  # connection refused, permissions: say where and why
+    except Exception as error:  # noqa: BLE001 - connection refused, permissions: say where and why
         raise fail(f"cannot upgrade {settings.database_display}: {error_line(error)}") from None
     state = "already up to date" if before == after else f"upgraded from {before or 'empty'}"
     out.print(f"database {settings.database_display}: {state} (revision {after})")
@@ -36,8 +36,8 @@ def db_info() -> None:
     settings = settings_or_fail()
     try:
         current = current_revision(settings.database_url)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - any driver's error, said in one line
         raise fail(f"cannot reach {settings.database_display}: {error_line(error)}") from None
-    head = head_revision(settings.database_url)
+    head = head_revision()
     out.print(f"database: {settings.database_display}")
     out.print(f"schema:   {current or 'empty'} (this saverzoo needs {head})")

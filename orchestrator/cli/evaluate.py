@@ -65,9 +65,12 @@ def evaluate(
         specs = with_variants(resolve_specs(session, models, random_weights=random_weights), sizes)
     with user_errors(), progress_bar(f"evaluating {len(specs)} models") as update:
         summary = evaluate_dataset(
-            session_factory(settings.database_url), dataset, specs,
-            options=options, progress=update,
-        )  # fmt: skip
+            session_factory(settings.database_url),
+            dataset,
+            specs,
+            options=options,
+            progress=update,
+        )
     for name, reason in summary.failed.items():
         err.print(f"[bold red]not evaluated:[/] {name}: {reason}", soft_wrap=True)
     out.print(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import typer
 
@@ -39,7 +39,9 @@ def _missing_worker_module(error: Exception) -> str | None:
 
 
 class OneLineErrors(TyperGroup):
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+    def main(  # type: ignore[override]  # click's own signature, with its defaults
+        self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra
+    ):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         from orchestrator.cli.console import fail
@@ -84,7 +86,7 @@ class LazyCommands(OneLineErrors):
     builds them all). ``COMMANDS`` maps a name to ``(module, attribute)``: a typer group, or a
     function that is one command."""
 
-    COMMANDS: dict[str, tuple[str, str]] = {}
+    COMMANDS: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def list_commands(self, ctx: Context) -> list[str]:
         return [*self.COMMANDS, *super().list_commands(ctx)]

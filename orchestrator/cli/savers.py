@@ -84,9 +84,16 @@ def savers_best(
 
     with transaction() as session:
         query = SaverQuery(
-            criterion, max_drop, holdout, cost, device_type, score_on, stages, candidates,
+            criterion,
+            max_drop,
+            holdout,
+            cost,
+            device_type,
+            score_on,
+            stages,
+            candidates,
             confidence,
-        ).checked()  # fmt: skip
+        ).checked()
         keep_signal(session, dataset, query.confidence)
         if query.score_on is not None:
             keep_signal(session, query.score_on, query.confidence)
@@ -158,21 +165,38 @@ def _print_chains(rows: list[dict], query: SaverQuery, dataset: str) -> None:
     from orchestrator.answers import FIELDS, beaten_by_frontier
 
     table = Table(
-        "base", "cascade", "thresholds", "exits %", "top-1 %", "base top-1 %", "relative cost",
-        "saving %", "frontier", FIELDS["frontier_saving"].label,
+        "base",
+        "cascade",
+        "thresholds",
+        "exits %",
+        "top-1 %",
+        "base top-1 %",
+        "relative cost",
+        "saving %",
+        "frontier",
+        FIELDS["frontier_saving"].label,
         title=f"{dataset}: best cascades of up to three models, accuracy drop <= "
         f"{query.max_drop:g} pts, {query.candidates} candidates a stage",
-    )  # fmt: skip
+    )
     for row in rows:
         table.add_row(
             row["base"],
             " → ".join([*row["chain"], row["base"]]) if row["chain"] else "[dim]none[/]",
             " / ".join(f"{t:.4f}" for t in row["thresholds"] or []) or "-",
             " / ".join(f"{100 * r:.2f}" for r in row["exit_ratios"] or []) or "-",
-            *(_cell(f, row[f]) for f in ("accuracy", "base_accuracy", "relative_cost", "saving",
-                                         "frontier_model", "frontier_saving")),
+            *(
+                _cell(f, row[f])
+                for f in (
+                    "accuracy",
+                    "base_accuracy",
+                    "relative_cost",
+                    "saving",
+                    "frontier_model",
+                    "frontier_saving",
+                )
+            ),
             style="yellow" if beaten_by_frontier(row) else None,
-        )  # fmt: skip
+        )
     out.print(table)
 
 

@@ -86,9 +86,17 @@ def sweep_submit(
     from workers.spec import input_sizes as parse_input_sizes
 
     options = SweepOptions(
-        device, mode, batch_size, random_weights, compile, max_attempts, bundle_gmacs,
-        cpus_per_worker, workers, bundle_seconds,
-    )  # fmt: skip
+        device,
+        mode,
+        batch_size,
+        random_weights,
+        compile,
+        max_attempts,
+        bundle_gmacs,
+        cpus_per_worker,
+        workers,
+        bundle_seconds,
+    )
     settings = settings_or_fail()
     with user_errors():
         sizes = parse_input_sizes(input_sizes)
@@ -99,16 +107,20 @@ def sweep_submit(
             check_address(ray_address)
     with transaction(settings) as session:
         if key is None:
-            sweep = submit(session, dataset, models, options, exclude=exclude or [],
-                           input_sizes=sizes)  # fmt: skip
+            sweep = submit(
+                session, dataset, models, options, exclude=exclude or [], input_sizes=sizes
+            )
             created = True
         else:
-            sweep, created = submit_once(session, key, dataset, models, options,
-                                         exclude=exclude or [], input_sizes=sizes)  # fmt: skip
+            sweep, created = submit_once(
+                session, key, dataset, models, options, exclude=exclude or [], input_sizes=sizes
+            )
         sweep_id, count, state = sweep.id, len(sweep.models), sweep.state
     if not created:
-        out.print(f"sweep {sweep_id} was submitted with this key before ({state}); follow it "
-                  f"with `saverzoo sweep status {sweep_id}`")  # fmt: skip
+        out.print(
+            f"sweep {sweep_id} was submitted with this key before ({state}); follow it "
+            f"with `saverzoo sweep status {sweep_id}`"
+        )
         return
     out.print(f"sweep {sweep_id} submitted: {count} models on {dataset}")
     start_sweep(settings, sweep_id, ray_address, wait)
@@ -157,8 +169,11 @@ def start_sweep(settings: Settings, sweep_id: int, address: str | None, wait: bo
             say_error(report["error"])
         for failure in report["failures"]:
             if failure["attempts"] >= report["options"]["max_attempts"]:
-                err.print(f"  {', '.join(failure['models'])} on shard {failure['shard']}: "
-                          f"{failure['error']}", soft_wrap=True)  # fmt: skip
+                err.print(
+                    f"  {', '.join(failure['models'])} on shard {failure['shard']}: "
+                    f"{failure['error']}",
+                    soft_wrap=True,
+                )
         raise typer.Exit(code=1)
 
 
@@ -263,8 +278,14 @@ def sweep_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
     for column in ("id", "dataset", "state", "models", "submitted by", "submitted at"):
         table.add_column(column)
     for s in sweeps:
-        table.add_row(str(s["id"]), s["dataset"], s["state"], str(s["models"]),
-                      s["submitted_by"], s["submitted_at"])  # fmt: skip
+        table.add_row(
+            str(s["id"]),
+            s["dataset"],
+            s["state"],
+            str(s["models"]),
+            s["submitted_by"],
+            s["submitted_at"],
+        )
     out.print(table)
 
 

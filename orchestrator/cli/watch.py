@@ -75,8 +75,9 @@ def watch(
         raise fail(str(error)) from None
     settings = settings_or_fail()
     address = ray_address or settings.ray_address
-    options = SweepOptions(device=device, batch_size=batch_size, max_attempts=max_attempts,
-                           max_workers=workers)  # fmt: skip
+    options = SweepOptions(
+        device=device, batch_size=batch_size, max_attempts=max_attempts, max_workers=workers
+    )
     patterns = split_patterns(models)
     while True:
         try:
@@ -113,8 +114,10 @@ def _one_pass(settings, dataset: str, patterns: list[str], options, as_json: boo
 
 def _print_summary(summary) -> None:
     snapshot = "new snapshot" if summary.new_snapshot else "registry unchanged"
-    out.print(f"timm {summary.timm_version}: {summary.entries} pretrained tags in scope "
-              f"({snapshot} {summary.snapshot_id}) for {summary.dataset}")  # fmt: skip
+    out.print(
+        f"timm {summary.timm_version}: {summary.entries} pretrained tags in scope "
+        f"({snapshot} {summary.snapshot_id}) for {summary.dataset}"
+    )
     for name, why in summary.changes:
         out.print(f"  to sweep: {name} ({why})")
     for name in summary.superseded:
@@ -150,6 +153,8 @@ def _pass_with_newer_timm(url: str, dataset: str, patterns: list[str], address: 
             f"timm=={newest}` here"
         )
     job = submit_watch_job(settings_or_fail(), dataset, patterns, address, f"timm=={newest}")
-    out.print(f"timm {newest} is newer than the installed {installed}: this pass runs as Ray Job "
-              f"{job} with it (`ray job logs {job}`)")  # fmt: skip
+    out.print(
+        f"timm {newest} is newer than the installed {installed}: this pass runs as Ray Job "
+        f"{job} with it (`ray job logs {job}`)"
+    )
     return True

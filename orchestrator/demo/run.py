@@ -72,11 +72,31 @@ def run_demo(
     try:
         train_set, val_set = digits()
         write_image_folder(val_set, workdir / "digits-val")
-        _cli(cli, console, "datasets", "make-shards", workdir / "digits-val", "--out", BUCKET_URL,
-             "--name", DATASET, "--shard-size", SHARD_SIZE)  # fmt: skip
+        _cli(
+            cli,
+            console,
+            "datasets",
+            "make-shards",
+            workdir / "digits-val",
+            "--out",
+            BUCKET_URL,
+            "--name",
+            DATASET,
+            "--shard-size",
+            SHARD_SIZE,
+        )
         _train_zoo(workdir, console, cli, zoo, train_set, epochs)
-        _cli(cli, console, "sweep", "submit", "--models", ",".join(f"demo-{a}" for a in zoo),
-             "--dataset", DATASET, "--wait")  # fmt: skip
+        _cli(
+            cli,
+            console,
+            "sweep",
+            "submit",
+            "--models",
+            ",".join(f"demo-{a}" for a in zoo),
+            "--dataset",
+            DATASET,
+            "--wait",
+        )
         _cli(cli, console, "models", "list", "--dataset", DATASET)
         _cli(cli, console, "savers", "best", "--dataset", DATASET)
         _cli(cli, console, "savers", "best", "--dataset", DATASET, "--max-drop", "0.5")
@@ -112,14 +132,33 @@ def _train_zoo(
             train(arch, train_set, path, epochs=epochs, on_epoch=advance)
     config = DATA_CONFIG
     data_options = [
-        "--num-classes", "10", "--input-size", config["input_size"][-1],
-        "--interpolation", config["interpolation"], "--crop-pct", config["crop_pct"],
-        "--mean", ",".join(map(str, config["mean"])), "--std", ",".join(map(str, config["std"])),
-    ]  # fmt: skip
+        "--num-classes",
+        "10",
+        "--input-size",
+        config["input_size"][-1],
+        "--interpolation",
+        config["interpolation"],
+        "--crop-pct",
+        config["crop_pct"],
+        "--mean",
+        ",".join(map(str, config["mean"])),
+        "--std",
+        ",".join(map(str, config["std"])),
+    ]
     for arch in zoo:
         checkpoint = checkpoints / f"{arch}-{epochs}ep.safetensors"
-        _cli(cli, console, "models", "add", f"demo-{arch}", "--arch", arch,
-             "--checkpoint", checkpoint, *data_options)  # fmt: skip
+        _cli(
+            cli,
+            console,
+            "models",
+            "add",
+            f"demo-{arch}",
+            "--arch",
+            arch,
+            "--checkpoint",
+            checkpoint,
+            *data_options,
+        )
 
 
 def _plot(workdir: Path) -> Path:

@@ -203,7 +203,7 @@ def create_app(settings: Settings, report_dir: Path | None = None) -> FastAPI:
     """The API over the settings' database; reports are served from ``report_dir`` if given."""
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(_app: FastAPI):
         try:
             ensure_schema(settings.database_url)  # once, not per request
         except (OperationalError, OSError) as error:
@@ -290,7 +290,7 @@ def _probes(app: FastAPI) -> None:
         try:
             with request.app.state.sessions.begin() as db_session:
                 db_session.execute(text("SELECT 1"))
-            current, head = current_revision(url), head_revision(url)
+            current, head = current_revision(url), head_revision()
         except (OperationalError, OSError):
             return _error(503, "the database is unreachable")
         if current != head:
@@ -350,9 +350,16 @@ def _v1() -> APIRouter:
         ``score_on``, picked on the dataset and scored on that one (bases not evaluated there
         left out)."""
         query = SaverQuery(
-            criterion, max_drop, holdout, cost, device_type, score_on, stages, candidates,
+            criterion,
+            max_drop,
+            holdout,
+            cost,
+            device_type,
+            score_on,
+            stages,
+            candidates,
             confidence,
-        ).checked()  # fmt: skip
+        ).checked()
         rows, _unmeasured = answers.savers(db, dataset, query)
         return rows
 
@@ -454,10 +461,17 @@ def _submit_once(db_session: Session, body: SweepRequest, key: str | None) -> tu
     from orchestrator.sweeps.store import SweepOptions, submit, submit_once
 
     options = SweepOptions(
-        body.device, body.mode, body.batch_size, body.random_weights, body.compile,
-        body.max_attempts, body.bundle_gmacs, body.cpus_per_worker, body.workers,
+        body.device,
+        body.mode,
+        body.batch_size,
+        body.random_weights,
+        body.compile,
+        body.max_attempts,
+        body.bundle_gmacs,
+        body.cpus_per_worker,
+        body.workers,
         DEFAULT_BUNDLE_SECONDS if body.bundle_seconds is None else body.bundle_seconds,
-    )  # fmt: skip
+    )
     from workers.spec import input_sizes
 
     request = (body.dataset, body.models, options)

@@ -160,9 +160,14 @@ def register(
     session.flush()
     for shard in shards:
         add_shard(
-            session, dataset, shard.index, shard.keys, np.asarray(shard.labels), url=shard.url,
+            session,
+            dataset,
+            shard.index,
+            shard.keys,
+            np.asarray(shard.labels),
+            url=shard.url,
             failed_samples=shard.failed,
-        )  # fmt: skip
+        )
     return dataset, True
 
 

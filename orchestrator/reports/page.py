@@ -36,13 +36,12 @@ from orchestrator.answers import (
     accuracy_checks,
     beaten_by_frontier,
     field_text,
-    fields_for,
     savers,
 )
 from orchestrator.reports.plots import plot_curve, plot_operating_points
 from search.criteria import PAPER
 from search.engine import Zoo
-from search.results import curve_of
+from search.results import curve_of, fields_for
 
 REPORT_META = "report.json"
 ZOO_PLOT = "zoo.png"
@@ -98,9 +97,12 @@ def write_report(
                 progress(done, len(saved))
         (staging / "savers.csv").write_text(savers_csv(rows, models))
         (staging / "models.csv").write_text(models_csv(models))
-        meta = {**report_state(session, dataset), "query": query.describe(),
-                "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "accuracy_warnings": accuracy_checks(session, dataset)}  # fmt: skip
+        meta = {
+            **report_state(session, dataset),
+            "query": query.describe(),
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "accuracy_warnings": accuracy_checks(session, dataset),
+        }
         (staging / "index.html").write_text(render_index(meta, rows, models, curve_files))
         (staging / REPORT_META).write_text(json.dumps(meta, indent=1))
         _replace(staging, out)
@@ -183,8 +185,17 @@ def _num(value: float | None, digits: int = 4) -> str:
 
 
 # savers.csv: the pair fields (its column names are FIELDS' csv names), then the costs.
-CSV_FIELDS = ("threshold", "exit_ratio", "accuracy", "base_accuracy", "accuracy_drop",
-              "relative_cost", "saving", "frontier_model", "frontier_saving")  # fmt: skip
+CSV_FIELDS = (
+    "threshold",
+    "exit_ratio",
+    "accuracy",
+    "base_accuracy",
+    "accuracy_drop",
+    "relative_cost",
+    "saving",
+    "frontier_model",
+    "frontier_saving",
+)
 
 
 def _csv_cell(field: str, value: float | str | None) -> str:
@@ -196,8 +207,9 @@ def savers_csv(rows: list[dict], models: list[dict]) -> str:
     gmacs = {m["name"]: m["gmacs"] for m in models}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["base", "saver", *(FIELDS[f].csv for f in CSV_FIELDS), "base_gmacs",
-                     "saver_gmacs"])  # fmt: skip
+    writer.writerow(
+        ["base", "saver", *(FIELDS[f].csv for f in CSV_FIELDS), "base_gmacs", "saver_gmacs"]
+    )
     for row in rows:
         saver = row["saver"]
         values = {field: row.get(field) for field in CSV_FIELDS}
@@ -206,10 +218,15 @@ def savers_csv(rows: list[dict], models: list[dict]) -> str:
         if row.get("delta_c") is not None:  # the paper criterion reports ΔC = -saving
             values["saving"] = -row["delta_c"]
         values["relative_cost"] = None if values["saving"] is None else 1 - values["saving"]
-        writer.writerow([
-            row["base"], saver or "", *(_csv_cell(f, values[f]) for f in CSV_FIELDS),
-            _num(gmacs[row["base"]], 6), _num(gmacs.get(saver), 6) if saver else "",
-        ])  # fmt: skip
+        writer.writerow(
+            [
+                row["base"],
+                saver or "",
+                *(_csv_cell(f, values[f]) for f in CSV_FIELDS),
+                _num(gmacs[row["base"]], 6),
+                _num(gmacs.get(saver), 6) if saver else "",
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -218,15 +235,34 @@ def models_csv(models: list[dict]) -> str:
     interpolation) plus the cost in GMACs and where the model came from."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["model", "top1", "top1_err", "param_count", "gmacs", "img_size", "crop_pct",
-                     "interpolation", "source"])  # fmt: skip
+    writer.writerow(
+        [
+            "model",
+            "top1",
+            "top1_err",
+            "param_count",
+            "gmacs",
+            "img_size",
+            "crop_pct",
+            "interpolation",
+            "source",
+        ]
+    )
     for m in models:
         size = m["input_size"][-1] if m["input_size"] else ""
-        writer.writerow([
-            m["name"], _pct(m["accuracy"]), _pct(1 - m["accuracy"]),
-            "" if m["params_m"] is None else f"{m['params_m']:.2f}", _num(m["gmacs"], 6), size,
-            "" if m["crop_pct"] is None else m["crop_pct"], m["interpolation"] or "", m["source"],
-        ])  # fmt: skip
+        writer.writerow(
+            [
+                m["name"],
+                _pct(m["accuracy"]),
+                _pct(1 - m["accuracy"]),
+                "" if m["params_m"] is None else f"{m['params_m']:.2f}",
+                _num(m["gmacs"], 6),
+                size,
+                "" if m["crop_pct"] is None else m["crop_pct"],
+                m["interpolation"] or "",
+                m["source"],
+            ]
+        )
     return buffer.getvalue()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # no screen: render to files only
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def _save(fig, path: Path) -> Path:
@@ -20,12 +20,23 @@ def _save(fig, path: Path) -> Path:
 
 def _models(ax, models: list[dict], *, names: bool, fontsize: int) -> None:
     """Every model alone: a dot at (GMACs, accuracy) on a log cost axis, named if asked."""
-    ax.scatter([m["gmacs"] for m in models], [100 * m["accuracy"] for m in models], s=14,
-               color="black", zorder=3, label="models alone")  # fmt: skip
+    ax.scatter(
+        [m["gmacs"] for m in models],
+        [100 * m["accuracy"] for m in models],
+        s=14,
+        color="black",
+        zorder=3,
+        label="models alone",
+    )
     if names:
         for m in models:
-            ax.annotate(m["name"], (m["gmacs"], 100 * m["accuracy"]), fontsize=fontsize,
-                        xytext=(4, -8), textcoords="offset points")  # fmt: skip
+            ax.annotate(
+                m["name"],
+                (m["gmacs"], 100 * m["accuracy"]),
+                fontsize=fontsize,
+                xytext=(4, -8),
+                textcoords="offset points",
+            )
     ax.set_xscale("log")
     ax.set_xlabel("cost per image (GMACs, log scale)")
 
@@ -37,9 +48,12 @@ def plot_curve(result: dict, path: Path, chosen: dict | None = None) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     if chosen is not None:
         ax.scatter(
-            [chosen["relative_cost"]], [100 * chosen["accuracy"]], color="tab:red", zorder=3,
+            [chosen["relative_cost"]],
+            [100 * chosen["accuracy"]],
+            color="tab:red",
+            zorder=3,
             label=f"chosen: threshold {chosen['threshold']:.4g}",
-        )  # fmt: skip
+        )
     ax.plot(
         [p["relative_cost"] for p in front],
         [100 * p["accuracy"] for p in front],
@@ -73,8 +87,14 @@ def _label_without_overlap(ax, models: list[dict], fontsize: int) -> None:
             if not any(_overlap(box, other) for other in placed):
                 break
         placed.append(box)
-        ax.annotate(m["name"], (m["gmacs"], 100 * m["accuracy"]), fontsize=fontsize,
-                    xytext=(dx, dy), textcoords="offset points", ha=align)  # fmt: skip
+        ax.annotate(
+            m["name"],
+            (m["gmacs"], 100 * m["accuracy"]),
+            fontsize=fontsize,
+            xytext=(dx, dy),
+            textcoords="offset points",
+            ha=align,
+        )
 
 
 def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
@@ -83,8 +103,13 @@ def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 
 def _cascade_line(ax, result: dict, base_cost: float, color, **style) -> None:
     front = result["pareto_front"]
-    ax.plot([p["relative_cost"] * base_cost for p in front],
-            [100 * p["accuracy"] for p in front], color=color, zorder=4, **style)  # fmt: skip
+    ax.plot(
+        [p["relative_cost"] * base_cost for p in front],
+        [100 * p["accuracy"] for p in front],
+        color=color,
+        zorder=4,
+        **style,
+    )
 
 
 def plot_zoo(models: list[dict], curves: list[dict], path: Path) -> Path:
@@ -103,10 +128,23 @@ def plot_zoo(models: list[dict], curves: list[dict], path: Path) -> Path:
     accuracy = {m["name"]: m["accuracy"] for m in models}
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, result in enumerate(curves):
-        _cascade_line(ax, result, gmacs[result["base"]], colors[index % len(colors)], lw=1.6,
-                      label=f"{result['saver']} saving {result['base']}")  # fmt: skip
-    ax.scatter(list(gmacs.values()), [100 * a for a in accuracy.values()], s=30,
-               facecolors="white", edgecolors="black", zorder=3, label="models alone")  # fmt: skip
+        _cascade_line(
+            ax,
+            result,
+            gmacs[result["base"]],
+            colors[index % len(colors)],
+            lw=1.6,
+            label=f"{result['saver']} saving {result['base']}",
+        )
+    ax.scatter(
+        list(gmacs.values()),
+        [100 * a for a in accuracy.values()],
+        s=30,
+        facecolors="white",
+        edgecolors="black",
+        zorder=3,
+        label="models alone",
+    )
     ax.set_xscale("log")
     ax.set_xlabel("cost per image (GMACs, log scale)")
     ax.set_ylabel("accuracy (%)")
@@ -118,8 +156,15 @@ def plot_zoo(models: list[dict], curves: list[dict], path: Path) -> Path:
         color = colors[index % len(colors)]
         # Relative cost on a linear axis: the base alone at 1, the saver alone at its cost ratio.
         front = result["pareto_front"]
-        panel.plot([p["relative_cost"] for p in front], [100 * p["accuracy"] for p in front],
-                   color=color, lw=1.4, marker="o", ms=3, zorder=4)  # fmt: skip
+        panel.plot(
+            [p["relative_cost"] for p in front],
+            [100 * p["accuracy"] for p in front],
+            color=color,
+            lw=1.4,
+            marker="o",
+            ms=3,
+            zorder=4,
+        )
         ratio = gmacs[result["saver"]] / gmacs[result["base"]]
         ends = [100 * accuracy[result["saver"]], 100 * accuracy[result["base"]]]
         panel.scatter([ratio, 1.0], ends, s=24, facecolors="white", edgecolors="black", zorder=3)
@@ -146,11 +191,19 @@ def plot_operating_points(models: list[dict], savers: list[dict], path: Path) ->
         start = (gmacs[base], 100 * accuracy[base])
         end = (row["relative_cost"] * gmacs[base], 100 * row["accuracy"])
         ax.annotate("", end, start, arrowprops={"arrowstyle": "->", "color": "tab:blue", "lw": 0.8})
-    ax.scatter([row["relative_cost"] * gmacs[row["base"]] for row in with_saver],
-               [100 * row["accuracy"] for row in with_saver], s=14, color="tab:blue", zorder=3,
-               label="base with its best saver")  # fmt: skip
+    ax.scatter(
+        [row["relative_cost"] * gmacs[row["base"]] for row in with_saver],
+        [100 * row["accuracy"] for row in with_saver],
+        s=14,
+        color="tab:blue",
+        zorder=3,
+        label="base with its best saver",
+    )
     ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(f"{len(with_saver)} of {len(savers)} bases saved: each arrow goes from a base "
-                 "to its cascade", fontsize=9)  # fmt: skip
+    ax.set_title(
+        f"{len(with_saver)} of {len(savers)} bases saved: each arrow goes from a base "
+        "to its cascade",
+        fontsize=9,
+    )
     ax.legend(loc="lower right", fontsize=7)
     return _save(fig, path)

@@ -63,11 +63,15 @@ def start_in_background(settings: Settings, sweep_id: int, address: str | None) 
             sweep = session.get(Sweep, sweep_id)
             assert sweep is not None  # the caller created it
             sweep.driver = f"ray job {job}"
-        return (f"sweep {sweep_id} runs as Ray Job {job} on {address}; follow it with "
-                f"`saverzoo sweep status {sweep_id}` or `ray job logs {job}`")  # fmt: skip
+        return (
+            f"sweep {sweep_id} runs as Ray Job {job} on {address}; follow it with "
+            f"`saverzoo sweep status {sweep_id}` or `ray job logs {job}`"
+        )
     log = _detach(sweep_id, address)
-    return (f"sweep {sweep_id} runs in the background (log: {log}); follow it with "
-            f"`saverzoo sweep status {sweep_id}`")  # fmt: skip
+    return (
+        f"sweep {sweep_id} runs in the background (log: {log}); follow it with "
+        f"`saverzoo sweep status {sweep_id}`"
+    )
 
 
 @contextmanager

@@ -128,7 +128,7 @@ def serve(lines: IO[str], answers: IO[str]) -> None:
             with sessions.begin() as session:
                 finished = models_evaluated(session, setup["dataset"], sorted(fresh), search=search)
             searched.update(finished)
-        except Exception as caught:  # the end of the sweep searches what is missing
+        except Exception as caught:  # noqa: BLE001 - the end of the sweep searches what is missing
             failed, error = True, f"{type(caught).__name__}: {caught}"
         answer = {"searched": finished, "seconds": time.monotonic() - began, "error": error}
         try:

@@ -107,7 +107,7 @@ def submit(
             described.append((spec, *describe(spec)))
         except ModelLoadError as error:
             raise InputError(f"model {spec.name!r}: {error}") from None
-    ids, cost_changed = register_all(session, described)
+    _ids, cost_changed = register_all(session, described)
     SaverSearch().costs_changed(session, cost_changed, skip=set())
     sweep = Sweep(
         dataset_id=dataset.id,
@@ -170,8 +170,12 @@ def _request(
     input_sizes: Sequence[int] = (),
 ) -> str:
     """What defines a sweep request, canonical: the same request gives the same text."""
-    what: dict[str, object] = {"dataset": dataset_name, "models": list(patterns),
-                               "exclude": list(exclude), "options": asdict(options)}  # fmt: skip
+    what: dict[str, object] = {
+        "dataset": dataset_name,
+        "models": list(patterns),
+        "exclude": list(exclude),
+        "options": asdict(options),
+    }
     if input_sizes:  # absent when none: keys of requests made before the option stay valid
         what["input_sizes"] = sorted(input_sizes)
     return json.dumps(what, sort_keys=True)
@@ -280,7 +284,7 @@ def plan(session: Session, sweep: Sweep, workers: int | None = None) -> SweepPla
     planned = _planned_models(session, sweep)
     shards = dataset_shards(session, dataset)
     ids = session.execute(select(Model.name, Model.id).where(Model.name.in_(sweep.models)))
-    done = done_work(session, dataset, {name: model_id for name, model_id in ids})
+    done = done_work(session, dataset, dict(ids))
     options = options_of(sweep)
     units = plan_units(planned, shards, done, options.bundle_gmacs, options.bundle_seconds, workers)
     session.execute(delete(SweepUnit).where(SweepUnit.sweep_id == sweep.id))

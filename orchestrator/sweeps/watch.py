@@ -139,8 +139,9 @@ def watch_once(
         if m.superseded_at is None
     }
     changes, skipped = plan_changes(entries, evaluated, previous, _active(session, dataset.id))
-    summary = WatchSummary(dataset.name, timm.__version__, len(entries), snapshot.id, new_snapshot,
-                           changes, skipped)  # fmt: skip
+    summary = WatchSummary(
+        dataset.name, timm.__version__, len(entries), snapshot.id, new_snapshot, changes, skipped
+    )
     if not changes:
         return summary
     stale = [models[name] for name, why in changes if why in (NEW_WEIGHTS, NEW_DATA_CONFIG)]

@@ -16,8 +16,20 @@ from db.session import session_factory
 # 40 models in bundles of 0.05 s: more bundles than workers, so a model needs few loads. In real
 # time (a few seconds), so that a unit's modelled time decides how long it takes, not the
 # stand-in's own milliseconds: the queue judges when each worker will end from its units' pace.
-SIXTEEN_GPUS = ["--gpus", "16", "--gpus-per-node", "8", "--models", "40", "--shards", "6",
-                "--time-scale", "1.0", "--bundle-seconds", "0.05"]  # fmt: skip
+SIXTEEN_GPUS = [
+    "--gpus",
+    "16",
+    "--gpus-per-node",
+    "8",
+    "--models",
+    "40",
+    "--shards",
+    "6",
+    "--time-scale",
+    "1.0",
+    "--bundle-seconds",
+    "0.05",
+]
 
 
 @pytest.mark.ray
@@ -60,8 +72,9 @@ def test_a_stand_in_keeps_its_models_while_they_fit_and_reads_a_shard_once_per_n
     ensure_schema(url)
     zoo = {m.name: m for m in pick(read_zoo(), 10)}
     reads = NodeReads(tmp_path / "node-0")
-    one, two = (StandInWorker(session_factory(url), zoo, fit_anchors(), 0.0, reads)
-                for _ in range(2))  # fmt: skip
+    one, two = (
+        StandInWorker(session_factory(url), zoo, fit_anchors(), 0.0, reads) for _ in range(2)
+    )
     model = next(iter(zoo.values()))
 
     assert one._load(model) > 0 and one._load(model) == 0  # loaded once, then kept

@@ -11,10 +11,27 @@ from workers.shards import read_shard
 def test_the_benchmark_reports_every_model_and_the_zoo(tmp_path):
     out = tmp_path / "bench.json"
     main(
-        ["--device", "cpu", "--mode", "fast", "--images", "6", "--shard-size", "4",
-         "--batch-size", "2", "--steps", "1", "--models", "test_resnet,test_efficientnet",
-         "--workdir", str(tmp_path / "shards"), "--json", str(out)]
-    )  # fmt: skip
+        [
+            "--device",
+            "cpu",
+            "--mode",
+            "fast",
+            "--images",
+            "6",
+            "--shard-size",
+            "4",
+            "--batch-size",
+            "2",
+            "--steps",
+            "1",
+            "--models",
+            "test_resnet,test_efficientnet",
+            "--workdir",
+            str(tmp_path / "shards"),
+            "--json",
+            str(out),
+        ]
+    )
 
     report = json.loads(out.read_text())
     assert [m["model"] for m in report["models"]] == ["test_resnet", "test_efficientnet"]

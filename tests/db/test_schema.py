@@ -15,7 +15,7 @@ def test_migrations_match_the_models(database_url):
     with engine_for(database_url).connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
-    assert current_revision(database_url) == head_revision(database_url)
+    assert current_revision(database_url) == head_revision()
 
 
 def test_the_head_read_from_the_migration_files_is_alembics_head(tmp_path):
@@ -24,7 +24,7 @@ def test_the_head_read_from_the_migration_files_is_alembics_head(tmp_path):
     from db.schema import alembic_config
 
     url = f"sqlite:///{tmp_path / 'x.db'}"
-    assert head_revision(url) == ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    assert head_revision() == ScriptDirectory.from_config(alembic_config(url)).get_current_head()
 
 
 def test_a_database_alembic_never_migrated_has_no_revision(tmp_path):

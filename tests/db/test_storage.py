@@ -79,7 +79,7 @@ def test_storing_a_chunk_twice_keeps_one_row_with_the_new_values(database_url):
                 topk_probs=np.full((100, 1), probs),
             )
         assert session.scalar(select(func.count()).select_from(PredictionChunk)) == 1
-        classes, probs = top1_predictions(session, dataset, [model.id])
+        _classes, probs = top1_predictions(session, dataset, [model.id])
     assert probs.shape == (1, 100) and np.all(probs == 0.75)
 
 

@@ -46,9 +46,10 @@ def test_every_yaml_under_infra_parses():
 
 
 @pytest.mark.parametrize(
-    "doc", [d for _, d in k8s_documents() if "ray.io" not in d["apiVersion"]],
+    "doc",
+    [d for _, d in k8s_documents() if "ray.io" not in d["apiVersion"]],
     ids=[n for n, d in k8s_documents() if "ray.io" not in d["apiVersion"]],
-)  # fmt: skip
+)
 def test_kubernetes_manifests_validate_strictly(doc):
     kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
@@ -71,14 +72,19 @@ def kuberay_pod_templates(doc: dict) -> list[dict]:
 
 
 @pytest.mark.parametrize(
-    "doc", [d for _, d in k8s_documents() if "ray.io" in d["apiVersion"]],
+    "doc",
+    [d for _, d in k8s_documents() if "ray.io" in d["apiVersion"]],
     ids=[n for n, d in k8s_documents() if "ray.io" in d["apiVersion"]],
-)  # fmt: skip
+)
 def test_kuberay_resources_have_valid_pod_templates(doc):
     assert doc["apiVersion"] == "ray.io/v1" and doc["metadata"]["namespace"] == "saverzoo"
     for template in kuberay_pod_templates(doc):
-        pod_template = {"apiVersion": "v1", "kind": "PodTemplate",
-                        "metadata": {"name": "t"}, "template": template}  # fmt: skip
+        pod_template = {
+            "apiVersion": "v1",
+            "kind": "PodTemplate",
+            "metadata": {"name": "t"},
+            "template": template,
+        }
         kubernetes_validate.validate(pod_template, K8S_VERSION, strict=True)
 
 
@@ -185,8 +191,11 @@ def test_the_local_postgres_script_serves_a_database():
 
     port = _free_port()
     folder = Path(tempfile.mkdtemp(prefix="saverzoo-pg-"))  # reachable by the postgres user
-    server = subprocess.Popen(["bash", str(INFRA / "local" / "postgres.sh"), str(folder),
-                               str(port)], stderr=subprocess.PIPE, text=True)  # fmt: skip
+    server = subprocess.Popen(
+        ["bash", str(INFRA / "local" / "postgres.sh"), str(folder), str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     try:
         for _ in range(150):
@@ -208,9 +217,17 @@ def test_the_local_postgres_script_serves_a_database():
 
 
 def test_the_local_seaweedfs_script_drives_saverzoo_objectstore(tmp_path):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "SAVERZOO_OBJECTSTORE_DIR": str(tmp_path / "store")}  # fmt: skip
-    result = subprocess.run(["bash", str(INFRA / "local" / "seaweedfs.sh"), "status"], env=env,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "SAVERZOO_OBJECTSTORE_DIR": str(tmp_path / "store"),
+    }
+    result = subprocess.run(
+        ["bash", str(INFRA / "local" / "seaweedfs.sh"), "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 3, result.stderr  # `objectstore status`: not running
     assert "object store not running" in result.stdout

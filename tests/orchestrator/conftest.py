@@ -15,8 +15,17 @@ from tests.orchestrator.sweeping import ARCHS
 def sweep_dataset(use_database, tmp_path):
     """4 shards of real JPEGs, and six seeded checkpoints (weights equal in every process)."""
     image_folder(tmp_path / "src", classes=3, per_class=8)
-    made = saverzoo("datasets", "make-shards", tmp_path / "src", "--out", tmp_path / "shards",
-                    "--name", "tiny", "--shard-size", "6")  # fmt: skip
+    made = saverzoo(
+        "datasets",
+        "make-shards",
+        tmp_path / "src",
+        "--out",
+        tmp_path / "shards",
+        "--name",
+        "tiny",
+        "--shard-size",
+        "6",
+    )
     assert made.exit_code == 0, made.output
     for seed, arch in enumerate(ARCHS):
         torch.manual_seed(seed)

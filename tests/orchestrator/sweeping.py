@@ -16,8 +16,14 @@ from db.arrays import from_npy
 from db.models import Model, PredictionChunk, Sweep, SweepUnit
 from db.session import session_factory
 
-ARCHS = ("test_resnet", "test_efficientnet", "test_vit", "test_convnext", "test_byobnet",
-         "test_nfnet")  # fmt: skip
+ARCHS = (
+    "test_resnet",
+    "test_efficientnet",
+    "test_vit",
+    "test_convnext",
+    "test_byobnet",
+    "test_nfnet",
+)
 MODELS = [f"seeded-{arch}" for arch in ARCHS]
 SHARDS = 4
 BUDGETS = (0.0, 0.1, 0.5, 1.0, 2.0)  # the default budgets, and the paper criterion beside them

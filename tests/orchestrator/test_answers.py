@@ -110,6 +110,18 @@ def test_the_report_csv_keeps_its_timm_style_columns(val_zoo, tmp_path):
     out = tmp_path / "report"
     assert saverzoo("report", "--dataset", "val", "--out", out).exit_code == 0
     header = next(csv.reader(io.StringIO((out / "savers.csv").read_text())))
-    assert header == ["base", "saver", "threshold", "exit_pct", "top1", "base_top1", "top1_drop",
-                      "relative_cost", "saving_pct", "frontier_model", "frontier_saving_pct",
-                      "base_gmacs", "saver_gmacs"]  # fmt: skip
+    assert header == [
+        "base",
+        "saver",
+        "threshold",
+        "exit_pct",
+        "top1",
+        "base_top1",
+        "top1_drop",
+        "relative_cost",
+        "saving_pct",
+        "frontier_model",
+        "frontier_saving_pct",
+        "base_gmacs",
+        "saver_gmacs",
+    ]

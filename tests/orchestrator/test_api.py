@@ -29,8 +29,9 @@ def zoo_api(use_database, tmp_path):
     assert imported.exit_code == 0, imported.output
     other = small_zoo(num_models=8, num_samples=300, seed=3)
     other = type(other)(zoo.names, zoo.gmacs, other.labels, other.predictions, other.confidence)
-    imported = saverzoo("records", "import", records_dir(tmp_path / "other", other), "--dataset",
-                        "other")  # fmt: skip
+    imported = saverzoo(
+        "records", "import", records_dir(tmp_path / "other", other), "--dataset", "other"
+    )
     assert imported.exit_code == 0, imported.output
     log = tmp_path / "server.log"
     with api_server(log, tmp_path / "reports", **TOKENS) as url:
@@ -43,28 +44,54 @@ def zoo_api(use_database, tmp_path):
 SAME_ANSWERS = [
     ("/v1/datasets", ["datasets", "list"]),
     ("/v1/models?limit=100", ["models", "list", "--limit", "100"]),
-    ("/v1/models?name=zoo00*&offset=2&limit=3",
-     ["models", "list", "--name", "zoo00*", "--offset", "2", "--limit", "3"]),
-    ("/v1/models?dataset=val&source=records",
-     ["models", "list", "--dataset", "val", "--source", "records", "--limit", "100"]),
+    (
+        "/v1/models?name=zoo00*&offset=2&limit=3",
+        ["models", "list", "--name", "zoo00*", "--offset", "2", "--limit", "3"],
+    ),
+    (
+        "/v1/models?dataset=val&source=records",
+        ["models", "list", "--dataset", "val", "--source", "records", "--limit", "100"],
+    ),
     ("/v1/models/zoo003", ["models", "show", "zoo003"]),
     ("/v1/savers?dataset=val", ["savers", "best", "--dataset", "val"]),
-    ("/v1/savers?dataset=val&max_drop=0.5&holdout=true",
-     ["savers", "best", "--dataset", "val", "--max-drop", "0.5", "--holdout"]),
-    ("/v1/savers?dataset=val&criterion=paper",
-     ["savers", "best", "--dataset", "val", "--criterion", "paper"]),
-    ("/v1/savers?dataset=val&score_on=other",
-     ["savers", "best", "--dataset", "val", "--score-on", "other"]),
+    (
+        "/v1/savers?dataset=val&max_drop=0.5&holdout=true",
+        ["savers", "best", "--dataset", "val", "--max-drop", "0.5", "--holdout"],
+    ),
+    (
+        "/v1/savers?dataset=val&criterion=paper",
+        ["savers", "best", "--dataset", "val", "--criterion", "paper"],
+    ),
+    (
+        "/v1/savers?dataset=val&score_on=other",
+        ["savers", "best", "--dataset", "val", "--score-on", "other"],
+    ),
     ("/v1/savers/zoo007?dataset=val", ["savers", "show", "zoo007", "--dataset", "val"]),
-    ("/v1/savers/zoo007?dataset=val&max_drop=1&holdout=true&alternatives=2",
-     ["savers", "show", "zoo007", "--dataset", "val", "--max-drop", "1", "--holdout",
-      "--alternatives", "2"]),
-    ("/v1/savers/zoo006?dataset=val&criterion=paper",
-     ["savers", "show", "zoo006", "--dataset", "val", "--criterion", "paper"]),
-    ("/v1/pairs/zoo007/zoo002/curve?dataset=val",
-     ["savers", "curve", "zoo007", "zoo002", "--dataset", "val"]),
+    (
+        "/v1/savers/zoo007?dataset=val&max_drop=1&holdout=true&alternatives=2",
+        [
+            "savers",
+            "show",
+            "zoo007",
+            "--dataset",
+            "val",
+            "--max-drop",
+            "1",
+            "--holdout",
+            "--alternatives",
+            "2",
+        ],
+    ),
+    (
+        "/v1/savers/zoo006?dataset=val&criterion=paper",
+        ["savers", "show", "zoo006", "--dataset", "val", "--criterion", "paper"],
+    ),
+    (
+        "/v1/pairs/zoo007/zoo002/curve?dataset=val",
+        ["savers", "curve", "zoo007", "zoo002", "--dataset", "val"],
+    ),
     ("/v1/sweeps", ["sweep", "list"]),
-]  # fmt: skip
+]
 
 
 def test_every_answer_equals_the_cli_json_for_the_same_query(zoo_api):
@@ -79,8 +106,9 @@ def test_three_stage_answers_are_the_stored_chains_once_computed(zoo_api):
     refused = zoo_api.get(path)
     assert refused.status_code == 409
     assert "saverzoo savers best --dataset val --stages 3" in refused.json()["error"]
-    computed = saverzoo_json("savers", "best", "--dataset", "val", "--stages", "3",
-                             "--candidates", "3")  # fmt: skip
+    computed = saverzoo_json(
+        "savers", "best", "--dataset", "val", "--stages", "3", "--candidates", "3"
+    )
     assert zoo_api.get(path).json() == computed
 
 

@@ -95,8 +95,12 @@ INVALID_NAMES = ["\x00", "val\x00", "x" * 5000, "../val", "a/b", " val", "", "é
 
 def test_a_dataset_name_no_dataset_can_have_is_404_on_every_lookup(served):
     for name in INVALID_NAMES:
-        for path in ("/v1/savers", "/v1/savers/zoo003", "/v1/pairs/zoo003/zoo000/curve",
-                     "/v1/models"):  # fmt: skip
+        for path in (
+            "/v1/savers",
+            "/v1/savers/zoo003",
+            "/v1/pairs/zoo003/zoo000/curve",
+            "/v1/models",
+        ):
             response = served.get(path, params={"dataset": name})
             assert response.status_code == 404, (path, name[:20], response.text[:200])
             assert "unknown dataset" in response.json()["error"]
@@ -104,8 +108,11 @@ def test_a_dataset_name_no_dataset_can_have_is_404_on_every_lookup(served):
 
 def test_a_model_name_no_model_can_have_is_404_not_a_database_error(served):
     for name in ("%00", "zoo000%00", "x" * 5000, "%01"):
-        for path in (f"/v1/models/{name}", f"/v1/savers/{name}?dataset=val",
-                     f"/v1/pairs/{name}/zoo000/curve?dataset=val"):  # fmt: skip
+        for path in (
+            f"/v1/models/{name}",
+            f"/v1/savers/{name}?dataset=val",
+            f"/v1/pairs/{name}/zoo000/curve?dataset=val",
+        ):
             response = served.get(path)
             assert response.status_code == 404, (path[:80], response.text[:200])
             assert "unknown model" in response.json()["error"]
@@ -118,8 +125,9 @@ def test_an_unknown_dataset_names_at_most_five_and_the_command_that_lists_all(
     zoo = small_zoo(num_models=2, num_samples=20)
     names = [f"set{i}" for i in range(7)]
     for name in names:
-        imported = saverzoo("records", "import", records_dir(tmp_path / name, zoo), "--dataset",
-                            name)  # fmt: skip
+        imported = saverzoo(
+            "records", "import", records_dir(tmp_path / name, zoo), "--dataset", name
+        )
         assert imported.exit_code == 0, imported.output
 
     result = saverzoo("savers", "best", "--dataset", "nope")
@@ -242,7 +250,10 @@ def test_the_api_takes_and_refuses_the_same_sweep_options_as_the_cli(served, use
         # Taken: refused only later, for the dataset's missing shards.
         response = served.post("/v1/sweeps", json={**SWEEP, field: taken})
         assert response.status_code == 422 and NO_SHARDS in response.json()["error"], (
-            field, taken, response.text[:300])  # fmt: skip
+            field,
+            taken,
+            response.text[:300],
+        )
         result = saverzoo(*command, option, taken)
         assert result.exit_code == 1 and NO_SHARDS in result.stderr, (option, taken, result.output)
 

@@ -48,8 +48,12 @@ def stored(tmp_path_factory) -> str:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SAVERZOO_DATABASE_URL", url)
         get_settings.cache_clear()
-        assert saverzoo("records", "import", records_dir(root, small_zoo()), "--dataset",
-                        "val").exit_code == 0  # fmt: skip
+        assert (
+            saverzoo(
+                "records", "import", records_dir(root, small_zoo()), "--dataset", "val"
+            ).exit_code
+            == 0
+        )
     get_settings.cache_clear()
     return url
 

@@ -34,7 +34,7 @@ BAD_NAMES = [
 
 
 def files_under(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*")}
+    return set(root.rglob("*"))
 
 
 def one_line_failure(result) -> str:
@@ -71,9 +71,10 @@ def test_bad_dataset_names_are_refused_before_anything_is_written(empty_db, tmp_
     results = [
         saverzoo("datasets", "make-shards", tmp_path / "work" / "src", "--out", out, "--name", bad),
         saverzoo("datasets", "make-shards", tmp_path / "work" / "tars", "--name", bad),
-        saverzoo("datasets", "add", "--shards", tmp_path / "work" / "tars" / "t-000000.tar",
-                 "--", bad),
-    ]  # fmt: skip
+        saverzoo(
+            "datasets", "add", "--shards", tmp_path / "work" / "tars" / "t-000000.tar", "--", bad
+        ),
+    ]
 
     for result in results:
         assert "dataset name" in one_line_failure(result)
@@ -116,9 +117,16 @@ def test_labels_file_lines_that_are_not_class_indices_name_their_line(
     before = row_counts(empty_db)
 
     result = saverzoo(
-        "datasets", "make-shards", tmp_path / "val", "--labels", labels,
-        "--out", tmp_path / "out", "--name", "flat",
-    )  # fmt: skip
+        "datasets",
+        "make-shards",
+        tmp_path / "val",
+        "--labels",
+        labels,
+        "--out",
+        tmp_path / "out",
+        "--name",
+        "flat",
+    )
 
     assert message in one_line_failure(result)
     assert not (tmp_path / "out").exists()
@@ -141,9 +149,16 @@ def test_class_counts_outside_storage_or_below_the_labels_are_refused_before_wri
     before = row_counts(empty_db)
 
     result = saverzoo(
-        "datasets", "make-shards", tmp_path / "src", "--out", tmp_path / "out",
-        "--name", "tiny", "--num-classes", num_classes,
-    )  # fmt: skip
+        "datasets",
+        "make-shards",
+        tmp_path / "src",
+        "--out",
+        tmp_path / "out",
+        "--name",
+        "tiny",
+        "--num-classes",
+        num_classes,
+    )
 
     assert message in one_line_failure(result)
     assert not (tmp_path / "out").exists()
@@ -255,8 +270,17 @@ def test_a_labels_file_that_is_not_a_small_regular_file_is_refused_before_readin
         labels.write_text("0\n1\n2\n")
         monkeypatch.setattr(workers.sources, "MAX_LABELS_BYTES", 4)
 
-    result = saverzoo("datasets", "make-shards", tmp_path / "val", "--labels", labels,
-                      "--out", tmp_path / "out", "--name", "flat")  # fmt: skip
+    result = saverzoo(
+        "datasets",
+        "make-shards",
+        tmp_path / "val",
+        "--labels",
+        labels,
+        "--out",
+        tmp_path / "out",
+        "--name",
+        "flat",
+    )
 
     line = one_line_failure(result)
     assert str(labels) in line

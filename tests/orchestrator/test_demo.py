@@ -26,11 +26,22 @@ MODELS, SHARDS = 3, 6  # 719 validation digits in shards of 120
 
 
 def demo(workdir, **popen):
-    command = [sys.executable, "-m", "orchestrator", "demo", "--workdir", str(workdir),
-               "--models", str(MODELS), "--epochs", "1"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "demo",
+        "--workdir",
+        str(workdir),
+        "--models",
+        str(MODELS),
+        "--epochs",
+        "1",
+    ]
     env = {**os.environ, "COLUMNS": "150"}
-    return subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, **popen)  # fmt: skip
+    return subprocess.Popen(
+        command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen
+    )
 
 
 def sweep_running(url: str) -> bool:

@@ -63,11 +63,16 @@ def test_a_data_config_that_cannot_work_is_refused_at_registration(
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("", "is empty"), ("m" * 5000, "5000 characters"), ("a/b", "contains '/'"),
-     ("../up", "contains '..'"), ("_x", "does not start with a letter or digit"),
-     ("resnet\uff15\uff10", "is not in Unicode's NFKC form ('resnet50')"),  # full-width digits
-     ("\ufb01ne", "is not in Unicode's NFKC form ('fine')")],  # a ligature
-)  # fmt: skip
+    [
+        ("", "is empty"),
+        ("m" * 5000, "5000 characters"),
+        ("a/b", "contains '/'"),
+        ("../up", "contains '..'"),
+        ("_x", "does not start with a letter or digit"),
+        ("resnet\uff15\uff10", "is not in Unicode's NFKC form ('resnet50')"),  # full-width digits
+        ("\ufb01ne", "is not in Unicode's NFKC form ('fine')"),
+    ],  # a ligature
+)
 def test_a_model_name_must_be_a_valid_name(use_database, checkpoint, name, message):
     args = ["models", "add", name, "--arch", "test_resnet", "--checkpoint", checkpoint()]
     _refused(use_database, args, message)
@@ -126,8 +131,9 @@ def test_another_model_under_a_registered_name_is_refused(
     shown = saverzoo_json("models", "show", "mine")
     extra = {"num_classes": change["num_classes"]} if "num_classes" in change else {}
     arch = change.get("arch", "test_resnet")
-    path = checkpoint(arch, change.get("seed", 0), change.get("name", "weights.safetensors"),
-                      **extra)  # fmt: skip
+    path = checkpoint(
+        arch, change.get("seed", 0), change.get("name", "weights.safetensors"), **extra
+    )
     if "seed" in change:  # the same path, other bytes
         path = checkpoint(arch, change["seed"])
     args = ["models", "add", "mine", "--arch", arch, "--checkpoint", path]
@@ -168,12 +174,14 @@ def test_a_models_list_file_is_read_bounded_and_never_quoted(use_database, tmp_p
     else:
         listed.mkdir()
 
-    imported = saverzoo("records", "import", records_dir(tmp_path / "r", small_zoo()), "--dataset",
-                        "val")  # fmt: skip
+    imported = saverzoo(
+        "records", "import", records_dir(tmp_path / "r", small_zoo()), "--dataset", "val"
+    )
     assert imported.exit_code == 0, imported.output
 
-    result = saverzoo("records", "export", "--dataset", "val", "--models", f"@{listed}",
-                      "--out", tmp_path / "out")  # fmt: skip
+    result = saverzoo(
+        "records", "export", "--dataset", "val", "--models", f"@{listed}", "--out", tmp_path / "out"
+    )
 
     assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
     assert "S3CRET" not in result.output

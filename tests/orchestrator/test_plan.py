@@ -44,8 +44,13 @@ def test_a_data_config_as_timm_resolves_it_and_as_stored_has_one_preprocessing_k
 
 
 def test_small_models_of_one_config_share_a_bundle_and_a_large_model_runs_alone():
-    zoo = [model("vit_large", 60.0), model("resnet50", 4.1), model("resnet18", 1.8),
-           model("mobilenet", 0.2), model("effnet", 0.4)]  # fmt: skip
+    zoo = [
+        model("vit_large", 60.0),
+        model("resnet50", 4.1),
+        model("resnet18", 1.8),
+        model("mobilenet", 0.2),
+        model("effnet", 0.4),
+    ]
 
     packed = [sorted(m.name for m in b) for b in bundles(zoo, budget_gmacs=8.0)]
 
@@ -62,8 +67,12 @@ def test_by_gmacs_models_of_different_data_configs_never_share_a_bundle():
 
 
 def test_by_time_small_models_of_several_configs_share_a_bundle_and_a_large_one_runs_alone():
-    zoo = [model("vit_large", 60.0, "224"), model("resnet50", 4.1, "224"),
-           model("effnet_b3", 1.8, "300"), model("mobilenet", 0.06, "224")]  # fmt: skip
+    zoo = [
+        model("vit_large", 60.0, "224"),
+        model("resnet50", 4.1, "224"),
+        model("effnet_b3", 1.8, "300"),
+        model("mobilenet", 0.06, "224"),
+    ]
 
     packed = [sorted(m.name for m in b) for b in bundles(zoo, budget_seconds=0.2)]
 

@@ -97,8 +97,14 @@ def test_sweep_status_and_random_weights(flagged_dataset):
 def test_datasets_made_or_added_as_imagenet_val_are_marked(use_database, tmp_path):
     image_folder(tmp_path / "src")
     made = saverzoo(
-        "datasets", "make-shards", tmp_path / "src", "--out", tmp_path / "shards",
-        "--name", "inval", "--imagenet-val",
-    )  # fmt: skip
+        "datasets",
+        "make-shards",
+        tmp_path / "src",
+        "--out",
+        tmp_path / "shards",
+        "--name",
+        "inval",
+        "--imagenet-val",
+    )
     assert made.exit_code == 0, made.output
     assert saverzoo_json("datasets", "show", "inval")["imagenet_val"] is True

@@ -31,7 +31,7 @@ def slot_times(slots, loads) -> list[float]:
 
 def test_each_worker_is_planned_about_the_same_modelled_time_its_loads_included():
     work = {f"m{i}": (10, 0.5 + i % 7) for i in range(30)}  # cheap loads: may be split
-    loads = {name: 0.1 for name in work}
+    loads = dict.fromkeys(work, 0.1)
     units = units_of(work)
 
     slots = schedule(units, 8, lambda bundle: sum(loads[m] for m in bundle))
@@ -48,8 +48,10 @@ def test_a_bundle_of_dear_loads_stays_whole_and_a_large_model_of_cheap_loads_is_
 
     slots = schedule(units_of(work), 4, lambda bundle: sum(loads[m] for m in bundle))
 
-    holding = {name: sum(any(p.units[0].models == [name] for p in s.pieces) for s in slots)
-               for name in work}  # fmt: skip
+    holding = {
+        name: sum(any(p.units[0].models == [name] for p in s.pieces) for s in slots)
+        for name in work
+    }
     assert holding["small_models"] == 1  # loading it twice costs half its work
     assert holding["large"] >= 2  # 80 s against a share of about 50: split, loaded again
 
@@ -174,7 +176,7 @@ def test_every_unit_is_handed_out_exactly_once_whoever_asks_and_whoever_is_lost(
 ):
     """Workers ask in any order, more or fewer than planned, and finish units at any time; a
     lost worker's units in flight are given back; whoever is left drains the rest."""
-    queue: PlannedQueue[int | str] = PlannedQueue(units_of(work), planned, {n: 1.0 for n in work})
+    queue: PlannedQueue[int | str] = PlannedQueue(units_of(work), planned, dict.fromkeys(work, 1.0))
     done: list[int] = []
     running: dict[int, list[QueuedUnit]] = {}
     for now, (worker, ask) in enumerate(asks):

@@ -89,9 +89,14 @@ def test_budget_and_paper_criteria_through_the_cli(use_database, tmp_path):
             assert row["accuracy"] >= row["base_accuracy"] - 0.02 - 1e-12
     for row in paper:
         assert set(row) == {
-            "base", "saver", "threshold", "exit_ratio", "delta_c", "frontier_model",
+            "base",
+            "saver",
+            "threshold",
+            "exit_ratio",
+            "delta_c",
+            "frontier_model",
             "frontier_saving",
-        }  # fmt: skip
+        }
         best = expected_paper[row["base"]]
         assert row["saver"] == (best.saver if best else None)
         if best:
@@ -268,8 +273,8 @@ def test_bad_records_import_nothing(use_database, tmp_path, damage, message):
     result = saverzoo("records", "import", directory, "--dataset", "val")
 
     assert result.exit_code != 0
-    assert (
-        message in result.stderr and "_test.npz" in result.stderr or "complexity" in (result.stderr)
+    assert (message in result.stderr and "_test.npz" in result.stderr) or "complexity" in (
+        result.stderr
     )
     assert len(result.stderr.strip().splitlines()) == 1
     assert row_counts(use_database) == before
@@ -323,15 +328,20 @@ def test_bad_queries_fail_with_one_line_and_change_nothing(use_database, tmp_pat
     ("variable", "value", "message"),
     [
         ("SAVERZOO_DATABASE_URL", "not a url", "invalid settings"),
-        ("SAVERZOO_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none",
-         "cannot use the database"),
+        (
+            "SAVERZOO_DATABASE_URL",
+            "postgresql+psycopg://nobody@127.0.0.1:1/none",
+            "cannot use the database",
+        ),
         ("SAVERZOO_HOLDOUT_FRACTION", "2", "invalid settings"),
         ("SAVERZOO_SEARCH_BUDGETS", "[1,", "invalid settings"),  # not even parsed
-        ("SAVERZOO_DATABASE_URL",  # the password, given in the query, is not printed
-         "postgresql+psycopg://nobody@127.0.0.1:1/none?password=s3cr3t-Pw&connect_timeout=1",
-         "password=***"),
+        (
+            "SAVERZOO_DATABASE_URL",  # the password, given in the query, is not printed
+            "postgresql+psycopg://nobody@127.0.0.1:1/none?password=s3cr3t-Pw&connect_timeout=1",
+            "password=***",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_settings_and_unreachable_databases_fail_in_one_line(
     monkeypatch, variable, value, message
 ):
@@ -417,25 +427,40 @@ def _rename(directory, name, new):
 
 RECORDS_THAT_CANNOT_BE_STORED = {
     "a top-1 class beyond int16": (
-        lambda d, n: _edit_npz(d, n, preds=_set_top1(2**40)), "preds range"),
+        lambda d, n: _edit_npz(d, n, preds=_set_top1(2**40)),
+        "preds range",
+    ),
     "a top-1 class of MAX_CLASSES": (
-        lambda d, n: _edit_npz(d, n, preds=_set_top1(2**15 - 1)), "falls outside 0..32766"),
+        lambda d, n: _edit_npz(d, n, preds=_set_top1(2**15 - 1)),
+        "falls outside 0..32766",
+    ),
     "a negative prediction": (lambda d, n: _edit_npz(d, n, preds=_set_top1(-3)), "preds range"),
     "a negative label": (
-        lambda d, n: [_edit_npz(d, m, label=lambda a: a - 1) for m in _names(d)], "label range"),
+        lambda d, n: [_edit_npz(d, m, label=lambda a: a - 1) for m in _names(d)],
+        "label range",
+    ),
     "a label of MAX_CLASSES": (
         lambda d, n: [_edit_npz(d, m, label=lambda a: a + 2**15) for m in _names(d)],
-        "label range"),
+        "label range",
+    ),
     "no samples": (
-        lambda d, n: _edit_npz(d, n, label=np.zeros((0, 1), np.int64),
-                               preds=np.zeros((1, 0, 1), np.int64),
-                               confs=np.zeros((1, 0, 1))), "at least one exit, sample and class"),
+        lambda d, n: _edit_npz(
+            d,
+            n,
+            label=np.zeros((0, 1), np.int64),
+            preds=np.zeros((1, 0, 1), np.int64),
+            confs=np.zeros((1, 0, 1)),
+        ),
+        "at least one exit, sample and class",
+    ),
     "no classes per sample": (
         lambda d, n: _edit_npz(d, n, preds=lambda a: a[..., :0], confs=lambda a: a[..., :0]),
-        "at least one exit, sample and class"),
+        "at least one exit, sample and class",
+    ),
     "no exits": (
         lambda d, n: _edit_npz(d, n, preds=lambda a: a[:0], confs=lambda a: a[:0]),
-        "at least one exit, sample and class"),
+        "at least one exit, sample and class",
+    ),
     "macs Infinity": (lambda d, n: _set_cost(d, n, macs=float("inf")), "finite number"),
     "macs NaN": (lambda d, n: _set_cost(d, n, macs=float("nan")), "finite number"),
     "macs true": (lambda d, n: _set_cost(d, n, macs=True), "must be a number"),
@@ -447,11 +472,13 @@ RECORDS_THAT_CANNOT_BE_STORED = {
     "repeated sample keys": (
         lambda d, n: [
             _edit_npz(d, m, keys=np.array(["same"] * len(_labels(d, m)))) for m in _names(d)
-        ], "appears more than once"),
+        ],
+        "appears more than once",
+    ),
     "a model name with a space": (lambda d, n: _rename(d, n, "my model"), "contains ' '"),
     "a model name of 200 characters": (lambda d, n: _rename(d, n, "m" * 200), "characters"),
     "a model name starting with a dot": (lambda d, n: _rename(d, n, ".hidden"), "start with"),
-}  # fmt: skip
+}
 
 
 def _names(directory):
@@ -483,9 +510,14 @@ def test_records_that_cannot_be_stored_as_they_are_import_nothing(use_database, 
 
 @pytest.mark.parametrize(
     ("dataset", "message"),
-    [("", "is empty"), ("d" * 5000, "5000 characters"), ("a/b", "contains '/'"),
-     ("..", "contains '..'"), ("val\nother", "contains '\\n'")],
-)  # fmt: skip
+    [
+        ("", "is empty"),
+        ("d" * 5000, "5000 characters"),
+        ("a/b", "contains '/'"),
+        ("..", "contains '..'"),
+        ("val\nother", "contains '\\n'"),
+    ],
+)
 def test_a_records_dataset_name_must_be_a_valid_name(use_database, tmp_path, dataset, message):
     directory = records_dir(tmp_path, small_zoo())
     saverzoo("db", "upgrade")
@@ -504,8 +536,12 @@ def test_records_without_a_prediction_for_some_samples_import_as_wrong_answers(
     """-1 with probability 0 is what saverzoo's exports write for an image that did not decode."""
     zoo = small_zoo()
     directory = records_dir(tmp_path, zoo)
-    _edit_npz(directory, zoo.names[2], preds=_set_top1(-1), confs=lambda a: np.where(
-        np.arange(a.shape[1])[None, :, None] == 0, 0.0, a))  # fmt: skip
+    _edit_npz(
+        directory,
+        zoo.names[2],
+        preds=_set_top1(-1),
+        confs=lambda a: np.where(np.arange(a.shape[1])[None, :, None] == 0, 0.0, a),
+    )
 
     result = saverzoo("records", "import", directory, "--dataset", "val")
 
@@ -562,10 +598,20 @@ def test_two_imports_at_once_into_one_new_dataset_end_in_one_line_each(use_datab
     import sys
 
     directory = records_dir(tmp_path, small_zoo())
-    command = [sys.executable, "-m", "orchestrator", "records", "import", str(directory),
-               "--dataset", "both"]  # fmt: skip
-    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "records",
+        "import",
+        str(directory),
+        "--dataset",
+        "both",
+    ]
+    runs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [(run.wait(timeout=300), *run.communicate()) for run in runs]
 
     assert sorted(code for code, _, _ in results) in ([0, 0], [0, 1])

@@ -24,9 +24,31 @@ MARKUP = '<script>alert(1)</script>"><img src=x onerror=alert(1)>&amp;'
 ESCAPED = (
     "&lt;script&gt;alert(1)&lt;/script&gt;&#34;&gt;&lt;img src=x onerror=alert(1)&gt;&amp;amp;"
 )
-PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "a", "ul", "li",
-             "img", "table", "thead", "tbody", "tr", "th", "td", "div", "figure", "figcaption",
-             "script"}  # fmt: skip
+PAGE_TAGS = {
+    "html",
+    "head",
+    "meta",
+    "title",
+    "style",
+    "body",
+    "h1",
+    "h2",
+    "p",
+    "a",
+    "ul",
+    "li",
+    "img",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "div",
+    "figure",
+    "figcaption",
+    "script",
+}
 
 
 @pytest.fixture
@@ -148,7 +170,9 @@ def test_the_page_shows_markup_in_model_names_as_text(val_zoo, use_database, tmp
     assert {row[frontier] for row in body} <= names
     figures = [attrs for tag, attrs in parts.tags if tag == "figure"]
     assert figures and all(attrs["id"].startswith("curve-_script_alert") for attrs in figures)
-    assert list(csv.DictReader(io.StringIO((out / "savers.csv").read_text())))[0]["base"] in names
+    assert (
+        next(iter(csv.DictReader(io.StringIO((out / "savers.csv").read_text()))))["base"] in names
+    )
 
 
 def test_the_page_shows_markup_in_dataset_names_and_warnings_as_text():
@@ -156,10 +180,20 @@ def test_the_page_shows_markup_in_dataset_names_and_warnings_as_text():
 
     dataset, other = f"{MARKUP}val", f"{MARKUP}other"
     query = {"criterion": "budget", "max_drop": 0.5, "holdout": False, "score_on": other}
-    meta = {"dataset": dataset, "query": query, "generated_at": MARKUP, "search_revision": 3,
-            "accuracy_warnings": [{"message": f"{MARKUP} is 9 points below timm"}]}  # fmt: skip
-    row = {"base": f"{MARKUP}b", "saver": f"{MARKUP}s", "frontier_model": f"{MARKUP}f",
-           "frontier_saving": -0.1, "accuracy": 0.5}  # fmt: skip
+    meta = {
+        "dataset": dataset,
+        "query": query,
+        "generated_at": MARKUP,
+        "search_revision": 3,
+        "accuracy_warnings": [{"message": f"{MARKUP} is 9 points below timm"}],
+    }
+    row = {
+        "base": f"{MARKUP}b",
+        "saver": f"{MARKUP}s",
+        "frontier_model": f"{MARKUP}f",
+        "frontier_saving": -0.1,
+        "accuracy": 0.5,
+    }
 
     page = render_index(meta, [row], [{"name": row["base"], "gmacs": 2.0}], {})
 
@@ -178,14 +212,24 @@ def test_the_report_page_opens_in_headless_chromium(val_zoo, tmp_path):
     out = tmp_path / "report"
     assert saverzoo("report", "--dataset", "val", "--out", out).exit_code == 0
     url = (out / "index.html").as_uri()
-    browser = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--no-first-run", f"--user-data-dir={tmp_path / 'chromium'}"]  # fmt: skip
+    browser = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+    ]
     shot = tmp_path / "page.png"
     subprocess.run(
         [*browser, "--window-size=1200,1600", f"--screenshot={shot}", url],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     assert_valid_png(shot)
     dom = subprocess.run(
         [*browser, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120
@@ -207,9 +251,13 @@ def test_serve_shows_the_current_report_and_rebuilds_it_when_models_arrive(val_z
         assert httpx.get(f"{url}/report/val/%2E%2E/%2E%2E/etc/passwd").status_code == 404
         assert httpx.get(f"{url}/report/nope/").status_code == 404
 
-        added = saverzoo("records", "import",
-                         records_dir(tmp_path / "more", val_zoo, val_zoo.names[7:]),
-                         "--dataset", "val")  # fmt: skip
+        added = saverzoo(
+            "records",
+            "import",
+            records_dir(tmp_path / "more", val_zoo, val_zoo.names[7:]),
+            "--dataset",
+            "val",
+        )
         assert added.exit_code == 0, added.output
         second = httpx.get(f"{url}/report/val/", timeout=60)
         assert sorted(ROW.findall(second.text)) == sorted(val_zoo.names)

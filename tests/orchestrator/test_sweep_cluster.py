@@ -84,11 +84,35 @@ def two_nodes(use_database):
     port = _free_port()
     env = {**os.environ, **FAST_HEALTH_CHECKS, "RAY_AUTH_MODE": "token"}
     common = ["--num-gpus=1", "--num-cpus=1", "--disable-usage-stats"]
-    subprocess.run([RAY, "start", "--head", f"--node-ip-address={HEAD}", f"--port={port}",
-                    f"--temp-dir={temp_dir}", "--include-dashboard=false", *common,
-                    *own_ports()], check=True, env=env, capture_output=True)  # fmt: skip
-    subprocess.run([RAY, "start", f"--address={HEAD}:{port}", f"--node-ip-address={SECOND}",
-                    *common, *own_ports()], check=True, env=env, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            RAY,
+            "start",
+            "--head",
+            f"--node-ip-address={HEAD}",
+            f"--port={port}",
+            f"--temp-dir={temp_dir}",
+            "--include-dashboard=false",
+            *common,
+            *own_ports(),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            RAY,
+            "start",
+            f"--address={HEAD}:{port}",
+            f"--node-ip-address={SECOND}",
+            *common,
+            *own_ports(),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     yield f"{HEAD}:{port}", temp_dir
     kill(node_processes(temp_dir))  # by PID: never `ray stop`, which stops every Ray
     shutil.rmtree(temp_dir, ignore_errors=True)
@@ -100,9 +124,21 @@ def test_workers_spread_over_both_nodes_and_losing_one_loses_no_chunk(
 ):
     address, temp_dir = two_nodes
     monkeypatch.setenv("SAVERZOO_RAY_NODE_IP", HEAD)
-    driver = in_background("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
-                           "--wait", "--batch-size", "2", "--bundle-gmacs", "0",
-                           "--ray-address", address)  # fmt: skip
+    driver = in_background(
+        "sweep",
+        "submit",
+        "--models",
+        "seeded-*",
+        "--dataset",
+        "tiny",
+        "--wait",
+        "--batch-size",
+        "2",
+        "--bundle-gmacs",
+        "0",
+        "--ray-address",
+        address,
+    )
 
     def nodes_at_work():
         return {u.worker.split(":")[0] for u in units(use_database) if u.worker}
@@ -131,11 +167,25 @@ def head_with_dashboard(use_database):
     # Job drivers run the cluster's python, which has saverzoo installed (the venv, here).
     path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
     env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": path, "SAVERZOO_RAY_NODE_IP": HEAD}
-    subprocess.run([RAY, "start", "--head", f"--node-ip-address={HEAD}", f"--port={port}",
-                    f"--temp-dir={temp_dir}", "--include-dashboard=true",
-                    f"--dashboard-host={HEAD}", f"--dashboard-port={dashboard}", "--num-cpus=2",
-                    "--disable-usage-stats", *own_ports()],
-                   check=True, env=env, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            RAY,
+            "start",
+            "--head",
+            f"--node-ip-address={HEAD}",
+            f"--port={port}",
+            f"--temp-dir={temp_dir}",
+            "--include-dashboard=true",
+            f"--dashboard-host={HEAD}",
+            f"--dashboard-port={dashboard}",
+            "--num-cpus=2",
+            "--disable-usage-stats",
+            *own_ports(),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     yield f"http://{HEAD}:{dashboard}", temp_dir
     kill(node_processes(temp_dir))
     shutil.rmtree(temp_dir, ignore_errors=True)
@@ -148,8 +198,9 @@ def test_a_sweep_submitted_as_a_ray_job_runs_on_the_cluster_and_ray_holds_no_sec
     """The head was started with the database's password and the store's keys in its own
     environment, as a cluster's nodes are; neither the job nor its workers are handed them."""
     address, temp_dir = head_with_dashboard
-    result = saverzoo("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
-                      "--ray-address", address)  # fmt: skip
+    result = saverzoo(
+        "sweep", "submit", "--models", "seeded-*", "--dataset", "tiny", "--ray-address", address
+    )
 
     assert result.exit_code == 0, result.output
     assert "runs as Ray Job saverzoo-sweep-1-" in result.stdout  # returned at once
@@ -157,8 +208,13 @@ def test_a_sweep_submitted_as_a_ray_job_runs_on_the_cluster_and_ray_holds_no_sec
     assert sweep_state(use_database) == "done"
     assert set(chunks(use_database)) == {(m, s) for m in MODELS for s in range(SHARDS)}
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    listed = subprocess.run([RAY, "job", "list", "--address", address], env=env,
-                            capture_output=True, text=True, check=True)  # fmt: skip
+    listed = subprocess.run(
+        [RAY, "job", "list", "--address", address],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "saverzoo-sweep-1-" in listed.stdout
     assert not any(secret in listed.stdout + listed.stderr for secret in secret_settings)
     assert files_holding(temp_dir, secret_settings) == []

@@ -33,8 +33,17 @@ BODY = {"dataset": "tiny", "models": ["test_resnet"], "random_weights": True, "s
 def datasets(use_database, tmp_path):
     """'tiny': two shards of real JPEGs; 'val': records of four models, no shards."""
     image_folder(tmp_path / "src", classes=2, per_class=2)
-    made = saverzoo("datasets", "make-shards", tmp_path / "src", "--out", tmp_path / "shards",
-                    "--name", "tiny", "--shard-size", "2")  # fmt: skip
+    made = saverzoo(
+        "datasets",
+        "make-shards",
+        tmp_path / "src",
+        "--out",
+        tmp_path / "shards",
+        "--name",
+        "tiny",
+        "--shard-size",
+        "2",
+    )
     assert made.exit_code == 0, made.output
     imported = saverzoo(
         "records", "import", records_dir(tmp_path, small_zoo(num_models=4)), "--dataset", "val"
@@ -78,8 +87,12 @@ def test_the_same_idempotency_key_with_another_request_is_409(api, datasets):
     first = api.post("/v1/sweeps", json=BODY, headers=key)
     assert first.status_code == 201, first.text
 
-    for change in ({"batch_size": 8}, {"models": ["test_resnet", "test_vit"]},
-                   {"exclude": ["test_v*"]}, {"random_weights": False}):  # fmt: skip
+    for change in (
+        {"batch_size": 8},
+        {"models": ["test_resnet", "test_vit"]},
+        {"exclude": ["test_v*"]},
+        {"random_weights": False},
+    ):
         response = api.post("/v1/sweeps", json={**BODY, **change}, headers=key)
         assert response.status_code == 409, (change, response.text)
         assert response.json()["error"] == (
@@ -108,8 +121,17 @@ def test_identical_requests_sent_at_once_make_one_sweep(api, datasets):
 def test_sweep_submit_with_the_same_idempotency_key_finds_the_first_sweep(api, datasets):
     first = api.post("/v1/sweeps", json=BODY, headers={"Idempotency-Key": "from-cron"})
     assert first.status_code == 201, first.text
-    args = ["sweep", "submit", "--models", "test_resnet", "--random-weights", "--dataset", "tiny",
-            "--idempotency-key", "from-cron"]  # fmt: skip
+    args = [
+        "sweep",
+        "submit",
+        "--models",
+        "test_resnet",
+        "--random-weights",
+        "--dataset",
+        "tiny",
+        "--idempotency-key",
+        "from-cron",
+    ]
 
     again = saverzoo(*args)  # the same request: nothing submitted, nothing started
     assert again.exit_code == 0, again.output
@@ -125,8 +147,16 @@ def test_sweep_submit_with_the_same_idempotency_key_finds_the_first_sweep(api, d
 
 
 def test_sweep_submit_on_a_dataset_imported_from_records_fails_in_one_line(datasets):
-    result = saverzoo("sweep", "submit", "--models", "test_resnet", "--random-weights",
-                      "--dataset", "val", "--wait")  # fmt: skip
+    result = saverzoo(
+        "sweep",
+        "submit",
+        "--models",
+        "test_resnet",
+        "--random-weights",
+        "--dataset",
+        "val",
+        "--wait",
+    )
 
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
@@ -169,8 +199,17 @@ def test_a_sweep_for_a_ray_jobs_address_that_does_not_answer_is_never_stored(dat
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.2", 0))
         port = probe.getsockname()[1]
-    result = saverzoo("sweep", "submit", "--models", "test_resnet", "--random-weights",
-                      "--dataset", "tiny", "--ray-address", f"http://127.0.0.2:{port}")  # fmt: skip
+    result = saverzoo(
+        "sweep",
+        "submit",
+        "--models",
+        "test_resnet",
+        "--random-weights",
+        "--dataset",
+        "tiny",
+        "--ray-address",
+        f"http://127.0.0.2:{port}",
+    )
 
     assert result.exit_code == 1
     assert f"no Ray cluster answers at 127.0.0.2:{port}" in result.stderr

@@ -36,8 +36,17 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 def test_a_sweep_stores_what_in_process_evaluation_stores(sweep_dataset, use_database):
-    swept = saverzoo("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny", "--wait",
-                     "--batch-size", "4")  # fmt: skip
+    swept = saverzoo(
+        "sweep",
+        "submit",
+        "--models",
+        "seeded-*",
+        "--dataset",
+        "tiny",
+        "--wait",
+        "--batch-size",
+        "4",
+    )
     assert swept.exit_code == 0, swept.output
     assert "sweep 1: done" in swept.stdout
     by_sweep = chunks(use_database)
@@ -64,8 +73,19 @@ def test_a_sweep_stores_what_in_process_evaluation_stores(sweep_dataset, use_dat
 
 @on_postgres
 def test_a_killed_worker_loses_only_its_unit_which_is_redone(sweep_dataset, use_database):
-    driver = in_background("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
-                           "--wait", "--batch-size", "2", "--bundle-gmacs", "0")  # fmt: skip
+    driver = in_background(
+        "sweep",
+        "submit",
+        "--models",
+        "seeded-*",
+        "--dataset",
+        "tiny",
+        "--wait",
+        "--batch-size",
+        "2",
+        "--bundle-gmacs",
+        "0",
+    )
     running = wait_for(
         lambda: [u for u in units(use_database) if u.state == "running" and u.worker],
         what="a running unit",
@@ -87,8 +107,17 @@ def test_a_killed_worker_loses_only_its_unit_which_is_redone(sweep_dataset, use_
 def test_a_model_that_always_fails_ends_failed_and_the_others_complete(sweep_dataset, use_database):
     (sweep_dataset / "test_vit.safetensors").unlink()  # registered, but its weights are gone
 
-    result = saverzoo("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny", "--wait",
-                      "--max-attempts", "2")  # fmt: skip
+    result = saverzoo(
+        "sweep",
+        "submit",
+        "--models",
+        "seeded-*",
+        "--dataset",
+        "tiny",
+        "--wait",
+        "--max-attempts",
+        "2",
+    )
 
     assert result.exit_code == 1
     assert "sweep 1: failed" in result.stdout
@@ -102,8 +131,19 @@ def test_a_model_that_always_fails_ends_failed_and_the_others_complete(sweep_dat
 
 @on_postgres
 def test_a_resumed_sweep_computes_only_the_missing_chunks(sweep_dataset, use_database):
-    driver = in_background("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
-                           "--wait", "--batch-size", "2", "--bundle-gmacs", "0")  # fmt: skip
+    driver = in_background(
+        "sweep",
+        "submit",
+        "--models",
+        "seeded-*",
+        "--dataset",
+        "tiny",
+        "--wait",
+        "--batch-size",
+        "2",
+        "--bundle-gmacs",
+        "0",
+    )
     wait_for(lambda: sum(u.state == "done" for u in units(use_database)) >= 3, what="3 units")
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and its embedded Ray die together
     driver.wait()
@@ -130,14 +170,18 @@ def test_a_resumed_sweep_computes_only_the_missing_chunks(sweep_dataset, use_dat
     [
         (["--models", "nothing-like-this*", "--dataset", "tiny"], "matches no timm model"),
         (["--models", "seeded-*", "--dataset", "nope"], "nope"),
-        (["--models", "seeded-*", "--dataset", "tiny", "--ray-address", "127.0.0.2:1"],
-         "no Ray cluster answers at 127.0.0.2:1"),
+        (
+            ["--models", "seeded-*", "--dataset", "tiny", "--ray-address", "127.0.0.2:1"],
+            "no Ray cluster answers at 127.0.0.2:1",
+        ),
         (["--models", "seeded-*", "--dataset", "tiny", "--mode", "quick"], "fast or reference"),
         # Each worker is given one GPU, which it sees as cuda:0: an index names no GPU there.
-        (["--models", "seeded-*", "--dataset", "tiny", "--device", "cuda:1"],
-         "--device cuda:1: each of a sweep's workers has a GPU of its own; use --device cuda"),
+        (
+            ["--models", "seeded-*", "--dataset", "tiny", "--device", "cuda:1"],
+            "--device cuda:1: each of a sweep's workers has a GPU of its own; use --device cuda",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_fails_in_one_line_and_leaves_no_sweep(
     sweep_dataset, use_database, args, message
 ):
@@ -153,13 +197,30 @@ def test_an_object_store_that_refuses_credentials_leaves_no_sweep(
     use_s3, use_database, tmp_path, monkeypatch
 ):
     image_folder(tmp_path / "src", classes=2, per_class=2)
-    made = saverzoo("datasets", "make-shards", tmp_path / "src", "--out", "s3://sweeps/tiny",
-                    "--name", "remote", "--shard-size", "2")  # fmt: skip
+    made = saverzoo(
+        "datasets",
+        "make-shards",
+        tmp_path / "src",
+        "--out",
+        "s3://sweeps/tiny",
+        "--name",
+        "remote",
+        "--shard-size",
+        "2",
+    )
     assert made.exit_code == 0, made.output
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
 
-    result = saverzoo("sweep", "submit", "--models", "test_resnet", "--random-weights",
-                      "--dataset", "remote", "--wait")  # fmt: skip
+    result = saverzoo(
+        "sweep",
+        "submit",
+        "--models",
+        "test_resnet",
+        "--random-weights",
+        "--dataset",
+        "remote",
+        "--wait",
+    )
 
     assert result.exit_code == 1
     assert "refused" in result.stderr
@@ -172,8 +233,18 @@ def test_without_wait_the_driver_runs_in_the_background_and_can_be_cancelled(
     sweep_dataset, use_database, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # where the driver's log goes
-    submitted = saverzoo("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
-                         "--batch-size", "2", "--bundle-gmacs", "0")  # fmt: skip
+    submitted = saverzoo(
+        "sweep",
+        "submit",
+        "--models",
+        "seeded-*",
+        "--dataset",
+        "tiny",
+        "--batch-size",
+        "2",
+        "--bundle-gmacs",
+        "0",
+    )
     assert submitted.exit_code == 0, submitted.output
     assert "runs in the background" in submitted.stdout
     wait_for(lambda: any(u.state == "done" for u in units(use_database)), what="a unit done")
@@ -193,8 +264,17 @@ def test_without_wait_the_driver_runs_in_the_background_and_can_be_cancelled(
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU for Ray to find")
 def test_a_gpu_sweep_on_a_cluster_without_gpus_fails_at_once(sweep_dataset, use_database):
-    result = saverzoo("sweep", "submit", "--models", "seeded-test_resnet", "--dataset", "tiny",
-                      "--device", "cuda", "--wait")  # fmt: skip
+    result = saverzoo(
+        "sweep",
+        "submit",
+        "--models",
+        "seeded-test_resnet",
+        "--dataset",
+        "tiny",
+        "--device",
+        "cuda",
+        "--wait",
+    )
 
     assert result.exit_code == 1
     assert "the Ray cluster has no GPU" in result.stderr
@@ -211,8 +291,17 @@ def test_no_secret_reaches_rays_files_logs_or_runtime_environment(
     ray_folder = tempfile.mkdtemp(prefix="rz-", dir="/tmp")  # short: Ray's socket paths
     monkeypatch.setattr(tempfile, "tempdir", ray_folder)  # the embedded Ray's root below it
     try:
-        result = saverzoo("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
-                          "--wait", "--bundle-gmacs", "0")  # fmt: skip
+        result = saverzoo(
+            "sweep",
+            "submit",
+            "--models",
+            "seeded-*",
+            "--dataset",
+            "tiny",
+            "--wait",
+            "--bundle-gmacs",
+            "0",
+        )
 
         assert result.exit_code == 0, result.output
         assert sweep_state(use_database) == "done"  # the workers reached the database
@@ -233,10 +322,23 @@ def test_the_embedded_ray_listens_on_loopback_only_and_a_killed_drivers_leftover
     monkeypatch.setenv("TMPDIR", str(temp))  # the commands' embedded Ray root goes below it
     root = temp / f"saverzoo-ray-{os.getuid()}"
     try:
-        driver = in_background("sweep", "submit", "--models", "seeded-*", "--dataset", "tiny",
-                               "--wait", "--batch-size", "2", "--bundle-gmacs", "0")  # fmt: skip
-        wait_for(lambda: any(u.state == "running" and u.worker for u in units(use_database)),
-                 what="a running unit")  # fmt: skip
+        driver = in_background(
+            "sweep",
+            "submit",
+            "--models",
+            "seeded-*",
+            "--dataset",
+            "tiny",
+            "--wait",
+            "--batch-size",
+            "2",
+            "--bundle-gmacs",
+            "0",
+        )
+        wait_for(
+            lambda: any(u.state == "running" and u.worker for u in units(use_database)),
+            what="a running unit",
+        )
         addresses = listening_addresses(set(processes_using([root])))
 
         assert len(addresses) >= 8  # GCS, raylet, agents, metrics, workers

@@ -53,8 +53,20 @@ def test_a_sweep_evaluates_the_variants_and_the_search_treats_them_as_models(
     sweep_dataset, use_database
 ):
     models = "test_resnet.r160_in1k,test_vit.r160_in1k"
-    swept = saverzoo("sweep", "submit", "--models", models, "--random-weights", "--dataset",
-                     "tiny", "--input-sizes", "64,96", "--wait", "--batch-size", "4")  # fmt: skip
+    swept = saverzoo(
+        "sweep",
+        "submit",
+        "--models",
+        models,
+        "--random-weights",
+        "--dataset",
+        "tiny",
+        "--input-sizes",
+        "64,96",
+        "--wait",
+        "--batch-size",
+        "4",
+    )
     assert swept.exit_code == 0, swept.output
     expected = {f"{m}{size}" for m in models.split(",") for size in ("", "+64px", "+96px")}
     listed = saverzoo_json("models", "list", "--dataset", "tiny", "--limit", "100")["items"]
@@ -67,16 +79,34 @@ def test_a_sweep_evaluates_the_variants_and_the_search_treats_them_as_models(
     assert detail["test_vit.r160_in1k+64px"]["input_size"] == [3, 64, 64]
     rows = saverzoo_json("savers", "best", "--dataset", "tiny", "--max-drop", "2")
     assert {r["base"] for r in rows} == expected
-    pairs = saverzoo_json("savers", "show", "test_vit.r160_in1k", "--dataset", "tiny",
-                          "--max-drop", "100", "--alternatives", "10")  # fmt: skip
+    pairs = saverzoo_json(
+        "savers",
+        "show",
+        "test_vit.r160_in1k",
+        "--dataset",
+        "tiny",
+        "--max-drop",
+        "100",
+        "--alternatives",
+        "10",
+    )
     candidates = {a["saver"] for a in [pairs["best"], *pairs["alternatives"]] if a}
     assert "test_vit.r160_in1k+64px" in candidates  # its own low-resolution variant
 
 
 def test_models_add_registers_a_checkpoints_variants(sweep_dataset, use_database):
     path = sweep_dataset / "test_resnet.safetensors"
-    added = saverzoo("models", "add", "mine", "--arch", "test_resnet", "--checkpoint", path,
-                     "--input-sizes", "64,160")  # fmt: skip
+    added = saverzoo(
+        "models",
+        "add",
+        "mine",
+        "--arch",
+        "test_resnet",
+        "--checkpoint",
+        path,
+        "--input-sizes",
+        "64,160",
+    )
     assert added.exit_code == 0, added.output
     assert "'mine+64px' registered" in added.stdout and "+160px" not in added.stdout
     small = saverzoo_json("models", "show", "mine+64px")
@@ -89,9 +119,17 @@ def test_models_add_registers_a_checkpoints_variants(sweep_dataset, use_database
 
 def test_evaluate_takes_input_sizes_too(sweep_dataset, use_database):
     evaluated = saverzoo(
-        "evaluate", "--models", "test_resnet.r160_in1k", "--random-weights",
-        "--input-sizes", "64", "--dataset", "tiny", "--batch-size", "4",
-    )  # fmt: skip
+        "evaluate",
+        "--models",
+        "test_resnet.r160_in1k",
+        "--random-weights",
+        "--input-sizes",
+        "64",
+        "--dataset",
+        "tiny",
+        "--batch-size",
+        "4",
+    )
     assert evaluated.exit_code == 0, evaluated.output
     assert "2 models evaluated" in evaluated.stdout
     assert [r["base"] for r in saverzoo_json("savers", "best", "--dataset", "tiny")] == [

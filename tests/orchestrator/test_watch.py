@@ -118,8 +118,17 @@ def releases(sweep_dataset, tmp_path, monkeypatch):
 
 
 def watch(releases: Releases, *args: str):
-    return saverzoo("watch", "--once", "--dataset", "tiny", "--models", f"{releases.prefix}_*",
-                    "--batch-size", "4", *args)  # fmt: skip
+    return saverzoo(
+        "watch",
+        "--once",
+        "--dataset",
+        "tiny",
+        "--models",
+        f"{releases.prefix}_*",
+        "--batch-size",
+        "4",
+        *args,
+    )
 
 
 def sweeps(url: str) -> list[Sweep]:
@@ -200,8 +209,18 @@ def test_a_release_sweeps_exactly_its_new_and_changed_models(releases, use_datab
 @on_postgres
 def test_two_watchers_at_once_submit_one_sweep(releases, use_database):
     releases.publish(1)
-    command = [sys.executable, "-m", "orchestrator", "watch", "--once", "--dataset", "tiny",
-               "--models", f"{releases.prefix}_*", "--no-start"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "watch",
+        "--once",
+        "--dataset",
+        "tiny",
+        "--models",
+        f"{releases.prefix}_*",
+        "--no-start",
+    ]
     watchers = [
         subprocess.Popen(
             command,
@@ -209,7 +228,7 @@ def test_two_watchers_at_once_submit_one_sweep(releases, use_database):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-        )  # fmt: skip
+        )
         for _ in range(2)
     ]
     outputs = [w.communicate(timeout=300)[0] for w in watchers]

@@ -57,16 +57,21 @@ def test_registry_entries_carry_timms_weights_and_data_fields():
     assert digest([e]) != digest([changed]) and digest([e]) == digest([entry(e.name)])
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("24h", 86400),
-                                                ("1.5d", 129600)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("30m", 1800), ("24h", 86400), ("1.5d", 129600)]
+)
 def test_periods(text, seconds):
     assert parse_period(text) == seconds
 
 
 @pytest.fixture
 def val(use_database, tmp_path):
-    assert saverzoo("records", "import", records_dir(tmp_path, small_zoo()), "--dataset",
-                    "val").exit_code == 0  # fmt: skip
+    assert (
+        saverzoo(
+            "records", "import", records_dir(tmp_path, small_zoo()), "--dataset", "val"
+        ).exit_code
+        == 0
+    )
 
 
 @pytest.mark.parametrize(
@@ -92,7 +97,7 @@ def test_bad_input_is_one_line_and_status_1(val, args, message):
 class PyPI(BaseHTTPRequestHandler):
     version = "0"
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         body = json.dumps({"info": {"version": PyPI.version}}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -113,16 +118,34 @@ def pypi():
 
 def test_check_pypi_goes_on_with_the_installed_timm_when_it_is_the_newest(val, pypi):
     PyPI.version = timm.__version__
-    result = saverzoo("watch", "--once", "--dataset", "val", "--models", "no_such_model_*",
-                      "--check-pypi", "--pypi-url", pypi)  # fmt: skip
+    result = saverzoo(
+        "watch",
+        "--once",
+        "--dataset",
+        "val",
+        "--models",
+        "no_such_model_*",
+        "--check-pypi",
+        "--pypi-url",
+        pypi,
+    )
     assert f"PyPI's newest is {timm.__version__}" in result.output
     assert "matches no pretrained model" in result.output  # the pass itself ran
 
 
 def test_a_newer_timm_needs_a_ray_jobs_address(val, pypi):
     PyPI.version = "999.0"
-    result = saverzoo("watch", "--once", "--dataset", "val", "--models", "resnet18.a1_in1k",
-                      "--check-pypi", "--pypi-url", pypi)  # fmt: skip
+    result = saverzoo(
+        "watch",
+        "--once",
+        "--dataset",
+        "val",
+        "--models",
+        "resnet18.a1_in1k",
+        "--check-pypi",
+        "--pypi-url",
+        pypi,
+    )
     assert result.exit_code == 1
     assert "PyPI has timm 999.0, newer than the installed" in result.output
     assert "--ray-address http://HEAD:8265" in result.output
@@ -130,7 +153,16 @@ def test_a_newer_timm_needs_a_ray_jobs_address(val, pypi):
 
 def test_an_unreachable_pypi_is_one_line(val):
     nobody = "http://127.0.0.1:9/pypi/timm/json"  # the discard port: nothing listens
-    result = saverzoo("watch", "--once", "--dataset", "val", "--models", "resnet18.a1_in1k",
-                      "--check-pypi", "--pypi-url", nobody)  # fmt: skip
+    result = saverzoo(
+        "watch",
+        "--once",
+        "--dataset",
+        "val",
+        "--models",
+        "resnet18.a1_in1k",
+        "--check-pypi",
+        "--pypi-url",
+        nobody,
+    )
     assert result.exit_code == 1
     assert "cannot read timm's newest version" in result.output

@@ -63,15 +63,28 @@ def test_with_every_candidate_the_answer_is_the_best_of_every_chain(
     assert (
         saverzoo("records", "import", records_dir(tmp_path, zoo), "--dataset", "val").exit_code == 0
     )
-    rows = saverzoo_json("savers", "best", "--dataset", "val", "--stages", "3",
-                         "--candidates", "100", "--max-drop", drop)  # fmt: skip
-    pairs = {r["base"]: r for r in saverzoo_json("savers", "best", "--dataset", "val",
-                                                  "--max-drop", drop)}  # fmt: skip
+    rows = saverzoo_json(
+        "savers",
+        "best",
+        "--dataset",
+        "val",
+        "--stages",
+        "3",
+        "--candidates",
+        "100",
+        "--max-drop",
+        drop,
+    )
+    pairs = {
+        r["base"]: r
+        for r in saverzoo_json("savers", "best", "--dataset", "val", "--max-drop", drop)
+    }
     index = {name: i for i, name in enumerate(zoo.names)}
 
     def savers_of(base):  # a base's savers with a positive saving: the candidates of a stage
-        shown = saverzoo_json("savers", "show", base, "--dataset", "val", "--max-drop", drop,
-                              "--alternatives", "100")  # fmt: skip
+        shown = saverzoo_json(
+            "savers", "show", base, "--dataset", "val", "--max-drop", drop, "--alternatives", "100"
+        )
         return [a["saver"] for a in [shown["best"], *shown["alternatives"]] if a]
 
     chained = 0
@@ -129,8 +142,12 @@ def test_models_added_one_by_one_end_where_all_at_once_end(use_database, tmp_pat
         assert saverzoo("records", "import", folder, "--dataset", "val").exit_code == 0
         saverzoo_json("savers", "best", "--dataset", "val", "--stages", "3")
     one_by_one = saverzoo_json("savers", "best", "--dataset", "val", "--stages", "3")
-    assert saverzoo("records", "import", records_dir(tmp_path / "all", zoo), "--dataset",
-                    "fresh").exit_code == 0  # fmt: skip
+    assert (
+        saverzoo(
+            "records", "import", records_dir(tmp_path / "all", zoo), "--dataset", "fresh"
+        ).exit_code
+        == 0
+    )
     at_once = saverzoo_json("savers", "best", "--dataset", "fresh", "--stages", "3")
     assert one_by_one == at_once
 
@@ -144,8 +161,14 @@ def test_a_model_evaluated_again_has_its_chains_searched_again(use_database, tmp
     predictions = np.where(row_2, changed.predictions, zoo.predictions)
     confidence = np.where(row_2, changed.confidence, zoo.confidence)
     again = SyntheticZoo(zoo.names, zoo.gmacs, zoo.labels, predictions, confidence)
-    replaced = saverzoo("records", "import", records_dir(tmp_path / "b", again, ["c2"]),
-                        "--dataset", "val", "--replace")  # fmt: skip
+    replaced = saverzoo(
+        "records",
+        "import",
+        records_dir(tmp_path / "b", again, ["c2"]),
+        "--dataset",
+        "val",
+        "--replace",
+    )
     assert replaced.exit_code == 0, replaced.output
     updated = saverzoo_json("savers", "best", "--dataset", "val", "--stages", "3")
     saverzoo("records", "import", records_dir(tmp_path / "c", again), "--dataset", "fresh")
@@ -160,8 +183,9 @@ def test_a_model_evaluated_again_has_its_chains_searched_again(use_database, tmp
         (["--candidates", "0"], "candidates 0: use 1 to"),
     ],
 )
-def test_what_three_stages_cannot_answer_is_a_one_line_error(use_database, tmp_path, options,
-                                                              message):  # fmt: skip
+def test_what_three_stages_cannot_answer_is_a_one_line_error(
+    use_database, tmp_path, options, message
+):
     saverzoo("records", "import", records_dir(tmp_path, chain_zoo(0)), "--dataset", "val")
     result = saverzoo("savers", "best", "--dataset", "val", "--stages", "3", *options)
     assert result.exit_code == 1 and message in result.stderr
@@ -173,17 +197,20 @@ def test_savers_refresh_keeps_the_stored_chains_up_to_date(use_database, tmp_pat
     from search.results import chain_savers
 
     zoo = chain_zoo(1)
-    saverzoo("records", "import", records_dir(tmp_path / "a", zoo, zoo.names[:-1]), "--dataset",
-             "val")  # fmt: skip
+    saverzoo(
+        "records", "import", records_dir(tmp_path / "a", zoo, zoo.names[:-1]), "--dataset", "val"
+    )
     saverzoo_json("savers", "best", "--dataset", "val", "--stages", "3")
-    saverzoo("records", "import", records_dir(tmp_path / "b", zoo, zoo.names[-1:]), "--dataset",
-             "val")  # fmt: skip
+    saverzoo(
+        "records", "import", records_dir(tmp_path / "b", zoo, zoo.names[-1:]), "--dataset", "val"
+    )
 
     refreshed = saverzoo("savers", "refresh", "--dataset", "val")
 
     assert refreshed.exit_code == 0 and "three-model cascades searched again" in refreshed.stdout
     with session_factory(use_database).begin() as session:
-        stored = chain_savers(session, get_dataset(session, "val"), max_drop_centipoints=0,
-                              candidates=5)  # fmt: skip
+        stored = chain_savers(
+            session, get_dataset(session, "val"), max_drop_centipoints=0, candidates=5
+        )
     saverzoo("records", "import", records_dir(tmp_path / "c", zoo), "--dataset", "fresh")
     assert stored == saverzoo_json("savers", "best", "--dataset", "fresh", "--stages", "3")

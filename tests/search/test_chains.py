@@ -61,7 +61,7 @@ def test_the_walk_finds_the_best_pair_of_exit_sets(seed):
         if expected is None:
             assert point is None
             continue
-        saving, correct, exits1, exits2 = expected
+        saving, correct, _exits1, _exits2 = expected
         assert point.saving == pytest.approx(saving, abs=1e-12), drop
         assert point.correct == correct, drop
         # The reported thresholds reproduce the point's exit sets and accuracy.

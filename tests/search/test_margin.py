@@ -33,9 +33,12 @@ def top2_records(directory, seed: int, names=NAMES, samples: int = 200):
         truth[name] = (right, margin, gmacs[row])
         if name not in names:
             continue
-        np.savez(directory / f"{name}_test.npz", label=labels[:, None],
-                 preds=np.stack([first, (first + 3) % 10], axis=1)[None],
-                 confs=np.stack([p1, p2], axis=1)[None].astype(np.float32))  # fmt: skip
+        np.savez(
+            directory / f"{name}_test.npz",
+            label=labels[:, None],
+            preds=np.stack([first, (first + 3) % 10], axis=1)[None],
+            confs=np.stack([p1, p2], axis=1)[None].astype(np.float32),
+        )
         info[name] = {"macs": float(gmacs[row] * 1e9), "params": 1e6}
     (directory / "complexity_info.json").write_text(json.dumps(info))
     return directory, truth
@@ -69,8 +72,9 @@ def brute_force_best(truth: dict, base: str, drop: float):
 def test_margin_answers_equal_the_brute_force(use_database, tmp_path, seed, drop):
     directory, truth = top2_records(tmp_path / "records", seed)
     assert saverzoo("records", "import", directory, "--dataset", "val").exit_code == 0
-    rows = saverzoo_json("savers", "best", "--dataset", "val", "--confidence", "margin",
-                         "--max-drop", drop)  # fmt: skip
+    rows = saverzoo_json(
+        "savers", "best", "--dataset", "val", "--confidence", "margin", "--max-drop", drop
+    )
     differs = 0
     for row in rows:
         saver, saving = brute_force_best(truth, row["base"], float(drop))
@@ -96,10 +100,12 @@ def test_margin_pairs_are_kept_up_to_date_as_models_arrive(use_database, tmp_pat
     everything, _ = top2_records(tmp_path / "c", 0)
     assert saverzoo("records", "import", everything, "--dataset", "fresh").exit_code == 0
     for options in ([], ["--holdout"], ["--criterion", "paper"]):
-        incremental = saverzoo_json("savers", "best", "--dataset", "val", "--confidence", "margin",
-                                    *options)  # fmt: skip
-        fresh = saverzoo_json("savers", "best", "--dataset", "fresh", "--confidence", "margin",
-                              *options)  # fmt: skip
+        incremental = saverzoo_json(
+            "savers", "best", "--dataset", "val", "--confidence", "margin", *options
+        )
+        fresh = saverzoo_json(
+            "savers", "best", "--dataset", "fresh", "--confidence", "margin", *options
+        )
         assert incremental == fresh, options
 
 
@@ -118,13 +124,16 @@ def test_margin_needs_the_top_two_probabilities(use_database, tmp_path):
 def test_show_and_curve_take_the_margin_too(use_database, tmp_path):
     directory, truth = top2_records(tmp_path / "records", 1)
     saverzoo("records", "import", directory, "--dataset", "val")
-    best = {r["base"]: r for r in saverzoo_json("savers", "best", "--dataset", "val",
-                                                "--confidence", "margin")}  # fmt: skip
+    best = {
+        r["base"]: r
+        for r in saverzoo_json("savers", "best", "--dataset", "val", "--confidence", "margin")
+    }
     base = NAMES[-1]
     shown = saverzoo_json("savers", "show", base, "--dataset", "val", "--confidence", "margin")
     assert shown["best"]["saver"] == best[base]["saver"]
     assert shown["confidence"] == "margin"
-    curve = saverzoo_json("savers", "curve", base, NAMES[0], "--dataset", "val",
-                          "--confidence", "margin")  # fmt: skip
+    curve = saverzoo_json(
+        "savers", "curve", base, NAMES[0], "--dataset", "val", "--confidence", "margin"
+    )
     distinct = len(np.unique(truth[NAMES[0]][1]))
     assert curve["confidence"] == "margin" and curve["num_exit_sets"] == distinct + 1

@@ -128,12 +128,14 @@ def test_a_top_k_beyond_the_bound_is_refused(tmp_path):
         ({"confs": np.zeros((1, 4, 1), np.complex64)}, "confs must be real numbers"),
         ({"preds": np.zeros((1, 4, 1), np.float32)}, "integer class indices"),
         ({"keys": np.array([b"a", b"b", b"c", b"d"])}, "keys must be a list of text"),
-        ({"preds": b"\x93NUMPY\x01\x00\x10\x00" + b"{'" + SECRET.encode() + b"'}  \n"},
-         "no readable npy header"),
+        (
+            {"preds": b"\x93NUMPY\x01\x00\x10\x00" + b"{'" + SECRET.encode() + b"'}  \n"},
+            "no readable npy header",
+        ),
         ({"preds": b"PK" + SECRET.encode()}, "no readable npy header"),
         ({"label": np.zeros((3, 1), np.int64)}, "3 labels but predictions for 4"),
     ],
-)  # fmt: skip
+)
 def test_arrays_that_are_not_plain_records_are_refused_from_their_header(
     tmp_path, members, message
 ):

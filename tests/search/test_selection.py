@@ -45,8 +45,9 @@ def seed_best_saver(candidates: list[tuple[str, int, float]], num_samples: int =
     ],
 )
 def test_the_paper_criterion_picks_the_saver_the_seed_code_picks(candidates):
-    ranked = [Candidate(name, ratio, paper_point_of(exits, ratio)) for name, exits, ratio in
-              candidates]  # fmt: skip
+    ranked = [
+        Candidate(name, ratio, paper_point_of(exits, ratio)) for name, exits, ratio in candidates
+    ]
 
     assert best_candidate(ranked, "paper").saver == seed_best_saver(candidates)
 

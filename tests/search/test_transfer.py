@@ -19,8 +19,9 @@ def redrawn(zoo: SyntheticZoo, seed: int, samples: int) -> SyntheticZoo:
 
 
 def imported(tmp_path, zoo, dataset, names=None):
-    result = saverzoo("records", "import", records_dir(tmp_path / dataset, zoo, names),
-                      "--dataset", dataset)  # fmt: skip
+    result = saverzoo(
+        "records", "import", records_dir(tmp_path / dataset, zoo, names), "--dataset", dataset
+    )
     assert result.exit_code == 0, result.output
 
 

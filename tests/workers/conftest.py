@@ -16,9 +16,16 @@ def zoo_dataset(use_database, tmp_path):
     """A registered dataset of real JPEGs and three seeded checkpoints registered as models."""
     made = image_folder(tmp_path / "src", classes=3, per_class=4)
     result = saverzoo(
-        "datasets", "make-shards", tmp_path / "src", "--out", tmp_path / "shards",
-        "--name", "tiny", "--shard-size", "5",
-    )  # fmt: skip
+        "datasets",
+        "make-shards",
+        tmp_path / "src",
+        "--out",
+        tmp_path / "shards",
+        "--name",
+        "tiny",
+        "--shard-size",
+        "5",
+    )
     assert result.exit_code == 0, result.output
     for seed, (name, (arch, options)) in enumerate(MODELS.items()):
         torch.manual_seed(seed)

@@ -28,8 +28,9 @@ BASE, SAVER = "seeded-resnet", "seeded-vit"  # different input sizes, crops and 
 
 @pytest.fixture
 def evaluated(zoo_dataset, use_database):
-    result = saverzoo("evaluate", "--models", ",".join(MODELS), "--dataset", "tiny",
-                      "--batch-size", "4")  # fmt: skip
+    result = saverzoo(
+        "evaluate", "--models", ",".join(MODELS), "--dataset", "tiny", "--batch-size", "4"
+    )
     assert result.exit_code == 0, result.output
     return use_database
 
@@ -79,7 +80,7 @@ def test_the_cascade_matches_the_engines_simulation_at_any_threshold(evaluated):
 
 
 def test_a_cascade_from_the_store_uses_the_searchs_saver_and_threshold(evaluated):
-    images, labels, predictions = stored(evaluated)
+    images, _labels, predictions = stored(evaluated)
     cascade = cascade_from_store(BASE, "tiny", criterion="paper")
     chosen = saverzoo_json("savers", "show", BASE, "--dataset", "tiny", "--criterion", "paper")
     assert cascade.saver.spec.name == chosen["best"]["saver"]
@@ -133,8 +134,9 @@ def test_all_exit_none_exit_and_single_input_batches(evaluated):
 def test_an_exported_cascade_answers_the_same_without_the_database(evaluated, tmp_path):
     images, _, _ = stored(evaluated)
     out = tmp_path / "cascade"
-    exported = saverzoo("cascade", "export", BASE, "--dataset", "tiny", "--criterion", "paper",
-                        "--out", out)  # fmt: skip
+    exported = saverzoo(
+        "cascade", "export", BASE, "--dataset", "tiny", "--criterion", "paper", "--out", out
+    )
     assert exported.exit_code == 0, exported.output
     meta = json.loads((out / "cascade.json").read_text())
     assert {meta["saver"]["name"], meta["base"]["name"]} <= set(MODELS)
@@ -159,8 +161,13 @@ np.savez("{tmp_path / "answers.npz"}", classes=output.classes, exits=output.exit
     for index in (0, 1):
         files.append(tmp_path / f"image-{index}.png")
         Image.fromarray(images[index]).save(files[-1])
-    printed = subprocess.run([sys.executable, str(out / "load_cascade.py"), *map(str, files)],
-                             env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    printed = subprocess.run(
+        [sys.executable, str(out / "load_cascade.py"), *map(str, files)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert printed.returncode == 0, printed.stderr
     lines = printed.stdout.splitlines()
     assert [line.split("\t")[1] for line in lines] == [
@@ -171,8 +178,20 @@ np.savez("{tmp_path / "answers.npz"}", classes=output.classes, exits=output.exit
 def test_the_benchmark_measures_both_paths_at_the_asked_exit_ratio(tmp_path, database_url):
     from bench.cascade import main
 
-    main(["--images", "4", "--batch-size", "2", "--pairs", "test_resnet:test_vit",
-          "--exit-ratios", "0.5", "--json", str(tmp_path / "bench.json")])  # fmt: skip
+    main(
+        [
+            "--images",
+            "4",
+            "--batch-size",
+            "2",
+            "--pairs",
+            "test_resnet:test_vit",
+            "--exit-ratios",
+            "0.5",
+            "--json",
+            str(tmp_path / "bench.json"),
+        ]
+    )
     [result] = json.loads((tmp_path / "bench.json").read_text())["results"]
     assert result["exit_ratio"] == 0.5 and result["base_alone_s"] > 0 and result["cascade_s"] > 0
     assert 0.5 < result["predicted_relative_cost"] < 1.5

@@ -148,7 +148,7 @@ def test_out_of_memory_at_batch_size_one_is_its_own_error():
 
 def test_a_fatal_error_ends_the_work_and_other_errors_are_raised_as_they_are():
     sticky, _ = failing_above(0, torch.AcceleratorError("CUDA error: hardware stack error"))
-    with pytest.raises(FatalDeviceError, match="model: the GPU failed .*must end"):
+    with pytest.raises(FatalDeviceError, match=r"model: the GPU failed .*must end"):
         ShrinkingBatch(4, Device("cpu")).map(sticky, [1, 2], "model")
     broken, calls = failing_above(0, ValueError("a bug"))
     with pytest.raises(ValueError, match="a bug"):

@@ -56,9 +56,16 @@ def stored_top5(url, model_name):
 def test_reference_mode_equals_an_independent_timm_pipeline(zoo_dataset, use_database):
     made, tmp_path = zoo_dataset
     result = saverzoo(
-        "evaluate", "--models", "seeded-efficientnet,seeded-resnet", "--models", "seeded-vit",
-        "--dataset", "tiny", "--batch-size", "4",
-    )  # fmt: skip
+        "evaluate",
+        "--models",
+        "seeded-efficientnet,seeded-resnet",
+        "--models",
+        "seeded-vit",
+        "--dataset",
+        "tiny",
+        "--batch-size",
+        "4",
+    )
     assert result.exit_code == 0, result.output
 
     files = [tmp_path / "src" / name for name in sorted(made)]  # the shards' sample order
@@ -100,9 +107,16 @@ def test_a_corrupted_jpeg_is_counted_and_a_missing_checkpoint_reported(zoo_datas
     broken = tmp_path / "src" / "n00000001" / "n00000001_0002.JPEG"
     broken.write_bytes(broken.read_bytes()[:60])  # a truncated JPEG
     made_shards = saverzoo(
-        "datasets", "make-shards", tmp_path / "src", "--out", tmp_path / "broken-shards",
-        "--name", "broken", "--shard-size", "5",
-    )  # fmt: skip
+        "datasets",
+        "make-shards",
+        tmp_path / "src",
+        "--out",
+        tmp_path / "broken-shards",
+        "--name",
+        "broken",
+        "--shard-size",
+        "5",
+    )
     assert made_shards.exit_code == 0, made_shards.output
 
     result = saverzoo("evaluate", "--models", "seeded-*", "--dataset", "broken")
@@ -126,7 +140,7 @@ def test_pretrained_weights_missing_offline_is_a_clear_error(monkeypatch):
     from workers.spec import ModelLoadError, timm_spec
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelLoadError, match="not available offline.*--random-weights"):
+    with pytest.raises(ModelLoadError, match=r"not available offline.*--random-weights"):
         build(timm_spec("resnet18.a1_in1k"))
 
 

@@ -32,11 +32,15 @@ MEAN_GREY_LEVELS = 0.25
 MIN_TOP1_AGREEMENT = 0.95  # random-weight models: near-uniform outputs, near-ties flip first
 
 CONFIGS = {  # the data configs timm models use: center, non-square, squash and border crops
-    "bicubic-224": dict(input_size=(3, 224, 224), interpolation="bicubic", crop_pct=0.875),
-    "bilinear-160x192": dict(input_size=(3, 160, 192), interpolation="bilinear", crop_pct=0.95),
-    "squash-256": dict(input_size=(3, 256, 256), interpolation="bilinear", crop_mode="squash"),
-    "border-224": dict(input_size=(3, 224, 224), interpolation="bicubic", crop_mode="border"),
-    "full-crop-288": dict(input_size=(3, 288, 288), interpolation="bicubic", crop_pct=1.0),
+    "bicubic-224": {"input_size": (3, 224, 224), "interpolation": "bicubic", "crop_pct": 0.875},
+    "bilinear-160x192": {
+        "input_size": (3, 160, 192),
+        "interpolation": "bilinear",
+        "crop_pct": 0.95,
+    },
+    "squash-256": {"input_size": (3, 256, 256), "interpolation": "bilinear", "crop_mode": "squash"},
+    "border-224": {"input_size": (3, 224, 224), "interpolation": "bicubic", "crop_mode": "border"},
+    "full-crop-288": {"input_size": (3, 288, 288), "interpolation": "bicubic", "crop_pct": 1.0},
 }
 
 

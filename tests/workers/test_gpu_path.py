@@ -90,8 +90,11 @@ def test_channels_last_skips_the_5d_weights_of_lambda_layers(samples):
     result = evaluate_samples([lam], samples[:4], options)
 
     assert set(result.predictions) == {"lambda_resnet26t"} and not result.failed_models
-    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in
-               lam.module.parameters() if p.dim() == 4)  # fmt: skip
+    assert all(
+        p.is_contiguous(memory_format=torch.channels_last)
+        for p in lam.module.parameters()
+        if p.dim() == 4
+    )
 
 
 def test_a_model_that_cannot_be_placed_fails_alone(samples):
@@ -100,8 +103,9 @@ def test_a_model_that_cannot_be_placed_fails_alone(samples):
             raise RuntimeError("cannot move this model")
 
     plain = seeded("test_resnet", 0)
-    bad = LoadedModel(ModelSpec("unplaceable", "x", "random"), Unplaceable(), plain.config,
-                      plain.profile)  # fmt: skip
+    bad = LoadedModel(
+        ModelSpec("unplaceable", "x", "random"), Unplaceable(), plain.config, plain.profile
+    )
 
     result = evaluate_samples([bad, plain], samples[:4], FAST)
 
@@ -112,8 +116,12 @@ def test_a_model_that_cannot_be_placed_fails_alone(samples):
 @pytest.mark.parametrize("mode", ["reference", "fast"])
 def test_every_kind_of_bad_file_is_one_bad_sample_in_both_modes(samples, mode):
     good = samples[:3]
-    mixed = [*good[:1], *(Sample(k, b, 0, "") for k, b in BAD_FILES.items()), *good[1:],
-             Sample("png", _png(7), 1, "")]  # fmt: skip
+    mixed = [
+        *good[:1],
+        *(Sample(k, b, 0, "") for k, b in BAD_FILES.items()),
+        *good[1:],
+        Sample("png", _png(7), 1, ""),
+    ]
     model = seeded("test_resnet", 0)
 
     result = evaluate_samples([model], mixed, EvalOptions.choose("cpu", mode, 3))
@@ -174,10 +182,12 @@ def test_one_refused_image_does_not_make_the_batch_decode_one_by_one(monkeypatch
 
 @pytest.mark.parametrize(
     "error",
-    [torch.AcceleratorError("CUDA error: an illegal instruction was encountered"),
-     torch.OutOfMemoryError("CUDA out of memory")],
+    [
+        torch.AcceleratorError("CUDA error: an illegal instruction was encountered"),
+        torch.OutOfMemoryError("CUDA out of memory"),
+    ],
     ids=["sticky", "out-of-memory"],
-)  # fmt: skip
+)
 def test_a_device_failure_while_decoding_is_never_taken_for_a_bad_image(monkeypatch, error):
     def failing(tensors, **options):
         raise error
@@ -291,8 +301,13 @@ def test_decoding_threads_follow_the_cpus_the_process_was_given(samples):
 def test_an_image_far_larger_than_the_model_input_is_resized_on_the_host():
     """CUDA's antialiased resize refuses to shrink more than about 47 times (a 12,000-pixel
     photo for a 224-pixel model); the CPU's does not."""
-    config = {"input_size": (3, 16, 16), "interpolation": "bilinear", "crop_pct": 0.875,
-              "mean": (0.5,) * 3, "std": (0.5,) * 3}  # fmt: skip
+    config = {
+        "input_size": (3, 16, 16),
+        "interpolation": "bilinear",
+        "crop_pct": 0.875,
+        "mean": (0.5,) * 3,
+        "std": (0.5,) * 3,
+    }
     transform = DeviceTransform(config, "cpu")
     largest = 16 * MAX_DEVICE_DOWNSCALE
     assert transform.resizes_on_host((2, 3, 30, largest + 1))

@@ -26,23 +26,36 @@ CHECKPOINTS = {
     "an empty .pth": (lambda p: p.write_bytes(b""), ".pth", "is empty"),
     "garbage as .pth": (lambda p: p.write_bytes(b"\x80garbage" * 9), ".pth", "as plain tensors ("),
     "garbage as safetensors": (
-        lambda p: p.write_bytes(b"garbage" * 9), ".safetensors", "not a readable safetensors"),
+        lambda p: p.write_bytes(b"garbage" * 9),
+        ".safetensors",
+        "not a readable safetensors",
+    ),
     "a truncated safetensors": (
         lambda p: (save_file(_state(), str(p)), p.write_bytes(p.read_bytes()[:999])),
-        ".safetensors", "not a readable safetensors"),
+        ".safetensors",
+        "not a readable safetensors",
+    ),
     "a truncated .pth": (
-        lambda p: (torch.save(_state(), p), p.write_bytes(p.read_bytes()[:999])), ".pth",
-        "failed reading zip archive"),
+        lambda p: (torch.save(_state(), p), p.write_bytes(p.read_bytes()[:999])),
+        ".pth",
+        "failed reading zip archive",
+    ),
     "a list": (lambda p: torch.save([torch.zeros(2)], p), ".pth", "holds a list, not a state dict"),
-    "a numpy array inside": (lambda p: torch.save({"w": np.zeros(2)}, p), ".pth",
-                             "Unsupported global"),
+    "a numpy array inside": (
+        lambda p: torch.save({"w": np.zeros(2)}, p),
+        ".pth",
+        "Unsupported global",
+    ),
     "an object of a class": (lambda p: torch.save(NotATensor(), p), ".pth", "Unsupported global"),
-    "a number among the tensors": (lambda p: torch.save({"w": torch.zeros(1), "n": 3}, p), ".pth",
-                                   "'n' holds a int, not a tensor"),
+    "a number among the tensors": (
+        lambda p: torch.save({"w": torch.zeros(1), "n": 3}, p),
+        ".pth",
+        "'n' holds a int, not a tensor",
+    ),
     "an empty dict": (lambda p: torch.save({}, p), ".pth", "holds no tensors"),
     "a directory": (lambda p: p.mkdir(), ".pth", "is a directory"),
     "nothing": (lambda p: None, ".pth", "does not exist"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(CHECKPOINTS))
@@ -64,14 +77,22 @@ def test_a_checkpoint_that_cannot_be_read_is_one_line_without_unsafe_advice(tmp_
     [
         ("test_efficientnet", None, _state, "missing keys (conv_stem.weight"),
         ("test_resnet", 10, _state, "fc.weight (file [1000, 96], model [10, 96])"),
-        ("test_resnet", None, lambda: {f"module.{k}": v for k, v in _state().items()},
-         "save model.module.state_dict()"),
-        ("test_resnet", None, lambda: {**_state(), "extra.weight": torch.zeros(1)},
-         "1 unexpected keys (extra.weight)"),
+        (
+            "test_resnet",
+            None,
+            lambda: {f"module.{k}": v for k, v in _state().items()},
+            "save model.module.state_dict()",
+        ),
+        (
+            "test_resnet",
+            None,
+            lambda: {**_state(), "extra.weight": torch.zeros(1)},
+            "1 unexpected keys (extra.weight)",
+        ),
         ("test_resnet", None, lambda: {"state_dict": _state()}, None),
         ("test_resnet", None, lambda: {"model": _state(), "epoch": 3}, None),
     ],
-)  # fmt: skip
+)
 def test_a_checkpoint_must_fit_its_architecture(tmp_path, arch, num_classes, saved, message):
     path = tmp_path / "weights.pth"
     torch.save(saved(), path)
@@ -115,8 +136,14 @@ def test_data_options_that_cannot_preprocess_an_image_are_refused(overrides, mes
 
 
 def test_good_data_options_come_back_as_timm_takes_them():
-    stored = {"input_size": [3, 96, 96], "mean": [0, 0.5, 1], "std": [1, 0.5, 0.25],
-              "crop_pct": 1.15, "interpolation": "bicubic", "crop_mode": "center"}  # fmt: skip
+    stored = {
+        "input_size": [3, 96, 96],
+        "mean": [0, 0.5, 1],
+        "std": [1, 0.5, 0.25],
+        "crop_pct": 1.15,
+        "interpolation": "bicubic",
+        "crop_mode": "center",
+    }
 
     checked = checked_overrides(stored)
 

@@ -61,8 +61,10 @@ def test_workers_of_a_node_asking_at_once_share_one_read(shard, tmp_path):
     caches = [ShardCache(tmp_path, 10**9) for _ in range(6)]  # one per worker of the node
     paths = []
 
-    threads = [threading.Thread(target=lambda c=c: paths.append(c.local(shard, version, remote)))
-               for c in caches]  # fmt: skip
+    threads = [
+        threading.Thread(target=lambda c=c: paths.append(c.local(shard, version, remote)))
+        for c in caches
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -38,9 +38,16 @@ def registered(use_database, tmp_path):
     """A dataset of real shards on disk, registered through the CLI."""
     image_folder(tmp_path / "src")
     made = saverzoo(
-        "datasets", "make-shards", tmp_path / "src", "--out", tmp_path / "shards",
-        "--name", "tiny", "--shard-size", "8",
-    )  # fmt: skip
+        "datasets",
+        "make-shards",
+        tmp_path / "src",
+        "--out",
+        tmp_path / "shards",
+        "--name",
+        "tiny",
+        "--shard-size",
+        "8",
+    )
     assert made.exit_code == 0, made.output
     return saverzoo_json("datasets", "show", "tiny")["shard_list"]
 
@@ -148,9 +155,16 @@ def test_the_shard_cap_is_a_setting(use_database, tmp_path, monkeypatch):
 
     image_folder(tmp_path / "src")
     made = saverzoo(
-        "datasets", "make-shards", tmp_path / "src", "--out", tmp_path / "shards",
-        "--name", "tiny", "--shard-size", "4",
-    )  # fmt: skip
+        "datasets",
+        "make-shards",
+        tmp_path / "src",
+        "--out",
+        tmp_path / "shards",
+        "--name",
+        "tiny",
+        "--shard-size",
+        "4",
+    )
     assert made.exit_code == 0, made.output
     monkeypatch.setenv("SAVERZOO_MAX_SHARDS", "3")
     get_settings.cache_clear()
@@ -167,8 +181,13 @@ def test_the_shard_cap_is_a_setting(use_database, tmp_path, monkeypatch):
 def test_brace_ranges_expand_as_written(tmp_path):
     assert expand_shards("/d/s-{000..002}.tar", 10) == [f"/d/s-{i:03d}.tar" for i in range(3)]
     assert expand_shards("/d/{a,b}-{8..10}.tar", 10) == [
-        "/d/a-8.tar", "/d/a-9.tar", "/d/a-10.tar", "/d/b-8.tar", "/d/b-9.tar", "/d/b-10.tar",
-    ]  # fmt: skip
+        "/d/a-8.tar",
+        "/d/a-9.tar",
+        "/d/a-10.tar",
+        "/d/b-8.tar",
+        "/d/b-9.tar",
+        "/d/b-10.tar",
+    ]
     assert expand_shards("s3://b/x.tar::file:///d/y.tar", 10) == ["s3://b/x.tar", "file:///d/y.tar"]
 
 

@@ -31,9 +31,16 @@ def test_image_folder_round_trips_through_s3_byte_for_byte(use_s3, use_database,
     out = bucket_url()
 
     result = saverzoo(
-        "datasets", "make-shards", tmp_path / "src", "--out", out, "--name", "tiny",
-        "--shard-size", "4",
-    )  # fmt: skip
+        "datasets",
+        "make-shards",
+        tmp_path / "src",
+        "--out",
+        out,
+        "--name",
+        "tiny",
+        "--shard-size",
+        "4",
+    )
 
     assert result.exit_code == 0, result.output
     info = saverzoo_json("datasets", "show", "tiny")
@@ -52,9 +59,18 @@ def test_flat_imagenet_layout_with_labels_file_on_disk(use_database, tmp_path):
     made, labels = flat_imagenet(tmp_path / "val")
 
     result = saverzoo(
-        "datasets", "make-shards", tmp_path / "val", "--labels", labels,
-        "--out", tmp_path / "shards", "--name", "flat", "--shard-size", "3",
-    )  # fmt: skip
+        "datasets",
+        "make-shards",
+        tmp_path / "val",
+        "--labels",
+        labels,
+        "--out",
+        tmp_path / "shards",
+        "--name",
+        "flat",
+        "--shard-size",
+        "3",
+    )
 
     assert result.exit_code == 0, result.output
     info = saverzoo_json("datasets", "show", "flat")
@@ -121,13 +137,13 @@ def test_a_truncated_shard_is_an_error_naming_it(tmp_path):
     data = path.read_bytes()
 
     path.write_bytes(data[: len(data) // 2 + 100])  # cut inside a member
-    with pytest.raises(ShardError, match="t-000000.tar is truncated"):
+    with pytest.raises(ShardError, match=r"t-000000\.tar is truncated"):
         list(read_shard(shard.url))
 
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         second_sample = tar.getmembers()[3].offset  # three members (cls, filename, jpg) each
     path.write_bytes(data[:second_sample])  # cut exactly between two samples: a "short" tar
-    with pytest.raises(ShardError, match="t-000000.tar has 1 samples but 8 are registered"):
+    with pytest.raises(ShardError, match=r"t-000000\.tar has 1 samples but 8 are registered"):
         list(read_shard(shard.url, expected_samples=8))
 
 
@@ -137,9 +153,16 @@ def test_a_corrupted_jpeg_is_recorded_with_its_key_not_fatal(use_database, tmp_p
     broken.write_bytes(broken.read_bytes()[:60])  # a truncated JPEG
 
     result = saverzoo(
-        "datasets", "make-shards", tmp_path / "src", "--out", tmp_path / "shards",
-        "--name", "broken", "--shard-size", "10",
-    )  # fmt: skip
+        "datasets",
+        "make-shards",
+        tmp_path / "src",
+        "--out",
+        tmp_path / "shards",
+        "--name",
+        "broken",
+        "--shard-size",
+        "10",
+    )
 
     assert result.exit_code == 0, result.output
     assert "1 samples do not decode" in result.stdout
@@ -188,7 +211,7 @@ def test_a_stopped_object_store_is_an_error_saying_so(use_s3, monkeypatch):
     monkeypatch.setenv("SAVERZOO_S3_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens
     monkeypatch.setenv("SAVERZOO_S3_MAX_ATTEMPTS", "1")
     get_settings.cache_clear()
-    with pytest.raises(ShardError, match="object store at http://127.0.0.1:9 is unreachable"):
+    with pytest.raises(ShardError, match=r"object store at http://127\.0\.0\.1:9 is unreachable"):
         list(read_shard("s3://anything/x-000000.tar"))
 
 
@@ -199,8 +222,13 @@ def own_local_store(free_port_block, tmp_path, monkeypatch):
     from cluster.settings import get_settings
 
     store = LocalObjectStore(tmp_path / "objectstore", free_port_block)
-    for variable in ("SAVERZOO_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                     "AWS_SESSION_TOKEN", "AWS_PROFILE"):  # fmt: skip
+    for variable in (
+        "SAVERZOO_S3_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+    ):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
@@ -308,16 +336,34 @@ def test_registering_existing_shards_reads_their_keys_and_labels(use_s3, use_dat
 def test_bad_dataset_input_fails_in_one_line_and_registers_nothing(use_database, tmp_path):
     flat_imagenet(tmp_path / "flat")
     cases = [
-        (["datasets", "make-shards", tmp_path / "flat", "--out", tmp_path / "o", "--name", "x"],
-         "give their labels with --labels"),
-        (["datasets", "make-shards", tmp_path / "nope", "--out", tmp_path / "o", "--name", "x"],
-         "is not a folder"),
-        (["datasets", "make-shards", tmp_path / "flat", "--labels", tmp_path / "labels.txt",
-          "--out", "ftp://host/x", "--name", "x"], "not ftp://"),
-        (["datasets", "add", "x", "--shards", str(tmp_path / "none-{000000..000001}.tar")],
-         "does not exist"),
+        (
+            ["datasets", "make-shards", tmp_path / "flat", "--out", tmp_path / "o", "--name", "x"],
+            "give their labels with --labels",
+        ),
+        (
+            ["datasets", "make-shards", tmp_path / "nope", "--out", tmp_path / "o", "--name", "x"],
+            "is not a folder",
+        ),
+        (
+            [
+                "datasets",
+                "make-shards",
+                tmp_path / "flat",
+                "--labels",
+                tmp_path / "labels.txt",
+                "--out",
+                "ftp://host/x",
+                "--name",
+                "x",
+            ],
+            "not ftp://",
+        ),
+        (
+            ["datasets", "add", "x", "--shards", str(tmp_path / "none-{000000..000001}.tar")],
+            "does not exist",
+        ),
         (["datasets", "show", "nope"], "unknown dataset"),
-    ]  # fmt: skip
+    ]
     saverzoo("db", "upgrade")
     before = row_counts(use_database)
     for args, message in cases:
@@ -358,8 +404,11 @@ def test_rewriting_with_another_shard_size_leaves_no_stale_shard_or_manifest(tmp
     shards = make_shards(source, "tiny", str(out), shard_size=8)
 
     assert sorted(p.name for p in out.iterdir()) == [
-        "_info.json", "_progress.json", "tiny-000000.tar", "tiny-000001.tar",
-    ]  # fmt: skip
+        "_info.json",
+        "_progress.json",
+        "tiny-000000.tar",
+        "tiny-000001.tar",
+    ]
     manifest = json.loads((out / "_info.json").read_text())
     assert manifest["splits"]["validation"]["shard_lengths"] == [8, 7]
     assert len(read_all([s.url for s in shards])) == 15
@@ -441,8 +490,17 @@ def test_a_full_disk_mid_way_is_one_line_and_the_shards_before_it_are_kept(
 
     monkeypatch.setattr(shard_writer, "write_tar", fills_the_disk)
     out = tmp_path / "shards"
-    args = ["datasets", "make-shards", tmp_path / "src", "--out", out, "--name", "tiny",
-            "--shard-size", "4"]  # fmt: skip
+    args = [
+        "datasets",
+        "make-shards",
+        tmp_path / "src",
+        "--out",
+        out,
+        "--name",
+        "tiny",
+        "--shard-size",
+        "4",
+    ]
 
     full = saverzoo(*args)
 
@@ -452,7 +510,7 @@ def test_a_full_disk_mid_way_is_one_line_and_the_shards_before_it_are_kept(
         "shards written before it are kept: make room and run the same command again to finish"
     )
     assert sorted(p.name for p in out.iterdir() if p.suffix == ".tar") == ["tiny-000000.tar"]
-    assert not [p for p in out.rglob(".tiny-*")]  # no part-written file left
+    assert not list(out.rglob(".tiny-*"))  # no part-written file left
     assert row_counts(use_database)["datasets"] == 0
     monkeypatch.setattr(shard_writer, "write_tar", real_write)
     again = saverzoo(*args)

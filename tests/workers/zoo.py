@@ -7,10 +7,20 @@ MODELS = {
     "seeded-resnet": ("test_resnet", []),
     "seeded-vit": (
         "test_vit",
-        ["--input-size", "96", "--crop-pct", "0.8", "--interpolation", "bilinear",
-         "--mean", "0.4,0.4,0.4", "--std", "0.3,0.2,0.25"],
+        [
+            "--input-size",
+            "96",
+            "--crop-pct",
+            "0.8",
+            "--interpolation",
+            "bilinear",
+            "--mean",
+            "0.4,0.4,0.4",
+            "--std",
+            "0.3,0.2,0.25",
+        ],
     ),
-}  # fmt: skip
+}
 OVERRIDES = {
     "seeded-vit": {
         "input_size": (3, 96, 96),
