@@ -8,6 +8,7 @@ curve are computed from its stored predictions. Functions take the caller's sess
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -113,7 +114,7 @@ def field_text(
     return format(value, number_format)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SaverQuery:
     """Which best savers: a criterion (with its accuracy budget), a selection and a cost."""
 
@@ -157,17 +158,7 @@ class SaverQuery:
         check_confidence(self.confidence)
         if self.stages == 3 and self.confidence != MAX_PROBABILITY:
             raise InputError("stages 3 exits on the top-1 probability: drop confidence margin")
-        return SaverQuery(
-            self.criterion,
-            max_drop,
-            self.holdout,
-            self.cost,
-            self.device_type,
-            self.score_on,
-            self.stages,
-            self.candidates,
-            self.confidence,
-        )
+        return dataclasses.replace(self, max_drop=max_drop)
 
     @property
     def fields(self) -> tuple[str, ...]:

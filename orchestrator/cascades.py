@@ -31,7 +31,9 @@ def chosen_pair(
     confidence: str = "max",
 ) -> ChosenPair:
     """BASE's best saver on DATASET under the criterion, and its threshold."""
-    query = SaverQuery(criterion, max_drop, holdout, confidence=confidence).checked()
+    query = SaverQuery(
+        criterion=criterion, max_drop=max_drop, holdout=holdout, confidence=confidence
+    ).checked()
     with session_factory(get_settings().database_url).begin() as session:
         answer = saver_of(session, dataset, base, query, alternatives=0)
         best = answer["best"]

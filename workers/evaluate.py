@@ -68,7 +68,7 @@ MODES = ("fast", "reference")
 COMPILED_GRAPHS_PER_CLASS = 4096
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EvalOptions:
     """How a worker evaluates: where, which preprocessing, and the GPU settings."""
 
@@ -114,7 +114,14 @@ class EvalOptions:
         gpu_fast = cuda and mode == "fast"
         amp = gpu_fast if amp is None else amp
         channels_last = gpu_fast if channels_last is None else channels_last
-        return cls(device, mode, batch_size, amp, channels_last, compile)
+        return cls(
+            device=device,
+            mode=mode,
+            batch_size=batch_size,
+            amp=amp,
+            channels_last=channels_last,
+            compile=compile,
+        )
 
     @property
     def cuda(self) -> bool:

@@ -39,7 +39,9 @@ def report(
     settings = settings_or_fail()
     folder = out_dir or report_folder(settings.report_dir, dataset)
     with transaction(settings) as session:
-        query = SaverQuery(criterion, max_drop, holdout, score_on=score_on).checked()
+        query = SaverQuery(
+            criterion=criterion, max_drop=max_drop, holdout=holdout, score_on=score_on
+        ).checked()
         keep_budget(session, dataset, query)
         with progress_bar("plotting Pareto fronts") as update:
             summary = write_report(session, dataset, folder, query, update)

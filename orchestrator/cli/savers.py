@@ -84,15 +84,15 @@ def savers_best(
 
     with transaction() as session:
         query = SaverQuery(
-            criterion,
-            max_drop,
-            holdout,
-            cost,
-            device_type,
-            score_on,
-            stages,
-            candidates,
-            confidence,
+            criterion=criterion,
+            max_drop=max_drop,
+            holdout=holdout,
+            cost=cost,
+            device_type=device_type,
+            score_on=score_on,
+            stages=stages,
+            candidates=candidates,
+            confidence=confidence,
         ).checked()
         keep_signal(session, dataset, query.confidence)
         if query.score_on is not None:
@@ -141,7 +141,9 @@ def savers_show(
     from orchestrator.cli.options import keep_budget, keep_signal
 
     with transaction() as session:
-        query = SaverQuery(criterion, max_drop, holdout, confidence=confidence).checked()
+        query = SaverQuery(
+            criterion=criterion, max_drop=max_drop, holdout=holdout, confidence=confidence
+        ).checked()
         keep_signal(session, dataset, query.confidence)
         keep_budget(session, dataset, query)
         answer = saver_of(session, dataset, base, query, alternatives)

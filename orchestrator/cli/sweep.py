@@ -86,16 +86,16 @@ def sweep_submit(
     from workers.spec import input_sizes as parse_input_sizes
 
     options = SweepOptions(
-        device,
-        mode,
-        batch_size,
-        random_weights,
-        compile,
-        max_attempts,
-        bundle_gmacs,
-        cpus_per_worker,
-        workers,
-        bundle_seconds,
+        device=device,
+        mode=mode,
+        batch_size=batch_size,
+        random_weights=random_weights,
+        compile=compile,
+        max_attempts=max_attempts,
+        bundle_gmacs=bundle_gmacs,
+        cpus_per_worker=cpus_per_worker,
+        max_workers=workers,
+        bundle_seconds=bundle_seconds,
     )
     settings = settings_or_fail()
     with user_errors():

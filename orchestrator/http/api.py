@@ -350,15 +350,15 @@ def _v1() -> APIRouter:
         ``score_on``, picked on the dataset and scored on that one (bases not evaluated there
         left out)."""
         query = SaverQuery(
-            criterion,
-            max_drop,
-            holdout,
-            cost,
-            device_type,
-            score_on,
-            stages,
-            candidates,
-            confidence,
+            criterion=criterion,
+            max_drop=max_drop,
+            holdout=holdout,
+            cost=cost,
+            device_type=device_type,
+            score_on=score_on,
+            stages=stages,
+            candidates=candidates,
+            confidence=confidence,
         ).checked()
         rows, _unmeasured = answers.savers(db, dataset, query)
         return rows
@@ -375,7 +375,9 @@ def _v1() -> APIRouter:
         confidence: ConfidenceSignal = MAX_PROBABILITY,
     ) -> dict:
         """One base's best saver and the next-best savers, ranked the same way."""
-        query = SaverQuery(criterion, max_drop, holdout, confidence=confidence).checked()
+        query = SaverQuery(
+            criterion=criterion, max_drop=max_drop, holdout=holdout, confidence=confidence
+        ).checked()
         return answers.saver_of(db, dataset, base, query, alternatives)
 
     @router.get("/pairs/{base}/{saver}/curve", tags=["savers"])
@@ -461,16 +463,18 @@ def _submit_once(db_session: Session, body: SweepRequest, key: str | None) -> tu
     from orchestrator.sweeps.store import SweepOptions, submit, submit_once
 
     options = SweepOptions(
-        body.device,
-        body.mode,
-        body.batch_size,
-        body.random_weights,
-        body.compile,
-        body.max_attempts,
-        body.bundle_gmacs,
-        body.cpus_per_worker,
-        body.workers,
-        DEFAULT_BUNDLE_SECONDS if body.bundle_seconds is None else body.bundle_seconds,
+        device=body.device,
+        mode=body.mode,
+        batch_size=body.batch_size,
+        random_weights=body.random_weights,
+        compile=body.compile,
+        max_attempts=body.max_attempts,
+        bundle_gmacs=body.bundle_gmacs,
+        cpus_per_worker=body.cpus_per_worker,
+        max_workers=body.workers,
+        bundle_seconds=(
+            DEFAULT_BUNDLE_SECONDS if body.bundle_seconds is None else body.bundle_seconds
+        ),
     )
     from workers.spec import input_sizes
 

@@ -38,7 +38,7 @@ PENDING, UNIT_RUNNING = "pending", "running"
 REQUEST_KEY = "request"  # Sweep.key of a request sent with an idempotency key; watch uses "watch"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SweepOptions:
     """What a sweep's workers do, and how the driver schedules them."""
 
