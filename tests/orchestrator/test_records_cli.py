@@ -546,6 +546,24 @@ def test_records_without_a_prediction_for_some_samples_import_as_wrong_answers(
     result = saverzoo("records", "import", directory, "--dataset", "val")
 
     assert result.exit_code == 0, result.output
+    classes, probabilities = _stored_top1(use_database, "val", zoo.names[2])
+    assert classes[0] == -1 and probabilities[0] == 0.0  # never equal to a label: a wrong answer
+    assert (classes[1:] == zoo.predictions[2, 1:]).all()  # the other samples as recorded
+    right_elsewhere = (zoo.predictions[2, 1:] == zoo.labels[1:]).sum()
+    shown = saverzoo_json("models", "show", zoo.names[2])
+    assert shown["accuracy"]["val"] == pytest.approx(right_elsewhere / len(zoo.labels))
+
+
+def _stored_top1(url, dataset_name, model_name):
+    from db.queries import get_dataset, get_model, top1_predictions
+    from db.session import session_factory
+
+    with session_factory(url).begin() as session:
+        dataset = get_dataset(session, dataset_name)
+        classes, probabilities = top1_predictions(
+            session, dataset, [get_model(session, model_name).id]
+        )
+    return classes[0], probabilities[0]
 
 
 def test_records_of_a_registered_model_at_another_cost_are_refused(use_database, tmp_path):
