@@ -294,6 +294,9 @@ class Sweep(Base):
     options: Mapped[dict] = mapped_column(JSON)  # mode, device, batch size, weights, attempts
     state: Mapped[str] = mapped_column(String(12), default="queued")
     error: Mapped[str | None] = mapped_column(Text)
+    # The saver search's error during the last run (its process failed or died), apart from
+    # ``error``, which the driver writes: the sweep may finish done while its search failed.
+    search_error: Mapped[str | None] = mapped_column(Text)
     driver: Mapped[str | None] = mapped_column(String(200))  # host:pid of the running driver
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+import logging
+import shlex
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cluster import validate
 from orchestrator.cli.console import (
+    USER_ERRORS,
     err,
     fail,
     out,
@@ -36,6 +41,16 @@ RayAddress = Annotated[
 Wait = Annotated[
     bool, typer.Option(help="Run in the foreground with a progress bar until the sweep ends.")
 ]
+LogFile = Annotated[
+    Path | None,
+    typer.Option(
+        help="With --wait: the driver's log records (INFO and above) go to this file, rotated at "
+        "10 MiB with 5 older files kept, instead of warnings on standard error. A sweep started "
+        "in the background logs to <data dir>/sweeps/sweep-N.log this way.",
+        dir_okay=False,
+    ),
+]
+logger = logging.getLogger(__name__)
 
 
 @sweep_app.command("submit")
@@ -51,6 +66,7 @@ def sweep_submit(
     input_sizes: InputSizes = None,
     ray_address: RayAddress = None,
     wait: Wait = False,
+    log_file: LogFile = None,
     device: Annotated[str, typer.Option(help="cpu or cuda: a worker per GPU.")] = "cpu",
     mode: Annotated[str | None, typer.Option(help="fast or reference (default per device).")] = (
         None
@@ -101,6 +117,7 @@ def sweep_submit(
     with user_errors():
         sizes = parse_input_sizes(input_sizes)
     ray_address = ray_address or settings.ray_address
+    check_log_file(log_file, wait, ray_address)
     key = idempotency_key
     if key is None or not _submitted_before(settings, key):  # a repeat starts nothing
         with user_errors():
@@ -123,7 +140,7 @@ def sweep_submit(
         )
         return
     out.print(f"sweep {sweep_id} submitted: {count} models on {dataset}")
-    start_sweep(settings, sweep_id, ray_address, wait)
+    start_sweep(settings, sweep_id, ray_address, wait, log_file)
 
 
 def _submitted_before(settings: Settings, key: str) -> bool:
@@ -140,18 +157,41 @@ def sweep_resume(
     sweep_id: Annotated[int, typer.Argument(help="The sweep to finish.")],
     ray_address: RayAddress = None,
     wait: Wait = False,
+    log_file: LogFile = None,
 ) -> None:
     """Finish a sweep whose driver stopped: only the missing chunks are computed."""
     from orchestrator.sweeps.store import status
 
     settings = settings_or_fail()
+    check_log_file(log_file, wait, ray_address or settings.ray_address)
     with transaction(settings) as session:
         status(session, sweep_id)  # an unknown id fails here, in one line
-    start_sweep(settings, sweep_id, ray_address, wait)
+    start_sweep(settings, sweep_id, ray_address, wait, log_file)
 
 
-def start_sweep(settings: Settings, sweep_id: int, address: str | None, wait: bool) -> None:
-    """Run the sweep: here with a progress bar (wait), else in the background or as a Ray Job."""
+def check_log_file(log_file: Path | None, wait: bool, address: str | None) -> None:
+    """A log file is the driver's, so only where the driver runs here."""
+    from orchestrator.sweeps.launch import is_jobs_url
+
+    if log_file is not None and (not wait or is_jobs_url(address)):
+        raise fail(
+            "--log-file is where a driver running here logs: add --wait (a sweep started in "
+            "the background logs to <data dir>/sweeps/sweep-N.log, a Ray Job to `ray job logs`)"
+        )
+
+
+def start_sweep(
+    settings: Settings,
+    sweep_id: int,
+    address: str | None,
+    wait: bool,
+    log_file: Path | None = None,
+) -> None:
+    """Run the sweep: here with a progress bar (wait), else in the background or as a Ray Job.
+
+    Here, the driver's log records go to ``log_file`` (rotated), else its warnings to standard
+    error, one line each."""
+    from cluster.logs import SweepLog
     from orchestrator.sweeps.launch import is_jobs_url, start_in_background
     from orchestrator.sweeps.store import DONE, status
 
@@ -160,8 +200,19 @@ def start_sweep(settings: Settings, sweep_id: int, address: str | None, wait: bo
         with user_errors():
             out.print(start_in_background(settings, sweep_id, address))
         return
-    state = _drive(settings, sweep_id, address)
-    out.print(f"sweep {sweep_id}: {state}")
+    log = SweepLog(logger, sweep_id)
+    with driver_log(log_file):
+        try:
+            state = _drive(settings, sweep_id, address)
+        except USER_ERRORS as error:
+            if log_file is not None:  # the console hears it from fail
+                log.error("%s", error)
+            raise fail(str(error)) from None
+        except BaseException:  # a crash's traceback, in the log file too
+            log.exception("the driver stopped")
+            raise
+        out.print(f"sweep {sweep_id}: {state}")
+        log.log(logging.INFO if state == DONE else logging.WARNING, "%s", state)
     if state != DONE:
         with transaction(settings) as session:
             report = status(session, sweep_id)
@@ -177,6 +228,47 @@ def start_sweep(settings: Settings, sweep_id: int, address: str | None, wait: bo
         raise typer.Exit(code=1)
 
 
+@contextmanager
+def driver_log(log_file: Path | None) -> Iterator[None]:
+    """While a driver runs here: its records at INFO and above to ``log_file`` (which rotates),
+    or without one its warnings and errors on standard error, one line each."""
+    from cluster.logs import log_to_file
+
+    root = logging.getLogger()
+    level = root.level
+    handler = log_to_file(log_file) if log_file is not None else ConsoleRecords()
+    if log_file is None:
+        root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
+
+
+class ConsoleRecords(logging.Handler):
+    """Warnings and errors as ``warning: sweep 3 unit 12: …`` on standard error, one line each,
+    above the progress bar (rich's console keeps the bar below what is printed)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage().strip().splitlines() or [""]
+            cause = f" ({record.exc_info[1]!r})" if record.exc_info else ""
+            err.print(
+                f"{record.levelname.lower()}: {text[0]}{cause}",
+                style="yellow" if record.levelno < logging.ERROR else "red",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        except Exception:  # noqa: BLE001 - logging's own rule: a record never ends the command
+            self.handleError(record)
+
+
 def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
     """Run the sweep's driver here, with a progress bar of images evaluated."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -186,10 +278,9 @@ def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
     from orchestrator.sweeps.driver import SweepDriver  # imports Ray: only when a sweep runs
     from orchestrator.sweeps.launch import failing_sweep_on_error
 
-    with user_errors():
-        check_worker_database(settings)  # a Ray Job's driver: the submitter's database
+    check_worker_database(settings)  # a Ray Job's driver: the submitter's database
     sessions = session_factory(settings.database_url)
-    with user_errors(), ExitStack() as stack:
+    with ExitStack() as stack:
         with failing_sweep_on_error(sessions, sweep_id):
             secrets = secret_environment(settings)
             stack.enter_context(connected(address, node_ip=settings.ray_node_ip, secrets=secrets))
@@ -255,11 +346,23 @@ def sweep_status(
     )
     for warning in report["accuracy_warnings"]:
         err.print(f"warning: {warning['message']}", style="yellow", soft_wrap=True)
+    if report["search_error"]:
+        err.print(search_failure(report), style="yellow", markup=False, soft_wrap=True)
     if report["error"]:
         say_error(report["error"])
     for failure in report["failures"]:
         where = f"{', '.join(failure['models'])} on shard {failure['shard']}"
         err.print(f"  {where} (attempt {failure['attempts']}): {failure['error']}", soft_wrap=True)
+
+
+def search_failure(report: dict) -> str:
+    """The saver search's error of a sweep's status, in one line with what to do."""
+    dataset = shlex.quote(report["dataset"])
+    return (
+        f"warning: the saver search failed during this sweep: {report['search_error']}; once "
+        f"its cause is fixed, `saverzoo savers refresh --dataset {dataset}` computes the pairs "
+        "it missed"
+    )
 
 
 @sweep_app.command("list")

@@ -67,10 +67,10 @@ def start_in_background(settings: Settings, sweep_id: int, address: str | None) 
             f"sweep {sweep_id} runs as Ray Job {job} on {address}; follow it with "
             f"`saverzoo sweep status {sweep_id}` or `ray job logs {job}`"
         )
-    log = _detach(sweep_id, address)
+    log, output = _detach(sweep_id, address)
     return (
-        f"sweep {sweep_id} runs in the background (log: {log}); follow it with "
-        f"`saverzoo sweep status {sweep_id}`"
+        f"sweep {sweep_id} runs in the background (log: {log}; its output, a crash's "
+        f"traceback among it: {output.name}); follow it with `saverzoo sweep status {sweep_id}`"
     )
 
 
@@ -87,18 +87,28 @@ def failing_sweep_on_error(sessions: sessionmaker[Session], sweep_id: int) -> It
         raise
 
 
-def _detach(sweep_id: int, address: str | None) -> Path:
-    """Run the driver in a background process that outlives this command; its log file."""
-    log = data_dir() / "sweeps" / f"sweep-{sweep_id}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
+def _detach(sweep_id: int, address: str | None) -> tuple[Path, Path]:
+    """Run the driver in a background process that outlives this command; its log file, and
+    the file of its own output.
+
+    The driver writes its records to the log file itself (``--log-file``), which rotates. Its
+    standard output and error go to a file of their own: one a redirection holds open could not
+    be rotated (the process would go on writing to the renamed file, and to a deleted one once
+    it is the oldest), and they hold what no record does: a crash's traceback, and the lines
+    Ray shows of its workers' own logs.
+    """
+    folder = data_dir() / "sweeps"
+    log, output = folder / f"sweep-{sweep_id}.log", folder / f"sweep-{sweep_id}.out"
+    folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "orchestrator", "sweep", "resume", str(sweep_id), "--wait"]
+    command += ["--log-file", str(log)]
     if address:
         command += ["--ray-address", address]
-    with open(log, "ab") as sink:
+    with open(output, "ab") as sink:
         subprocess.Popen(
             command, stdout=sink, stderr=sink, stdin=subprocess.DEVNULL, start_new_session=True
         )
-    return log
+    return log, output
 
 
 def _submit_job(settings: Settings, sweep_id: int, address: str) -> str:

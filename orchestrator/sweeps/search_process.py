@@ -6,11 +6,16 @@ time per unit was half as much again, its p99 twice). Its own process also runs 
 own where the driver's machine has one, at the lowest CPU priority.
 
 The driver and the search speak JSON lines over the child's standard input and output: first the
-database and dataset, then each batch of stored model ids; the child answers each search with
-the models it searched, the time it took and an error, if any. A closed input (the driver done,
-or gone) ends the child once it has searched what it was given. Each search is one transaction,
-so a search killed or failed mid-way leaves nothing half-written; what it did not search, the
-end of the sweep (or ``sweep resume``) does.
+database, dataset and sweep, then each batch of stored model ids; the child answers each search
+with the models it searched, the time it took and an error, if any, and sends its log records
+the same way, for the driver's handlers to write (one process writes a background driver's log
+file, which rotates). A closed input (the driver done, or gone) ends the child once it has
+searched what it was given. Each search is one transaction, so a search killed or failed mid-way
+leaves nothing half-written; what it did not search, the end of the sweep (or ``sweep resume``)
+does.
+
+A search that fails (or a child that dies) is recorded in the sweep's row (``search_error``),
+where ``saverzoo sweep status`` shows it, and logged at WARNING; the child searches nothing more.
 
 Run as ``python -m orchestrator.sweeps.search_process``, a command of its own, not a fork or a
 spawn of the driver (which runs Ray, and whose main script may not be safe to import again).
@@ -20,18 +25,30 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import queue
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterable
-from typing import IO
+from typing import IO, Any
 
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
+from cluster.logs import SweepLog
+from db.models import Sweep
+from orchestrator.sweeps.store import RUNNING
+
 SEARCH_NICENESS = 19  # the search yields the CPU to the driver and the workers
+# Its name, not "__main__", in the child too (run with -m), whose records the driver writes.
+logger = logging.getLogger(__spec__.name if __spec__ else __name__)
+Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 
 def database_url(sessions: sessionmaker) -> str:
@@ -42,9 +59,17 @@ def database_url(sessions: sessionmaker) -> str:
 
 class BackgroundSearch:
     """The driver's handle of the search process: ``stored`` hands it models whose chunks landed
-    (it searches the complete ones, each once); ``close`` waits until it has searched them."""
+    (it searches the complete ones, each once); ``close`` waits until it has searched them.
 
-    def __init__(self, sessions: sessionmaker, dataset: str) -> None:
+    ``sweep_id``: the sweep whose models these are; its row records the search's error. None:
+    the sweep this process runs as its driver (the driver's claim names it), if any.
+    """
+
+    def __init__(self, sessions: sessionmaker, dataset: str, sweep_id: int | None = None) -> None:
+        self._sessions = sessions
+        self.sweep_id = sweep_id if sweep_id is not None else driven_sweep(sessions)
+        self.log: Log = logger if self.sweep_id is None else SweepLog(logger, self.sweep_id)
+        self._record(None)  # a search starts afresh: an earlier driver's error is history
         self._process = subprocess.Popen(
             [sys.executable, "-m", __name__],
             stdin=subprocess.PIPE,
@@ -56,7 +81,15 @@ class BackgroundSearch:
         self.searched: set[int] = set()
         self.seconds = 0.0
         self.error: str | None = None
-        self._send({"database_url": database_url(sessions), "dataset": dataset})
+        self._failing = threading.Lock()  # the first error is the one recorded
+        self._send(
+            {
+                "database_url": database_url(sessions),
+                "dataset": dataset,
+                "sweep_id": self.sweep_id,
+                "log_level": logger.getEffectiveLevel(),  # the child sends only what is kept
+            }
+        )
         self._answers = threading.Thread(
             target=self._read_answers, name="search-answers", daemon=True
         )
@@ -76,26 +109,106 @@ class BackgroundSearch:
         self.end_input()
         self._process.wait()
         self._answers.join()
-        if self._process.returncode and self.error is None:
-            self.error = f"the search process ended with exit code {self._process.returncode}"
+        code = self._process.returncode
+        if code and code < 0:
+            self._fail(f"the search process was killed ({signal.Signals(-code).name})", log=True)
+        elif code:
+            self._fail(f"the search process ended with exit code {code}", log=True)
 
     def _send(self, message: object) -> None:
         assert self._process.stdin is not None
         try:
             self._process.stdin.write(json.dumps(message) + "\n")
         except (BrokenPipeError, ValueError):  # the child died: the sweep's end searches
-            self.error = self.error or "the search process ended early"
+            self._fail("the search process ended early", log=True)
 
     def _read_answers(self) -> None:
         assert self._process.stdout is not None
         for line in self._process.stdout:
             answer = json.loads(line)  # the child prints nothing else there (see main)
+            if "log" in answer:  # one of the child's records, for this process's handlers
+                record = logging.makeLogRecord(answer["log"])
+                logging.getLogger(record.name).handle(record)
+                continue
             self.searched.update(answer["searched"])
             self.seconds += answer["seconds"]
-            self.error = self.error or answer["error"]
+            if answer["error"]:
+                self._fail(answer["error"], log=False)  # the child logged it
+
+    def _fail(self, error: str, *, log: bool) -> None:
+        """The search's first error: logged (unless the child did), recorded in the sweep's row."""
+        with self._failing:
+            if self.error is not None:
+                return
+            self.error = error
+        if log:
+            self.log.warning("saver search failed: %s", error)
+        self._record(error)
+
+    def _record(self, error: str | None) -> None:
+        """The search's error in its sweep's row, where ``sweep status`` reads it."""
+        if self.sweep_id is None:
+            return
+        try:
+            with self._sessions.begin() as session:
+                session.execute(
+                    update(Sweep).where(Sweep.id == self.sweep_id).values(search_error=error)
+                )
+        except SQLAlchemyError as caught:  # the database that failed the search, likely
+            self.log.warning("cannot record the saver search's error: %s", _first_line(caught))
 
 
-def serve(lines: IO[str], answers: IO[str]) -> None:
+def driven_sweep(sessions: sessionmaker) -> int | None:
+    """The running sweep whose driver is this process (``driver.this_driver`` names it so)."""
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        with sessions.begin() as session:
+            found = session.scalars(
+                select(Sweep.id).where(Sweep.driver == me, Sweep.state == RUNNING)
+            ).all()
+    except SQLAlchemyError as error:  # the search goes on; its error is not recorded
+        logger.warning("cannot find the sweep this process drives: %s", _first_line(error))
+        return None
+    return found[0] if len(found) == 1 else None
+
+
+class Answers:
+    """The child's answers and log records, one JSON line each, from any of its threads."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream, self._lock = stream, threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        with self._lock:
+            self._stream.write(json.dumps(message) + "\n")
+            self._stream.flush()
+
+
+class ToDriver(logging.Handler):
+    """The child's records, sent to the driver's process (``BackgroundSearch._read_answers``)."""
+
+    def __init__(self, answers: Answers) -> None:
+        super().__init__()
+        self._answers = answers
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields = dict(record.__dict__, msg=record.getMessage(), args=None, exc_info=None)
+            if record.exc_info:  # the traceback as text: the record's own does not travel
+                fields["msg"] += "\n" + logging.Formatter().formatException(record.exc_info)
+            fields = {k: v for k, v in fields.items() if _is_json(v)}
+            self._answers.send({"log": fields})
+        except BrokenPipeError:
+            pass  # the driver is gone: nobody to tell
+        except Exception:  # noqa: BLE001 - logging's own rule: a record never ends the process
+            self.handleError(record)
+
+
+def _is_json(value: object) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def serve(lines: IO[str], answers_stream: IO[str]) -> None:
     """The search process: a setup line, then batches of stored model ids, searched in one
     transaction each (everything handed over meanwhile in one go), until the input closes."""
     from db.session import session_factory  # the child's imports, not the driver's
@@ -105,6 +218,8 @@ def serve(lines: IO[str], answers: IO[str]) -> None:
     setup = json.loads(lines.readline() or "{}")
     if not setup:
         return  # the driver closed before it said what to search
+    answers = Answers(answers_stream)
+    log = _child_log(answers, setup)
     sessions = session_factory(setup["database_url"])
     search = SaverSearch()  # keeps the zoo loaded between batches
     batches: queue.Queue[list[int] | None] = queue.Queue()
@@ -128,15 +243,36 @@ def serve(lines: IO[str], answers: IO[str]) -> None:
             with sessions.begin() as session:
                 finished = models_evaluated(session, setup["dataset"], sorted(fresh), search=search)
             searched.update(finished)
+            log.debug(
+                "searched %d of %d models in %.2f s", len(finished), len(fresh), _since(began)
+            )
         except Exception as caught:  # noqa: BLE001 - the end of the sweep searches what is missing
-            failed, error = True, f"{type(caught).__name__}: {caught}"
-        answer = {"searched": finished, "seconds": time.monotonic() - began, "error": error}
+            failed, error = True, _first_line(caught)
+            log.warning("saver search failed: %s; it searches nothing more", error)
+        answer = {"searched": finished, "seconds": _since(began), "error": error}
         try:
-            answers.write(json.dumps(answer) + "\n")
-            answers.flush()
+            answers.send(answer)
         except BrokenPipeError:  # the driver is gone; what was searched is committed
-            os.dup2(os.open(os.devnull, os.O_WRONLY), answers.fileno())  # nothing left to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), answers_stream.fileno())  # nothing to say
             return
+
+
+def _child_log(answers: Answers, setup: dict[str, Any]) -> Log:
+    """The child's records go to the driver's process at the level the driver keeps."""
+    root = logging.getLogger()
+    root.addHandler(ToDriver(answers))
+    root.setLevel(setup.get("log_level", logging.WARNING))
+    sweep_id = setup.get("sweep_id")
+    return logger if sweep_id is None else SweepLog(logger, sweep_id)
+
+
+def _since(began: float) -> float:
+    return time.monotonic() - began
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def _read_batches(lines: IO[str], batches: queue.Queue[list[int] | None]) -> None:

@@ -368,6 +368,7 @@ def status(session: Session, sweep_id: int) -> dict:
         "dataset": dataset.name,
         "state": sweep.state,
         "error": sweep.error,
+        "search_error": sweep.search_error,  # the saver search failed during its last run
         "submitted_by": sweep.submitted_by,
         "submitted_at": _iso(sweep.submitted_at),
         "finished_at": _iso(sweep.finished_at),

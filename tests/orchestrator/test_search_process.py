@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, select
 
 from db.models import BestSaver, ChainResult, Model, PairResult
+from db.schema import ensure_schema
 from db.session import session_factory
 from orchestrator.sweeps.search_process import BackgroundSearch
 from tests.factories import records_dir, saverzoo, small_zoo
@@ -45,6 +46,7 @@ def test_the_models_handed_over_are_searched_once_each(use_database, tmp_path):
 
 
 def test_a_failing_search_is_reported_and_the_driver_goes_on(use_database, tmp_path):
+    ensure_schema(use_database)
     search = BackgroundSearch(session_factory(use_database), "no-such-dataset")
     search.stored([1, 2])
     search.close()
