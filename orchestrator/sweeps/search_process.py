@@ -109,18 +109,27 @@ class BackgroundSearch:
         self.end_input()
         self._process.wait()
         self._answers.join()
-        code = self._process.returncode
-        if code and code < 0:
-            self._fail(f"the search process was killed ({signal.Signals(-code).name})", log=True)
-        elif code:
-            self._fail(f"the search process ended with exit code {code}", log=True)
+        if self._process.returncode:
+            self._fail(self._end(), log=True)
 
     def _send(self, message: object) -> None:
         assert self._process.stdin is not None
         try:
             self._process.stdin.write(json.dumps(message) + "\n")
-        except (BrokenPipeError, ValueError):  # the child died: the sweep's end searches
-            self._fail("the search process ended early", log=True)
+        except BrokenPipeError:  # the child died: the sweep's end searches
+            self._fail(self._end(), log=True)
+        except ValueError:  # its input closed here already
+            self._fail("models were handed to the search after its input was closed", log=True)
+
+    def _end(self) -> str:
+        """How the child ended (it has, or is ending: it closed its input)."""
+        try:
+            code = self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            return "the search process stopped reading what it is handed"
+        if code < 0:
+            return f"the search process was killed ({signal.Signals(-code).name})"
+        return f"the search process ended early, with exit code {code}"
 
     def _read_answers(self) -> None:
         assert self._process.stdout is not None
