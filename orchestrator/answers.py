@@ -1,18 +1,23 @@
-"""What saverzoo answers, as JSON-ready objects: datasets, models, savers, curves.
+"""What saverzoo answers, as typed objects (``orchestrator.answer_types``): datasets, models,
+savers, curves.
 
-The CLI's ``--json`` output and the HTTP API are these same objects, so both always agree. Every
-answer reads stored results (pairs, best savers, costs); only a model's accuracy and a pair's
-curve are computed from its stored predictions. Functions take the caller's session and raise
-``InputError`` (``NotFound`` for an unknown name) for what the caller must fix.
+The CLI's ``--json`` output, the HTTP API and the report are these same objects (``json_ready``), so
+they always agree. Every answer reads stored results (pairs, best savers, costs); only a model's
+accuracy and a pair's curve are computed from its stored predictions. Functions take the caller's
+session and raise ``InputError`` (``NotFound`` for an unknown name) for what the caller must fix;
+a ``ParameterError`` names the parameters at fault, which the CLI words as flags and the API as
+query parameters.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -26,6 +31,24 @@ from db.queries import (
     require_complete,
     top1_predictions,
 )
+from orchestrator.answer_types import (
+    BudgetRow,
+    BudgetSaver,
+    ChainRow,
+    DatasetSummary,
+    HoldoutRow,
+    HoldoutSaver,
+    ModelDetail,
+    ModelsPage,
+    ModelSummary,
+    PairCurve,
+    PaperRow,
+    PaperSaver,
+    RankedSaver,
+    SaverRow,
+    SaversOfBase,
+    TransferRow,
+)
 from orchestrator.limits import DEFAULT_ALTERNATIVES, MAX_CANDIDATES, MAX_OFFSET, MAX_PAGE
 from search.costs import COSTS, GMACS, LATENCY
 from search.criteria import (
@@ -35,22 +58,24 @@ from search.criteria import (
     MAX_PROBABILITY,
     PAPER,
 )
-from search.results import (
-    CHAIN_FIELDS,
-    AnswerScores,
-    answer_view,
-    best_savers,
+from search.parameters import (
+    ParameterError,
     budget_key,
-    chain_savers,
     check_confidence,
     check_device_type,
     check_kept_signal,
-    fields_for,
-    gmacs_of,
+    check_max_drop,
+)
+from search.results import (
+    best_savers,
+    chain_savers,
+    curve,
     latency_best_savers,
     transferred_savers,
 )
-from search.selection import centipoints, has_saver, rank_key
+from search.scores import AnswerScores, gmacs_of
+from search.selection import has_saver, rank_key
+from search.views import CHAIN_FIELDS, fields_for
 
 
 # ----- the reported fields -----------------------------------------------------------------------
@@ -64,7 +89,7 @@ class Field:
     csv: str | None = None
 
 
-# Field name (the JSON key; ``search.results.fields_for`` says which a criterion reports) -> how
+# Field name (the JSON key; ``search.views.fields_for`` says which a criterion reports) -> how
 # the CLI tables, the report's page and its ``savers.csv`` show it.
 FIELDS: dict[str, Field] = {
     "threshold": Field("threshold", False, "threshold"),
@@ -84,7 +109,6 @@ FIELDS: dict[str, Field] = {
     "frontier_model": Field("frontier", False, "frontier_model"),
     "frontier_saving": Field("vs frontier %", True, "frontier_saving_pct"),
 }
-CURVE_FIELDS = ("threshold", "exit_ratio", "accuracy", "relative_cost", "saving")  # a front point
 
 
 def beaten_by_frontier(row: dict[str, Any]) -> bool:
@@ -129,36 +153,75 @@ class SaverQuery:
     confidence: str = MAX_PROBABILITY  # what a sample exits on: top-1 probability, or margin
 
     def checked(self) -> SaverQuery:
-        """This query with its default budget filled in; InputError for a contradiction."""
+        """This query with its default budget filled in; ParameterError for a contradiction."""
         if self.criterion not in CRITERIA:
-            raise InputError(f"criterion must be {BUDGET!r} or {PAPER!r}, not {self.criterion!r}")
+            raise ParameterError(
+                "{criterion} must be {budget!r} or {paper!r}, not {value!r}",
+                ("criterion",),
+                {"budget": BUDGET, "paper": PAPER, "value": self.criterion},
+            )
         if self.criterion == PAPER and self.max_drop is not None:
-            raise InputError("max_drop sets a budget; it cannot be combined with criterion paper")
+            raise ParameterError(
+                "{max_drop} sets a budget; it cannot be combined with {criterion} paper",
+                ("max_drop", "criterion"),
+            )
         max_drop = 0.0 if self.max_drop is None else self.max_drop
-        centipoints(max_drop)  # 0..100 points, two decimals at most
+        check_max_drop(max_drop)  # 0..100 points, two decimals at most
         if self.cost not in COSTS:
-            raise InputError(f"cost must be {GMACS!r} or {LATENCY!r}, not {self.cost!r}")
+            raise ParameterError(
+                "{cost} must be {gmacs!r} or {latency!r}, not {value!r}",
+                ("cost",),
+                {"gmacs": GMACS, "latency": LATENCY, "value": self.cost},
+            )
         if self.cost == GMACS and self.device_type is not None:
-            raise InputError("device_type picks latency measurements; it needs cost latency")
+            raise ParameterError(
+                "{device_type} picks latency measurements; it needs {cost} latency",
+                ("device_type", "cost"),
+            )
         if self.score_on is not None and (self.holdout or self.cost != GMACS):
-            raise InputError(
-                "score_on already scores on other data, in GMACs: drop holdout and cost latency"
+            raise ParameterError(
+                "{score_on} already scores on other data, in GMACs: drop {holdout} and {cost} "
+                "latency",
+                ("score_on", "holdout", "cost"),
             )
         if self.stages not in (2, 3):
-            raise InputError(f"stages {self.stages}: use 2 (pairs) or 3 (chains of three)")
+            raise ParameterError(
+                "{stages} {value}: use 2 (pairs) or 3 (chains of three)",
+                ("stages",),
+                {"value": self.stages},
+            )
         if self.stages == 3 and (
             self.criterion != BUDGET or self.holdout or self.cost != GMACS or self.score_on
         ):
-            raise InputError(
-                "stages 3 answers under a budget, in-sample, in GMACs: drop criterion paper, "
-                "holdout, cost latency and score_on"
+            raise ParameterError(
+                "{stages} 3 answers under a budget, in-sample, in GMACs: drop {criterion} paper, "
+                "{holdout}, {cost} latency and {score_on}",
+                ("stages", "criterion", "holdout", "cost", "score_on"),
             )
         if not 1 <= self.candidates <= MAX_CANDIDATES:
-            raise InputError(f"candidates {self.candidates}: use 1 to {MAX_CANDIDATES:,}")
+            raise ParameterError(
+                "{candidates} {value}: use 1 to {most:,}",
+                ("candidates",),
+                {"value": self.candidates, "most": MAX_CANDIDATES},
+            )
         check_confidence(self.confidence)
         if self.stages == 3 and self.confidence != MAX_PROBABILITY:
-            raise InputError("stages 3 exits on the top-1 probability: drop confidence margin")
+            raise ParameterError(
+                "{stages} 3 exits on the top-1 probability: drop {confidence} margin",
+                ("stages", "confidence"),
+            )
         return dataclasses.replace(self, max_drop=max_drop)
+
+    @property
+    def row_type(self) -> type[SaverRow]:
+        """The type of this query's rows (``savers``)."""
+        if self.stages == 3:
+            return ChainRow
+        if self.score_on is not None:
+            return TransferRow
+        if self.holdout:
+            return HoldoutRow
+        return PaperRow if self.criterion == PAPER else BudgetRow
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -194,23 +257,24 @@ def check_kept_budget(dataset: Dataset, query: SaverQuery) -> int:
 
 
 # ----- datasets and models -----------------------------------------------------------------------
-def datasets(session: Session) -> list[dict[str, Any]]:
+def datasets(session: Session) -> list[DatasetSummary]:
+    """Registered datasets by name, with their budgets and how many models are complete."""
     shard_counts = dict(
         session.execute(
             select(DatasetShard.dataset_id, func.count()).group_by(DatasetShard.dataset_id)
         ).all()
     )
     return [
-        {
-            "name": d.name,
-            "num_samples": d.num_samples,
-            "num_classes": d.num_classes,
-            "num_shards": shard_counts.get(d.id, 0),
-            "num_models": len(complete_model_ids(session, d)),
-            "budgets": [b / 100 for b in d.budgets_centipoints],
-            "imagenet_val": d.imagenet_val,
-            "shards": d.shard_urls,
-        }
+        DatasetSummary(
+            name=d.name,
+            num_samples=d.num_samples,
+            num_classes=d.num_classes,
+            num_shards=shard_counts.get(d.id, 0),
+            num_models=len(complete_model_ids(session, d)),
+            budgets=[b / 100 for b in d.budgets_centipoints],
+            imagenet_val=d.imagenet_val,
+            shards=d.shard_urls,
+        )
         for d in session.scalars(select(Dataset).order_by(Dataset.name))
     ]
 
@@ -224,13 +288,19 @@ def models_page(
     superseded: bool = False,
     offset: int = 0,
     limit: int = 100,
-) -> dict[str, Any]:
+) -> ModelsPage:
     """Models cheapest first, filtered (``name`` is a shell pattern such as ``vit_*``) and paged;
     models whose weights were replaced only with ``superseded``."""
     if not 0 <= offset <= MAX_OFFSET:
-        raise InputError(f"offset {offset}: use 0 to {MAX_OFFSET:,}")
+        raise ParameterError(
+            "{offset} {value}: use 0 to {most:,}",
+            ("offset",),
+            {"value": offset, "most": MAX_OFFSET},
+        )
     if not 1 <= limit <= MAX_PAGE:
-        raise InputError(f"limit {limit}: use 1 to {MAX_PAGE}")
+        raise ParameterError(
+            "{limit} {value}: use 1 to {most}", ("limit",), {"value": limit, "most": MAX_PAGE}
+        )
     query = select(Model).order_by(Model.gmacs, Model.name)
     if dataset is not None:
         query = query.where(
@@ -245,12 +315,14 @@ def models_page(
         models = [m for m in models if fnmatchcase(m.name, name)]
     page = models[offset : offset + limit]
     throughput = _throughputs(session, [m.id for m in page])
-    return {
-        "items": [_model_summary(m, throughput.get(m.id, {})) for m in page],
-        "total": len(models),
-        "offset": offset,
-        "limit": limit,
-    }
+    return ModelsPage(
+        items=[
+            ModelSummary.model_validate(_model_summary(m, throughput.get(m.id, {}))) for m in page
+        ],
+        total=len(models),
+        offset=offset,
+        limit=limit,
+    )
 
 
 def _throughputs(session: Session, model_ids: list[int]) -> dict[int, dict[str, float]]:
@@ -266,6 +338,7 @@ def _throughputs(session: Session, model_ids: list[int]) -> dict[int, dict[str, 
 
 
 def _model_summary(model: Model, images_per_s: dict[str, float]) -> dict[str, Any]:
+    """The fields of ``ModelSummary``."""
     return {
         "name": model.name,
         "source": model.source,
@@ -276,7 +349,7 @@ def _model_summary(model: Model, images_per_s: dict[str, float]) -> dict[str, An
     }
 
 
-def model_detail(session: Session, name: str) -> dict[str, Any]:
+def model_detail(session: Session, name: str) -> ModelDetail:
     """A model's profile, data config, measured throughput and top-1 accuracy per dataset."""
     from orchestrator.published import published_for
 
@@ -290,21 +363,23 @@ def model_detail(session: Session, name: str) -> dict[str, Any]:
                 for check in accuracy_checks(session, dataset, [model.id])
             ]
     published = published_for(model.name, model.input_size[-1] if model.input_size else None)
-    return {
-        **_model_summary(model, _throughputs(session, [model.id]).get(model.id, {})),
-        "arch": model.arch,
-        "input_size": model.input_size,
-        "crop_pct": model.crop_pct,
-        "interpolation": model.interpolation,
-        "num_classes": model.num_classes,
-        "timm_version": model.timm_version,
-        "weights_id": model.weights_id,
-        "superseded_at": model.superseded_at.isoformat() if model.superseded_at else None,
-        "data_config": model.data_config,
-        "accuracy": accuracy,
-        "published_top1": None if published is None else published.top1,  # percent, timm's
-        "accuracy_warnings": warnings,
-    }
+    return ModelDetail.model_validate(
+        {
+            **_model_summary(model, _throughputs(session, [model.id]).get(model.id, {})),
+            "arch": model.arch,
+            "input_size": model.input_size,
+            "crop_pct": model.crop_pct,
+            "interpolation": model.interpolation,
+            "num_classes": model.num_classes,
+            "timm_version": model.timm_version,
+            "weights_id": model.weights_id,
+            "superseded_at": model.superseded_at.isoformat() if model.superseded_at else None,
+            "data_config": model.data_config,
+            "accuracy": accuracy,
+            "published_top1": None if published is None else published.top1,  # percent, timm's
+            "accuracy_warnings": warnings,
+        }
+    )
 
 
 def model_accuracies(session: Session, dataset: Dataset, model_ids: list[int]) -> dict[int, float]:
@@ -342,8 +417,17 @@ def accuracy_checks(
 # ----- savers ------------------------------------------------------------------------------------
 def savers(
     session: Session, dataset_name: str, query: SaverQuery, base: str | None = None
+) -> tuple[list[SaverRow], list[str]]:
+    """Every base's best saver (or BASE's), of the query's ``row_type``, and the bases left out:
+    without a latency measurement (listed last, without a saver) or, with ``score_on``, without
+    complete predictions there (not listed)."""
+    rows, left_out = _saver_rows(session, dataset_name, query, base)
+    return [query.row_type.model_validate(row) for row in rows], left_out
+
+
+def _saver_rows(
+    session: Session, dataset_name: str, query: SaverQuery, base: str | None
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every base's best saver (or BASE's), and the bases without a latency measurement."""
     dataset = get_dataset(session, dataset_name)
     cp = check_kept_budget(dataset, query)
     check_kept_signal(dataset, query.confidence)
@@ -364,7 +448,11 @@ def savers(
     if query.score_on is not None:
         other = get_dataset(session, query.score_on)
         if other.id == dataset.id:
-            raise InputError(f"score_on {other.name!r} is the dataset itself; drop it")
+            raise ParameterError(
+                "{score_on} {value!r} is the dataset itself; drop it",
+                ("score_on",),
+                {"value": other.name},
+            )
         del selection["holdout"]
         return transferred_savers(session, dataset, other, **selection)
     return best_savers(session, dataset, **selection), []
@@ -376,12 +464,16 @@ def saver_of(
     base: str,
     query: SaverQuery,
     alternatives: int = DEFAULT_ALTERNATIVES,
-) -> dict[str, Any]:
+) -> SaversOfBase:
     """The best saver of one base (GMACs cost) and the next-best savers, ranked the same way."""
     if query.cost != GMACS:
-        raise InputError("alternatives are ranked by GMACs; use the savers list for latency")
+        raise ParameterError(
+            "alternatives are ranked by GMACs; use the savers list for {cost} latency", ("cost",)
+        )
     if not 0 <= alternatives <= 100:
-        raise InputError(f"alternatives {alternatives}: use 0 to 100")
+        raise ParameterError(
+            "{alternatives} {value}: use 0 to 100", ("alternatives",), {"value": alternatives}
+        )
     dataset = get_dataset(session, dataset_name)
     cp = check_kept_budget(dataset, query)
     check_kept_signal(dataset, query.confidence)
@@ -420,21 +512,48 @@ def saver_of(
     scores = AnswerScores(
         session, dataset, gmacs_of(session, complete_model_ids(session, dataset)), holdout
     )
+    shown_type = _ranked_type(query)
     shown = [
-        {
-            "saver": name,
-            "saver_gmacs": gmacs,
-            **answer_view(pairs[saver], query.criterion, holdout, scores, model.name),
-        }
+        shown_type.model_validate(
+            {
+                "saver": name,
+                "saver_gmacs": gmacs,
+                **scores.answer_view(pairs[saver], query.criterion, model.name),
+            }
+        )
         for _, saver, name, gmacs in ranked
     ]
-    return {
-        "dataset": dataset.name,
-        "base": model.name,
-        "base_gmacs": model.gmacs,
-        **query.describe(),
-        "fields": list(fields_for(query.criterion, holdout)),
-        "best": shown[0] if shown else None,
-        "alternatives": shown[1:],
-        "candidates": len(candidates),
-    }
+    return SaversOfBase.model_validate(
+        {
+            "dataset": dataset.name,
+            "base": model.name,
+            "base_gmacs": model.gmacs,
+            **query.describe(),
+            "fields": list(fields_for(query.criterion, holdout)),
+            "best": shown[0] if shown else None,
+            "alternatives": shown[1:],
+            "candidates": len(candidates),
+        }
+    )
+
+
+def _ranked_type(query: SaverQuery) -> type[RankedSaver]:
+    if query.holdout:
+        return HoldoutSaver
+    return PaperSaver if query.criterion == PAPER else BudgetSaver
+
+
+# ----- curves ------------------------------------------------------------------------------------
+def pair_curve(
+    session: Session, dataset_name: str, base: str, saver: str, confidence: str = MAX_PROBABILITY
+) -> PairCurve:
+    """Every distinct exit set of a saver before a base, and its Pareto front."""
+    dataset = get_dataset(session, dataset_name)
+    return PairCurve.model_validate(curve(session, dataset, base, saver, confidence))
+
+
+def json_ready(answer: BaseModel | Sequence[BaseModel]) -> Any:
+    """An answer as JSON-ready values: what the CLI's ``--json`` prints and the API sends."""
+    if isinstance(answer, BaseModel):
+        return answer.model_dump(mode="json", by_alias=True)
+    return [item.model_dump(mode="json", by_alias=True) for item in answer]

@@ -4,12 +4,13 @@ the runtime cascade built from that choice."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cluster.errors import InputError
 from cluster.settings import get_settings
 from db.queries import get_model
 from db.session import session_factory
-from orchestrator.answers import SaverQuery, saver_of
+from orchestrator.answers import SaverQuery, json_ready, saver_of
 from workers.identity import spec_of
 from workers.spec import ModelSpec
 
@@ -19,7 +20,7 @@ class ChosenPair:
     saver: ModelSpec
     base: ModelSpec
     threshold: float
-    about: dict  # the dataset, the criterion and the operating point the search predicted
+    about: dict[str, Any]  # the dataset, the criterion and the operating point the search predicted
 
 
 def chosen_pair(
@@ -35,16 +36,16 @@ def chosen_pair(
         criterion=criterion, max_drop=max_drop, holdout=holdout, confidence=confidence
     ).checked()
     with session_factory(get_settings().database_url).begin() as session:
-        answer = saver_of(session, dataset, base, query, alternatives=0)
-        best = answer["best"]
+        best = saver_of(session, dataset, base, query, alternatives=0).best
         if best is None:
             raise InputError(
                 f"{base!r} has no saver on {dataset!r} under this criterion; "
                 f"`saverzoo savers show {base} --dataset {dataset}` lists the candidates"
             )
-        about = {"dataset": dataset, **query.describe(), "predicted": best}
-        saver = spec_of(get_model(session, best["saver"]))
-        return ChosenPair(saver, spec_of(get_model(session, base)), best["threshold"], about)
+        predicted = json_ready(best)  # as `savers show --json` gives it
+        about = {"dataset": dataset, **query.describe(), "predicted": predicted}
+        saver = spec_of(get_model(session, best.saver))
+        return ChosenPair(saver, spec_of(get_model(session, base)), predicted["threshold"], about)
 
 
 def cascade_from_store(

@@ -381,3 +381,35 @@ def _zoo_of(
         probs,
         labels,
     )
+
+
+# ----- what a dataset keeps ----------------------------------------------------------------------
+def add_signal(
+    session: Session,
+    dataset: Dataset,
+    confidence: str,
+    search: SaverSearch,
+    progress: Progress | None = None,
+) -> None:
+    """Keep pairs on one more confidence signal from now on, and compute them for every pair."""
+    lock_dataset_search(session, dataset)
+    session.refresh(dataset)
+    dataset.confidence_signals = sorted({*(dataset.confidence_signals or []), confidence})
+    session.flush()
+    search.refresh(session, dataset, progress=progress)
+
+
+def add_budget(
+    session: Session,
+    dataset: Dataset,
+    cp: int,
+    search: SaverSearch,
+    progress: Progress | None = None,
+) -> None:
+    """Keep one more budget (``cp``: hundredths of a point) for the dataset from now on, and
+    compute it for every pair."""
+    lock_dataset_search(session, dataset)  # a concurrent addition commits first: none is lost
+    session.refresh(dataset)
+    dataset.budgets_centipoints = sorted({*dataset.budgets_centipoints, cp})
+    session.flush()
+    search.refresh(session, dataset, progress=progress)

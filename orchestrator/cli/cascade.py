@@ -28,9 +28,10 @@ def cascade_export(
     """Both models' weights, their data configs, the threshold and a loader: runs anywhere."""
     from cluster.userfiles import output_folder
     from orchestrator.cascades import chosen_pair
+    from search.parameters import as_flag, parameters_worded
     from workers.cascade import Cascade
 
-    with user_errors():
+    with user_errors(), parameters_worded(as_flag):
         output_folder(out_dir)  # before the models are built: a refusal costs nothing
         chosen = chosen_pair(base, dataset, max_drop, criterion, holdout, confidence)
         cascade = Cascade.build(chosen.saver, chosen.base, chosen.threshold, confidence=confidence)

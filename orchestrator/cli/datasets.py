@@ -139,10 +139,10 @@ def datasets_list(as_json: Annotated[bool, typer.Option("--json", help="Print JS
     """Registered datasets."""
     from rich.table import Table
 
-    from orchestrator.answers import datasets
+    from orchestrator.answers import datasets, json_ready
 
     with transaction() as session:
-        rows = datasets(session)
+        rows = json_ready(datasets(session))
     if as_json:
         print_json(rows)
         return

@@ -35,10 +35,11 @@ def models_list(
     """Models with their cost and source, cheapest first."""
     from rich.table import Table
 
-    from orchestrator.answers import models_page
+    from orchestrator.answers import json_ready, models_page
+    from search.parameters import as_flag, parameters_worded
 
-    with transaction() as session:
-        page = models_page(
+    with transaction() as session, parameters_worded(as_flag):
+        answer = models_page(
             session,
             dataset=dataset,
             source=source,
@@ -47,6 +48,7 @@ def models_list(
             offset=offset,
             limit=limit,
         )
+    page = json_ready(answer)
     if as_json:
         print_json(page)
         return
@@ -66,10 +68,10 @@ def models_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """A model's profile, data config, throughput and accuracy per dataset."""
-    from orchestrator.answers import model_detail
+    from orchestrator.answers import json_ready, model_detail
 
     with transaction() as session:
-        detail = model_detail(session, name)
+        detail = json_ready(model_detail(session, name))
     if as_json:
         print_json(detail)
         return

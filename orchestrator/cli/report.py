@@ -35,10 +35,11 @@ def report(
     from orchestrator.answers import SaverQuery
     from orchestrator.cli.options import keep_budget
     from orchestrator.reports.page import report_folder, write_report
+    from search.parameters import as_flag, parameters_worded
 
     settings = settings_or_fail()
     folder = out_dir or report_folder(settings.report_dir, dataset)
-    with transaction(settings) as session:
+    with transaction(settings) as session, parameters_worded(as_flag):
         query = SaverQuery(
             criterion=criterion, max_drop=max_drop, holdout=holdout, score_on=score_on
         ).checked()

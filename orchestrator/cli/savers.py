@@ -79,10 +79,11 @@ def savers_best(
     as_json: AsJson = False,
 ) -> None:
     """The best saver of every base model (or of BASE)."""
-    from orchestrator.answers import SaverQuery, savers
+    from orchestrator.answers import SaverQuery, json_ready, savers
     from orchestrator.cli.options import keep_budget, keep_chains, keep_signal
+    from search.parameters import as_flag, parameters_worded
 
-    with transaction() as session:
+    with transaction() as session, parameters_worded(as_flag):
         query = SaverQuery(
             criterion=criterion,
             max_drop=max_drop,
@@ -100,7 +101,8 @@ def savers_best(
         keep_budget(session, dataset, query)
         if query.stages == 3:
             keep_chains(session, dataset, query)
-        rows, left_out = savers(session, dataset, query, base)
+        answer, left_out = savers(session, dataset, query, base)
+    rows = json_ready(answer)
     notice = None
     if left_out and score_on is not None:
         notice = (
@@ -137,16 +139,17 @@ def savers_show(
     as_json: AsJson = False,
 ) -> None:
     """BASE's best saver and the next-best alternatives, ranked the same way."""
-    from orchestrator.answers import SaverQuery, saver_of
+    from orchestrator.answers import SaverQuery, json_ready, saver_of
     from orchestrator.cli.options import keep_budget, keep_signal
+    from search.parameters import as_flag, parameters_worded
 
-    with transaction() as session:
+    with transaction() as session, parameters_worded(as_flag):
         query = SaverQuery(
             criterion=criterion, max_drop=max_drop, holdout=holdout, confidence=confidence
         ).checked()
         keep_signal(session, dataset, query.confidence)
         keep_budget(session, dataset, query)
-        answer = saver_of(session, dataset, base, query, alternatives)
+        answer = json_ready(saver_of(session, dataset, base, query, alternatives))
     if as_json:
         print_json(answer)
         return
@@ -266,12 +269,12 @@ def savers_curve(
     """The Pareto front of (relative cost, accuracy) of one pair."""
     from rich.table import Table
 
-    from db.queries import get_dataset
-    from orchestrator.answers import CURVE_FIELDS, FIELDS
-    from search.results import curve
+    from orchestrator.answers import FIELDS, json_ready, pair_curve
+    from search.parameters import as_flag, parameters_worded
+    from search.views import CURVE_FIELDS
 
-    with transaction() as session:
-        result = curve(session, get_dataset(session, dataset), base, saver, confidence)
+    with transaction() as session, parameters_worded(as_flag):
+        result = json_ready(pair_curve(session, dataset, base, saver, confidence))
     if plot is not None:
         from orchestrator.reports.plots import plot_curve
 

@@ -36,12 +36,14 @@ from orchestrator.answers import (
     accuracy_checks,
     beaten_by_frontier,
     field_text,
+    json_ready,
     savers,
 )
 from orchestrator.reports.plots import plot_curve, plot_operating_points
 from search.criteria import PAPER
 from search.engine import Zoo
-from search.results import curve_of, fields_for
+from search.results import curve_of
+from search.views import fields_for
 
 REPORT_META = "report.json"
 ZOO_PLOT = "zoo.png"
@@ -78,11 +80,13 @@ def write_report(
     dataset = get_dataset(session, dataset_name)
     staging = _staging(out)  # before any work: an --out that cannot be written fails at once
     try:
-        rows, _ = savers(session, dataset_name, query)
+        rows: list[dict] = json_ready(savers(session, dataset_name, query)[0])  # the API's objects
         # The plots are of this dataset's own cascades; with score_on only the table (and
         # savers.csv) is scored on the other dataset.
         in_sample = replace(query, score_on=None)
-        plotted = savers(session, dataset_name, in_sample)[0] if query.score_on else rows
+        plotted = (
+            json_ready(savers(session, dataset_name, in_sample)[0]) if query.score_on else rows
+        )
         zoo, models = _zoo(session, dataset)
         index = {name: i for i, name in enumerate(zoo.names)}
         saved = [row for row in plotted if row["saver"] is not None]

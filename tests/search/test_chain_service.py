@@ -179,7 +179,7 @@ def test_a_model_evaluated_again_has_its_chains_searched_again(use_database, tmp
     ("options", "message"),
     [
         (["--criterion", "paper"], "stages 3 answers under a budget"),
-        (["--holdout"], "drop criterion paper, holdout"),
+        (["--holdout"], "drop --criterion paper, --holdout"),
         (["--candidates", "0"], "candidates 0: use 1 to"),
     ],
 )

@@ -240,7 +240,7 @@ def test_bad_cost_options_fail_with_one_line(use_database, tmp_path):
             f"no throughput measured on device type 'TPU v5' {known}",
         ),
         (["--cost", "joules"], "cost must be 'gmacs' or 'latency'"),
-        (["--device-type", "cpu"], "it needs cost latency"),
+        (["--device-type", "cpu"], "it needs --cost latency"),
     ]:
         result = saverzoo("savers", "best", "--dataset", "val", *args)
 

@@ -89,7 +89,7 @@ def test_bases_not_evaluated_on_the_other_dataset_are_left_out_and_named(use_dat
     [
         (["--score-on", "nowhere"], "unknown dataset 'nowhere'"),
         (["--score-on", "a"], "is the dataset itself"),
-        (["--score-on", "b", "--holdout"], "drop holdout"),
+        (["--score-on", "b", "--holdout"], "drop --holdout"),
     ],
 )
 def test_scoring_on_what_cannot_be_scored_is_a_one_line_error(

@@ -1,0 +1,1 @@
+"""One router per resource; ``orchestrator.http.api`` joins them under ``/v1``."""
