@@ -11,7 +11,8 @@ takes its modelled H200 time (``bench.sweep_costs``: loads of models it does not
 shard's read once per node, one decode, a resize per data config, the forward passes); a worker
 holds units as the driver feeds it (the one it runs, and its next after a short one), and a
 worker left without one asks again whenever another finishes a unit, as the driver does, and
-reports each unit's end to the queue (the driver's own cost, measured by
+reports each unit's end to the queue, through the driver's own feed loop
+(``orchestrator.sweeps.queue.feed``; the driver's own cost, measured by
 ``bench.sweep_scale`` at about 1 ms a unit, and Ray's are left out), and time is an event clock,
 not a sleep. ``--noise S`` makes each model's true forward time its modelled time times a
 log-normal factor (sigma S, seed 0) that the planner and the queue do not know: how the schedule
@@ -41,7 +42,7 @@ from orchestrator.sweeps.plan import (
     load_seconds,
     plan_units,
 )
-from orchestrator.sweeps.queue import PlannedQueue, QueuedUnit
+from orchestrator.sweeps.queue import PlannedQueue, QueuedUnit, feed
 
 SAMPLES_PER_SHARD = 1000
 
@@ -80,23 +81,21 @@ def schedule(
     for stand_in in workers:
         stand_in.slowdown = slowdown
 
-    # Each worker holds units as the driver feeds it (``PlannedQueue.wants``): the one it runs,
-    # and its next after a short one, each beginning when the one before it ends.
+    # Each worker holds units as the driver feeds it (``queue.feed``): the one it runs, and its
+    # next after a short one, each beginning when the one before it ends.
     held: list[deque[tuple[QueuedUnit, float]]] = [deque() for _ in range(gpus)]
     events: list[tuple[float, int]] = []  # (when a worker's first held unit ends, worker)
-    makespan = 0.0
+    makespan = now = 0.0
 
-    def top_up(w: int, now: float) -> None:
-        while queue.wants(w) and (unit := queue.take(w, now)) is not None:
-            following = queue.peek(w)
-            prefetch = refs[following.shard] if following is not None else None
-            models = [by_name[name] for name in unit.models]
-            begins = held[w][-1][1] if held[w] else now
-            held[w].append(
-                (unit, begins + workers[w].modelled_seconds(models, refs[unit.shard], prefetch))
-            )
-            if len(held[w]) == 1:
-                heapq.heappush(events, (held[w][0][1], w))
+    def hand(w: int, unit: QueuedUnit, following: QueuedUnit | None) -> None:
+        prefetch = refs[following.shard] if following is not None else None
+        models = [by_name[name] for name in unit.models]
+        begins = held[w][-1][1] if held[w] else now
+        held[w].append(
+            (unit, begins + workers[w].modelled_seconds(models, refs[unit.shard], prefetch))
+        )
+        if len(held[w]) == 1:
+            heapq.heappush(events, (held[w][0][1], w))
 
     ready = [start_spread * w / max(1, gpus - 1) for w in range(gpus)]
     for w in range(gpus):
@@ -111,9 +110,7 @@ def schedule(
             if held[w]:
                 heapq.heappush(events, (held[w][0][1], w))
         started[w] = None
-        top_up(w, now)
-        for worker in started:  # as the driver feeds every worker it has
-            top_up(worker, now)
+        feed(queue, [w, *started], now, hand)  # this one first, then every worker, as the driver
     assert not len(queue), "units left that no worker would take"
     forward = sum(costs.forward_s(m, SAMPLES_PER_SHARD) * shards * slowdown[m.name] for m in zoo)
     loads = sum(costs.load_s(m) for m in zoo)

@@ -1,28 +1,13 @@
-"""The driver's queue of pending units: a schedule planned from modelled times, corrected at run
-time by stealing (pure, no I/O).
+"""The driver's queue of units to run: pure, no I/O.
 
-Planned (``PlannedQueue(units, workers, loads)``): each expected worker gets a slot, a list of
-pieces (a bundle's units on a run of shards), each slot worth about the same modelled time, the
-loads of its models included:
+Before the sweep, the units are split into one list per expected worker of equal modelled time,
+keeping bundles that are dear to load whole. Each worker runs its own list, longest units first.
+An idle worker takes from a list nobody runs, else from the worker predicted to finish last when
+that ends the sweep sooner. Predictions are corrected by the pace observed.
 
-- a bundle whose loads are dear (many small models: building a model costs more than a few of
-  its forward passes) goes whole to one slot, best fit, largest first, so its models load once;
-- the other bundles are laid end to end over the room the slots have left (McNaughton's
-  wrap-around rule): at most one bundle is split at each slot's end, and a split bundle is one
-  whose models load cheaply.
-
-Within a slot the pieces with the longest units run first, so each worker ends on short units.
-At run time a worker takes the next unit of its slot. A worker without a slot (one more than
-planned, or a replacement) adopts an orphaned slot. A worker whose slot is empty steals: from an
-orphaned slot first (its last piece, or half of its only one, so that a planned worker that
-never starts leaves its list to several), else from the worker that will end last, where that
-ends it sooner: the last unstarted piece of its slot, or the back of the piece it runs, as many
-units as end the two soonest once the thief has loaded the piece's models. When a worker ends
-counts the units it holds (``finished`` says when each ends), the one it runs from when it
-began, the clock read at the pace of the units finished so far: a worker that started late, or
-whose models run slower than modelled, is seen to end late while its units can still move.
-A unit given back (its worker lost, or a failure to retry) is an orphaned slot of its own; a
-lost worker's slot is orphaned.
+Three parts: the layout (``plan``), the steal choice (``choose_steal``) and the queue's state
+(``PlannedQueue``: take, put back, release, finished); ``feed`` hands units to workers. Each
+rule, and the ``bench.schedule`` figure that keeps it: docs/scheduling.md.
 """
 
 from __future__ import annotations
@@ -33,17 +18,14 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-# The plan keeps a bundle whole (when it fits one worker) if loading its models costs more than
-# this share of its work; a bundle of cheaper loads may be split at a slot's end. (Not
-# plan.DEAR_LOAD_SHARE, which sizes the bundles; this lays them out.) bench.schedule at 16, 64
-# and 256 GPUs chose it: at 0.02 so many bundles are kept whole that best fit leaves the slots
-# uneven (0.69 at 256 GPUs); at 0.1 bundles of small models are split (0.79).
+# A bundle whose loads cost more than this share of its work is kept whole, where it fits one
+# worker's share (bench.schedule: 0.02 leaves the lists uneven, 0.1 splits bundles of small
+# models; 0.806 at 256 GPUs against 0.725 with every bundle splittable).
 WHOLE_LOAD_SHARE = 0.05
-UNITS_IN_FLIGHT = 2  # a worker holds at most the unit it runs and the next, in its own queue
+UNITS_HELD = 2  # a worker holds at most the unit it runs and the next, in the actor's queue
 # A worker holds its next unit only while what it holds is shorter than this (modelled seconds):
-# after a longer one, the driver's round trip (milliseconds) costs its GPU under 1%, and a unit
-# not yet handed out can still go to a thief (bench.schedule: 0.873 -> 0.895 at 64 GPUs with
-# models 20% off their modelled times, 0.839 -> 0.848 with workers ready over 25 s).
+# after a longer one the driver's round trip costs its GPU under 1%, and a unit not handed out
+# can still go to a thief.
 HOLD_NEXT_BELOW_S = 1.0
 
 
@@ -63,15 +45,16 @@ class QueuedUnit:
 
 
 @dataclass(eq=False)
-class _Piece:
-    """Units of one bundle that one worker runs; ``load``: the modelled time to load its models."""
+class Piece:
+    """Units of one bundle that one worker runs in a row; ``load``: the modelled time to load the
+    bundle's models."""
 
     units: deque[QueuedUnit]
     load: float
-    work: float = 0.0
 
-    def __post_init__(self) -> None:
-        self.work = sum(u.work for u in self.units)
+    @property
+    def work(self) -> float:
+        return sum(u.work for u in self.units)
 
     @property
     def unit_work(self) -> float:
@@ -79,218 +62,44 @@ class _Piece:
 
 
 @dataclass(eq=False)
-class _Slot:
-    pieces: deque[_Piece] = field(default_factory=deque)
-    owned: bool = False
-    flight: deque[QueuedUnit] = field(default_factory=deque)  # handed out, not yet finished
-    since: float = 0.0  # when the first of ``flight`` began
+class WorkList:
+    """One worker's pieces, in the order it runs them; ``running``: whether a worker runs it (and
+    so holds the models of its first piece); ``held``: the units handed to that worker and not
+    yet finished, the first begun at ``since``."""
 
-    def live(self) -> list[_Piece]:
-        return [p for p in self.pieces if p.units]
+    pieces: deque[Piece] = field(default_factory=deque)
+    running: bool = False
+    held: deque[QueuedUnit] = field(default_factory=deque)
+    since: float = 0.0
+
+    def first(self) -> Piece | None:
+        """The piece its worker runs now or next (emptied pieces dropped), or None."""
+        while self.pieces and not self.pieces[0].units:
+            self.pieces.popleft()
+        return self.pieces[0] if self.pieces else None
 
     def left(self) -> float:
-        """Modelled time its worker still needs: the units, and loads but of the piece it runs."""
-        live = self.live()
-        loads = sum(p.load for p in (live[1:] if self.owned else live))
+        """Modelled time its pieces take: the units, and the loads but that of a running first."""
+        live = [p for p in self.pieces if p.units]
+        loads = sum(p.load for p in (live[1:] if self.running else live))
         return sum(p.work for p in live) + loads
 
-    def ahead(self, now: float, pace: float) -> float:
-        """Modelled time to its end: ``left`` and the units its worker holds, the one it runs
-        counted from when it began (``pace``: seconds of the clock per modelled second)."""
-        if not self.flight:
-            return self.left()
-        head = self.flight[0].work
-        done = min(head, (now - self.since) / pace)
-        return self.left() + sum(u.work for u in self.flight) - done
+    def end(self, now: float, pace: float) -> float:
+        """Modelled time until its worker ends: ``left`` and the units held, the first counted
+        from when it began (``pace``: seconds of the clock per modelled second)."""
+        done = min(self.held[0].work, (now - self.since) / pace) if self.held else 0.0
+        return self.left() + sum(u.work for u in self.held) - done
 
 
-W = TypeVar("W", bound=Hashable)
+# -- the layout ---------------------------------------------------------------------------------
+
+_Bundle = tuple[float, float, tuple[str, ...], list[QueuedUnit]]  # work, load, key, units
 
 
-class PlannedQueue(Generic[W]):
-    def __init__(
-        self,
-        units: Iterable[QueuedUnit] = (),
-        workers: int = 1,
-        loads: Mapping[str, float] | None = None,
-    ) -> None:
-        self._loads = dict(loads or {})
-        units = list(units)
-        self._count = len(units)
-        self._slots = schedule(units, max(1, workers), self._bundle_load)
-        self._orphans: list[_Slot] = list(self._slots)  # no worker has taken them yet
-        self._of: dict[W, _Slot] = {}
-        # The least time a thief had left of its own when a steal found nothing: one with as
-        # much or more finds nothing either, until a put, a release or a unit's end.
-        self._barren = math.inf
-        self._pace = (0.0, 0.0)  # seconds of the clock, modelled seconds: of the units finished
-
-    def __len__(self) -> int:
-        return self._count
-
-    def _bundle_load(self, bundle: tuple[str, ...]) -> float:
-        return sum(self._loads.get(m, 0.0) for m in bundle)
-
-    def put(self, unit: QueuedUnit) -> None:
-        """A unit to run again: an orphaned slot of its own."""
-        piece = _Piece(deque([unit]), self._bundle_load(unit.bundle))
-        self._orphans.append(_Slot(deque([piece])))
-        self._count += 1
-        self._barren = math.inf
-
-    def release(self, worker: W) -> None:
-        """``worker`` is gone: its slot waits for another."""
-        slot = self._of.pop(worker, None)
-        if slot is not None:
-            slot.owned = False
-            slot.flight.clear()
-            if slot.live():
-                self._orphans.append(slot)
-                self._barren = math.inf
-
-    def take(self, worker: W, now: float = 0.0) -> QueuedUnit | None:
-        """The next unit for ``worker`` at ``now`` (any clock that ``finished`` also reads), or
-        None when nothing is worth its taking now."""
-        slot = self._of.get(worker)
-        if slot is None:
-            slot = self._adopt(worker, _Slot())
-        if not _next_piece(slot) and not (self._steal(slot, now) and _next_piece(slot)):
-            return None
-        piece = slot.pieces[0]
-        unit = piece.units.popleft()
-        piece.work -= unit.work
-        self._count -= 1
-        if not slot.flight:
-            slot.since = now
-        slot.flight.append(unit)
-        return unit
-
-    def finished(self, worker: W, unit: QueuedUnit, now: float = 0.0) -> None:
-        """``worker`` is done with ``unit`` (a result or a failure) at ``now``: the next unit it
-        holds begins, and the pace of the clock against modelled time is learnt."""
-        slot = self._of.get(worker)
-        if slot is None or unit not in slot.flight:
-            return
-        if slot.flight[0] is unit and unit.work > 0 and now > slot.since:
-            clock, modelled = self._pace
-            self._pace = (clock + now - slot.since, modelled + unit.work)
-        slot.flight.remove(unit)
-        slot.since = now
-        self._barren = math.inf
-
-    def wants(self, worker: W) -> bool:
-        """Whether ``worker`` is to be handed a unit now: it holds none, or fewer than
-        ``UNITS_IN_FLIGHT`` of under ``HOLD_NEXT_BELOW_S`` in all."""
-        slot = self._of.get(worker)
-        if slot is None or not slot.flight:
-            return True
-        held = sum(u.work for u in slot.flight)
-        return len(slot.flight) < UNITS_IN_FLIGHT and held < HOLD_NEXT_BELOW_S
-
-    def _ahead(self, slot: _Slot, now: float) -> float:
-        clock, modelled = self._pace
-        return slot.ahead(now, clock / modelled if clock > 0 and modelled > 0 else 1.0)
-
-    def peek(self, worker: W) -> QueuedUnit | None:
-        """The unit ``worker`` will most likely take next, or None."""
-        slot = self._of.get(worker)
-        if slot is not None:
-            for piece in slot.pieces:
-                if piece.units:
-                    return piece.units[0]
-        return None
-
-    def _adopt(self, worker: W, empty: _Slot) -> _Slot:
-        """The orphaned slot with the most work left for ``worker``, else ``empty``."""
-        self._orphans = [s for s in self._orphans if s.live() and not s.owned]
-        slot = empty
-        if self._orphans:
-            slot = max(self._orphans, key=_Slot.left)
-            self._orphans.remove(slot)
-        slot.owned = True
-        self._of[worker] = slot
-        return slot
-
-    def _steal(self, mine: _Slot, now: float) -> bool:
-        """Work for the empty slot ``mine``: from an orphaned slot, split among those who come
-        (a planned worker that never starts leaves its list to many), else the best gain
-        elsewhere."""
-        self._orphans = [s for s in self._orphans if s.live() and not s.owned]
-        if self._orphans:  # nobody runs it: its last piece, or half of its one piece
-            victim = max(self._orphans, key=_Slot.left)
-            live = victim.live()
-            piece = live[-1]
-            count = len(piece.units) if len(live) > 1 else -(-len(piece.units) // 2)
-        elif (own := self._ahead(mine, now)) >= self._barren:
-            return False
-        else:
-            # From the worker that ends last, where a steal shortens it: the sweep ends with it.
-            best: tuple[float, float, _Slot, _Piece, int] | None = None
-            for slot in {id(s): s for s in self._of.values()}.values():
-                if slot is mine:
-                    continue
-                end = self._ahead(slot, now)
-                choice = _best_steal(slot, end, own)
-                if choice is not None and (best is None or (end, choice[0]) > best[:2]):
-                    best = (end, choice[0], slot, choice[1], choice[2])
-            if best is None:
-                self._barren = own
-                return False
-            *_, victim, piece, count = best
-        if count == len(piece.units):
-            victim.pieces.remove(piece)
-            mine.pieces.append(piece)
-        else:
-            moved = deque(piece.units.pop() for _ in range(count))
-            moved.reverse()
-            stolen = _Piece(moved, piece.load)
-            piece.work -= stolen.work
-            mine.pieces.append(stolen)
-        return True
-
-
-def _next_piece(slot: _Slot) -> bool:
-    """Drops the emptied pieces at the head of ``slot``: whether a unit is left in it."""
-    while slot.pieces and not slot.pieces[0].units:
-        slot.pieces.popleft()
-    return bool(slot.pieces)
-
-
-def _best_steal(slot: _Slot, end: float, own: float) -> tuple[float, _Piece, int] | None:
-    """(time saved, piece, units to move) of the best steal from ``slot``, whose worker ends in
-    ``end`` modelled seconds, by a thief that ends its own units in ``own``; or None.
-
-    Its last unstarted piece moves whole where that helps (its models would be loaded once
-    anyway); else the back of the piece it runs, as many units as end the two workers soonest
-    once the thief has loaded the piece's models."""
-    live = slot.live()
-    if not live:
-        return None
-    if len(live) >= 2:
-        last = live[-1]
-        moved = last.load + last.work
-        saved = end - max(end - moved, own + moved)
-        if saved > 0:
-            return saved, last, len(last.units)
-    piece = live[0]
-    unit = piece.unit_work
-    # A worker that runs nothing keeps a unit of its last piece (it holds the models).
-    most = len(piece.units) - (len(live) == 1 and not slot.flight)
-    even = (end - own - piece.load) / (2 * unit) if unit > 0 else 0.0
-    best: tuple[float, _Piece, int] | None = None
-    for count in {min(most, max(1, math.floor(even))), min(most, max(1, math.ceil(even)))}:
-        saved = end - max(end - count * unit, own + piece.load + count * unit)
-        if count >= 1 and saved > 0 and (best is None or saved > best[0]):
-            best = (saved, piece, count)
-    return best
-
-
-def schedule(
-    units: list[QueuedUnit],
-    workers: int,
-    bundle_load: Callable[[tuple[str, ...]], float],
-) -> list[_Slot]:
-    """``workers`` slots of about equal modelled time (the module's docstring says how)."""
+def plan(
+    units: list[QueuedUnit], workers: int, bundle_load: Callable[[tuple[str, ...]], float]
+) -> list[WorkList]:
+    """``workers`` lists of about equal modelled time, loads included, longest units first."""
     by_bundle: dict[tuple[str, ...], list[QueuedUnit]] = {}
     for unit in units:
         by_bundle.setdefault(unit.bundle, []).append(unit)
@@ -300,55 +109,210 @@ def schedule(
     ]
     total = sum(work + load for work, load, _, _ in bundles)
     share = total / workers
-    for _ in range(3):  # the share grows by the loads of the bundles the plan splits
-        slots, split_loads = _pack(bundles, workers, share)
+    for _ in range(3):  # the share grows by the loads of the bundles the layout splits
+        lists, split_loads = _lay_out(bundles, workers, share)
         share = (total + split_loads) / workers
-    for slot in slots:
-        slot.pieces = deque(sorted(slot.pieces, key=lambda p: -p.unit_work))
-    return slots
+    for work_list in lists:
+        work_list.pieces = deque(sorted(work_list.pieces, key=lambda p: -p.unit_work))
+    return lists
 
 
-_Bundle = tuple[float, float, tuple[str, ...], list[QueuedUnit]]  # work, load, key, units
-
-
-def _pack(bundles: list[_Bundle], workers: int, share: float) -> tuple[list[_Slot], float]:
-    slots = [_Slot() for _ in range(workers)]
+def _lay_out(bundles: list[_Bundle], workers: int, share: float) -> tuple[list[WorkList], float]:
+    """Dear bundles whole, largest first, each to the least used list; the rest end to end over
+    the room left (McNaughton's wrap-around rule), a unit going where half of it fits. Returns
+    the lists and the loads that splitting bundles added."""
+    lists = [WorkList() for _ in range(workers)]
     used = [0.0] * workers
-
-    def dear(bundle: _Bundle) -> bool:
-        work, load = bundle[0], bundle[1]
-        return load > WHOLE_LOAD_SHARE * work and work + load <= share
-
-    whole = sorted((b for b in bundles if dear(b)), key=lambda b: (-(b[0] + b[1]), b[2]))
-    rest = [b for b in bundles if not dear(b)]
-    for work, load, key, group in whole:  # best fit decreasing
-        fits = [i for i in range(workers) if used[i] + work + load <= share]
-        if not fits:
+    rest = [b for b in bundles if b[1] <= WHOLE_LOAD_SHARE * b[0]]
+    dear = [b for b in bundles if b[1] > WHOLE_LOAD_SHARE * b[0]]
+    for work, load, key, group in sorted(dear, key=lambda b: (-(b[0] + b[1]), b[2])):
+        i = min(range(workers), key=used.__getitem__)
+        if used[i] + work + load > share:  # not even the least used list has room for it
             rest.append((work, load, key, group))
             continue
-        i = max(fits, key=lambda i: used[i])
-        slots[i].pieces.append(_Piece(deque(group), load))
+        lists[i].pieces.append(Piece(deque(group), load))
         used[i] += work + load
-    # The rest end to end over the room left, longest units first; a bundle split at a slot's
-    # end loads its models once more in the next slot.
-    rest.sort(key=lambda b: (-b[0] / len(b[3]), b[2]))
-    order = sorted(range(workers), key=lambda i: used[i])
+    rest.sort(key=lambda b: (-b[0] / len(b[3]), b[2]))  # longest units first
+    order = sorted(range(workers), key=used.__getitem__)
     split_loads, j = 0.0, 0
     for _work, load, _key, group in rest:
         waiting = deque(group)
-        first = True
         while waiting:
             while j < workers and used[order[j]] + load + waiting[0].work / 2 > share:
                 j += 1
-            full = j >= workers  # every slot full (the share was short): the least used one
-            i = order[j] if not full else min(range(workers), key=lambda k: used[k])
+            i = order[j] if j < workers else min(range(workers), key=used.__getitem__)
+            split_loads += load if len(waiting) < len(group) else 0.0
             taken: deque[QueuedUnit] = deque()
             used[i] += load
-            split_loads += 0.0 if first else load
-            first = False
-            while waiting and (full or not taken or used[i] + waiting[0].work / 2 <= share):
-                unit = waiting.popleft()
-                taken.append(unit)
-                used[i] += unit.work
-            slots[i].pieces.append(_Piece(taken, load))
-    return slots, split_loads
+            while waiting and (not taken or j >= workers or used[i] + waiting[0].work / 2 <= share):
+                taken.append(waiting.popleft())
+                used[i] += taken[-1].work
+            lists[i].pieces.append(Piece(taken, load))
+    return lists, split_loads
+
+
+# -- the steal choice ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Steal:
+    """Move the last ``count`` units of ``piece`` from ``victim`` to the thief."""
+
+    victim: WorkList
+    piece: Piece
+    count: int
+
+
+def choose_steal(ends: Iterable[tuple[float, WorkList]], own: float) -> Steal | None:
+    """What a thief that ends in ``own`` takes, from the list that ends last (``ends``: each
+    list's predicted end) among those a steal ends sooner: its last piece whole if it has two
+    or more (the models load once anyway), else the back of the piece it runs, as many units as
+    end both workers together once the thief has loaded the piece's models; None where no steal
+    ends anyone sooner."""
+    best: tuple[float, Steal] | None = None
+    for end, victim in ends:
+        live = [p for p in victim.pieces if p.units]
+        if not live or (best is not None and end <= best[0]):
+            continue
+        last, first = live[-1], live[0]
+        if len(live) >= 2 and own + last.load + last.work < end:
+            best = (end, Steal(victim, last, len(last.units)))
+        elif (unit := first.unit_work) > 0:
+            count = min(len(first.units), max(1, round((end - own - first.load) / (2 * unit))))
+            if own + first.load + count * unit < end:
+                best = (end, Steal(victim, first, count))
+    return best[1] if best is not None else None
+
+
+# -- the queue's state --------------------------------------------------------------------------
+
+W = TypeVar("W", bound=Hashable)
+
+
+class PlannedQueue(Generic[W]):
+    """The units not yet handed out, in one list per worker (``plan``), and what each worker
+    holds; ``len``: how many units wait. ``now``: any clock, the same for every call."""
+
+    def __init__(
+        self,
+        units: Iterable[QueuedUnit] = (),
+        workers: int = 1,
+        loads: Mapping[str, float] | None = None,
+    ) -> None:
+        self._loads = dict(loads or {})
+        units = list(units)
+        self._waiting = len(units)
+        self._unrun = plan(units, max(1, workers), self._bundle_load)  # lists nobody runs
+        self._lists: dict[W, WorkList] = {}
+        self._pace = (0.0, 0.0)  # seconds of the clock, modelled seconds: of the units finished
+        # The least a thief had left of its own when a steal found nothing: one with as much or
+        # more finds nothing either, until a unit ends, is put back or a list is released.
+        self._barren = math.inf
+
+    def __len__(self) -> int:
+        return self._waiting
+
+    def _bundle_load(self, bundle: tuple[str, ...]) -> float:
+        return sum(self._loads.get(m, 0.0) for m in bundle)
+
+    def take(self, worker: W, now: float = 0.0) -> QueuedUnit | None:
+        """The next unit for ``worker``, or None when none is worth its taking now."""
+        mine = self._lists.get(worker) or WorkList(running=True)
+        if mine.first() is None:
+            mine = self._adopt(worker, mine)
+            self._steal(mine, now)
+        piece = mine.first()
+        if piece is None:
+            return None
+        unit = piece.units.popleft()
+        self._waiting -= 1
+        if not mine.held:
+            mine.since = now
+        mine.held.append(unit)
+        return unit
+
+    def put(self, unit: QueuedUnit) -> None:
+        """A unit to run again: a list of its own that nobody runs."""
+        piece = Piece(deque([unit]), self._bundle_load(unit.bundle))
+        self._unrun.append(WorkList(deque([piece])))
+        self._waiting += 1
+        self._barren = math.inf
+
+    def release(self, worker: W) -> None:
+        """``worker`` is gone (its units held are ``put`` back): its list waits for another."""
+        mine = self._lists.pop(worker, None)
+        if mine is not None and mine.first() is not None:
+            mine.running = False
+            mine.held.clear()
+            self._unrun.append(mine)
+            self._barren = math.inf
+
+    def finished(self, worker: W, unit: QueuedUnit, now: float = 0.0) -> None:
+        """``worker`` is done with ``unit`` (a result or a failure) at ``now``: the next unit it
+        holds begins, and the pace of the clock against modelled time is learnt."""
+        mine = self._lists.get(worker)
+        if mine is None or unit not in mine.held:
+            return
+        if mine.held[0] is unit and unit.work > 0 and now > mine.since:
+            clock, modelled = self._pace
+            self._pace = (clock + now - mine.since, modelled + unit.work)
+        mine.held.remove(unit)
+        mine.since = now
+        self._barren = math.inf
+
+    def wants(self, worker: W) -> bool:
+        """Whether ``worker`` is to be handed a unit now: it holds none, or fewer than
+        ``UNITS_HELD`` of under ``HOLD_NEXT_BELOW_S`` in all."""
+        held = self._lists[worker].held if worker in self._lists else deque()
+        return not held or (
+            len(held) < UNITS_HELD and sum(u.work for u in held) < HOLD_NEXT_BELOW_S
+        )
+
+    def peek(self, worker: W) -> QueuedUnit | None:
+        """The unit ``worker`` will most likely take next, or None."""
+        piece = self._lists[worker].first() if worker in self._lists else None
+        return piece.units[0] if piece is not None else None
+
+    def _adopt(self, worker: W, mine: WorkList) -> WorkList:
+        """The list nobody runs with the most work left, now ``worker``'s (with what it holds);
+        else ``mine``."""
+        self._unrun = [u for u in self._unrun if u.first() is not None]
+        if self._unrun:
+            adopted = max(self._unrun, key=WorkList.left)
+            self._unrun.remove(adopted)
+            adopted.running, adopted.held, adopted.since = True, mine.held, mine.since
+            mine = adopted
+        self._lists[worker] = mine
+        return mine
+
+    def _steal(self, mine: WorkList, now: float) -> None:
+        """Into the empty list ``mine``, what ``choose_steal`` takes from another worker's."""
+        clock, modelled = self._pace
+        pace = clock / modelled if clock > 0 and modelled > 0 else 1.0
+        own = mine.end(now, pace)
+        if mine.first() is not None or own >= self._barren:
+            return
+        ends = ((w.end(now, pace), w) for w in self._lists.values() if w is not mine)
+        steal = choose_steal(ends, own)
+        if steal is None:
+            self._barren = own
+        elif steal.count == len(steal.piece.units):
+            steal.victim.pieces.remove(steal.piece)
+            mine.pieces.append(steal.piece)
+        else:
+            moved = [steal.piece.units.pop() for _ in range(steal.count)]
+            mine.pieces.append(Piece(deque(reversed(moved)), steal.piece.load))
+
+
+def feed(
+    queue: PlannedQueue[W],
+    workers: Iterable[W],
+    now: float,
+    hand: Callable[[W, QueuedUnit, QueuedUnit | None], None],
+) -> None:
+    """Hands each of ``workers`` units at ``now`` while the queue says it wants one: ``hand(worker,
+    unit, following)``, ``following`` the unit it will most likely take next (its shard to
+    prefetch)."""
+    for worker in workers:
+        while queue.wants(worker) and (unit := queue.take(worker, now)) is not None:
+            hand(worker, unit, queue.peek(worker))

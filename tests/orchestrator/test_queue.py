@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.sweeps.queue import PlannedQueue, QueuedUnit, schedule
+from orchestrator.sweeps.queue import PlannedQueue, QueuedUnit, plan
 
 
 def units_of(bundles: dict[str, tuple[int, float]]) -> list[QueuedUnit]:
@@ -25,8 +25,8 @@ def drain(queue: PlannedQueue[str], worker: str) -> list[QueuedUnit]:
     return taken
 
 
-def slot_times(slots, loads) -> list[float]:
-    return [sum(p.work + p.load for p in slot.pieces) for slot in slots]
+def list_times(lists) -> list[float]:
+    return [sum(p.work + p.load for p in work_list.pieces) for work_list in lists]
 
 
 def test_each_worker_is_planned_about_the_same_modelled_time_its_loads_included():
@@ -34,22 +34,22 @@ def test_each_worker_is_planned_about_the_same_modelled_time_its_loads_included(
     loads = dict.fromkeys(work, 0.1)
     units = units_of(work)
 
-    slots = schedule(units, 8, lambda bundle: sum(loads[m] for m in bundle))
+    lists = plan(units, 8, lambda bundle: sum(loads[m] for m in bundle))
 
-    times = slot_times(slots, loads)
+    times = list_times(lists)
     longest_unit = max(u.work for u in units)
     assert max(times) - min(times) <= longest_unit + 0.2
-    assert sorted(u.row_id for s in slots for p in s.pieces for u in p.units) == list(range(300))
+    assert sorted(u.row_id for w in lists for p in w.pieces for u in p.units) == list(range(300))
 
 
 def test_a_bundle_of_dear_loads_stays_whole_and_a_large_model_of_cheap_loads_is_split():
     work = {"small_models": (10, 1.0), "large": (40, 2.0), **{f"m{i}": (10, 1.0) for i in range(6)}}
     loads = {"small_models": 5.0, "large": 0.5, **{f"m{i}": 5.0 for i in range(6)}}
 
-    slots = schedule(units_of(work), 4, lambda bundle: sum(loads[m] for m in bundle))
+    lists = plan(units_of(work), 4, lambda bundle: sum(loads[m] for m in bundle))
 
     holding = {
-        name: sum(any(p.units[0].models == [name] for p in s.pieces) for s in slots)
+        name: sum(any(p.units[0].models == [name] for p in w.pieces) for w in lists)
         for name in work
     }
     assert holding["small_models"] == 1  # loading it twice costs half its work
@@ -64,9 +64,9 @@ def test_a_worker_runs_its_longest_units_first_and_ends_on_short_ones():
 
 def test_an_idle_worker_steals_a_piece_nobody_started_whole():
     queue: PlannedQueue[str] = PlannedQueue(units_of({"a": (4, 3.0), "b": (4, 1.0)}), 1)
-    assert queue.take("gpu0").models == ["a"]  # gpu0 adopts the one slot: a, then b
+    assert queue.take("gpu0").models == ["a"]  # gpu0 adopts the one list: a, then b
 
-    stolen = queue.take("gpu1")  # no slot of its own: b moves to it, whole
+    stolen = queue.take("gpu1")  # no list of its own: b moves to it, whole
 
     assert stolen.models == ["b"] and queue.peek("gpu1").models == ["b"]
     assert [queue.take("gpu0").models for _ in range(3)] == [["a"]] * 3  # gpu0 keeps to a
@@ -133,13 +133,13 @@ def test_the_clock_is_read_at_the_pace_learnt_from_finished_units():
     assert queue.take("gpu1", now=14.0).shard == 3
 
 
-def test_a_unit_given_back_and_a_lost_workers_slot_go_to_the_next_worker():
+def test_a_unit_given_back_and_a_lost_workers_list_go_to_the_next_worker():
     queue: PlannedQueue[str] = PlannedQueue(units_of({"a": (3, 1.0)}), 1)
     unit = queue.take("gpu0")
     assert unit is not None
 
     queue.put(unit)  # its worker was lost ...
-    queue.release("gpu0")  # ... with the rest of its slot
+    queue.release("gpu0")  # ... with the rest of its list
 
     assert sorted(u.shard for u in drain(queue, "gpu1")) == [0, 1, 2]
 
