@@ -108,18 +108,19 @@ def main(argv: list[str] | None = None) -> None:
             state = driver.run()
             loop = time.perf_counter() - loop_start
         total = time.perf_counter() - start
-    overhead = [trip - work for trip, work in driver.round_trips]
+    times = driver.times
+    overhead = [trip - work for trip, work in times.round_trips]
     console.print(f"in-process evaluation: {local:.1f} s")
-    units = len(driver.round_trips)
+    units = len(times.round_trips)
     console.print(
         f"sweep ({state}): {total:.1f} s in all = Ray start {ray_start:.1f} s + driver "
-        f"{loop:.1f} s for {units} units on {driver.workers_started} workers (first worker ready "
-        f"after {driver.first_worker_s:.1f} s; driver bookkeeping {driver.bookkeeping_s:.1f} s, "
-        f"{driver.bookkeeping_s / units * 1000:.0f} ms per unit)"
+        f"{loop:.1f} s for {units} units on {len(times.ready_s)} workers (first worker ready "
+        f"after {times.ready_s[0]:.1f} s; driver bookkeeping {times.bookkeeping_s:.1f} s, "
+        f"{times.bookkeeping_s / units * 1000:.0f} ms per unit)"
     )
     console.print(
-        f"per unit: worker {statistics.mean(w for _, w in driver.round_trips):.3f} s, round "
-        f"trip {statistics.mean(t for t, _ in driver.round_trips):.3f} s, overhead median "
+        f"per unit: worker {statistics.mean(w for _, w in times.round_trips):.3f} s, round "
+        f"trip {statistics.mean(t for t, _ in times.round_trips):.3f} s, overhead median "
         f"{statistics.median(overhead) * 1000:.0f} ms (mean {statistics.mean(overhead) * 1000:.0f})"
     )
 

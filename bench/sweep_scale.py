@@ -214,10 +214,11 @@ def figures_of(
     counts: list[WorkerCounts],
     began,
 ) -> dict:
-    first_ready = driver.first_worker_s or 0.0
+    timing = driver.times
+    first_ready = timing.ready_s[0] if timing.ready_s else 0.0
     # From the first worker ready to the last unit's result: planning, the cluster's start-up
     # and the search of the last models (the workers are free by then) are reported apart.
-    units_done = driver.units_done_s or (began + makespan - driver.started)
+    units_done = timing.units_done_s or (began + makespan - driver.started)
     makespan_s = units_done - first_ready
     search_tail_s = began + makespan - (driver.started + units_done)
     necessary = (
@@ -242,7 +243,7 @@ def figures_of(
             )
         )
     expected = len(zoo) * args.shards
-    per_unit = driver.driver_s_per_unit
+    per_unit = timing.per_unit_s
     overhead = sum(w.busy_s - w.modelled_s * args.time_scale for w in counts)
     return {
         "gpus": args.gpus,
@@ -251,7 +252,7 @@ def figures_of(
         "shards": args.shards,
         "database": args.database_url.split(":")[0] if args.database_url else "sqlite",
         "pool": pool_kind,
-        "real_ray_actors": driver.workers_started if pool_kind == "ray" else 0,
+        "real_ray_actors": len(timing.ready_s) if pool_kind == "ray" else 0,
         "time_scale": args.time_scale,
         "bundle_seconds": args.bundle_seconds,
         "state": state,
@@ -263,12 +264,12 @@ def figures_of(
         "driver_ms_per_unit_p50": round(percentile(per_unit, 50) * 1000, 3),
         "driver_ms_per_unit_p99": round(percentile(per_unit, 99) * 1000, 3),
         "driver_ms_per_unit_amortised": round(
-            driver.bookkeeping_s / max(1, driver.units_total) * 1000, 3
+            timing.bookkeeping_s / max(1, driver.units_total) * 1000, 3
         ),
         # The driver's own CPU time: its wall time less the waits for one of this machine's
         # cores, which it shares with the actors, the database and the search.
         "driver_cpu_ms_per_unit_amortised": round(
-            driver.bookkeeping_cpu_s / max(1, driver.units_total) * 1000, 3
+            timing.bookkeeping_cpu_s / max(1, driver.units_total) * 1000, 3
         ),
         "model_loads_per_model": round(sum(loads.values()) / len(zoo), 3),
         "model_loads_max": max(loads.values(), default=0),
@@ -284,13 +285,13 @@ def figures_of(
         ),
         # Workers start one after another (here 64 Python processes on two cores): each GPU's
         # time counted from when its own worker was ready.
-        "workers_ready_spread_s": round(max(driver.ready_s) - min(driver.ready_s), 2)
-        if driver.ready_s
+        "workers_ready_spread_s": round(max(timing.ready_s) - min(timing.ready_s), 2)
+        if timing.ready_s
         else 0.0,
         "efficiency_from_each_worker_ready": round(
-            necessary * args.gpus / sum(units_done - r for r in driver.ready_s), 3
+            necessary * args.gpus / sum(units_done - r for r in timing.ready_s), 3
         )
-        if driver.ready_s
+        if timing.ready_s
         else 0.0,
         "worker_busy_fraction": round(statistics.mean(w.busy_s for w in counts) / makespan_s, 3)
         if counts and makespan_s

@@ -15,16 +15,19 @@ flight, which go back to the queue (a retried unit skips chunks that exist); a r
 when the cluster has room for it. A unit that fails ``max_attempts`` times is marked failed with
 its last error and the sweep goes on. A driver that dies leaves the sweep running without a
 heartbeat; ``sweep resume`` plans the missing chunks again, searches what was not searched and
-finishes it.
+finishes it. The driver logs the sweep's start, each steal and its end at INFO, and a unit
+retried, a worker lost or a unit failed for good at WARNING, each record naming the sweep (and
+the unit).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +35,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
 from cluster.errors import InputError
+from cluster.logs import SweepLog
 from cluster.processes import alive
 from cluster.ray_cluster import worker_environment
 from cluster.settings import Settings
@@ -40,7 +44,7 @@ from db.queries import dataset_shards
 from orchestrator.sweeps.completion import store_throughput
 from orchestrator.sweeps.plan import load_seconds
 from orchestrator.sweeps.pool import Pending, RayPool, UnitFailed, Worker, WorkerLost, WorkerPool
-from orchestrator.sweeps.queue import PlannedQueue, QueuedUnit
+from orchestrator.sweeps.queue import PlannedQueue, QueuedUnit, feed
 from orchestrator.sweeps.search_process import BackgroundSearch
 from orchestrator.sweeps.store import (
     CANCELLED,
@@ -65,6 +69,21 @@ NO_WORKER_TIMEOUT_S = 120.0  # pending work, no worker alive and no room to star
 # The books (unit rows, throughput) are written this often, not per result: a driver killed in
 # between loses only bookkeeping (planning again reads the chunks, which workers wrote).
 FLUSH_EVERY_S = 0.5
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DriverTimes:
+    """What the benchmarks read of a run, in seconds since the driver started."""
+
+    ready_s: list[float] = field(default_factory=list)  # until each worker was ready
+    round_trips: list[tuple[float, float]] = field(default_factory=list)  # per unit, and worker's
+    per_unit_s: list[float] = field(default_factory=list)  # the driver's own time, per result
+    bookkeeping_s: float = 0.0  # the driver's own time in all (its loop, not the waits)
+    bookkeeping_cpu_s: float = 0.0  # the same on the driver's CPU: less waiting for a core
+    units_done_s: float | None = None  # until the last unit's result (the workers freed)
 
 
 @dataclass
@@ -118,16 +137,8 @@ class SweepDriver:
         self.units_finished = 0  # done or failed for good
         self.images_done = 0
         self.started = time.monotonic()
-        # For the benchmarks: per unit, the round trip and the worker's own time; per result,
-        # the driver's own time (its loop, not counting the wait for results).
-        self.round_trips: list[tuple[float, float]] = []
-        self.driver_s_per_unit: list[float] = []
-        self.bookkeeping_s = 0.0
-        self.bookkeeping_cpu_s = 0.0  # the same, on the driver's CPU: less waiting for a core
-        self.first_worker_s: float | None = None  # until the first worker was ready
-        self.ready_s: list[float] = []  # until each worker was ready
-        self.units_done_s: float | None = None  # until the last unit's result (workers freed)
-        self.workers_started = 0
+        self.times = DriverTimes()
+        self.log = SweepLog(logger, sweep_id)
         self.last_start_error = "the cluster has no room"
         self._rows: dict[int, dict[str, Any]] = {}  # unit rows to write, by id
         self._measured: list[UnitReport] = []  # throughput to write
@@ -173,7 +184,12 @@ class SweepDriver:
         self.images_total = sum(u.images for u in units)
         self.units_total = len(units)
         loads = {m.name: load_seconds(m.params_m) for m in planned.models}
-        return PlannedQueue(units, workers, loads)
+        self.log.info("%d units planned for %d workers", len(units), workers)
+        return PlannedQueue(units, workers, loads, on_steal=self._stolen)
+
+    def _stolen(self, thief: Worker, victim: Worker, units: int) -> None:
+        where = self.workers.get(thief, "?"), self.workers.get(victim, "?")
+        self.log.info("worker %s took %d units from worker %s", where[0], units, where[1])
 
     def _expected_workers(self) -> int:
         """How many workers the sweep will have: the cluster's slots, at most ``--workers``."""
@@ -246,14 +262,7 @@ class SweepDriver:
         except WorkerLost as error:
             self.last_start_error = str(error)
             return
-        self.workers_started += 1
-        self.ready_s.append(time.monotonic() - self.started)
-        if self.first_worker_s is None:
-            self.first_worker_s = self.ready_s[0]
-
-    def _lose(self, worker: Worker, pending: PlannedQueue[Worker]) -> None:
-        self.workers.pop(worker, None)
-        pending.release(worker)
+        self.times.ready_s.append(time.monotonic() - self.started)
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -264,60 +273,59 @@ class SweepDriver:
             self.options.eval_options,
             worker_environment(self.settings),
             self.options.cpus_per_worker,
+            sweep_id=self.sweep_id,
         )
         pending = self._plan(self._expected_workers())
         if self.options.device.startswith("cuda") and not self.pool.uses_gpus:
             return self._finish(FAILED, "--device cuda, but the Ray cluster has no GPU")
         self.search = self.search_class(self.sessions, self.dataset)
-        no_worker_since = None
         try:
-            while pending or self.in_flight:
-                if time.monotonic() - self._looked > FLUSH_EVERY_S:
-                    self._flush()
-                if self._cancelled:  # seen by this flush or by the last batch's
-                    self._stop_workers()
-                    self.search.close()
-                    return self._finish(CANCELLED)
-                self._start_workers(len(pending))
-                self._feed(pending)
-                waiting = [*self.in_flight, *self.starting]
-                if not waiting:
-                    no_worker_since = no_worker_since or time.monotonic()
-                    if time.monotonic() - no_worker_since > NO_WORKER_TIMEOUT_S:
-                        return self._finish(
-                            FAILED, f"no worker could start: {self.last_start_error}"
-                        )
-                    time.sleep(POLL_S)
-                    continue
-                no_worker_since = None
-                ready = self.pool.wait(waiting, POLL_S)
-                self._handle(ready, pending)
-            self._flush()
-            self.units_done_s = time.monotonic() - self.started
+            state, error = self._run_units(pending)
         except BaseException:
-            self._stop_workers()
-            self.search.close()
             with self.sessions.begin() as session:  # interrupted: resumable, not running
                 sweep = session.get(Sweep, self.sweep_id)
                 if sweep.state == RUNNING:
                     sweep.state, sweep.driver = QUEUED, None
                     sweep.error = "interrupted; `saverzoo sweep resume` finishes it"
             raise
-        self._stop_workers()
-        self.search.close()
-        self._search_what_is_missing()
-        if self.failed_units:
-            return self._finish(FAILED, f"{self.failed_units} work units failed every attempt")
-        return self._finish(DONE)
+        finally:  # whichever way it ended
+            self._stop_workers()
+            self.search.close()
+        if state == DONE:
+            self._search_what_is_missing()
+            if self.failed_units:
+                state, error = FAILED, f"{self.failed_units} work units failed every attempt"
+        state = self._finish(state, error)
+        self.log.info("%s after %.1f s", state, time.monotonic() - self.started)
+        return state
+
+    def _run_units(self, pending: PlannedQueue[Worker]) -> tuple[str, str | None]:
+        """Feeds the workers until no unit is left: how the run ended (a state, an error)."""
+        no_worker_since = None
+        while pending or self.in_flight:
+            if time.monotonic() - self._looked > FLUSH_EVERY_S:
+                self._flush()
+            if self._cancelled:  # seen by this flush or by the last batch's
+                return CANCELLED, None
+            self._start_workers(len(pending))
+            self._feed(pending)
+            waiting = [*self.in_flight, *self.starting]
+            if not waiting:
+                no_worker_since = no_worker_since or time.monotonic()
+                if time.monotonic() - no_worker_since > NO_WORKER_TIMEOUT_S:
+                    return FAILED, f"no worker could start: {self.last_start_error}"
+                time.sleep(POLL_S)
+                continue
+            no_worker_since = None
+            self._handle(self.pool.wait(waiting, POLL_S), pending)
+        self._flush()
+        self.times.units_done_s = time.monotonic() - self.started
+        self.log.info("every unit ended: a makespan of %.1f s", self.times.units_done_s)
+        return DONE, None
 
     def _feed(self, pending: PlannedQueue[Worker]) -> None:
         """Every live worker gets units while the queue says it wants one."""
-        for worker in list(self.workers):
-            while pending.wants(worker):
-                unit = pending.take(worker, time.monotonic())
-                if unit is None:  # nothing for this one: its units wait for their holders
-                    break
-                self._dispatch(worker, unit, pending)
+        feed(pending, list(self.workers), time.monotonic(), self._dispatch)
 
     def _handle(self, ready: list[Pending], pending: PlannedQueue[Worker]) -> None:
         """The results that are ready, with one flush of the books for all of them."""
@@ -333,9 +341,9 @@ class SweepDriver:
             self._feed(pending)
             self._report_progress()
             spent = time.monotonic() - began
-            self.bookkeeping_s += spent
-            self.bookkeeping_cpu_s += time.thread_time() - began_cpu
-            self.driver_s_per_unit.extend([spent / results] * results)
+            self.times.bookkeeping_s += spent
+            self.times.bookkeeping_cpu_s += time.thread_time() - began_cpu
+            self.times.per_unit_s.extend([spent / results] * results)
 
     def _search_what_is_missing(self) -> None:
         """Pairs of models whose last chunks landed while no driver was looking (a driver killed
@@ -344,13 +352,13 @@ class SweepDriver:
             dataset = session.scalar(select(Dataset).where(Dataset.name == self.dataset))
             SaverSearch().refresh(session, dataset)
 
-    def _dispatch(self, worker: Worker, unit: QueuedUnit, pending: PlannedQueue[Worker]) -> None:
+    def _dispatch(self, worker: Worker, unit: QueuedUnit, following: QueuedUnit | None) -> None:
         unit.attempts += 1
         self._note(unit, state=UNIT_RUNNING, attempts=unit.attempts, worker=self.workers[worker])
         shard = self.shards[unit.shard]
         specs = [self.specs[name] for name in unit.models]
         ids = {name: self.model_ids[name] for name in unit.models}
-        following = pending.peek(worker)  # its shard is copied to the node meanwhile
+        # The next unit's shard is copied to the node meanwhile.
         prefetch = self.shards[following.shard] if following is not None else None
         ref = self.pool.submit(worker, self.dataset, shard, specs, ids, prefetch)
         self.in_flight[ref] = (worker, unit, time.monotonic())
@@ -361,14 +369,17 @@ class SweepDriver:
         try:
             report = self.pool.result(ref)
         except WorkerLost as error:
-            self._lose(worker, pending)
+            self.log.for_unit(unit.index).warning(
+                "worker %s lost: %s", self.workers.pop(worker, "?"), error
+            )
+            pending.release(worker)
             self._retry(unit, pending, str(error))
             return
         except UnitFailed as error:
             self._retry(unit, pending, str(error))
             return
         seconds = time.monotonic() - started
-        self.round_trips.append((seconds, report.seconds))
+        self.times.round_trips.append((seconds, report.seconds))
         self._measured.append(report)
         self.search.stored(self.model_ids[name] for name in report.stored + report.skipped)
         images = self.shards[unit.shard].samples * len(report.stored)
@@ -384,11 +395,14 @@ class SweepDriver:
             self.units_finished += 1
 
     def _retry(self, unit: QueuedUnit, pending: PlannedQueue[Worker], error: str) -> None:
+        log = self.log.for_unit(unit.index)
         if unit.attempts >= self.options.max_attempts:
+            log.warning("failed for good after %d attempts: %s", unit.attempts, error)
             self.failed_units += 1
             self.units_finished += 1
             self._note(unit, state=FAILED, error=error)
         else:
+            log.warning("to be retried after attempt %d: %s", unit.attempts, error)
             self._note(unit, state=PENDING, error=error)
             pending.put(unit)
 

@@ -8,10 +8,12 @@ in order; a result is an opaque handle the pool can wait on.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from cluster.errors import InputError, ServiceError
+from cluster.logs import SweepLog
 from cluster.ray_cluster import ray_api
 from db.refs import ShardRef
 from workers.report import UnitReport
@@ -19,6 +21,8 @@ from workers.spec import ModelSpec
 
 Worker = Any  # a pool's handle of one worker
 Pending = Any  # a pool's handle of a result to come
+
+logger = logging.getLogger(__name__)
 
 
 class WorkerLost(Exception):
@@ -75,6 +79,7 @@ class RayPool:
         env: dict[str, str],
         cpus_per_worker: int = 1,
         actor_class: Any = None,
+        sweep_id: int | None = None,
     ) -> None:
         self.ray = ray_api()  # before Ray is first imported: token authentication decided
         self.eval_options, self.env, self.actor_class = eval_options, env, actor_class
@@ -84,6 +89,8 @@ class RayPool:
             if self.uses_gpus
             else {"num_gpus": 0, "num_cpus": cpus_per_worker}
         )
+        self.log = logger if sweep_id is None else SweepLog(logger, sweep_id)
+        self.log.info("one worker per %s", "GPU" if self.uses_gpus else f"{cpus_per_worker} CPUs")
 
     def slots(self) -> int:
         total = self.ray.cluster_resources()
@@ -109,6 +116,7 @@ class RayPool:
         try:
             return self.ray.get(ready)
         except self.ray.exceptions.RayError as error:
+            self.log.warning("a worker could not start: %s", _first_line(error))
             raise WorkerLost(_first_line(error)) from None
 
     def submit(self, worker, dataset, shard, specs, model_ids, prefetch=None) -> Pending:

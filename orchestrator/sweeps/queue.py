@@ -191,15 +191,17 @@ W = TypeVar("W", bound=Hashable)
 
 class PlannedQueue(Generic[W]):
     """The units not yet handed out, in one list per worker (``plan``), and what each worker
-    holds; ``len``: how many units wait. ``now``: any clock, the same for every call."""
+    holds; ``len``: how many units wait. ``now``: any clock, the same for every call;
+    ``on_steal(thief, victim, units)`` is told of each steal."""
 
     def __init__(
         self,
         units: Iterable[QueuedUnit] = (),
         workers: int = 1,
         loads: Mapping[str, float] | None = None,
+        on_steal: Callable[[W, W, int], None] | None = None,
     ) -> None:
-        self._loads = dict(loads or {})
+        self._loads, self._on_steal = dict(loads or {}), on_steal
         units = list(units)
         self._waiting = len(units)
         self._unrun = plan(units, max(1, workers), self._bundle_load)  # lists nobody runs
@@ -220,7 +222,7 @@ class PlannedQueue(Generic[W]):
         mine = self._lists.get(worker) or WorkList(running=True)
         if mine.first() is None:
             mine = self._adopt(worker, mine)
-            self._steal(mine, now)
+            self._steal(worker, mine, now)
         piece = mine.first()
         if piece is None:
             return None
@@ -285,7 +287,7 @@ class PlannedQueue(Generic[W]):
         self._lists[worker] = mine
         return mine
 
-    def _steal(self, mine: WorkList, now: float) -> None:
+    def _steal(self, worker: W, mine: WorkList, now: float) -> None:
         """Into the empty list ``mine``, what ``choose_steal`` takes from another worker's."""
         clock, modelled = self._pace
         pace = clock / modelled if clock > 0 and modelled > 0 else 1.0
@@ -296,7 +298,11 @@ class PlannedQueue(Generic[W]):
         steal = choose_steal(ends, own)
         if steal is None:
             self._barren = own
-        elif steal.count == len(steal.piece.units):
+            return
+        if self._on_steal is not None:
+            victim = next(w for w, held in self._lists.items() if held is steal.victim)
+            self._on_steal(worker, victim, steal.count)
+        if steal.count == len(steal.piece.units):
             steal.victim.pieces.remove(steal.piece)
             mine.pieces.append(steal.piece)
         else:

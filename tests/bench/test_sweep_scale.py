@@ -4,14 +4,19 @@ every chunk exactly once, loses no unit and loads each model on few workers (cou
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
 from bench.standin import NodeReads, StandInWorker
+from bench.standin_pool import SimPool
 from bench.sweep_costs import fit_anchors, pick, read_zoo
-from bench.sweep_scale import main
+from bench.sweep_scale import driver_class, main, populate
+from cluster.settings import Settings
 from db.schema import ensure_schema
 from db.session import session_factory
+from orchestrator.sweeps.pool import UnitFailed, WorkerLost
+from orchestrator.sweeps.store import SweepOptions
 
 # 40 models in bundles of 0.05 s: more bundles than workers, so a model needs few loads. In real
 # time (a few seconds), so that a unit's modelled time decides how long it takes, not the
@@ -79,3 +84,49 @@ def test_a_stand_in_keeps_its_models_while_they_fit_and_reads_a_shard_once_per_n
 
     assert one._load(model) > 0 and one._load(model) == 0  # loaded once, then kept
     assert one._read(3) > 0 and two._read(3) == 0  # the node read shard 3 once
+
+
+def test_a_retried_unit_and_a_lost_worker_are_warnings_naming_the_sweep_and_the_unit(
+    tmp_path, caplog
+):
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    ensure_schema(url)
+    sessions = session_factory(url)
+    zoo = pick(read_zoo(), 4)
+    options = SweepOptions(random_weights=True, bundle_seconds=0.05)
+    sweep_id = populate(sessions, zoo, 3, options)
+
+    class FlakyPool(SimPool):
+        """The first result a failure inside its unit, the second a lost worker."""
+
+        results = 0
+
+        def result(self, pending):
+            self.results += 1
+            if self.results == 1:
+                raise UnitFailed("OSError: shard 0 unreadable")
+            if self.results == 2:
+                raise WorkerLost("worker lost (killed)")
+            return super().result(pending)
+
+    by_name = {m.name: m for m in zoo}
+    pool = FlakyPool(
+        2,
+        lambda i: StandInWorker(
+            sessions, by_name, fit_anchors(), 0.0, NodeReads(tmp_path / f"node-{i}")
+        ),
+    )
+    caplog.set_level(logging.INFO, logger="orchestrator.sweeps.driver")
+
+    state = driver_class(search_tail=False)(
+        sessions, Settings(database_url=url), sweep_id, pool=pool
+    ).run()
+
+    assert state == "done"
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    retried = next(r for r in warnings if "shard 0 unreadable" in r.getMessage())
+    lost = next(r for r in warnings if "lost" in r.getMessage())
+    for record in (retried, lost):
+        assert record.sweep_id == sweep_id and record.unit is not None
+        assert record.getMessage().startswith(f"sweep {sweep_id} unit {record.unit}: ")
+    assert "retried" in retried.getMessage()
