@@ -211,11 +211,14 @@ def start_sweep(
         except BaseException:  # a crash's traceback, in the log file too
             log.exception("the driver stopped")
             raise
+        report = None
+        if state != DONE:
+            with transaction(settings) as session:
+                report = status(session, sweep_id)
         out.print(f"sweep {sweep_id}: {state}")
-        log.log(logging.INFO if state == DONE else logging.WARNING, "%s", state)
-    if state != DONE:
-        with transaction(settings) as session:
-            report = status(session, sweep_id)
+        # The command's result, as its last record: INFO, which a terminal shows on stdout.
+        log.info("%s", f"{state}: {report['error']}" if report and report["error"] else state)
+    if report is not None:
         if report["error"]:
             say_error(report["error"])
         for failure in report["failures"]:

@@ -12,7 +12,7 @@ from packaging.version import InvalidVersion, Version
 
 from cluster.errors import InputError, ServiceError
 from orchestrator.cli.console import err, fail, out, print_json, settings_or_fail, transaction
-from orchestrator.cli.sweep import RayAddress, Wait, start_sweep
+from orchestrator.cli.sweep import LogFile, RayAddress, Wait, check_log_file, start_sweep
 
 PYPI_TIMM = "https://pypi.org/pypi/timm/json"
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -48,6 +48,7 @@ def watch(
     every: Annotated[str | None, typer.Option(help="A pass every period, e.g. 24h.")] = None,
     ray_address: RayAddress = None,
     wait: Wait = False,
+    log_file: LogFile = None,
     start: Annotated[
         bool, typer.Option(help="Start the sweep's driver (--no-start: only queue the sweep).")
     ] = True,
@@ -75,6 +76,7 @@ def watch(
         raise fail(str(error)) from None
     settings = settings_or_fail()
     address = ray_address or settings.ray_address
+    check_log_file(log_file, wait, address)
     options = SweepOptions(
         device=device, batch_size=batch_size, max_attempts=max_attempts, max_workers=workers
     )
@@ -84,7 +86,7 @@ def watch(
             if not (check_pypi and _pass_with_newer_timm(pypi_url, dataset, patterns, address)):
                 sweep_id = _one_pass(settings, dataset, patterns, options, as_json)
                 if sweep_id is not None and start:
-                    start_sweep(settings, sweep_id, address, wait)
+                    start_sweep(settings, sweep_id, address, wait, log_file)
         except typer.Exit as stop:
             if period is None or stop.exit_code == 0:
                 raise

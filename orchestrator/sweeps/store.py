@@ -284,7 +284,7 @@ def plan(session: Session, sweep: Sweep, workers: int | None = None) -> SweepPla
     planned = _planned_models(session, sweep)
     shards = dataset_shards(session, dataset)
     ids = session.execute(select(Model.name, Model.id).where(Model.name.in_(sweep.models)))
-    done = done_work(session, dataset, dict(ids))
+    done = done_work(session, dataset, dict(ids.all()))  # SQLAlchemy 2.1: a Result is no mapping
     options = options_of(sweep)
     units = plan_units(planned, shards, done, options.bundle_gmacs, options.bundle_seconds, workers)
     session.execute(delete(SweepUnit).where(SweepUnit.sweep_id == sweep.id))
