@@ -10,9 +10,9 @@ Where records go, by process:
 
 * a driver in a terminal: warnings and errors on standard error, one line each;
 * a driver in the background (``sweep resume N --wait --log-file PATH``): ``log_to_file``;
-* a worker actor: ``log_to_stderr`` (Ray keeps a worker's standard error in its log files and
-  shows its lines in the driver's output), with ``RunningUnit`` naming the unit on the records
-  of modules that know no sweep (an out-of-memory retry in ``workers.device``);
+* a worker actor: ``log_to_stderr`` (Ray keeps a worker's standard error in its log files on
+  the worker's node), with ``RunningUnit`` naming the unit on the records of modules that know
+  no sweep (an out-of-memory retry in ``workers.device``);
 * the search process: its records travel to the driver's process over the pipe it answers on,
   and the driver's handlers write them (one process writes a log file).
 """

@@ -5,10 +5,11 @@ actor reads its settings from its environment (the node's, plus what Ray's runti
 adds: nothing secret, ``cluster.ray_cluster``), keeps models
 loaded between units, and writes each unit's chunks to the database itself.
 
-Its records go to its standard error, which Ray keeps in the worker's log files
-(``/tmp/ray/session_latest/logs/worker-*.err``) and shows in the driver's output: INFO and above,
-each naming the sweep and unit it was running (``cluster.logs``). A unit's success is DEBUG (a
-sweep has thousands); a failing model, a failed unit, an out-of-memory retry are WARNING.
+Its records go to its standard error, which Ray keeps in the worker's log file on its node
+(``logs/worker-*.err`` of the Ray session's folder; the driver does not copy them into its own
+output): INFO and above, each naming the sweep and unit it was running (``cluster.logs``). A
+unit's success is DEBUG (a sweep has thousands); a failing model, a failed unit, an out-of-memory
+retry are WARNING.
 """
 
 from __future__ import annotations

@@ -94,8 +94,8 @@ def _detach(sweep_id: int, address: str | None) -> tuple[Path, Path]:
     The driver writes its records to the log file itself (``--log-file``), which rotates. Its
     standard output and error go to a file of their own: one a redirection holds open could not
     be rotated (the process would go on writing to the renamed file, and to a deleted one once
-    it is the oldest), and they hold what no record does: a crash's traceback, and the lines
-    Ray shows of its workers' own logs.
+    it is the oldest), and they hold what no record does: a crash's traceback (the command's
+    final line, too).
     """
     folder = data_dir() / "sweeps"
     log, output = folder / f"sweep-{sweep_id}.log", folder / f"sweep-{sweep_id}.out"
