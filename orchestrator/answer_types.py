@@ -381,6 +381,9 @@ class SweepStatus(Answer):
     dataset: str = Field(description="The dataset it evaluates on.")
     state: str = Field(description="queued, running, done, failed or cancelled.")
     error: str | None = Field(description="Why it failed; null otherwise.")
+    search_error: str | None = Field(
+        description="Why the saver search failed during its last run; null otherwise."
+    )
     submitted_by: str = Field(description="Who submitted it.")
     submitted_at: str | None = Field(description="When (ISO 8601).")
     finished_at: str | None = Field(description="When it finished (ISO 8601).")

@@ -6,15 +6,17 @@ from __future__ import annotations
 import csv
 import io
 
-import httpx
 import pytest
 
 from db.queries import get_model
 from db.session import session_factory
-from orchestrator.answers import FIELDS, fields_for
+from orchestrator import answer_types
+from orchestrator.answers import FIELDS
 from orchestrator.sweeps.watch import supersede
 from search.criteria import CRITERIA
-from tests.factories import api_server, records_dir, saverzoo, saverzoo_json, small_zoo
+from search.views import CHAIN_FIELDS, fields_for
+from tests.factories import records_dir, saverzoo, saverzoo_json, small_zoo
+from tests.orchestrator.test_api import api_client
 
 
 @pytest.fixture
@@ -84,20 +86,41 @@ def test_a_model_without_complete_predictions_fails_in_one_line(val_zoo, args):
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_model_without_complete_predictions_is_404_in_the_api(val_zoo, tmp_path):
-    with api_server(tmp_path / "server.log", SAVERZOO_API_OPEN_READ="1") as url:
+def test_a_model_without_complete_predictions_is_404_in_the_api(val_zoo, use_database):
+    with api_client(use_database) as client:
         for path in ("/v1/savers/zoo007?dataset=val", "/v1/pairs/zoo007/zoo000/curve?dataset=val"):
-            response = httpx.get(f"{url}{path}", timeout=30)
+            response = client.get(path)
             assert response.status_code == 404, (path, response.text)
-            assert "model 'zoo007' has no complete predictions on 'val'" in response.json()["error"]
-        assert httpx.get(f"{url}/v1/pairs/zoo007/zoo000/curve?dataset=extra").status_code == 200
+            assert response.json() == {
+                "error": "model 'zoo007' has no complete predictions on 'val'"
+            }
+        curve = client.get("/v1/pairs/zoo007/zoo000/curve?dataset=extra")
+        assert curve.status_code == 200
+        assert (curve.json()["base"], curve.json()["dataset"]) == ("zoo007", "extra")
+
+
+ROW_TYPES = {
+    answer_types.BudgetRow: fields_for("budget", False),
+    answer_types.PaperRow: fields_for("paper", False),
+    answer_types.HoldoutRow: fields_for("budget", True),
+    answer_types.TransferRow: fields_for("budget", False, transfer=True),
+}
+
+
+def test_each_row_type_reports_its_fields_in_order_after_base_and_saver():
+    for row_type, fields in ROW_TYPES.items():
+        assert tuple(row_type.model_fields) == ("base", "saver", *fields), row_type
+    assert tuple(answer_types.ChainRow.model_fields) == ("base", *CHAIN_FIELDS)
+    for ranked in (answer_types.BudgetSaver, answer_types.PaperSaver, answer_types.HoldoutSaver):
+        assert tuple(ranked.model_fields)[:2] == ("saver", "saver_gmacs")
 
 
 def test_every_reported_field_has_one_label_and_unit():
-    for criterion in CRITERIA:
-        for holdout in (False, True):
-            for field in fields_for(criterion, holdout):
-                assert FIELDS[field].label, field
+    reported = {f for c in CRITERIA for h in (False, True) for f in fields_for(c, h)}
+    reported |= set(fields_for("budget", False, transfer=True))
+    for field in sorted(reported):
+        assert FIELDS[field].label, field
+    assert len({FIELDS[f].label for f in reported}) == len(reported)  # one label each
     assert [FIELDS[f].csv for f in ("threshold", "exit_ratio", "accuracy", "saving")] == [
         "threshold",
         "exit_pct",

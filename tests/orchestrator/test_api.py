@@ -1,9 +1,17 @@
-"""The HTTP API, served by a real uvicorn on loopback, on SQLite and PostgreSQL."""
+"""The HTTP API: its answers (FastAPI's TestClient, one database a module, on SQLite and
+PostgreSQL) and what only a real server shows (uvicorn on loopback: tokens, the access log, an
+unreachable database)."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, make_url, text
 
 from tests.factories import (
     READ_TOKEN,
@@ -20,21 +28,82 @@ from tests.orchestrator.sweeping import MODELS
 TOKENS = {"SAVERZOO_API_READ_TOKENS": READ_TOKEN, "SAVERZOO_API_WRITE_TOKENS": WRITE_TOKEN}
 
 
-@pytest.fixture
-def zoo_api(use_database, tmp_path):
-    """Eight models' records on the dataset 'val' (and on 'other', other samples), and a server
-    with a read and a write token."""
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def module_database(request, tmp_path_factory) -> Iterator[str]:
+    """An empty database for the whole module (SQLite, or a PostgreSQL database dropped
+    afterwards), and the settings pointed at it meanwhile."""
+    from cluster.settings import get_settings
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'saverzoo.db'}"
+        admin, name = None, None
+    else:
+        server = request.getfixturevalue("postgres_server")
+        name = f"saverzoo_test_{uuid.uuid4().hex[:12]}"
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SAVERZOO_DATABASE_URL", url)
+        get_settings.cache_clear()
+        yield url
+    get_settings.cache_clear()
+    if admin is not None:
+        from db.session import engine_for
+
+        engine_for(url).dispose()
+        engine_for.cache_clear()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def api_client(url: str, report_dir: Path | None = None, **settings: object) -> TestClient:
+    """The app over ``url`` in this process (no server): for what the process boundary is not."""
+    from cluster.settings import Settings
+    from orchestrator.http.api import create_app
+
+    app = create_app(
+        Settings(
+            database_url=url, api_read_tokens=[READ_TOKEN], api_write_tokens=[WRITE_TOKEN]
+        ).model_copy(update=settings),
+        report_dir,
+    )
+    return TestClient(app, headers=auth(READ_TOKEN), raise_server_exceptions=True)
+
+
+@pytest.fixture(scope="module")
+def zoo_url(module_database, tmp_path_factory) -> str:
+    """Eight models' records on the dataset 'val' (and on 'other', other samples)."""
+    tmp = tmp_path_factory.mktemp("zoo")
     zoo = small_zoo(num_models=8)
-    imported = saverzoo("records", "import", records_dir(tmp_path, zoo), "--dataset", "val")
+    imported = saverzoo("records", "import", records_dir(tmp, zoo), "--dataset", "val")
     assert imported.exit_code == 0, imported.output
     other = small_zoo(num_models=8, num_samples=300, seed=3)
     other = type(other)(zoo.names, zoo.gmacs, other.labels, other.predictions, other.confidence)
     imported = saverzoo(
-        "records", "import", records_dir(tmp_path / "other", other), "--dataset", "other"
+        "records", "import", records_dir(tmp / "other", other), "--dataset", "other"
     )
     assert imported.exit_code == 0, imported.output
-    log = tmp_path / "server.log"
-    with api_server(log, tmp_path / "reports", **TOKENS) as url:
+    return module_database
+
+
+@pytest.fixture(scope="module")
+def zoo_api(zoo_url, tmp_path_factory) -> Iterator[TestClient]:
+    with api_client(zoo_url, tmp_path_factory.mktemp("reports")) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def zoo_server(zoo_url, tmp_path_factory) -> Iterator[httpx.Client]:
+    """``saverzoo serve`` over the zoo, with a read and a write token; a client with the read
+    token (``client.log``: the server's output)."""
+    tmp = tmp_path_factory.mktemp("server")
+    log = tmp / "server.log"
+    with api_server(log, tmp / "reports", **TOKENS) as url:
         with httpx.Client(base_url=url, headers=auth(READ_TOKEN), timeout=30) as client:
             client.log, client.url = log, url
             yield client
@@ -101,6 +170,26 @@ def test_every_answer_equals_the_cli_json_for_the_same_query(zoo_api):
         assert response.json() == saverzoo_json(*command), path
 
 
+def test_the_report_tabulates_the_same_rows_as_the_api(zoo_api, tmp_path):
+    """The report's savers.csv has the API's bases, savers, thresholds and frontier models."""
+    import csv
+    import io
+
+    rows = zoo_api.get("/v1/savers?dataset=val&max_drop=0.5").json()
+    out = tmp_path / "report"
+    written = saverzoo("report", "--dataset", "val", "--max-drop", "0.5", "--out", out)
+    assert written.exit_code == 0, written.output
+    table = list(csv.DictReader(io.StringIO((out / "savers.csv").read_text())))
+    assert [(r["base"], r["saver"] or None) for r in table] == [
+        (r["base"], r["saver"]) for r in rows
+    ]
+    for csv_row, row in zip(table, rows, strict=True):
+        if row["saver"] is not None:
+            assert float(csv_row["threshold"]) == pytest.approx(row["threshold"], abs=1e-6)
+            assert float(csv_row["saving_pct"]) == pytest.approx(100 * row["saving"], abs=1e-3)
+        assert (csv_row["frontier_model"] or None) == row["frontier_model"]
+
+
 def test_three_stage_answers_are_the_stored_chains_once_computed(zoo_api):
     path = "/v1/savers?dataset=val&stages=3&candidates=3"
     refused = zoo_api.get(path)
@@ -109,17 +198,21 @@ def test_three_stage_answers_are_the_stored_chains_once_computed(zoo_api):
     computed = saverzoo_json(
         "savers", "best", "--dataset", "val", "--stages", "3", "--candidates", "3"
     )
-    assert zoo_api.get(path).json() == computed
+    answered = zoo_api.get(path).json()
+    assert answered == computed
+    assert len(answered) == 8 and all(isinstance(row["chain"], list) for row in answered)
 
 
 def test_the_answers_are_the_stored_search_results(zoo_api):
     best = zoo_api.get("/v1/savers/zoo007", params={"dataset": "val", "alternatives": 100}).json()
     listed = {row["base"]: row for row in zoo_api.get("/v1/savers?dataset=val").json()}
+    assert best["best"] is not None
     assert best["best"]["saver"] == listed["zoo007"]["saver"]
     assert best["best"]["saving"] == listed["zoo007"]["saving"]
     savings = [best["best"]["saving"]] + [a["saving"] for a in best["alternatives"]]
     assert savings == sorted(savings, reverse=True)  # ranked best first
-    assert len(best["alternatives"]) + 1 <= best["candidates"] == 7  # every cheaper model
+    assert best["candidates"] == 7  # every cheaper model
+    assert len(best["alternatives"]) + 1 == sum(s > 0 for s in savings)  # every saver that saves
     page = zoo_api.get("/v1/models", params={"limit": 3, "offset": 3}).json()
     assert page["total"] == 8 and [m["name"] for m in page["items"]] == [
         "zoo003",
@@ -128,8 +221,121 @@ def test_the_answers_are_the_stored_search_results(zoo_api):
     ]
 
 
-def test_reads_need_a_token_and_submitting_needs_a_write_token(zoo_api):
-    url = zoo_api.url
+# Each kind of saver row, and the fields it reports (the CLI's --json gives the same keys).
+ROW_KINDS = [
+    ("/v1/savers?dataset=val", "BudgetRow"),
+    ("/v1/savers?dataset=val&criterion=paper", "PaperRow"),
+    ("/v1/savers?dataset=val&holdout=true", "HoldoutRow"),
+    ("/v1/savers?dataset=val&score_on=other", "TransferRow"),
+]
+
+
+def test_the_openapi_document_describes_every_field_of_every_answer(zoo_api):
+    schema = zoo_api.get("/openapi.json").json()
+    models = schema["components"]["schemas"]
+    for name, model in models.items():
+        if name in ("HTTPValidationError", "ValidationError", "SweepRequest"):
+            continue  # FastAPI's own, and the request body
+        for field, spec in model["properties"].items():
+            assert spec.get("description"), f"{name}.{field} has no description"
+    for path, kind in ROW_KINDS:
+        keys = set(models[kind]["properties"])
+        assert all(set(row) == keys for row in zoo_api.get(path).json()), (path, kind)
+    paths = schema["paths"]
+    answers = {
+        "/v1/datasets": "DatasetSummary",
+        "/v1/models": "ModelsPage",
+        "/v1/models/{name}": "ModelDetail",
+        "/v1/savers/{base}": "SaversOfBase",
+        "/v1/pairs/{base}/{saver}/curve": "PairCurve",
+        "/v1/sweeps/{sweep_id}": "SweepStatus",
+    }
+    for path, model in answers.items():
+        ok = paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert model in str(ok), (path, ok)
+    rows = paths["/v1/savers"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert {"BudgetRow", "PaperRow", "HoldoutRow", "TransferRow", "ChainRow"} <= {
+        ref["$ref"].rsplit("/", 1)[-1] for ref in rows["schema"]["items"]["anyOf"]
+    }
+    assert "ErrorAnswer" in str(paths["/v1/savers"]["get"]["responses"]["422"])
+
+
+# A parameter error as each asker words it: the API's query parameter, the CLI's flag.
+PARAMETER_ERRORS = [
+    (
+        "/v1/savers?dataset=val&device_type=cpu",
+        ["savers", "best", "--dataset", "val", "--device-type", "cpu"],
+        "device_type picks latency measurements; it needs cost latency",
+        "--device-type picks latency measurements; it needs --cost latency",
+    ),
+    (
+        "/v1/savers?dataset=val&cost=latency",
+        ["savers", "best", "--dataset", "val", "--cost", "latency"],
+        "cost latency needs device_type (no model of 'val' has a measured throughput yet)",
+        "--cost latency needs --device-type (no model of 'val' has a measured throughput yet)",
+    ),
+    (
+        "/v1/savers?dataset=val&criterion=paper&max_drop=1",
+        ["savers", "best", "--dataset", "val", "--criterion", "paper", "--max-drop", "1"],
+        "max_drop sets a budget; it cannot be combined with criterion paper",
+        "--max-drop sets a budget; it cannot be combined with --criterion paper",
+    ),
+    (
+        "/v1/savers?dataset=val&score_on=other&holdout=true",
+        ["savers", "best", "--dataset", "val", "--score-on", "other", "--holdout"],
+        "score_on already scores on other data, in GMACs: drop holdout and cost latency",
+        "--score-on already scores on other data, in GMACs: drop --holdout and --cost latency",
+    ),
+    (
+        "/v1/savers?dataset=val&score_on=val",
+        ["savers", "best", "--dataset", "val", "--score-on", "val"],
+        "score_on 'val' is the dataset itself; drop it",
+        "--score-on 'val' is the dataset itself; drop it",
+    ),
+]
+
+
+def test_a_parameter_error_names_the_query_parameter_in_the_api_and_the_flag_in_the_cli(zoo_api):
+    for path, command, api_words, cli_words in PARAMETER_ERRORS:
+        response = zoo_api.get(path)
+        assert response.status_code == 422, (path, response.text)
+        assert response.json() == {"error": api_words}
+        result = saverzoo(*command)
+        assert result.exit_code == 1, command
+        assert result.stderr.strip() == f"error: {cli_words}", command
+
+
+BAD_REQUESTS = [
+    ("/v1/models/nope", 404, "unknown model 'nope'"),
+    ("/v1/savers?dataset=nope", 404, "unknown dataset 'nope'"),
+    ("/v1/savers/nope?dataset=val", 404, "unknown model 'nope'"),
+    ("/v1/pairs/zoo007/nope/curve?dataset=val", 404, "unknown model 'nope'"),
+    ("/v1/sweeps/99", 404, "no sweep 99"),
+    ("/v1/savers", 422, "query.dataset: Field required"),
+    ("/v1/savers?dataset=val&max_drop=-1", 422, "query.max_drop"),
+    ("/v1/savers?dataset=val&max_drop=abc", 422, "query.max_drop"),
+    ("/v1/savers?dataset=val&max_drop=0.3", 422, "keeps the budgets 0, 0.1, 0.5, 1, 2"),
+    ("/v1/savers?dataset=val&max_drop=0.123", 422, "max_drop 0.123 has more than two decimals"),
+    ("/v1/savers?dataset=val&criterion=best", 422, "query.criterion"),
+    ("/v1/savers?dataset=val&cost=latency&device_type=cpu", 422, "no model of 'val' has a"),
+    ("/v1/savers/zoo000?dataset=val&alternatives=-1", 422, "query.alternatives"),
+    ("/v1/pairs/zoo001/zoo007/curve?dataset=val", 422, "is not cheaper than"),
+    ("/v1/models?limit=0", 422, "query.limit"),
+    ("/v1/sweeps/0", 422, "path.sweep_id"),
+    ("/v1/nothing-here", 404, "Not Found"),
+]
+
+
+def test_unknown_names_are_404_and_bad_parameters_422_in_json(zoo_api):
+    for path, status, message in BAD_REQUESTS:
+        response = zoo_api.get(path)
+        assert response.status_code == status, (path, response.text)
+        assert message in response.json()["error"], (path, response.json())
+
+
+# ----- a real server: tokens and the access log; what the settings change ---------------------
+def test_reads_need_a_token_and_submitting_needs_a_write_token(zoo_server):
+    url = zoo_server.url
     no_token = httpx.get(f"{url}/v1/datasets")
     assert no_token.status_code == 401 and no_token.headers["www-authenticate"] == "Bearer"
     assert "bearer token" in no_token.json()["error"]
@@ -146,61 +352,34 @@ def test_reads_need_a_token_and_submitting_needs_a_write_token(zoo_api):
         assert httpx.get(f"{url}{probe}").status_code == 200, probe
 
 
-def test_tokens_never_reach_the_log(zoo_api):
-    zoo_api.get("/v1/datasets")
-    httpx.get(f"{zoo_api.url}/v1/datasets", headers=auth("a-wrong-token-0123456789"))
-    httpx.post(f"{zoo_api.url}/v1/sweeps", json={}, headers=auth(WRITE_TOKEN))
-    log = zoo_api.log.read_text()
+def test_tokens_never_reach_the_log(zoo_server):
+    zoo_server.get("/v1/datasets")
+    httpx.get(f"{zoo_server.url}/v1/datasets", headers=auth("a-wrong-token-0123456789"))
+    httpx.post(f"{zoo_server.url}/v1/sweeps", json={}, headers=auth(WRITE_TOKEN))
+    log = zoo_server.log.read_text()
     assert "GET /v1/datasets" in log  # the access log is on
     for token in (READ_TOKEN, WRITE_TOKEN, "a-wrong-token-0123456789"):
         assert token not in log
 
 
-BAD_REQUESTS = [
-    ("/v1/models/nope", 404, "unknown model 'nope'"),
-    ("/v1/savers?dataset=nope", 404, "unknown dataset 'nope'"),
-    ("/v1/savers/nope?dataset=val", 404, "unknown model 'nope'"),
-    ("/v1/pairs/zoo007/nope/curve?dataset=val", 404, "unknown model 'nope'"),
-    ("/v1/sweeps/99", 404, "no sweep 99"),
-    ("/v1/savers", 422, "query.dataset: Field required"),
-    ("/v1/savers?dataset=val&max_drop=-1", 422, "query.max_drop"),
-    ("/v1/savers?dataset=val&max_drop=abc", 422, "query.max_drop"),
-    ("/v1/savers?dataset=val&max_drop=0.3", 422, "keeps the budgets 0, 0.1, 0.5, 1, 2"),
-    ("/v1/savers?dataset=val&max_drop=0.123", 422, "more than two decimals"),
-    ("/v1/savers?dataset=val&criterion=best", 422, "query.criterion"),
-    ("/v1/savers?dataset=val&criterion=paper&max_drop=1", 422, "cannot be combined"),
-    ("/v1/savers?dataset=val&cost=latency&device_type=cpu", 422, "no model of 'val' has a"),
-    ("/v1/savers/zoo000?dataset=val&alternatives=-1", 422, "query.alternatives"),
-    ("/v1/pairs/zoo001/zoo007/curve?dataset=val", 422, "is not cheaper than"),
-    ("/v1/models?limit=0", 422, "query.limit"),
-    ("/v1/sweeps/0", 422, "path.sweep_id"),
-    ("/v1/nothing-here", 404, "Not Found"),
-]
-
-
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_unknown_names_are_404_and_bad_parameters_422_in_json(zoo_api):
-    for path, status, message in BAD_REQUESTS:
-        response = zoo_api.get(path)
-        assert response.status_code == status, (path, response.text)
-        assert message in response.json()["error"], (path, response.json())
-
-
-def test_an_unreachable_database_is_503_not_a_crash(tmp_path):
+def test_an_unreachable_database_is_503_not_a_crash():
     down = "postgresql+psycopg://postgres@127.0.0.1:9/none"  # nothing listens on the discard port
-    with api_server(tmp_path / "server.log", SAVERZOO_DATABASE_URL=down, **TOKENS) as url:
-        assert httpx.get(f"{url}/healthz").status_code == 200
-        ready = httpx.get(f"{url}/readyz")
-        assert ready.status_code == 503 and "unreachable" in ready.json()["error"]
-        read = httpx.get(f"{url}/v1/datasets", headers=auth(READ_TOKEN))
-        assert read.status_code == 503 and "unreachable" in read.json()["error"]
+    with api_client(down) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json() == {"error": "the database is unreachable"}
+        read = client.get("/v1/datasets")
+        assert read.status_code == 503
+        assert read.json() == {"error": "the database is unreachable; try again shortly"}
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_open_reads_need_no_token_but_submitting_still_does(use_database, tmp_path):
-    with api_server(tmp_path / "server.log", SAVERZOO_API_OPEN_READ="1") as url:
-        assert httpx.get(f"{url}/v1/datasets").json() == []
-        assert httpx.post(f"{url}/v1/sweeps", json={}).status_code == 401
+    with api_client(use_database, api_open_read=True) as client:
+        client.headers.clear()
+        assert client.get("/v1/datasets").json() == []
+        refused = client.post("/v1/sweeps", json={})
+        assert refused.status_code == 401 and "write token" in refused.json()["error"]
 
 
 def test_serve_refuses_an_exposed_address_without_tokens(use_database):
@@ -213,24 +392,24 @@ def test_serve_refuses_an_exposed_address_without_tokens(use_database):
 def test_a_sweep_submitted_over_http_is_queued_as_the_cli_reports_it(
     sweep_dataset, use_database, tmp_path
 ):
-    with api_server(tmp_path / "server.log", **TOKENS) as url:
+    with api_client(use_database) as client:
         write = auth(WRITE_TOKEN)
         body = {"dataset": "tiny", "models": MODELS[:2], "start": False, "batch_size": 4}
-        created = httpx.post(f"{url}/v1/sweeps", json=body, headers=write, timeout=60)
+        created = client.post("/v1/sweeps", json=body, headers=write)
         assert created.status_code == 201, created.text
         sweep = created.json()
         assert sweep["state"] == "queued" and sweep["started"] is None
         assert set(sweep["models"]) == set(MODELS[:2])
-        shown = httpx.get(f"{url}/v1/sweeps/{sweep['id']}", headers=write).json()
+        shown = client.get(f"/v1/sweeps/{sweep['id']}", headers=write).json()
         assert shown == saverzoo_json("sweep", "status", str(sweep["id"]))
-        assert httpx.get(f"{url}/v1/sweeps", headers=write).json() == saverzoo_json("sweep", "list")
+        assert client.get("/v1/sweeps", headers=write).json() == saverzoo_json("sweep", "list")
         for bad, status, message in [
             ({**body, "dataset": "nope"}, 404, "unknown dataset 'nope'"),
             ({**body, "models": ["no_such_arch_*"]}, 422, "no_such_arch_*"),
             ({**body, "batch_size": 0}, 422, "body.batch_size"),
             ({**body, "models": []}, 422, "body.models"),
         ]:
-            refused = httpx.post(f"{url}/v1/sweeps", json=bad, headers=write, timeout=60)
+            refused = client.post("/v1/sweeps", json=bad, headers=write)
             assert refused.status_code == status, refused.text
             assert message in refused.json()["error"]
         assert len(saverzoo_json("sweep", "list")) == 1  # refused submissions leave nothing

@@ -1,13 +1,16 @@
-"""What the HTTP API refuses, and how: served by a real uvicorn, on SQLite and PostgreSQL."""
+"""What the HTTP API refuses, and how: one database a module, on SQLite and PostgreSQL; the app in
+this process (TestClient), and a real uvicorn for its access log."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 
 import httpx
 import pytest
 import typer
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from cluster.validate import MAX_BATCH_SIZE
@@ -15,7 +18,6 @@ from db.models import Sweep
 from db.session import session_factory
 from orchestrator.cli.console import print_json
 from tests.factories import (
-    READ_TOKEN,
     WRITE_TOKEN,
     api_server,
     auth,
@@ -23,20 +25,35 @@ from tests.factories import (
     saverzoo,
     small_zoo,
 )
+from tests.orchestrator.test_api import TOKENS, api_client, module_database  # noqa: F401
 
-TOKENS = {"SAVERZOO_API_READ_TOKENS": READ_TOKEN, "SAVERZOO_API_WRITE_TOKENS": WRITE_TOKEN}
 SECRET = "a-secret-in-the-query-0123456789"
 
 
-@pytest.fixture
-def served(use_database, tmp_path):
-    """Records of four models on 'val', served with reports, a read and a write token."""
-    imported = saverzoo(
-        "records", "import", records_dir(tmp_path, small_zoo(num_models=4)), "--dataset", "val"
-    )
+@pytest.fixture(scope="module")
+def four_models(module_database, tmp_path_factory) -> str:  # noqa: F811  (the fixture)
+    """Records of four models on 'val', in the module's database."""
+    folder = records_dir(tmp_path_factory.mktemp("zoo"), small_zoo(num_models=4))
+    imported = saverzoo("records", "import", folder, "--dataset", "val")
     assert imported.exit_code == 0, imported.output
-    log = tmp_path / "server.log"
-    with api_server(log, tmp_path / "reports", **TOKENS) as url:
+    return module_database
+
+
+@pytest.fixture(scope="module")
+def served(four_models, tmp_path_factory) -> Iterator[TestClient]:
+    """The app over the four models, with reports, a client with the write token (which reads
+    too)."""
+    with api_client(four_models, tmp_path_factory.mktemp("reports")) as client:
+        client.headers.update(auth(WRITE_TOKEN))
+        yield client
+
+
+@pytest.fixture(scope="module")
+def server(four_models, tmp_path_factory) -> Iterator[httpx.Client]:
+    """``saverzoo serve`` over the four models (``client.log``: its output)."""
+    tmp = tmp_path_factory.mktemp("server")
+    log = tmp / "server.log"
+    with api_server(log, tmp / "reports", **TOKENS) as url:
         with httpx.Client(base_url=url, headers=auth(WRITE_TOKEN), timeout=30) as client:
             client.log = log
             yield client
@@ -48,15 +65,14 @@ def sweeps_stored(url: str) -> int:
 
 
 # ----- the access log ----------------------------------------------------------------------------
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_query_strings_never_reach_the_access_log(served):
-    served.get("/v1/datasets", params={"token": SECRET})
-    httpx.get(f"{served.base_url}/v1/datasets?token={SECRET}")  # refused: no bearer token
-    served.get("/v1/savers", params={"dataset": "val", "api_key": SECRET})
-    served.get("/report/", params={"token": SECRET})
-    served.get(f"/v1/nothing?{SECRET}")
+def test_query_strings_never_reach_the_access_log(server):
+    server.get("/v1/datasets", params={"token": SECRET})
+    httpx.get(f"{server.base_url}/v1/datasets?token={SECRET}")  # refused: no bearer token
+    server.get("/v1/savers", params={"dataset": "val", "api_key": SECRET})
+    server.get("/report/", params={"token": SECRET})
+    server.get(f"/v1/nothing?{SECRET}")
 
-    log = served.log.read_text()
+    log = server.log.read_text()
     assert '"GET /v1/datasets HTTP/1.1" 200' in log  # the access log is on, paths kept
     assert '"GET /v1/datasets HTTP/1.1" 401' in log
     assert '"GET /v1/savers HTTP/1.1" 200' in log
@@ -81,10 +97,9 @@ UNUSABLE_REPORT_PATHS = [
 ]
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_report_paths_that_cannot_be_file_names_are_404_in_json(served):
-    for path in UNUSABLE_REPORT_PATHS:
-        response = served.get(path)
+def test_report_paths_that_cannot_be_file_names_are_404_in_json(server):
+    for path in UNUSABLE_REPORT_PATHS:  # as uvicorn decodes them
+        response = server.get(path)
         assert response.status_code == 404, (path[:80], response.text[:200])
         assert response.json()["error"], path[:80]
 
@@ -158,8 +173,7 @@ BAD_SWEEPS = [
 ]
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_sweep_request_with_a_bad_dataset_or_model_pattern_is_422(served, use_database):
+def test_a_sweep_request_with_a_bad_dataset_or_model_pattern_is_422(served, four_models):
     body = {"dataset": "val", "models": ["zoo000"], "start": False}
     for change, message in BAD_SWEEPS:
         response = served.post("/v1/sweeps", json={**body, **change})
@@ -171,13 +185,10 @@ def test_a_sweep_request_with_a_bad_dataset_or_model_pattern_is_422(served, use_
         response = served.post("/v1/sweeps", json=body, headers={"Idempotency-Key": header})
         assert response.status_code == 422, (header, response.text[:300])
         assert "Idempotency-Key" in response.json()["error"]
-    assert sweeps_stored(use_database) == 0
+    assert sweeps_stored(four_models) == 0
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_sweep_on_a_dataset_imported_from_records_is_422_and_leaves_no_sweep(
-    served, use_database
-):
+def test_a_sweep_on_a_dataset_imported_from_records_is_422_and_leaves_no_sweep(served, four_models):
     response = served.post(
         "/v1/sweeps", json={"dataset": "val", "models": ["zoo000"], "start": False}
     )
@@ -186,7 +197,7 @@ def test_a_sweep_on_a_dataset_imported_from_records_is_422_and_leaves_no_sweep(
         "dataset 'val' has no shards to evaluate (it was imported from records); sweep a "
         "dataset registered from its shards (`saverzoo datasets add`)"
     )
-    assert sweeps_stored(use_database) == 0
+    assert sweeps_stored(four_models) == 0
 
 
 NO_SHARDS = "has no shards to evaluate"  # refused after every option passed its checks
@@ -210,24 +221,22 @@ WRONGLY_TYPED = [
 ]
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_boolean_batch_size_or_any_wrongly_typed_sweep_field_is_422_naming_it(
-    served, use_database
+    served, four_models
 ):
     for field, value in WRONGLY_TYPED:
         response = served.post("/v1/sweeps", json={**SWEEP, field: value})
         assert response.status_code == 422, (field, value, response.text[:300])
         assert f"body.{field}" in response.json()["error"], (field, value, response.json())
-    assert sweeps_stored(use_database) == 0
+    assert sweeps_stored(four_models) == 0
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_an_unknown_sweep_field_is_422_naming_it_not_dropped(served, use_database):
+def test_an_unknown_sweep_field_is_422_naming_it_not_dropped(served, four_models):
     response = served.post("/v1/sweeps", json={**SWEEP, "random_weight": True})
 
     assert response.status_code == 422, response.text
     assert response.json()["error"] == "body.random_weight: Extra inputs are not permitted"
-    assert sweeps_stored(use_database) == 0
+    assert sweeps_stored(four_models) == 0
 
 
 # (API field, CLI option, a value both take, a value both refuse)
@@ -243,8 +252,7 @@ SWEEP_BOUNDS = [
 ]
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_the_api_takes_and_refuses_the_same_sweep_options_as_the_cli(served, use_database):
+def test_the_api_takes_and_refuses_the_same_sweep_options_as_the_cli(served, four_models):
     command = ["sweep", "submit", "--models", "zoo000", "--dataset", "val"]
     for field, option, taken, refused in SWEEP_BOUNDS:
         # Taken: refused only later, for the dataset's missing shards.
@@ -263,7 +271,7 @@ def test_the_api_takes_and_refuses_the_same_sweep_options_as_the_cli(served, use
         result = saverzoo(*command, option, refused)
         assert result.exit_code == 1 and option in result.stderr, (option, refused, result.output)
         assert NO_SHARDS not in result.stderr
-    assert sweeps_stored(use_database) == 0
+    assert sweeps_stored(four_models) == 0
 
 
 # ----- JSON on the command line ------------------------------------------------------------------
