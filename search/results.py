@@ -416,10 +416,3 @@ def curve_of(zoo: Zoo, base: int, saver: int, dataset_name: str) -> dict[str, An
         "pareto_front": [point_view(p) for p in pareto_front(points)],
         "num_exit_sets": len(points),
     }
-
-
-# Not answers: the writes live in search.service, the checks in search.parameters. Until every
-# caller imports them from there, their names stay importable from here.
-from search.parameters import budget_key as budget_key  # noqa: E402
-from search.service import add_budget as add_budget  # noqa: E402
-from search.service import add_signal as add_signal  # noqa: E402

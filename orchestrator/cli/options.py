@@ -44,8 +44,7 @@ ImagenetVal = Annotated[
 def keep_signal(session, dataset: str, confidence: str) -> None:
     """The CLI computes every pair on a confidence signal the dataset does not keep yet."""
     from db.queries import get_dataset
-    from search.results import add_signal
-    from search.service import SaverSearch
+    from search.service import SaverSearch, add_signal
 
     data = get_dataset(session, dataset)
     if confidence not in (data.confidence_signals or ["max"]):
@@ -67,8 +66,8 @@ def keep_chains(session, dataset: str, query: SaverQuery) -> None:
 def keep_budget(session, dataset: str, query: SaverQuery) -> None:
     """Unlike the HTTP API, the CLI computes a budget the dataset does not keep yet."""
     from db.queries import get_dataset
-    from search.results import add_budget, budget_key
-    from search.service import SaverSearch
+    from search.parameters import budget_key
+    from search.service import SaverSearch, add_budget
 
     data = get_dataset(session, dataset)
     cp, kept = budget_key(data, query.criterion, query.max_drop)

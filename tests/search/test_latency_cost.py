@@ -89,7 +89,7 @@ def import_zoo(url: str, tmp_path, zoo, latency: np.ndarray | None, device: str 
 
 def set_latencies(url: str, zoo, latency: np.ndarray, device: str = DEVICE) -> None:
     with session_factory(url).begin() as session:
-        ids = dict(session.execute(select(Model.name, Model.id)))
+        ids = dict(session.execute(select(Model.name, Model.id)).all())
         session.execute(delete(ModelThroughput).where(ModelThroughput.device_type == device))
         for name, seconds in zip(zoo.names, latency, strict=True):
             session.add(
