@@ -43,7 +43,7 @@ class StandInActor:
     def where(self) -> str:
         return f"{ray.util.get_node_ip_address()}:{self.pid}"
 
-    def run(self, dataset, shard, specs, model_ids, prefetch=None) -> UnitReport:
+    def run(self, dataset, shard, specs, model_ids, prefetch=None, **_log_names) -> UnitReport:
         report = self.worker.run(dataset, shard, specs, model_ids, prefetch)
         self.record.write_text(json.dumps(asdict(self.worker.counts)))
         return report
@@ -102,7 +102,7 @@ class SimPool:
     def where(self, ready: Future) -> str:
         return ready.result()
 
-    def submit(self, worker, dataset, shard, specs, model_ids, prefetch=None) -> Future:
+    def submit(self, worker, dataset, shard, specs, model_ids, prefetch=None, _unit=None) -> Future:
         executor, standin = self._workers[worker]
         return executor.submit(standin.run, dataset, shard, list(specs), model_ids, prefetch)
 

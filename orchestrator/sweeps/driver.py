@@ -38,6 +38,7 @@ from cluster.errors import InputError
 from cluster.logs import SweepLog
 from cluster.processes import alive
 from cluster.ray_cluster import worker_environment
+from cluster.redact import error_line
 from cluster.settings import Settings
 from db.models import Dataset, Sweep, SweepUnit, utc_now
 from db.queries import dataset_shards
@@ -278,7 +279,7 @@ class SweepDriver:
         pending = self._plan(self._expected_workers())
         if self.options.device.startswith("cuda") and not self.pool.uses_gpus:
             return self._finish(FAILED, "--device cuda, but the Ray cluster has no GPU")
-        self.search = self.search_class(self.sessions, self.dataset)
+        self.search = self.search_class(self.sessions, self.dataset, self.sweep_id)
         try:
             state, error = self._run_units(pending)
         except BaseException:
@@ -348,9 +349,12 @@ class SweepDriver:
     def _search_what_is_missing(self) -> None:
         """Pairs of models whose last chunks landed while no driver was looking (a driver killed
         between a worker's write and its own bookkeeping) are computed now; nothing else is."""
-        with self.sessions.begin() as session:
-            dataset = session.scalar(select(Dataset).where(Dataset.name == self.dataset))
-            SaverSearch().refresh(session, dataset)
+        try:
+            with self.sessions.begin() as session:
+                dataset = session.scalar(select(Dataset).where(Dataset.name == self.dataset))
+                SaverSearch().refresh(session, dataset)
+        except Exception as error:  # noqa: BLE001 - the units are done: shown by `sweep status`
+            self.search.fail(f"{type(error).__name__}: {error_line(error)}")
 
     def _dispatch(self, worker: Worker, unit: QueuedUnit, following: QueuedUnit | None) -> None:
         unit.attempts += 1
@@ -360,7 +364,7 @@ class SweepDriver:
         ids = {name: self.model_ids[name] for name in unit.models}
         # The next unit's shard is copied to the node meanwhile.
         prefetch = self.shards[following.shard] if following is not None else None
-        ref = self.pool.submit(worker, self.dataset, shard, specs, ids, prefetch)
+        ref = self.pool.submit(worker, self.dataset, shard, specs, ids, prefetch, unit.index)
         self.in_flight[ref] = (worker, unit, time.monotonic())
 
     def _collect(self, ref: Pending, pending: PlannedQueue[Worker]) -> None:

@@ -56,8 +56,10 @@ class WorkerPool(Protocol):
         specs: Sequence[ModelSpec],
         model_ids: dict[str, int],
         prefetch: ShardRef | None = None,
+        unit: int | None = None,
     ) -> Pending:
-        """Queue a unit on ``worker``; ``prefetch`` names the shard of its next unit."""
+        """Queue a unit on ``worker``; ``prefetch`` names the shard of its next unit, ``unit``
+        the unit's index (for the worker's log records)."""
 
     def wait(self, pending: Sequence[Pending], timeout: float) -> list[Pending]:
         """Every one of ``pending`` that is ready, waiting up to ``timeout`` for the first."""
@@ -89,6 +91,7 @@ class RayPool:
             if self.uses_gpus
             else {"num_gpus": 0, "num_cpus": cpus_per_worker}
         )
+        self.sweep_id = sweep_id
         self.log = logger if sweep_id is None else SweepLog(logger, sweep_id)
         self.log.info("one worker per %s", "GPU" if self.uses_gpus else f"{cpus_per_worker} CPUs")
 
@@ -119,8 +122,10 @@ class RayPool:
             self.log.warning("a worker could not start: %s", _first_line(error))
             raise WorkerLost(_first_line(error)) from None
 
-    def submit(self, worker, dataset, shard, specs, model_ids, prefetch=None) -> Pending:
-        return worker.run.remote(dataset, shard, list(specs), model_ids, prefetch)
+    def submit(self, worker, dataset, shard, specs, model_ids, prefetch=None, unit=None) -> Pending:
+        return worker.run.remote(
+            dataset, shard, list(specs), model_ids, prefetch, sweep_id=self.sweep_id, unit=unit
+        )
 
     def wait(self, pending: Sequence[Pending], timeout: float) -> list[Pending]:
         ready, _ = self.ray.wait(list(pending), num_returns=1, timeout=timeout)

@@ -29,7 +29,6 @@ import logging
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -37,13 +36,12 @@ import time
 from collections.abc import Iterable
 from typing import IO, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from cluster.logs import SweepLog
 from db.models import Sweep
-from orchestrator.sweeps.store import RUNNING
 
 SEARCH_NICENESS = 19  # the search yields the CPU to the driver and the workers
 # Its name, not "__main__", in the child too (run with -m), whose records the driver writes.
@@ -61,13 +59,13 @@ class BackgroundSearch:
     """The driver's handle of the search process: ``stored`` hands it models whose chunks landed
     (it searches the complete ones, each once); ``close`` waits until it has searched them.
 
-    ``sweep_id``: the sweep whose models these are; its row records the search's error. None:
-    the sweep this process runs as its driver (the driver's claim names it), if any.
+    ``sweep_id``: the sweep whose models these are; its row records the search's error (None:
+    nowhere, the error is only logged and kept in ``error``).
     """
 
     def __init__(self, sessions: sessionmaker, dataset: str, sweep_id: int | None = None) -> None:
         self._sessions = sessions
-        self.sweep_id = sweep_id if sweep_id is not None else driven_sweep(sessions)
+        self.sweep_id = sweep_id
         self.log: Log = logger if self.sweep_id is None else SweepLog(logger, self.sweep_id)
         self._record(None)  # a search starts afresh: an earlier driver's error is history
         self._process = subprocess.Popen(
@@ -110,16 +108,16 @@ class BackgroundSearch:
         self._process.wait()
         self._answers.join()
         if self._process.returncode:
-            self._fail(self._end(), log=True)
+            self.fail(self._end(), log=True)
 
     def _send(self, message: object) -> None:
         assert self._process.stdin is not None
         try:
             self._process.stdin.write(json.dumps(message) + "\n")
         except BrokenPipeError:  # the child died: the sweep's end searches
-            self._fail(self._end(), log=True)
+            self.fail(self._end(), log=True)
         except ValueError:  # its input closed here already
-            self._fail("models were handed to the search after its input was closed", log=True)
+            self.fail("models were handed to the search after its input was closed", log=True)
 
     def _end(self) -> str:
         """How the child ended (it has, or is ending: it closed its input)."""
@@ -142,9 +140,9 @@ class BackgroundSearch:
             self.searched.update(answer["searched"])
             self.seconds += answer["seconds"]
             if answer["error"]:
-                self._fail(answer["error"], log=False)  # the child logged it
+                self.fail(answer["error"], log=False)  # the child logged it
 
-    def _fail(self, error: str, *, log: bool) -> None:
+    def fail(self, error: str, *, log: bool = True) -> None:
         """The search's first error: logged (unless the child did), recorded in the sweep's row."""
         with self._failing:
             if self.error is not None:
@@ -165,20 +163,6 @@ class BackgroundSearch:
                 )
         except SQLAlchemyError as caught:  # the database that failed the search, likely
             self.log.warning("cannot record the saver search's error: %s", _first_line(caught))
-
-
-def driven_sweep(sessions: sessionmaker) -> int | None:
-    """The running sweep whose driver is this process (``driver.this_driver`` names it so)."""
-    me = f"{socket.gethostname()}:{os.getpid()}"
-    try:
-        with sessions.begin() as session:
-            found = session.scalars(
-                select(Sweep.id).where(Sweep.driver == me, Sweep.state == RUNNING)
-            ).all()
-    except SQLAlchemyError as error:  # the search goes on; its error is not recorded
-        logger.warning("cannot find the sweep this process drives: %s", _first_line(error))
-        return None
-    return found[0] if len(found) == 1 else None
 
 
 class Answers:

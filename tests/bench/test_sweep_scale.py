@@ -130,3 +130,35 @@ def test_a_retried_unit_and_a_lost_worker_are_warnings_naming_the_sweep_and_the_
         assert record.sweep_id == sweep_id and record.unit is not None
         assert record.getMessage().startswith(f"sweep {sweep_id} unit {record.unit}: ")
     assert "retried" in retried.getMessage()
+
+
+def test_a_sweep_whose_search_fails_ends_done_with_the_searchs_error_shown(tmp_path):
+    """The stand-in workers store each model's top-1 alone; a dataset that keeps the margin
+    signal cannot be searched on it. The units are done: the sweep ends, its search error kept
+    where `sweep status` shows it (the background search's and the final one's alike)."""
+    from db.models import Dataset, Sweep
+    from orchestrator.sweeps.store import status
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    ensure_schema(url)
+    sessions = session_factory(url)
+    zoo = pick(read_zoo(), 3)
+    sweep_id = populate(sessions, zoo, 2, SweepOptions(random_weights=True, bundle_seconds=0.05))
+    with sessions.begin() as session:
+        dataset = session.get(Dataset, session.get(Sweep, sweep_id).dataset_id)
+        dataset.confidence_signals = ["margin", "max"]
+    by_name = {m.name: m for m in zoo}
+    pool = SimPool(
+        1, lambda i: StandInWorker(sessions, by_name, fit_anchors(), 0.0, NodeReads(tmp_path))
+    )
+
+    state = driver_class(search_tail=True)(
+        sessions, Settings(database_url=url), sweep_id, pool=pool
+    ).run()
+
+    assert state == "done"
+    with sessions.begin() as session:
+        shown = status(session, sweep_id)
+    assert shown["state"] == "done"
+    assert shown["search_error"].startswith("InputError: model ")
+    assert "has only its top-1 probability stored" in shown["search_error"]

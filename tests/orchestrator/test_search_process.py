@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -164,13 +163,10 @@ def test_a_failing_search_is_logged_and_recorded_where_sweep_status_shows_it(
     assert "saver search" not in saverzoo("sweep", "status", str(sweep_id)).stderr
 
 
-def test_a_killed_search_process_is_recorded_in_the_sweep_this_process_drives(
-    use_database, tmp_path
-):
+def test_a_killed_search_process_is_recorded_in_its_sweep(use_database, tmp_path):
     ids, _ = _imported_unsearched(tmp_path, use_database)
-    sweep_id = _sweep(use_database, driver=f"{socket.gethostname()}:{os.getpid()}")
-    search = BackgroundSearch(session_factory(use_database), "val")  # the driver's claim
-    assert search.sweep_id == sweep_id
+    sweep_id = _sweep(use_database)
+    search = BackgroundSearch(session_factory(use_database), "val", sweep_id)
     os.kill(search._process.pid, signal.SIGKILL)  # as the kernel's out-of-memory killer does
     search._process.wait()
     search.stored(ids)  # finds nobody to read it
