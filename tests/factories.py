@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -20,6 +21,9 @@ from db.session import engine_for
 from orchestrator.cli import app
 from search.engine import Zoo
 from search.synthetic import SyntheticZoo, make_zoo, write_records
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 
 def small_zoo(num_models: int = 6, num_samples: int = 400, seed: int = 3) -> SyntheticZoo:
@@ -143,6 +147,22 @@ WRITE_TOKEN = "write-token-for-tests-0001"
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def api_client(url: str, report_dir: Path | None = None, **settings: object) -> TestClient:
+    """The app over ``url`` in this process (no server): for what the process boundary is not."""
+    from fastapi.testclient import TestClient
+
+    from cluster.settings import Settings
+    from orchestrator.http.api import create_app
+
+    app = create_app(
+        Settings(
+            database_url=url, api_read_tokens=[READ_TOKEN], api_write_tokens=[WRITE_TOKEN]
+        ).model_copy(update=settings),
+        report_dir,
+    )
+    return TestClient(app, headers=auth(READ_TOKEN), raise_server_exceptions=True)
 
 
 @contextmanager

@@ -26,6 +26,23 @@ from db.models import Sweep, utc_now
 from db.session import session_factory
 
 JOB_SUBMIT_ATTEMPTS = 15
+# What a source checkout shipped as a Ray Job's code leaves out: environments, caches, databases,
+# and what a job never runs (tests, docs).
+CHECKOUT_EXCLUDES = (
+    "tests",
+    "docs",
+    ".git",
+    ".venv",
+    ".venv-base",
+    "*.egg-info",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".hypothesis",
+    "*.db",
+    "demo-out",
+)
 QUEUED, FAILED = "queued", "failed"  # the states of orchestrator.sweeps.store, without its imports
 
 
@@ -150,10 +167,10 @@ def submit_job(
     """
     logging.getLogger("ray").setLevel(logging.ERROR)  # packaging chatter, one line per file
     runtime_env: dict = {"env_vars": worker_environment(settings)}
-    checkout = Path(__file__).resolve().parents[1]
+    checkout = Path(__file__).resolve().parents[2]  # orchestrator/sweeps/launch.py
     if (checkout / "pyproject.toml").exists():  # a source checkout: ship it as the job's code
         runtime_env["working_dir"] = str(checkout)
-        runtime_env["excludes"] = [".git", ".venv", "*.egg-info", "__pycache__"]
+        runtime_env["excludes"] = [*CHECKOUT_EXCLUDES]
     # else saverzoo is installed (the infra image): the cluster's nodes have the same install
     if pip:
         runtime_env["pip"] = pip

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+
 import pytest
 import timm
 import torch
 from safetensors.torch import save_file
+from sqlalchemy import create_engine, make_url, text
 
 from tests.factories import image_folder, saverzoo
 from tests.orchestrator.sweeping import ARCHS
@@ -51,3 +55,36 @@ def secret_settings(use_database, monkeypatch) -> list[str]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-never-in-ray-4d8e")
     get_settings.cache_clear()
     return [password, "AKIA-NEVER-IN-RAY-91c2", "secret-never-in-ray-4d8e"]
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def module_database(request, tmp_path_factory) -> Iterator[str]:
+    """An empty database for the whole module (SQLite, or a PostgreSQL database dropped
+    afterwards), and the settings pointed at it meanwhile."""
+    from cluster.settings import get_settings
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'saverzoo.db'}"
+        admin, name = None, None
+    else:
+        server = request.getfixturevalue("postgres_server")
+        name = f"saverzoo_test_{uuid.uuid4().hex[:12]}"
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SAVERZOO_DATABASE_URL", url)
+        get_settings.cache_clear()
+        yield url
+    get_settings.cache_clear()
+    if admin is not None:
+        from db.session import engine_for
+
+        engine_for(url).dispose()
+        engine_for.cache_clear()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

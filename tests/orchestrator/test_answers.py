@@ -15,8 +15,7 @@ from orchestrator.answers import FIELDS
 from orchestrator.sweeps.watch import supersede
 from search.criteria import CRITERIA
 from search.views import CHAIN_FIELDS, fields_for
-from tests.factories import records_dir, saverzoo, saverzoo_json, small_zoo
-from tests.orchestrator.test_api import api_client
+from tests.factories import api_client, records_dir, saverzoo, saverzoo_json, small_zoo
 
 
 @pytest.fixture

@@ -4,18 +4,16 @@ unreachable database)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, make_url, text
 
 from tests.factories import (
     READ_TOKEN,
     WRITE_TOKEN,
+    api_client,
     api_server,
     auth,
     records_dir,
@@ -26,53 +24,6 @@ from tests.factories import (
 from tests.orchestrator.sweeping import MODELS
 
 TOKENS = {"SAVERZOO_API_READ_TOKENS": READ_TOKEN, "SAVERZOO_API_WRITE_TOKENS": WRITE_TOKEN}
-
-
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
-def module_database(request, tmp_path_factory) -> Iterator[str]:
-    """An empty database for the whole module (SQLite, or a PostgreSQL database dropped
-    afterwards), and the settings pointed at it meanwhile."""
-    from cluster.settings import get_settings
-
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'saverzoo.db'}"
-        admin, name = None, None
-    else:
-        server = request.getfixturevalue("postgres_server")
-        name = f"saverzoo_test_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(server, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SAVERZOO_DATABASE_URL", url)
-        get_settings.cache_clear()
-        yield url
-    get_settings.cache_clear()
-    if admin is not None:
-        from db.session import engine_for
-
-        engine_for(url).dispose()
-        engine_for.cache_clear()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def api_client(url: str, report_dir: Path | None = None, **settings: object) -> TestClient:
-    """The app over ``url`` in this process (no server): for what the process boundary is not."""
-    from cluster.settings import Settings
-    from orchestrator.http.api import create_app
-
-    app = create_app(
-        Settings(
-            database_url=url, api_read_tokens=[READ_TOKEN], api_write_tokens=[WRITE_TOKEN]
-        ).model_copy(update=settings),
-        report_dir,
-    )
-    return TestClient(app, headers=auth(READ_TOKEN), raise_server_exceptions=True)
 
 
 @pytest.fixture(scope="module")

@@ -19,19 +19,20 @@ from db.session import session_factory
 from orchestrator.cli.console import print_json
 from tests.factories import (
     WRITE_TOKEN,
+    api_client,
     api_server,
     auth,
     records_dir,
     saverzoo,
     small_zoo,
 )
-from tests.orchestrator.test_api import TOKENS, api_client, module_database  # noqa: F401
+from tests.orchestrator.test_api import TOKENS
 
 SECRET = "a-secret-in-the-query-0123456789"
 
 
 @pytest.fixture(scope="module")
-def four_models(module_database, tmp_path_factory) -> str:  # noqa: F811  (the fixture)
+def four_models(module_database, tmp_path_factory) -> str:
     """Records of four models on 'val', in the module's database."""
     folder = records_dir(tmp_path_factory.mktemp("zoo"), small_zoo(num_models=4))
     imported = saverzoo("records", "import", folder, "--dataset", "val")

@@ -216,5 +216,6 @@ def test_a_sweep_submitted_as_a_ray_job_runs_on_the_cluster_and_ray_holds_no_sec
         check=True,
     )
     assert "saverzoo-sweep-1-" in listed.stdout
+    assert "working_dir': 'gcs://_ray_pkg_" in listed.stdout  # this checkout is the job's code
     assert not any(secret in listed.stdout + listed.stderr for secret in secret_settings)
     assert files_holding(temp_dir, secret_settings) == []

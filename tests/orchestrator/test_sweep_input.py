@@ -8,7 +8,6 @@ from __future__ import annotations
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -16,7 +15,7 @@ from db.models import Sweep
 from db.session import session_factory
 from tests.factories import (
     WRITE_TOKEN,
-    api_server,
+    api_client,
     auth,
     image_folder,
     records_dir,
@@ -53,10 +52,12 @@ def datasets(use_database, tmp_path):
 
 
 @pytest.fixture
-def api(datasets, tmp_path):
-    with api_server(tmp_path / "server.log", SAVERZOO_API_WRITE_TOKENS=WRITE_TOKEN) as url:
-        with httpx.Client(base_url=url, headers=auth(WRITE_TOKEN), timeout=120) as client:
-            yield client
+def api(datasets):
+    """The app in this process (what is tested is the store's answer to a request, not the
+    process boundary); concurrent requests run in its thread pool as under uvicorn."""
+    with api_client(datasets) as client:
+        client.headers.update(auth(WRITE_TOKEN))
+        yield client
 
 
 def sweep_ids(url: str) -> list[int]:
