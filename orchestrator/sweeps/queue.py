@@ -118,18 +118,22 @@ def plan(
 
 
 def _lay_out(bundles: list[_Bundle], workers: int, share: float) -> tuple[list[WorkList], float]:
-    """Dear bundles whole, largest first, each to the least used list; the rest end to end over
-    the room left (McNaughton's wrap-around rule), a unit going where half of it fits. Returns
-    the lists and the loads that splitting bundles added."""
+    """Dear bundles whole, largest first, each to the fullest list it fits (best fit: the lists
+    left empty take a large bundle split over a few of them, where spreading the dear bundles
+    evenly leaves no list the room for a load and half a unit, and the whole bundle falls on
+    one list for thieves to split among many); the rest end to end over the room left
+    (McNaughton's wrap-around rule), a unit going where half of it fits. Returns the lists and
+    the loads that splitting bundles added."""
     lists = [WorkList() for _ in range(workers)]
     used = [0.0] * workers
     rest = [b for b in bundles if b[1] <= WHOLE_LOAD_SHARE * b[0]]
     dear = [b for b in bundles if b[1] > WHOLE_LOAD_SHARE * b[0]]
     for work, load, key, group in sorted(dear, key=lambda b: (-(b[0] + b[1]), b[2])):
-        i = min(range(workers), key=used.__getitem__)
-        if used[i] + work + load > share:  # not even the least used list has room for it
+        fits = [i for i in range(workers) if used[i] + work + load <= share]
+        if not fits:
             rest.append((work, load, key, group))
             continue
+        i = max(fits, key=used.__getitem__)
         lists[i].pieces.append(Piece(deque(group), load))
         used[i] += work + load
     rest.sort(key=lambda b: (-b[0] / len(b[3]), b[2]))  # longest units first

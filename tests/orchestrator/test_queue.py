@@ -56,6 +56,24 @@ def test_a_bundle_of_dear_loads_stays_whole_and_a_large_model_of_cheap_loads_is_
     assert holding["large"] >= 2  # 80 s against a share of about 50: split, loaded again
 
 
+def test_dear_bundles_are_packed_best_fit_leaving_lists_free_for_a_bundle_too_large_for_one():
+    """Eight dear bundles of 3 s and one of 15 s (3 units of 4 s, a 3 s load) on 4 workers: a
+    share of about 10 s. Spread evenly, the eight leave every list 6 s used and none the room
+    for the large one's load and half a unit, so all 15 s fall on one list (21 s) and the
+    thieves that relieve it load its models again and again. Packed best fit (9, 9, 6 and 0 s
+    used), the large one is split over the last two."""
+    work = {"large": (3, 4.0), **{f"m{i}": (2, 1.25) for i in range(8)}}
+    loads = {"large": 3.0, **{f"m{i}": 0.5 for i in range(8)}}
+
+    lists = plan(units_of(work), 4, lambda bundle: sum(loads[m] for m in bundle))
+
+    times = list_times(lists)
+    holding = [w for w in lists if any(p.units[0].models == ["large"] for p in w.pieces)]
+    assert max(times) <= 13.0  # a share of 10.5 and a unit of 4 s: not 21 s
+    assert len(holding) == 2  # its models are loaded twice, by plan
+    assert all(len(w.pieces) == 3 for w in lists if w not in holding)  # the small ones whole
+
+
 def test_a_worker_runs_its_longest_units_first_and_ends_on_short_ones():
     queue: PlannedQueue[str] = PlannedQueue(units_of({"short": (3, 1.0), "long": (3, 5.0)}), 1)
 
