@@ -10,7 +10,8 @@ from cluster.errors import InputError
 from cluster.settings import get_settings
 from db.queries import get_model
 from db.session import session_factory
-from orchestrator.answers import SaverQuery, json_ready, saver_of
+from orchestrator.answers import json_ready, saver_of
+from orchestrator.saver_query import SaverQuery
 from workers.identity import spec_of
 from workers.spec import ModelSpec
 

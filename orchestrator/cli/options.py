@@ -9,7 +9,7 @@ import typer
 from orchestrator.cli.console import progress_bar
 
 if TYPE_CHECKING:
-    from orchestrator.answers import SaverQuery
+    from orchestrator.saver_query import SaverQuery
 
 Dataset = Annotated[str, typer.Option(help="Dataset name.")]
 MaxDrop = Annotated[float | None, typer.Option(help="Allowed accuracy drop in points (default 0).")]

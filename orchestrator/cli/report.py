@@ -32,9 +32,9 @@ def report(
     ] = None,
 ) -> None:
     """Write a dataset's report: index.html (sortable table), zoo and curve PNGs, CSV tables."""
-    from orchestrator.answers import SaverQuery
     from orchestrator.cli.options import keep_budget
     from orchestrator.reports.page import report_folder, write_report
+    from orchestrator.saver_query import SaverQuery
     from search.parameters import as_flag, parameters_worded
 
     settings = settings_or_fail()

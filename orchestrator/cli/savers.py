@@ -20,7 +20,7 @@ from search.costs import GMACS
 from search.criteria import BUDGET, DEFAULT_CANDIDATES, MAX_PROBABILITY
 
 if TYPE_CHECKING:
-    from orchestrator.answers import SaverQuery
+    from orchestrator.saver_query import SaverQuery
 
 savers_app = typer.Typer(help="Best savers, pair curves and their computation.")
 
@@ -79,8 +79,9 @@ def savers_best(
     as_json: AsJson = False,
 ) -> None:
     """The best saver of every base model (or of BASE)."""
-    from orchestrator.answers import SaverQuery, json_ready, savers
+    from orchestrator.answers import json_ready, savers
     from orchestrator.cli.options import keep_budget, keep_chains, keep_signal
+    from orchestrator.saver_query import SaverQuery
     from search.parameters import as_flag, parameters_worded
 
     with transaction() as session, parameters_worded(as_flag):
@@ -139,8 +140,9 @@ def savers_show(
     as_json: AsJson = False,
 ) -> None:
     """BASE's best saver and the next-best alternatives, ranked the same way."""
-    from orchestrator.answers import SaverQuery, json_ready, saver_of
+    from orchestrator.answers import json_ready, saver_of
     from orchestrator.cli.options import keep_budget, keep_signal
+    from orchestrator.saver_query import SaverQuery
     from search.parameters import as_flag, parameters_worded
 
     with transaction() as session, parameters_worded(as_flag):

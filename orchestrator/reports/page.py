@@ -32,7 +32,6 @@ from db.models import Dataset, Model
 from db.queries import complete_model_ids, dataset_samples, get_dataset, top1_predictions
 from orchestrator.answers import (
     FIELDS,
-    SaverQuery,
     accuracy_checks,
     beaten_by_frontier,
     field_text,
@@ -40,6 +39,7 @@ from orchestrator.answers import (
     savers,
 )
 from orchestrator.reports.plots import plot_curve, plot_operating_points
+from orchestrator.saver_query import SaverQuery
 from search.criteria import PAPER
 from search.engine import Zoo
 from search.results import curve_of

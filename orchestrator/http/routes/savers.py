@@ -10,9 +10,9 @@ from fastapi import APIRouter, Query
 
 from orchestrator import answers
 from orchestrator.answer_types import PairCurve, SaverRow, SaversOfBase
-from orchestrator.answers import SaverQuery
 from orchestrator.http.access import DB
 from orchestrator.limits import DEFAULT_ALTERNATIVES, MAX_CANDIDATES
+from orchestrator.saver_query import SaverQuery
 from search.costs import GMACS
 from search.criteria import BUDGET, DEFAULT_CANDIDATES, MAX_PROBABILITY
 
