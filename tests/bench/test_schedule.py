@@ -3,6 +3,8 @@ unit run once, each model loaded by few workers."""
 
 from __future__ import annotations
 
+import pytest
+
 from bench.schedule import schedule
 from bench.sweep_costs import fit_anchors, read_zoo
 
@@ -30,6 +32,7 @@ def test_units_are_ranked_by_modelled_time_not_gmacs():
     assert units[-1].gmacs == max(u.gmacs for u in units)  # ... though the most GMACs
 
 
+@pytest.mark.slow
 def test_on_a_large_cluster_small_model_bundles_shrink_so_models_still_load_about_once():
     """92 bundles for 256 workers would split every bundle and load its models on several."""
     zoo, costs = read_zoo(), fit_anchors()

@@ -52,6 +52,7 @@ def test_sixteen_stand_in_ray_workers_store_every_chunk_exactly_once(tmp_path):
     assert figures["shard_reads_per_node"] <= 1.0  # no node read a shard twice
 
 
+@pytest.mark.slow
 def test_the_in_process_pool_runs_the_same_driver_to_the_same_rows(tmp_path):
     figures = main([*SIXTEEN_GPUS, "--pool", "sim"])
 

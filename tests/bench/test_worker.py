@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench.worker import main, make_shards
 from workers.shards import read_shard
 
 
+@pytest.mark.slow
 def test_the_benchmark_reports_every_model_and_the_zoo(tmp_path):
     out = tmp_path / "bench.json"
     main(

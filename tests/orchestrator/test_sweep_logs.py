@@ -10,6 +10,8 @@ from dataclasses import asdict
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
+import pytest
+
 from db.models import Dataset, Sweep
 from db.schema import ensure_schema
 from db.session import session_factory
@@ -45,6 +47,7 @@ def _sweep_row(url: str, sweep_id: int) -> tuple[str, str | None]:
         return sweep.state, sweep.error
 
 
+@pytest.mark.slow
 def test_a_background_driver_logs_to_its_own_file_and_its_output_goes_apart(
     use_database, tmp_path, monkeypatch
 ):

@@ -131,6 +131,7 @@ def test_all_exit_none_exit_and_single_input_batches(evaluated):
         cascade([])
 
 
+@pytest.mark.slow
 def test_an_exported_cascade_answers_the_same_without_the_database(evaluated, tmp_path):
     images, _, _ = stored(evaluated)
     out = tmp_path / "cascade"
