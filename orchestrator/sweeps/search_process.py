@@ -41,6 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from cluster.logs import SweepLog
+from cluster.redact import error_line
 from db.models import Sweep
 
 SEARCH_NICENESS = 19  # the search yields the CPU to the driver and the workers
@@ -264,8 +265,8 @@ def _since(began: float) -> float:
 
 
 def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    """The error's type and first line, any password in it hidden (it is stored and logged)."""
+    return f"{type(error).__name__}: {error_line(error)}"
 
 
 def _read_batches(lines: IO[str], batches: queue.Queue[list[int] | None]) -> None:
