@@ -82,3 +82,19 @@ def output_folder(path: Path, what: str = "--out") -> Path:
                 raise InputError(f"{what} {path}: cannot write in {candidate}; give another folder")
             return path
     return path
+
+
+def output_file(path: Path, what: str) -> Path:
+    """``path`` if a file can be written there: refused in one line when it exists as anything
+    but a regular file (a folder, a FIFO that would block its writer, a device) or when its
+    folder cannot be made or written in. Checked before any work."""
+    if path.exists() or path.is_symlink():
+        try:
+            _require_regular(os.stat(path).st_mode, path, what, InputError)
+        except FileNotFoundError:  # a dangling link: written through, which the user may not mean
+            raise InputError(f"{what}: {path} is a link to nothing; name a regular file") from None
+        if not os.access(path, os.W_OK):
+            raise InputError(f"{what}: cannot write {path}; name another file")
+        return path
+    output_folder(path.parent, what)
+    return path

@@ -171,13 +171,18 @@ def sweep_resume(
 
 def check_log_file(log_file: Path | None, wait: bool, address: str | None) -> None:
     """A log file is the driver's, so only where the driver runs here."""
+    from cluster.userfiles import output_file
     from orchestrator.sweeps.launch import is_jobs_url
 
-    if log_file is not None and (not wait or is_jobs_url(address)):
+    if log_file is None:
+        return
+    if not wait or is_jobs_url(address):
         raise fail(
             "--log-file is where a driver running here logs: add --wait (a sweep started in "
             "the background logs to <data dir>/sweeps/sweep-N.log, a Ray Job to `ray job logs`)"
         )
+    with user_errors():
+        output_file(log_file, "--log-file")
 
 
 def start_sweep(

@@ -5,6 +5,7 @@ one line each."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import asdict
 from logging.handlers import RotatingFileHandler
@@ -117,3 +118,27 @@ def test_a_log_file_without_wait_is_refused_in_one_line(use_database, tmp_path):
     assert refused.stderr.startswith("error: --log-file is where a driver running here logs")
     assert len(refused.stderr.splitlines()) == 1
     assert not (tmp_path / "x.log").exists()
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "below a file"])
+def test_a_log_file_that_cannot_be_a_file_is_refused_before_anything_runs(
+    use_database, tmp_path, kind
+):
+    if kind == "folder":
+        target = tmp_path / "logs"
+        target.mkdir()
+        expected = "is a directory"  # typer's own check (dir_okay=False)
+    elif kind == "fifo":
+        target = tmp_path / "pipe.log"
+        os.mkfifo(target)
+        expected = f"--log-file: {target} is a FIFO, not a file"  # a writer would block
+    else:
+        (tmp_path / "plain").write_text("x")
+        target = tmp_path / "plain" / "sweep.log"
+        expected = f"--log-file {tmp_path / 'plain'} is a file"
+
+    refused = saverzoo("sweep", "resume", "1", "--wait", "--log-file", target)
+
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.startswith("error: ") and expected in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1
