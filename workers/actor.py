@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 import ray
 
 from cluster.logs import RunningUnit, SweepLog, log_to_stderr
+from cluster.redact import error_line
 from db.refs import ShardRef
 from workers.evaluate import EvalOptions, FatalDeviceError
 from workers.report import UnitReport
@@ -129,5 +130,5 @@ def run_logged(log: UnitLog, run: Callable[[], UnitReport], shard: int, models: 
 
 
 def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    """The error's type and first line, any password in it hidden (it is logged)."""
+    return f"{type(error).__name__}: {error_line(error)}"

@@ -213,8 +213,9 @@ def start_sweep(
             if log_file is not None:  # the console hears it from fail
                 log.error("%s", error)
             raise fail(str(error)) from None
-        except BaseException:  # a crash's traceback, in the log file too
-            log.exception("the driver stopped")
+        except BaseException:  # a crash's traceback in the log file (the console has its line)
+            if log_file is not None:
+                log.exception("the driver stopped")
             raise
         report = None
         if state != DONE:

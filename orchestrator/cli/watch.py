@@ -76,6 +76,8 @@ def watch(
         raise fail(str(error)) from None
     settings = settings_or_fail()
     address = ray_address or settings.ray_address
+    if log_file is not None and not start:
+        raise fail("--log-file is where the driver of a started sweep logs: drop --no-start")
     check_log_file(log_file, wait, address)
     options = SweepOptions(
         device=device, batch_size=batch_size, max_attempts=max_attempts, max_workers=workers

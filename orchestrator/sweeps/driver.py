@@ -283,15 +283,16 @@ class SweepDriver:
         try:
             state, error = self._run_units(pending)
         except BaseException:
+            # Workers and search end before the row says resumable, so that no second driver
+            # (`sweep resume`) runs beside them.
+            self._end_run()
             with self.sessions.begin() as session:  # interrupted: resumable, not running
                 sweep = session.get(Sweep, self.sweep_id)
                 if sweep.state == RUNNING:
                     sweep.state, sweep.driver = QUEUED, None
                     sweep.error = "interrupted; `saverzoo sweep resume` finishes it"
             raise
-        finally:  # whichever way it ended
-            self._stop_workers()
-            self.search.close()
+        self._end_run()
         if state == DONE:
             self._search_what_is_missing()
             if self.failed_units:
@@ -423,6 +424,12 @@ class SweepDriver:
                 self.images_done / elapsed,
             )
         )
+
+    def _end_run(self) -> None:
+        """Whichever way the units' run ended: the workers stopped, the search's last models
+        searched (it is waited for)."""
+        self._stop_workers()
+        self.search.close()
 
     def _stop_workers(self) -> None:
         for worker in [*self.workers, *self.starting.values()]:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from cluster.errors import InputError, ServiceError
 from cluster.logs import SweepLog
 from cluster.ray_cluster import ray_api
+from cluster.redact import error_line
 from db.refs import ShardRef
 from workers.report import UnitReport
 from workers.spec import ModelSpec
@@ -149,8 +150,8 @@ class RayPool:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    """The error's first line, any password in it hidden (it is logged and stored)."""
+    return error_line(error)
 
 
 def _task_error(error: Any) -> str:

@@ -133,7 +133,11 @@ class BackgroundSearch:
     def _read_answers(self) -> None:
         assert self._process.stdout is not None
         for line in self._process.stdout:
-            answer = json.loads(line)  # the child prints nothing else there (see main)
+            try:
+                answer = json.loads(line)  # the child prints nothing else there (see main)
+            except ValueError:  # a line cut short: the child was killed while writing it
+                self.fail("the search process sent an unreadable answer")
+                return
             if "log" in answer:  # one of the child's records, for this process's handlers
                 record = logging.makeLogRecord(answer["log"])
                 logging.getLogger(record.name).handle(record)

@@ -13,10 +13,16 @@ import textwrap
 import pytest
 
 from cluster.logs import RunningUnit
-from workers.actor import run_logged, unit_log
+from cluster.ray_cluster import ray_api
 from workers.device import Device, ShrinkingBatch
 from workers.report import UnitReport
 from workers.shards import ShardError
+
+# Ray imported as a driver imports it, before workers.actor imports it bare: an embedded Ray
+# that a later test starts in this process reads its single-machine setting at that import.
+ray_api(embedded=True)
+
+from workers.actor import run_logged, unit_log  # noqa: E402
 
 
 def _messages(caplog, level: int) -> list[str]:
