@@ -128,6 +128,44 @@ class PredictionChunk(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
 
+class PredictionRevision(Base):
+    """How many times a model's predictions on a dataset were written: every chunk write bumps
+    it in the chunk's own transaction (``db.queries.store_chunks``). Stored search arrays carry
+    the revision they were derived from, so a changed prediction makes them unusable."""
+
+    __tablename__ = "prediction_revisions"
+    __table_args__ = (UniqueConstraint("dataset_id", "model_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    revision: Mapped[int] = mapped_column(Integer)
+
+
+class StoredSearchArrays(Base):
+    """What the saver search needs of one model on one dataset and confidence signal, derived
+    from its prediction chunks once (``db.search_arrays``): per sample whether the top-1 class is
+    right, the confidence, and the samples most confident first.
+
+    Current only while ``revision`` equals the model's ``PredictionRevision`` and
+    ``labels_digest`` the dataset's labels; otherwise derived again.
+    """
+
+    __tablename__ = "search_arrays"
+    __table_args__ = (UniqueConstraint("dataset_id", "model_id", "confidence"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    confidence: Mapped[str] = mapped_column(String(10))  # search.criteria.CONFIDENCES
+    revision: Mapped[int] = mapped_column(Integer)  # the PredictionRevision derived from
+    num_samples: Mapped[int] = mapped_column(Integer)
+    labels_digest: Mapped[str] = mapped_column(String(32))
+    # float32 confidences, the order (uint16 up to 65,536 samples, else uint32), packed bits
+    arrays: Mapped[bytes] = mapped_column(LargeBinary)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
 class PairResult(Base):
     """One (base, saver) pair under one criterion: in-sample and held-out operating points.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -13,9 +14,16 @@ from sqlalchemy.orm import Session
 from cluster.errors import InputError
 from cluster.validate import name_problem
 from db.arrays import class_dtype, from_npy, to_npy
-from db.models import Dataset, DatasetShard, Model, PredictionChunk, utc_now
+from db.models import (
+    Dataset,
+    DatasetShard,
+    Model,
+    PredictionChunk,
+    PredictionRevision,
+    utc_now,
+)
 from db.refs import ShardRef
-from db.upsert import upsert
+from db.upsert import _INSERT_MODULE_BY_DIALECT, upsert
 
 
 class NotFound(InputError, LookupError):
@@ -35,6 +43,7 @@ def keys_digest(keys: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
+IN_LIST_SIZE = 1000  # ids per IN (...) list: well inside SQLite's and psycopg's parameter limits
 LISTED_NAMES = 5  # an unknown name's message shows this many known ones, not thousands
 MODEL_NAME_LENGTH = 300  # the column's length: a longer name cannot be stored
 
@@ -212,6 +221,48 @@ def store_chunks(
             }
         )
     upsert(session, PredictionChunk, rows, key=["model_id", "dataset_id", "shard_index"])
+    bump_prediction_revisions(session, dataset.id, list(predictions))
+
+
+def bump_prediction_revisions(session: Session, dataset_id: int, model_ids: Sequence[int]) -> None:
+    """Count one more write of these models' predictions on the dataset, in the caller's
+    transaction: every search array derived from the previous predictions stops being current.
+
+    An upsert, not an update of existing rows: a search deriving a model's arrays for the first
+    time meanwhile must find the revision moved on. Rows go in model order, so two writers of
+    the same models take the rows' locks in the same order (no deadlock)."""
+    if not model_ids:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = importlib.import_module(_INSERT_MODULE_BY_DIALECT[dialect]).insert
+    statement = insert(PredictionRevision)
+    statement = statement.on_conflict_do_update(
+        index_elements=["dataset_id", "model_id"],
+        set_={"revision": PredictionRevision.revision + 1},
+    )
+    rows = [
+        {"dataset_id": dataset_id, "model_id": model_id, "revision": 1}
+        for model_id in sorted(set(model_ids))
+    ]
+    session.connection().execute(statement, rows)
+
+
+def prediction_revisions(
+    session: Session, dataset: Dataset, model_ids: Sequence[int]
+) -> dict[int, int]:
+    """Each model's prediction revision on the dataset (0: never written since revisions were
+    counted)."""
+    revisions = dict.fromkeys(model_ids, 0)
+    for start in range(0, len(model_ids), IN_LIST_SIZE):
+        part = list(model_ids[start : start + IN_LIST_SIZE])
+        rows = session.execute(
+            select(PredictionRevision.model_id, PredictionRevision.revision).where(
+                PredictionRevision.dataset_id == dataset.id,
+                PredictionRevision.model_id.in_(part),
+            )
+        )
+        revisions.update(dict(rows.tuples().all()))
+    return revisions
 
 
 def complete_model_ids(
@@ -273,6 +324,18 @@ def dataset_samples(session: Session, dataset: Dataset) -> DatasetSamples:
         keys=np.concatenate([from_npy(s.sample_keys) for s in shards]),
         labels=np.concatenate([from_npy(s.labels).astype(np.int64) for s in shards]),
     )
+
+
+def dataset_labels(session: Session, dataset: Dataset) -> np.ndarray:
+    """Every sample's label (int64), shards in order; the keys are not read."""
+    labels = session.scalars(
+        select(DatasetShard.labels)
+        .where(DatasetShard.dataset_id == dataset.id)
+        .order_by(DatasetShard.shard_index)
+    ).all()
+    if not labels:
+        return np.array([], dtype=np.int64)
+    return np.concatenate([from_npy(blob).astype(np.int64) for blob in labels])
 
 
 def top1_predictions(
