@@ -90,10 +90,19 @@ class SaverOrder:
 
 
 def sort_saver(zoo: Zoo, saver: int) -> SaverOrder:
-    confidence = zoo.confidence[saver]
+    return saver_order_from(zoo.confidence[saver], zoo.correct[saver], confidence_order(zoo, saver))
+
+
+def confidence_order(zoo: Zoo, saver: int) -> np.ndarray:
+    """The saver's samples, most confident first (uint32; ties in any order)."""
     # Order inside a tie never matters (ties exit together), so the fast unstable sort will do.
     # uint32 indices: numba then needs no negative-index wraparound test in the hot loops.
-    order = np.argsort(-confidence).astype(np.uint32)
+    return np.argsort(-zoo.confidence[saver]).astype(np.uint32)
+
+
+def saver_order_from(confidence: np.ndarray, correct: np.ndarray, order: np.ndarray) -> SaverOrder:
+    """A saver's ``SaverOrder`` from its confidences, correctness and a most-confident-first
+    ``order`` of them (``argsort(-confidence)`` with ties in any order)."""
     sorted_confidence = confidence[order]
     boundary = np.ones(len(order) + 1, dtype=np.bool_)
     boundary[1:-1] = sorted_confidence[:-1] != sorted_confidence[1:]
@@ -101,7 +110,7 @@ def sort_saver(zoo: Zoo, saver: int) -> SaverOrder:
         order=order,
         sorted_confidence=sorted_confidence,
         boundary=boundary,
-        saver_correct_sorted=zoo.correct[saver, order].astype(np.int8),
+        saver_correct_sorted=correct[order].astype(np.int8),
         paper_grid_exits=_count_above(sorted_confidence, PAPER_GRID_FLOAT32),
     )
 

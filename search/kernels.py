@@ -87,6 +87,23 @@ def _diff_at_impl(order, saver_correct_sorted, correct, base_rows, exits):
     return result
 
 
+def _diff_at_counts_impl(order, saver_correct_sorted, correct, base_rows, exits):
+    """D[k] for the given exit counts ``exits[b, j]`` of every base: one walk per base up to its
+    largest count, reading D as it passes each count (no prefix sum over every sample)."""
+    result = np.zeros(exits.shape, dtype=np.int64)
+    for b in numba.prange(base_rows.shape[0]):
+        base_correct = correct[base_rows[b]]
+        diff = 0
+        done = 0
+        for j in np.argsort(exits[b]):
+            k = exits[b, j]
+            for i in range(done, k):
+                diff += saver_correct_sorted[i] - base_correct[order[i]]
+            done = k
+            result[b, j] = diff
+    return result
+
+
 # Each kernel compiled twice: spreading a few bases over threads costs more than it gains (and a
 # busy machine makes a parallel region wait for every thread), so small calls run serially.
 PARALLEL_MIN_BASES = 16
@@ -94,6 +111,8 @@ _scan_serial = numba.njit(cache=True, nogil=True)(_scan_pairs_impl)
 _scan_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_scan_pairs_impl)
 _diff_serial = numba.njit(cache=True, nogil=True)(_diff_at_impl)
 _diff_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_diff_at_impl)
+_counts_serial = numba.njit(cache=True, nogil=True)(_diff_at_counts_impl)
+_counts_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_diff_at_counts_impl)
 
 
 def scan_pairs(
@@ -129,4 +148,15 @@ def diff_at(
     exits: np.ndarray,
 ) -> np.ndarray:
     kernel = _diff_parallel if len(base_rows) >= PARALLEL_MIN_BASES else _diff_serial
+    return kernel(order, saver_correct_sorted, correct, base_rows, exits)
+
+
+def diff_at_counts(
+    order: np.ndarray,
+    saver_correct_sorted: np.ndarray,
+    correct: np.ndarray,
+    base_rows: np.ndarray,
+    exits: np.ndarray,
+) -> np.ndarray:
+    kernel = _counts_parallel if len(base_rows) >= PARALLEL_MIN_BASES else _counts_serial
     return kernel(order, saver_correct_sorted, correct, base_rows, exits)

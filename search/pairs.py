@@ -15,16 +15,21 @@ import numpy as np
 
 from search.criteria import BUDGET, PAPER
 from search.engine import (
+    PAPER_GRID,
     PAPER_GRID_FLOAT32,
     OperatingPoint,
+    PaperPoint,
     SaverOrder,
     Zoo,
-    apply_thresholds,
-    budget_point,
-    paper_point,
-    scan_saver,
-    sort_saver,
+    confidence_order,
+    exits_above,
+    min_correct_diff,
+    saver_order_from,
+    threshold_for_exits,
 )
+
+#: The three sample sets of a split zoo: every sample, the calibration half, the evaluation half.
+PARTS = ("full", "calibration", "evaluation")
 
 
 def calibration_mask(keys: Iterable[str], fraction: float = 0.5) -> np.ndarray:
@@ -100,16 +105,23 @@ def _grown(array: np.ndarray, capacity: int, used: int) -> np.ndarray:
 class SplitZoo:
     """A zoo with its calibration and evaluation halves, and cached saver orders for all three.
 
-    Models can be added (``add``); rows keep their index, so cached saver orders stay valid.
+    Models can be added (``add``); rows keep their index, so cached saver orders stay valid. Each
+    saver is sorted once, on every sample; a half's order is that order restricted to the half's
+    samples (no second sort). ``orders``, when given, are those full orders already computed
+    (uint32 (M, N), each row ``argsort(-confidence)`` with ties in any order): nothing is sorted.
     """
 
-    def __init__(self, zoo: Zoo, calibration: np.ndarray) -> None:
+    def __init__(self, zoo: Zoo, calibration: np.ndarray, orders: np.ndarray | None = None) -> None:
         # Too few samples to split: both halves are the whole set (numbers stay in-sample).
         self._columns = (
             {"calibration": calibration, "evaluation": ~calibration}
             if calibration.any() and not calibration.all()
             else {}
         )
+        # A sample's index inside its half: where a half's order finds it.
+        self._half_index = {
+            part: np.cumsum(columns, dtype=np.int64) - 1 for part, columns in self._columns.items()
+        }
         self._names = zoo.names
         self._costs = zoo.costs
         self._rows = {"full": _Rows(zoo.correct, zoo.confidence)}
@@ -117,15 +129,28 @@ class SplitZoo:
             self._rows[part] = _Rows(zoo.correct[:, columns], zoo.confidence[:, columns])
         self._views: dict[str, Zoo] = {}
         self._orders: dict[tuple[str, int], SaverOrder] = {}
+        self._given_orders: dict[int, np.ndarray] = {}
+        self._keep_orders(0, zoo, orders)
 
-    def add(self, zoo: Zoo) -> None:
+    def add(self, zoo: Zoo, orders: np.ndarray | None = None) -> None:
         """Append the models of ``zoo`` (same samples) after the existing ones."""
+        self._keep_orders(len(self._names), zoo, orders)
         self._names = self._names + zoo.names
         self._costs = np.concatenate([self._costs, zoo.costs])
         self._rows["full"].append(zoo.correct, zoo.confidence)
         for part, columns in self._columns.items():
             self._rows[part].append(zoo.correct[:, columns], zoo.confidence[:, columns])
         self._views.clear()
+
+    def _keep_orders(self, first_row: int, zoo: Zoo, orders: np.ndarray | None) -> None:
+        if orders is None:
+            return
+        if orders.shape != zoo.confidence.shape:
+            raise ValueError(
+                f"orders {orders.shape} do not match the zoo's confidences {zoo.confidence.shape}"
+            )
+        for row, order in enumerate(orders, start=first_row):
+            self._given_orders[row] = order
 
     def part(self, name: str) -> Zoo:
         if name not in self._views:
@@ -148,63 +173,336 @@ class SplitZoo:
     def order(self, part: str, saver: int) -> SaverOrder:
         key = (part if part in self._columns else "full", saver)
         if key not in self._orders:
-            self._orders[key] = sort_saver(self.part(part), saver)
+            self._orders[key] = self._sorted(key[0], saver)
         return self._orders[key]
 
+    def _sorted(self, part: str, saver: int) -> SaverOrder:
+        zoo = self.part(part)
+        if part == "full":
+            order = self._given_orders.pop(saver, None)
+            if order is None:
+                order = confidence_order(zoo, saver)
+            order = np.ascontiguousarray(order, dtype=np.uint32)
+        else:
+            # The full order restricted to the half's samples is the half's order.
+            full = self.order("full", saver).order
+            order = self._half_index[part][full[self._columns[part][full]]].astype(np.uint32)
+        return saver_order_from(zoo.confidence[saver], zoo.correct[saver], order)
 
-def _evaluation_point(
-    zoo: Zoo, saver: int, base: int, threshold: float, exits: int, diff: int
-) -> OperatingPoint:
-    base_correct = int(zoo.correct_counts[base])
-    return OperatingPoint(
-        threshold=threshold,
-        exits=int(exits),
-        correct=base_correct + int(diff),
-        base_correct=base_correct,
-        num_samples=zoo.num_samples,
-        cost_ratio=float(zoo.costs[saver] / zoo.costs[base]),
+    def saver_side(self, saver: int) -> SaverSide:
+        """What ``saver`` brings to each of its pairs."""
+        return SaverSide(
+            orders={part: self.order(part, saver) for part in PARTS},
+            correct_counts={part: int(self.part(part).correct_counts[saver]) for part in PARTS},
+            cost=float(self._costs[saver]),
+        )
+
+    def base_side(self, rows: Sequence[int] | np.ndarray, compact: bool = False) -> BaseSide:
+        """The zoo's models at ``rows`` as bases: sharing the zoo's matrices (no copy), or with
+        ``compact`` holding a copy of just their rows (what is sent to another process)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        parts = {part: self.part(part) for part in PARTS}
+        return BaseSide(
+            rows=np.arange(len(rows), dtype=np.int64) if compact else rows,
+            correct={
+                part: zoo.correct[rows] if compact else zoo.correct for part, zoo in parts.items()
+            },
+            correct_counts={part: zoo.correct_counts[rows] for part, zoo in parts.items()},
+            costs=self._costs[rows],
+        )
+
+
+@dataclass(frozen=True)
+class SaverSide:
+    """One saver, as every pair it is in needs it: its order and correct count on each part
+    (``PARTS``), and its cost. Plain arrays: a remote task can receive it as it is."""
+
+    orders: dict[str, SaverOrder]
+    correct_counts: dict[str, int]
+    cost: float
+
+
+@dataclass(frozen=True)
+class BaseSide:
+    """B bases: per part a correctness matrix (uint8, rows = models, columns = the part's samples)
+    and, shared by all parts, the bases' rows in those matrices; their correct counts per part
+    and their costs. A search over a whole zoo passes the zoo's matrices; a task holding a few
+    models' rows passes just those, with ``rows = arange(B)``."""
+
+    rows: np.ndarray  # int64 (B,)
+    correct: dict[str, np.ndarray]  # uint8 (M, N_part) per part
+    correct_counts: dict[str, np.ndarray]  # int64 (B,) per part
+    costs: np.ndarray  # float64 (B,)
+
+    @classmethod
+    def stacked(cls, sides: Sequence[BaseSide]) -> BaseSide:
+        """The bases of ``sides``, in order, as one side holding just their rows."""
+        return cls(
+            rows=np.arange(sum(len(side.rows) for side in sides), dtype=np.int64),
+            correct={
+                part: np.concatenate([side.correct[part][side.rows] for side in sides])
+                for part in PARTS
+            },
+            correct_counts={
+                part: np.concatenate([side.correct_counts[part] for side in sides])
+                for part in PARTS
+            },
+            costs=np.concatenate([side.costs for side in sides]),
+        )
+
+
+#: The stored values of a pair row, in the order of the ``pair_results`` columns.
+COLUMNS = (
+    "threshold",
+    "exit_ratio",
+    "accuracy",
+    "base_accuracy",
+    "relative_cost",
+    "saving",
+    "holdout_threshold",
+    "holdout_calibration_accuracy",
+    "holdout_calibration_saving",
+    "holdout_exit_ratio",
+    "holdout_accuracy",
+    "holdout_base_accuracy",
+    "holdout_saving",
+)
+
+
+@dataclass(frozen=True)
+class PairColumns:
+    """Every stored value of one saver's pairs: float64 arrays (B bases, C criteria), criteria
+    being the budgets as given, then the paper's."""
+
+    threshold: np.ndarray
+    exit_ratio: np.ndarray
+    accuracy: np.ndarray
+    base_accuracy: np.ndarray
+    relative_cost: np.ndarray
+    saving: np.ndarray
+    holdout_threshold: np.ndarray
+    holdout_calibration_accuracy: np.ndarray
+    holdout_calibration_saving: np.ndarray
+    holdout_exit_ratio: np.ndarray
+    holdout_accuracy: np.ndarray
+    holdout_base_accuracy: np.ndarray
+    holdout_saving: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """A part's operating points per base and criterion (the paper's last): (B, C) arrays."""
+
+    exits: np.ndarray
+    diff: np.ndarray
+    threshold: np.ndarray
+
+
+def _scan(saver: SaverSide, bases: BaseSide, part: str, budgets_cp: Sequence[int]) -> _Scan:
+    order = saver.orders[part]
+    n = len(order.order)
+    min_diffs = np.array([min_correct_diff(cp / 100, n) for cp in budgets_cp], dtype=np.int64)
+    loosest_first = np.argsort(min_diffs, kind="stable")
+    grid_exits = order.paper_grid_exits
+    distinct_exits, first_grid_index = np.unique(grid_exits, return_index=True)
+    from search.kernels import scan_pairs  # numba: imported (and compiled) on first use
+
+    exits, diff, match, paper_diff = scan_pairs(
+        order.order,
+        order.boundary,
+        order.saver_correct_sorted,
+        saver.correct_counts[part],
+        bases.correct[part],
+        bases.rows,
+        bases.correct_counts[part],
+        min_diffs[loosest_first],
+        distinct_exits,
     )
+    given_order = np.argsort(loosest_first)
+    exits, diff = exits[:, given_order], diff[:, given_order]
+    # No crossing: the last grid point (its exits are the largest distinct count's).
+    grid_index = np.where(match >= 0, first_grid_index[match], len(PAPER_GRID) - 1)
+    return _Scan(
+        exits=np.column_stack([exits, grid_exits[grid_index]]),
+        diff=np.column_stack([diff, paper_diff]),
+        threshold=np.column_stack(
+            [threshold_for_exits(order, exits), PAPER_GRID_FLOAT32[grid_index]]
+        ),
+    )
+
+
+def _ratios(
+    exits: np.ndarray, diff: np.ndarray, base_correct: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exit ratio, accuracy and base accuracy, as ``OperatingPoint`` divides them."""
+    base_correct = np.broadcast_to(base_correct[:, None], exits.shape)
+    return exits / n, (base_correct + diff) / n, base_correct / n
+
+
+def _saving(exit_ratio: np.ndarray, cost_ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Relative cost and saving as ``OperatingPoint`` computes them."""
+    relative_cost = cost_ratio[:, None] + (1.0 - exit_ratio)
+    return relative_cost, 1.0 - relative_cost
+
+
+def _paper_saving(exits: np.ndarray, n: int, cost_ratio: np.ndarray) -> np.ndarray:
+    """The paper column's saving as ``PaperPoint`` computes it (its ΔC, negated)."""
+    exit_ratio = exits / n
+    pass_ratio = (n - exits) / n
+    return -(exit_ratio * (cost_ratio - 1) + pass_ratio * cost_ratio)
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """Exit counts and D of every base and criterion: in-sample (``full``), on the calibration
+    half (``calibration``, which picks ``calibration.threshold``) and on the evaluation half at
+    those thresholds."""
+
+    full: _Scan
+    calibration: _Scan
+    evaluation_exits: np.ndarray
+    evaluation_diff: np.ndarray
+
+
+def _counts(saver: SaverSide, bases: BaseSide, budgets_cp: Sequence[int]) -> _Counts:
+    full = _scan(saver, bases, "full", budgets_cp)
+    calib = _scan(saver, bases, "calibration", budgets_cp)
+    evaluation = saver.orders["evaluation"]
+    thresholds = calib.threshold
+    eval_exits = exits_above(evaluation, thresholds.ravel()).reshape(thresholds.shape)
+    from search.kernels import diff_at_counts
+
+    eval_diff = diff_at_counts(
+        evaluation.order,
+        evaluation.saver_correct_sorted,
+        bases.correct["evaluation"],
+        bases.rows,
+        eval_exits,
+    )
+    return _Counts(full, calib, eval_exits, eval_diff)
+
+
+def pair_columns(saver: SaverSide, bases: BaseSide, budgets_cp: Sequence[int]) -> PairColumns:
+    """Every stored value of ``saver`` in front of each base, per budget (hundredths of a point,
+    in the given order) and then the paper criterion; in-sample on every sample, held out as the
+    threshold picked on the calibration half and scored on the evaluation half."""
+    counts = _counts(saver, bases, budgets_cp)
+    full, calib = counts.full, counts.calibration
+    thresholds = calib.threshold
+    eval_exits, eval_diff = counts.evaluation_exits, counts.evaluation_diff
+    cost_ratio = saver.cost / bases.costs
+    n, n_calib, n_eval = (len(saver.orders[part].order) for part in PARTS)
+    exit_ratio, accuracy, base_accuracy = _ratios(
+        full.exits, full.diff, bases.correct_counts["full"], n
+    )
+    relative_cost, saving = _saving(exit_ratio, cost_ratio)
+    saving[:, -1] = _paper_saving(full.exits[:, -1], n, cost_ratio)
+    calib_exit_ratio, calib_accuracy, _ = _ratios(
+        calib.exits, calib.diff, bases.correct_counts["calibration"], n_calib
+    )
+    _, calib_saving = _saving(calib_exit_ratio, cost_ratio)
+    calib_saving[:, -1] = _paper_saving(calib.exits[:, -1], n_calib, cost_ratio)
+    eval_exit_ratio, eval_accuracy, eval_base_accuracy = _ratios(
+        eval_exits, eval_diff, bases.correct_counts["evaluation"], n_eval
+    )
+    _, eval_saving = _saving(eval_exit_ratio, cost_ratio)  # a plain point, paper's included
+    return PairColumns(
+        threshold=full.threshold,
+        exit_ratio=exit_ratio,
+        accuracy=accuracy,
+        base_accuracy=base_accuracy,
+        relative_cost=relative_cost,
+        saving=saving,
+        holdout_threshold=thresholds,
+        holdout_calibration_accuracy=calib_accuracy,
+        holdout_calibration_saving=calib_saving,
+        holdout_exit_ratio=eval_exit_ratio,
+        holdout_accuracy=eval_accuracy,
+        holdout_base_accuracy=eval_base_accuracy,
+        holdout_saving=eval_saving,
+    )
+
+
+def criteria_of(budgets_cp: Sequence[int]) -> list[tuple[str, int]]:
+    """The (criterion, max drop in centipoints) of each column of ``pair_columns``."""
+    return [(BUDGET, cp) for cp in budgets_cp] + [(PAPER, 0)]
+
+
+def row_values(columns: PairColumns) -> list[tuple[float, ...]]:
+    """The ``COLUMNS`` values of each row of ``columns``: base by base, criterion by criterion."""
+    return list(zip(*(getattr(columns, name).ravel().tolist() for name in COLUMNS), strict=True))
+
+
+def pair_rows(
+    columns: PairColumns,
+    base_ids: Sequence[int],
+    saver_id: int,
+    dataset_id: int,
+    confidence: str,
+    now: object,
+    criteria: Sequence[tuple[str, int]],
+) -> list[dict]:
+    """The ``pair_results`` rows of ``columns`` (``criteria`` as ``criteria_of`` gives them)."""
+    keys = [(base_id, criterion, cp) for base_id in base_ids for criterion, cp in criteria]
+    return [
+        {
+            "dataset_id": dataset_id,
+            "confidence": confidence,
+            "base_id": base_id,
+            "saver_id": saver_id,
+            "criterion": criterion,
+            "max_drop_centipoints": cp,
+            **dict(zip(COLUMNS, values, strict=True)),
+            "computed_at": now,
+        }
+        for (base_id, criterion, cp), values in zip(keys, row_values(columns), strict=True)
+    ]
 
 
 def saver_records(
     zoos: SplitZoo, saver: int, bases: Sequence[int] | np.ndarray, budgets: Sequence[int]
 ) -> list[PairRecord]:
-    """Records of ``saver`` in front of each of ``bases``: one per budget, plus the paper's."""
-    bases = list(bases)
-    if not bases:
+    """Records of ``saver`` in front of each of ``bases``: one per budget, plus the paper's.
+
+    The same numbers as ``pair_columns``, as operating points one by one (slow: for readers that
+    want the counts behind a row, not for the search)."""
+    bases = np.asarray(bases, dtype=np.int64)
+    if not len(bases):
         return []
-    max_drops = [cp / 100 for cp in budgets]
-    full = scan_saver(zoos.full, saver, bases, max_drops, zoos.order("full", saver))
-    calib = scan_saver(zoos.calibration, saver, bases, max_drops, zoos.order("calibration", saver))
-    thresholds = np.column_stack(
-        [calib.budget_threshold, PAPER_GRID_FLOAT32[calib.paper_grid_index][:, None]]
-    )
-    exits, diff = apply_thresholds(
-        zoos.evaluation, saver, bases, thresholds, zoos.order("evaluation", saver)
-    )
+    counts = _counts(zoos.saver_side(saver), zoos.base_side(bases), budgets)
     names = zoos.full.names
-    criteria = [(BUDGET, cp, j) for j, cp in enumerate(budgets)] + [(PAPER, 0, None)]
-    records = []
-    for b, base in enumerate(bases):
-        for column, (criterion, cp, j) in enumerate(criteria):
-            if j is not None:  # BUDGET
-                point = budget_point(zoos.full, full, b, j)
-                calibration_point = budget_point(zoos.calibration, calib, b, j)
-            else:
-                point = paper_point(zoos.full, full, b)
-                calibration_point = paper_point(zoos.calibration, calib, b)
-            threshold = float(thresholds[b, column])
-            evaluation_point = _evaluation_point(
-                zoos.evaluation, saver, base, threshold, exits[b, column], diff[b, column]
-            )
-            records.append(
-                PairRecord(
-                    base=names[base],
-                    saver=names[saver],
-                    criterion=criterion,
-                    max_drop_centipoints=cp,
-                    point=point,
-                    held_out=HeldOut(threshold, calibration_point, evaluation_point),
-                )
-            )
-    return records
+    parts = {part: zoos.part(part) for part in PARTS}
+    criteria = criteria_of(budgets)
+
+    def point(part: str, b: int, c: int, exits: np.ndarray, diff: np.ndarray) -> OperatingPoint:
+        zoo, base = parts[part], int(bases[b])
+        base_correct = int(zoo.correct_counts[base])
+        paper = criteria[c][0] == PAPER and part != "evaluation"
+        return (PaperPoint if paper else OperatingPoint)(
+            threshold=float(
+                (counts.calibration if part == "evaluation" else scan_of[part]).threshold[b, c]
+            ),
+            exits=int(exits[b, c]),
+            correct=base_correct + int(diff[b, c]),
+            base_correct=base_correct,
+            num_samples=zoo.num_samples,
+            cost_ratio=float(zoo.costs[saver] / zoo.costs[base]),
+        )
+
+    scan_of = {"full": counts.full, "calibration": counts.calibration}
+    return [
+        PairRecord(
+            base=names[base],
+            saver=names[saver],
+            criterion=criterion,
+            max_drop_centipoints=cp,
+            point=point("full", b, c, counts.full.exits, counts.full.diff),
+            held_out=HeldOut(
+                float(counts.calibration.threshold[b, c]),
+                point("calibration", b, c, counts.calibration.exits, counts.calibration.diff),
+                point("evaluation", b, c, counts.evaluation_exits, counts.evaluation_diff),
+            ),
+        )
+        for b, base in enumerate(bases.tolist())
+        for c, (criterion, cp) in enumerate(criteria)
+    ]

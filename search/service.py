@@ -29,7 +29,14 @@ from db.upsert import upsert
 from search.best import update_best_savers
 from search.criteria import BUDGET, MAX_PROBABILITY, PAPER
 from search.engine import Zoo, dearer_than
-from search.pairs import PairRecord, SplitZoo, calibration_mask, saver_records
+from search.pairs import (
+    PairRecord,
+    SplitZoo,
+    calibration_mask,
+    criteria_of,
+    pair_columns,
+    pair_rows,
+)
 
 PAIR_KEY = ("dataset_id", "base_id", "saver_id", "criterion", "max_drop_centipoints", "confidence")
 SCORE_KEY = ("dataset_id", "model_id")
@@ -353,12 +360,19 @@ class SaverSearch:
         confidence: str,
     ) -> UpdateSummary:
         budgets = sorted(dataset.budgets_centipoints)
-        ids = dict(zip(cached.zoos.full.names, cached.model_ids, strict=True))
+        criteria = criteria_of(budgets)
         now = utc_now()
         rows: list[dict] = []
         for done, (saver, bases) in enumerate(wanted.items(), start=1):
-            records = saver_records(cached.zoos, saver, bases, budgets)
-            rows.extend(pair_row(r, dataset.id, ids, now, confidence) for r in records)
+            if len(bases):
+                columns = pair_columns(
+                    cached.zoos.saver_side(saver), cached.zoos.base_side(bases), budgets
+                )
+                base_ids = [cached.model_ids[b] for b in bases]
+                saver_id = cached.model_ids[saver]
+                rows.extend(
+                    pair_rows(columns, base_ids, saver_id, dataset.id, confidence, now, criteria)
+                )
             if progress:
                 progress(done, len(wanted))
         upsert(session, PairResult, rows, key=PAIR_KEY)

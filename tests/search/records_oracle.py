@@ -48,12 +48,15 @@ def reference_rows(
     dataset_id: int = 7,
     confidence: str = "max_probability",
     now: object = None,
+    halves: tuple[Zoo, Zoo] | None = None,
 ) -> list[dict]:
-    """One stored row per base and criterion (budgets as given, then the paper's), base-major."""
+    """One stored row per base and criterion (budgets as given, then the paper's), base-major.
+
+    ``halves``: the calibration and evaluation zoos, when already cut out of ``zoo``."""
     bases = list(bases)
     if not bases:
         return []
-    calib_zoo, eval_zoo = _halves(zoo, calibration)
+    calib_zoo, eval_zoo = halves or _halves(zoo, calibration)
     max_drops = [cp / 100 for cp in budgets_cp]
     full = scan_saver(zoo, saver, bases, max_drops)
     calib = scan_saver(calib_zoo, saver, bases, max_drops)
