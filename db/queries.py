@@ -261,7 +261,7 @@ def prediction_revisions(
                 PredictionRevision.model_id.in_(part),
             )
         )
-        revisions.update(dict(rows.tuples().all()))
+        revisions.update(dict(rows.all()))
     return revisions
 
 
