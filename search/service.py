@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from sqlalchemy import delete, select
@@ -30,6 +31,7 @@ from search.best import update_best_savers
 from search.criteria import BUDGET, MAX_PROBABILITY, PAPER
 from search.engine import Zoo, dearer_than
 from search.pairs import (
+    PairColumns,
     PairRecord,
     SplitZoo,
     calibration_mask,
@@ -92,6 +94,45 @@ def pair_row(
     }
 
 
+Computed = list[tuple[int, list[int], PairColumns]]  # (saver, bases, their columns)
+
+
+class PairComputer(Protocol):
+    """Computes the columns of every ``{saver: bases}`` pair of an update, in that order."""
+
+    def columns(
+        self,
+        zoos: SplitZoo,
+        wanted: dict[int, list[int]],
+        budgets: Sequence[int],
+        progress: Progress | None = None,
+    ) -> Computed: ...
+
+
+class LocalPairs:
+    """The pairs computed in this process, saver after saver (numba's threads share a saver's
+    bases)."""
+
+    def columns(
+        self,
+        zoos: SplitZoo,
+        wanted: dict[int, list[int]],
+        budgets: Sequence[int],
+        progress: Progress | None = None,
+    ) -> Computed:
+        computed = []
+        for done, (saver, bases) in enumerate(wanted.items(), start=1):
+            if len(bases):
+                side = zoos.base_side(bases)
+                computed.append((saver, bases, pair_columns(zoos.saver_side(saver), side, budgets)))
+            if progress:
+                progress(done, len(wanted))
+        return computed
+
+
+LOCAL_PAIRS = LocalPairs()
+
+
 @dataclass
 class CachedZoo:
     model_ids: list[int]
@@ -115,6 +156,8 @@ class SaverSearch:
     cache ahead of the database.
     """
 
+    #: Where the pairs are computed: None in this process, or Ray tasks (``search.ray_pairs``).
+    pairs: PairComputer | None = None
     _cache: dict[tuple[int, str], CachedZoo] = field(default_factory=dict)  # (dataset, signal)
 
     def _entries(self, dataset: Dataset) -> list[tuple[int, str]]:
@@ -363,18 +406,13 @@ class SaverSearch:
         criteria = criteria_of(budgets)
         now = utc_now()
         rows: list[dict] = []
-        for done, (saver, bases) in enumerate(wanted.items(), start=1):
-            if len(bases):
-                columns = pair_columns(
-                    cached.zoos.saver_side(saver), cached.zoos.base_side(bases), budgets
-                )
-                base_ids = [cached.model_ids[b] for b in bases]
-                saver_id = cached.model_ids[saver]
-                rows.extend(
-                    pair_rows(columns, base_ids, saver_id, dataset.id, confidence, now, criteria)
-                )
-            if progress:
-                progress(done, len(wanted))
+        computed = (self.pairs or LOCAL_PAIRS).columns(cached.zoos, wanted, budgets, progress)
+        for saver, bases, columns in computed:
+            base_ids = [cached.model_ids[b] for b in bases]
+            saver_id = cached.model_ids[saver]
+            rows.extend(
+                pair_rows(columns, base_ids, saver_id, dataset.id, confidence, now, criteria)
+            )
         upsert(session, PairResult, rows, key=PAIR_KEY)
         changed = update_best_savers(
             session, dataset, rows, reread_bases, criterion_keys(dataset), confidence

@@ -1,0 +1,127 @@
+"""The saver search's pairs computed as Ray tasks on a cluster's CPUs.
+
+The in-process search computes each saver's pairs against its bases (``search.pairs``) one saver
+after the other. Here the same pure function runs in Ray tasks, in blocks of pairs: each model's
+share of a pair (its sorted confidences as a saver, its correctness as a base) is put in Ray's
+object store once, when the model first takes part, and every block that needs it reads it from
+there (zero-copy on the node that holds it). Blocks return plain column arrays; the caller builds
+and writes the rows, exactly as the in-process search does, so the stored rows are the same.
+
+A task whose worker dies is retried by Ray (``TASK_RETRIES``); one that fails for good raises,
+the update's transaction rolls back and nothing of it is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cluster.ray_cluster import ray_api
+from search.pairs import BaseSide, PairColumns, SaverSide, SplitZoo, pair_columns
+
+logger = logging.getLogger(__name__)
+
+TASK_RETRIES = 3
+#: A block holds at least this many pairs: a Ray task costs a few milliseconds to schedule and
+#: fetch, about what a hundred pairs cost to compute, so blocks below this are mostly overhead.
+MIN_BLOCK_PAIRS = 500
+#: Blocks per CPU of the cluster: enough that a slow block does not leave the others idle.
+BLOCKS_PER_CPU = 4
+
+Block = list[tuple[int, list[int]]]  # (saver row, its base rows)
+
+
+@dataclass(frozen=True)
+class ModelShare:
+    """What one model brings to any pair: its saver side and its base side (a one-row stack)."""
+
+    saver: SaverSide
+    base: BaseSide
+
+
+def plan_blocks(wanted: dict[int, list[int]], cpus: int) -> list[Block]:
+    """Split ``{saver: bases}`` into blocks of about equal pairs, a few per CPU, none smaller
+    than ``MIN_BLOCK_PAIRS`` (but the last); a saver with many bases may span blocks."""
+    total = sum(len(bases) for bases in wanted.values())
+    size = max(MIN_BLOCK_PAIRS, -(-total // max(1, cpus * BLOCKS_PER_CPU)))
+    blocks: list[Block] = []
+    block: Block = []
+    filled = 0
+    for saver, bases in wanted.items():
+        start = 0
+        while start < len(bases):
+            taken = bases[start : start + size - filled]
+            block.append((saver, taken))
+            filled += len(taken)
+            start += len(taken)
+            if filled >= size:
+                blocks.append(block)
+                block, filled = [], 0
+    if block:
+        blocks.append(block)
+    return blocks
+
+
+def _block_columns(
+    budgets: Sequence[int], rows: list[int], shares: list[Any], block: Block
+) -> list[PairColumns]:
+    """A Ray task: the columns of every (saver, bases) of ``block``; ``shares`` are the object
+    refs of the ``rows`` models' shares (fetched here, once each)."""
+    ray = ray_api()
+    by_row = dict(zip(rows, ray.get(shares), strict=True))
+    return [
+        pair_columns(
+            by_row[saver].saver, BaseSide.stacked([by_row[b].base for b in bases]), budgets
+        )
+        for saver, bases in block
+    ]
+
+
+class RayPairs:
+    """Computes a search update's pairs as Ray tasks of the Ray this process is connected to."""
+
+    def __init__(self) -> None:
+        self.ray = ray_api()
+        self._task = self.ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_block_columns)
+        # Each zoo's models' shares in the object store, dropped with the zoo.
+        self._shares: weakref.WeakKeyDictionary[SplitZoo, dict[int, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def columns(
+        self,
+        zoos: SplitZoo,
+        wanted: dict[int, list[int]],
+        budgets: Sequence[int],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[tuple[int, list[int], PairColumns]]:
+        """The columns of every ``{saver: bases}`` pair of ``wanted``, in ``wanted``'s order."""
+        shares = self._shares.setdefault(zoos, {})
+        cpus = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+        futures, blocks = [], plan_blocks(wanted, cpus)
+        for block in blocks:
+            rows = sorted({row for saver, bases in block for row in (saver, *bases)})
+            for row in rows:
+                if row not in shares:
+                    shares[row] = self.ray.put(
+                        ModelShare(zoos.saver_side(row), zoos.base_side([row], compact=True))
+                    )
+            futures.append(
+                self._task.remote(list(budgets), rows, [shares[row] for row in rows], block)
+            )
+        logger.debug("%d pairs in %d Ray tasks", sum(map(len, wanted.values())), len(futures))
+        results: dict[Any, list[PairColumns]] = {}
+        waiting = list(futures)
+        while waiting:  # as blocks finish, for the progress bar; kept in ``wanted``'s order
+            ready, waiting = self.ray.wait(waiting, num_returns=1)
+            results[ready[0]] = self.ray.get(ready[0])
+            if progress:
+                progress(len(results), len(futures))
+        return [
+            (saver, bases, columns)
+            for block, future in zip(blocks, futures, strict=True)
+            for (saver, bases), columns in zip(block, results[future], strict=True)
+        ]
