@@ -5,7 +5,9 @@
    criterion, and for the full records the service stores (in-sample and held-out).
 2. Service: seconds to add one model to zoos of 100 and 1,000 models whose predictions are in an
    SQLite database (``--database-url`` for another), warm (a long-lived process that already holds
-   the zoo) and cold (a new process that first reads the zoo).
+   the zoo) and cold (a new process that first reads the zoo); and the zoo's load alone, from the
+   prediction chunks with every model's confidences sorted, or as stored search arrays
+   (``db.search_arrays``).
 3. Three-model cascades (``--chains M``): a zoo of M models imported as records (every pair
    searched), then every base's chains searched (``search.chain_service.refresh_chains``, K = 5
    candidates a stage, the default budgets), then searched again with nothing changed.
@@ -179,6 +181,38 @@ def service_add_one_model(num_models: int, num_samples: int, database_url: str |
         "warm add (s)": warm,
         "cold add (s)": cold,
         "zoo load + sort (s)": warm_up,
+        **zoo_load(sessions, dataset_name),
+    }
+
+
+def zoo_load(sessions, dataset_name: str) -> dict:
+    """Seconds to read a dataset's whole zoo (correctness, top-1 probability, each model's
+    confidence order): from the prediction chunks and sorted, or as stored search arrays."""
+    from db.queries import complete_model_ids, dataset_labels, get_dataset, top1_predictions
+    from db.search_arrays import confidence_order, load_search_arrays
+    from search.criteria import MAX_PROBABILITY
+
+    def timed(load) -> float:
+        with sessions.begin() as session:
+            dataset = get_dataset(session, dataset_name)
+            start = time.perf_counter()
+            labels = dataset_labels(session, dataset)
+            load(session, dataset, complete_model_ids(session, dataset), labels)
+            return time.perf_counter() - start
+
+    def from_chunks(session, dataset, model_ids, labels) -> None:
+        classes, confidence = top1_predictions(session, dataset, model_ids, MAX_PROBABILITY)
+        np.ascontiguousarray(classes == labels, dtype=np.uint8)
+        for row in range(len(model_ids)):
+            confidence_order(confidence[row])
+
+    def stored(session, dataset, model_ids, labels) -> None:
+        load_search_arrays(session, dataset, model_ids, MAX_PROBABILITY, labels)
+
+    return {
+        "zoo load from chunks + sort (s)": timed(from_chunks),
+        "zoo load, arrays derived and stored (s)": timed(stored),
+        "zoo load, arrays stored (s)": timed(stored),
     }
 
 

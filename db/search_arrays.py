@@ -36,7 +36,7 @@ from db.queries import dataset_labels, prediction_revisions, top1_predictions
 from db.upsert import upsert
 
 ARRAYS_KEY = ["dataset_id", "model_id", "confidence"]
-READ_BATCH = 200  # blobs a query: about 60 MB at N = 50,000, bounded whatever the zoo's size
+READ_BATCH = 200  # blobs a query: PostgreSQL's client holds a query's result (60 MB at 50,000)
 DERIVE_BATCH = 100  # models whose chunks are decoded at once (int64 classes: 40 MB at 50,000)
 
 
@@ -121,7 +121,9 @@ def load_search_arrays(
     orders = np.empty((m, n), dtype=np.uint32)
     current: set[int] = set()
     for start in range(0, m, READ_BATCH):
-        stored = session.execute(
+        # Core, row by row: each blob is copied into its row and freed before the next is
+        # fetched, so they reuse one buffer (fresh memory costs a page fault per 4 KiB).
+        stored = session.connection().execute(
             select(
                 StoredSearchArrays.model_id,
                 StoredSearchArrays.revision,
