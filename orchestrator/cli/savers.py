@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,6 +22,7 @@ from search.criteria import BUDGET, DEFAULT_CANDIDATES, MAX_PROBABILITY
 
 if TYPE_CHECKING:
     from orchestrator.saver_query import SaverQuery
+    from search.service import SaverSearch
 
 savers_app = typer.Typer(help="Best savers, pair curves and their computation.")
 
@@ -28,14 +30,42 @@ savers_app = typer.Typer(help="Best savers, pair curves and their computation.")
 @savers_app.command("refresh")
 def savers_refresh(
     dataset: Annotated[str, typer.Option(help="Dataset name.")],
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster whose CPUs compute the pairs: host:port of its head, or auto "
+            "(as `sweep submit`). Default: this process, on this machine's cores.",
+        ),
+    ] = None,
 ) -> None:
     """Compute every missing pair of the dataset, update its best savers and the three-model
     cascades it keeps."""
-    from db.queries import get_dataset
-    from search.chain_service import kept_candidates, refresh_chains
     from search.service import SaverSearch
 
-    search = SaverSearch()
+    with ExitStack() as stack:
+        search = SaverSearch(pairs=_ray_pairs(stack, ray_address) if ray_address else None)
+        _refresh(search, dataset)
+
+
+def _ray_pairs(stack: ExitStack, address: str):
+    """Pairs computed by Ray tasks on the cluster at ``address``, joined for ``stack``'s life."""
+    from cluster.errors import InputError
+    from cluster.ray_cluster import connected
+    from search.ray_pairs import RayPairs
+
+    if "://" in address:
+        raise InputError(
+            f"--ray-address {address!r}: the search joins a cluster as host:port of its head "
+            "(or auto); Ray Jobs addresses are for `sweep submit`"
+        )
+    stack.enter_context(connected(address))
+    return RayPairs()
+
+
+def _refresh(search: SaverSearch, dataset: str) -> None:
+    from db.queries import get_dataset
+    from search.chain_service import kept_candidates, refresh_chains
+
     with transaction() as session:
         data = get_dataset(session, dataset)
         with progress_bar("searching savers") as update:

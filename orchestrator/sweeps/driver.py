@@ -60,6 +60,7 @@ from orchestrator.sweeps.store import (
     plan,
     sweep_specs,
 )
+from search.ray_pairs import RayPairs
 from search.service import SaverSearch
 from workers.report import UnitReport
 
@@ -279,7 +280,9 @@ class SweepDriver:
         pending = self._plan(self._expected_workers())
         if self.options.device.startswith("cuda") and not self.pool.uses_gpus:
             return self._finish(FAILED, "--device cuda, but the Ray cluster has no GPU")
-        self.search = self.search_class(self.sessions, self.dataset, self.sweep_id)
+        self.search = self.search_class(
+            self.sessions, self.dataset, self.sweep_id, self._search_address()
+        )
         try:
             state, error = self._run_units(pending)
         except BaseException:
@@ -347,13 +350,23 @@ class SweepDriver:
             self.times.bookkeeping_cpu_s += time.thread_time() - began_cpu
             self.times.per_unit_s.extend([spent / results] * results)
 
+    def _search_address(self) -> str | None:
+        """Where the search computes its pairs: the sweep's Ray when the workers leave it CPUs."""
+        if not isinstance(self.pool, RayPool):
+            return None
+        return self.pool.search_address(self._expected_workers())
+
+    def _ray_pairs(self) -> RayPairs | None:
+        """The sweep's Ray computes what is left, once its workers have stopped."""
+        return RayPairs() if isinstance(self.pool, RayPool) else None
+
     def _search_what_is_missing(self) -> None:
         """Pairs of models whose last chunks landed while no driver was looking (a driver killed
         between a worker's write and its own bookkeeping) are computed now; nothing else is."""
         try:
             with self.sessions.begin() as session:
                 dataset = session.scalar(select(Dataset).where(Dataset.name == self.dataset))
-                SaverSearch().refresh(session, dataset)
+                SaverSearch(pairs=self._ray_pairs()).refresh(session, dataset)
         except Exception as error:  # noqa: BLE001 - the units are done: shown by `sweep status`
             self.search.fail(f"{type(error).__name__}: {error_line(error)}")
 

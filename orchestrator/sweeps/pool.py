@@ -102,6 +102,13 @@ class RayPool:
             return int(total.get("GPU", 0))
         return int(total.get("CPU", 0) // self.resources["num_cpus"])
 
+    def search_address(self, workers: int) -> str | None:
+        """The cluster's address when ``workers`` leave CPUs free, for the saver search to
+        compute its pairs there; None when they take every CPU (the search then runs in its own
+        process, as it would beside them)."""
+        spare = self.ray.cluster_resources().get("CPU", 0) - workers * self.resources["num_cpus"]
+        return self.ray.get_runtime_context().gcs_address if spare >= 1 else None
+
     def room(self) -> int:
         free = self.ray.available_resources()
         fit = int(free.get("CPU", 0) // self.resources["num_cpus"])

@@ -61,10 +61,18 @@ class BackgroundSearch:
     (it searches the complete ones, each once); ``close`` waits until it has searched them.
 
     ``sweep_id``: the sweep whose models these are; its row records the search's error (None:
-    nowhere, the error is only logged and kept in ``error``).
+    nowhere, the error is only logged and kept in ``error``). ``ray_address``: the running Ray
+    cluster whose spare CPUs compute the pairs (the child joins it); None: the child computes
+    them itself.
     """
 
-    def __init__(self, sessions: sessionmaker, dataset: str, sweep_id: int | None = None) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker,
+        dataset: str,
+        sweep_id: int | None = None,
+        ray_address: str | None = None,
+    ) -> None:
         self._sessions = sessions
         self.sweep_id = sweep_id
         self.log: Log = logger if self.sweep_id is None else SweepLog(logger, self.sweep_id)
@@ -86,6 +94,7 @@ class BackgroundSearch:
                 "database_url": database_url(sessions),
                 "dataset": dataset,
                 "sweep_id": self.sweep_id,
+                "ray_address": ray_address,
                 "log_level": logger.getEffectiveLevel(),  # the child sends only what is kept
             }
         )
@@ -209,17 +218,47 @@ def _is_json(value: object) -> bool:
 def serve(lines: IO[str], answers_stream: IO[str]) -> None:
     """The search process: a setup line, then batches of stored model ids, searched in one
     transaction each (everything handed over meanwhile in one go), until the input closes."""
-    from db.session import session_factory  # the child's imports, not the driver's
-    from orchestrator.sweeps.completion import models_evaluated
-    from search.service import SaverSearch
-
     setup = json.loads(lines.readline() or "{}")
     if not setup:
         return  # the driver closed before it said what to search
     answers = Answers(answers_stream)
     log = _child_log(answers, setup)
+    with contextlib.ExitStack() as stack:
+        pairs = _ray_pairs(stack, setup.get("ray_address"), log)
+        _search_batches(lines, answers, answers_stream, setup, log, pairs)
+
+
+def _ray_pairs(stack: contextlib.ExitStack, address: str | None, log: Log) -> Any:
+    """Pairs computed as Ray tasks on the cluster at ``address``, which this process joins for
+    as long as ``stack`` lasts; None (computed here) without an address or when it cannot join."""
+    if not address:
+        return None
+    from cluster.ray_cluster import RayUnavailable, connected
+    from search.ray_pairs import RayPairs
+
+    try:
+        stack.enter_context(connected(address))
+    except RayUnavailable as error:
+        log.warning("the saver search computes its pairs in its own process: %s", error)
+        return None
+    log.info("the saver search computes its pairs as Ray tasks of the cluster at %s", address)
+    return RayPairs()
+
+
+def _search_batches(
+    lines: IO[str],
+    answers: Answers,
+    answers_stream: IO[str],
+    setup: dict[str, Any],
+    log: Log,
+    pairs: Any,
+) -> None:
+    from db.session import session_factory  # the child's imports, not the driver's
+    from orchestrator.sweeps.completion import models_evaluated
+    from search.service import SaverSearch
+
     sessions = session_factory(setup["database_url"])
-    search = SaverSearch()  # keeps the zoo loaded between batches
+    search = SaverSearch(pairs=pairs)  # keeps the zoo loaded between batches
     batches: queue.Queue[list[int] | None] = queue.Queue()
     threading.Thread(target=_read_batches, args=(lines, batches), daemon=True).start()
     searched: set[int] = set()
