@@ -2,7 +2,8 @@
 
     python -m bench.schedule [--gpus 16 64 256] [--gpus-per-node 8] [--models 1266]
                              [--shards 50] [--bundle-seconds 3] [--noise 0]
-                             [--start-spread 0] [--json OUT]
+                             [--start-spread 0] [--signals 1] [--search-ms-per-pair 0.28]
+                             [--write-us-per-row 76] [--search-cpus-per-node 0] [--json OUT]
 
 What is real: the planner (``orchestrator.sweeps.plan.plan_units``, the bundles of a zoo-scale
 sweep) and the driver's queue (``orchestrator.sweeps.queue.PlannedQueue``), unchanged.
@@ -21,6 +22,14 @@ over T seconds instead of all at once, as Ray started them on one small machine 
 ``bench.sweep_scale``: how much of that run's loss the staggered start explains. So this
 measures what the schedule itself costs at any cluster size in seconds, and
 ``bench.sweep_scale`` what the real driver, database and Ray add on top.
+
+Time to answers: as each model's last unit ends, the incremental saver search takes it
+(``bench.answers``: batches as the search process forms them, every pair of a new model with the
+models completed before it, ``--signals`` times; ``--search-ms-per-pair`` of computation per pair
+on one core, ``--write-us-per-row`` of serial writing per stored row). ``--search-cpus-per-node
+C`` spreads the computation over C cores of each 8-GPU node (0: today's one search process),
+the writes staying in one process. ``answers_s``: from the first worker ready to the last best
+saver stored; the search never changes the GPUs' schedule.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import random
 from collections import deque
 from pathlib import Path
 
+from bench.answers import SearchCosts, search_run, zoo_pairs
 from bench.standin import ShardsRead, StandInWorker
 from bench.sweep_costs import CostModel, ZooModel, fit_anchors, pick, read_zoo
 from db.refs import ShardRef
@@ -45,6 +55,9 @@ from orchestrator.sweeps.plan import (
 from orchestrator.sweeps.queue import PlannedQueue, QueuedUnit, feed
 
 SAMPLES_PER_SHARD = 1000
+# Measured on this 2-core VM, one core (bench/RESULTS.md, "Time to answers"):
+SEARCH_MS_PER_PAIR = 0.28  # NUMBA_NUM_THREADS=1 python -m bench.search --engine-models 200 --zoos
+WRITE_US_PER_ROW = 76.0  # python -m bench.search_writes (SQLite; PostgreSQL 15: 158)
 
 
 def schedule(
@@ -56,8 +69,10 @@ def schedule(
     bundle_seconds: float = DEFAULT_BUNDLE_SECONDS,
     noise: float = 0.0,
     start_spread: float = 0.0,
+    search: SearchCosts | None = None,
 ) -> dict:
-    """The modelled makespan of a sweep of ``zoo`` over ``shards`` on ``gpus`` workers."""
+    """The modelled makespan of a sweep of ``zoo`` over ``shards`` on ``gpus`` workers; with
+    ``search``, when its saver search has every answer (``bench.answers``)."""
     by_name = {m.name: m for m in zoo}
     refs = [ShardRef(i, "", SAMPLES_PER_SHARD) for i in range(shards)]
     planned = [PlannedModel(m.name, repr(m.config), m.gmacs, m.params_m) for m in zoo]
@@ -101,12 +116,18 @@ def schedule(
     for w in range(gpus):
         heapq.heappush(events, (ready[w], w))
     started: dict[int, None] = {}  # in the order they started, as the driver keeps its workers
+    shards_done = dict.fromkeys(by_name, 0)
+    completions: list[tuple[float, float]] = []  # (when, cost) of each model's last shard
     while events:
         now, w = heapq.heappop(events)
         makespan = max(makespan, now)
         if w in started:
             unit, _ = held[w].popleft()
             queue.finished(w, unit, now)
+            for name in unit.models:
+                shards_done[name] += 1
+                if shards_done[name] == shards:
+                    completions.append((now, by_name[name].gmacs))
             if held[w]:
                 heapq.heappush(events, (held[w][0][1], w))
         started[w] = None
@@ -117,7 +138,7 @@ def schedule(
     necessary = (forward + loads) / gpus
     load_counts = [sum(w.counts.loads.get(m.name, 0) for w in workers) for m in zoo]
     busy = sum(w.counts.modelled_s for w in workers)
-    return {
+    figures = {
         "gpus": gpus,
         "noise": noise,
         "units": len(units),
@@ -140,6 +161,25 @@ def schedule(
             sum(w.counts.reads for w in workers) / (len(nodes) * shards), 2
         ),
     }
+    if search is None:
+        return figures
+    assert len(completions) == len(zoo), "a model that never completed"
+    run = search_run(completions, search)
+    assert run.pairs == zoo_pairs([m.gmacs for m in zoo])
+    return {
+        **figures,
+        "signals": search.signals,
+        "search_cores": search.cores,
+        # From the first worker ready (time 0) to the last batch's end: every best saver stored.
+        "answers_s": round(run.answers_at, 1),
+        "answers_over_makespan": round(run.answers_at / makespan, 3),
+        "last_model_s": round(max(t for t, _ in completions), 1),
+        "search_pairs": run.pairs,
+        "search_batches": run.batches,
+        "search_compute_s": round(run.compute_s, 1),
+        "search_write_s": round(run.write_s, 1),
+        "search_last_batch_s": round(run.last_batch_s, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -156,6 +196,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
         default=0.0,
         help="seconds over which the workers start, one after another",
     )
+    parser.add_argument("--signals", type=int, choices=(1, 2), default=1)
+    parser.add_argument(
+        "--search-ms-per-pair",
+        type=float,
+        default=SEARCH_MS_PER_PAIR,
+        help="one pair's computation on one core, one signal",
+    )
+    parser.add_argument(
+        "--write-us-per-row",
+        type=float,
+        default=WRITE_US_PER_ROW,
+        help="one stored row's serial write (built, upserted, best savers, commit)",
+    )
+    parser.add_argument(
+        "--search-cpus-per-node",
+        type=int,
+        default=0,
+        help="cores per node computing pairs; 0: the search process's own one",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     zoo, costs = pick(read_zoo(), args.models), fit_anchors()
@@ -169,10 +228,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
             bundle_seconds=args.bundle_seconds,
             noise=args.noise,
             start_spread=args.start_spread,
+            search=SearchCosts(
+                args.search_ms_per_pair,
+                args.write_us_per_row,
+                args.signals,
+                -(-g // args.gpus_per_node) * args.search_cpus_per_node or 1,
+            ),
         )
         for g in args.gpus
     ]
-    print("modelled: every worker's unit time (bench.sweep_costs); real: planner and queue")
+    print(
+        "modelled: every worker's unit time (bench.sweep_costs) and the saver search's "
+        "(bench.answers); real: planner and queue"
+    )
     for row in rows:
         print(", ".join(f"{k} {v}" for k, v in row.items()))
     if args.json:

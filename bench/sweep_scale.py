@@ -141,15 +141,36 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def driver_class(search_tail: bool):
-    """The product's driver; without ``search_tail``, one that leaves the search of the last
-    models when the last unit lands (the search still runs during the sweep, as always)."""
+    """The product's driver, its search process timed (``AnsweredSearch``); without
+    ``search_tail``, one that leaves the search of the last models when the last unit lands (the
+    search still runs during the sweep, as always)."""
     from orchestrator.sweeps.driver import SweepDriver
     from orchestrator.sweeps.search_process import BackgroundSearch
 
-    if search_tail:
-        return SweepDriver
+    class AnsweredSearch(BackgroundSearch):
+        """The product's search process; ``answered_at`` is when its last answer came, on the
+        driver's clock (``time.monotonic``). Each answer adds its search's time to
+        ``seconds``, so the setter notes the moment."""
 
-    class LeftSearch(BackgroundSearch):
+        answered_at: float | None = None
+
+        @property  # type: ignore[override]
+        def seconds(self) -> float:
+            return self._seconds
+
+        @seconds.setter
+        def seconds(self, value: float) -> None:
+            if hasattr(self, "_seconds"):  # an answer, not the handle's start
+                self.answered_at = time.monotonic()
+            self._seconds = value
+
+    class TimedDriver(SweepDriver):
+        search_class = AnsweredSearch
+
+    if search_tail:
+        return TimedDriver
+
+    class LeftSearch(AnsweredSearch):
         def close(self) -> None:
             self.end_input()
             # No wait, and no search of the last models after the sweep's end: they would share
@@ -221,6 +242,11 @@ def figures_of(
     units_done = timing.units_done_s or (began + makespan - driver.started)
     makespan_s = units_done - first_ready
     search_tail_s = began + makespan - (driver.started + units_done)
+    # Time to answers: from the first worker ready to the search process's answer for its last
+    # batch (every base's best saver stored), on the same clock as the makespan. The search is
+    # real and runs in real time: --time-scale shortens the GPUs' work, not the search's.
+    answered_at = getattr(driver.search, "answered_at", None)
+    answers_s = answered_at - driver.started - first_ready if answered_at else None
     necessary = (
         (
             sum(costs.forward_s(m, SAMPLES_PER_SHARD) for m in zoo) * args.shards
@@ -276,6 +302,10 @@ def figures_of(
         "shard_reads_per_node": round(reads / nodes / args.shards, 3),
         "search_s": round(driver.search.seconds, 2),
         "search_tail_s": round(search_tail_s, 2) if args.search_tail else None,
+        "answers_s": round(answers_s, 2) if args.search_tail and answers_s else None,
+        "answers_over_makespan": round(answers_s / makespan_s, 3)
+        if args.search_tail and answers_s and makespan_s
+        else None,
         "search_waited_by_dispatch": False,  # the search runs in its own process
         # The stand-in's own real cost per unit (queries, chunk writes, waiting for a CPU of
         # this machine), beyond the modelled time it slept: a simulator's cost, not a GPU's.
@@ -301,6 +331,8 @@ def figures_of(
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
         "modelled": "each worker's evaluation (bench.sweep_costs on H200 anchors) and nodes",
         "real": "driver, database, saver search" + (", Ray actors" if pool_kind == "ray" else ""),
+        "answers": "the real search process's last answer, unscaled; the makespan is scaled by "
+        "--time-scale, so answers_over_makespan counts the search 1/time-scale times as dear",
     }
 
 
