@@ -24,7 +24,7 @@ from db.queries import (
     upsert_model,
 )
 from db.schema import alembic_config, ensure_schema, head_revision
-from db.search_arrays import blob_size, decode, encode, load_search_arrays
+from db.search_arrays import SearchArrays, blob_size, decode, encode, load_search_arrays
 from db.session import engine_for, session_factory
 from search.criteria import CONFIDENCES, MARGIN, MAX_PROBABILITY
 from search.synthetic import SyntheticZoo, make_zoo, write_records
@@ -131,6 +131,24 @@ def test_the_loader_gives_what_the_chunks_give_then_reads_it_stored(database_url
     subset = load(database_url, [model_ids[2]], confidence)
     assert subset.derived == ()
     assert_as_the_chunks_give(database_url, subset, [model_ids[2]], confidence)
+
+
+def test_the_loader_fills_the_callers_buffers(database_url):
+    model_ids = make_zoo_db(database_url, models=3)
+    expected = load(database_url, model_ids)
+    spare = 2  # a buffer with room for more models, as a growing zoo keeps
+    buffers = [np.zeros((3 + spare, N), dtype=t) for t in (np.uint8, np.float32, np.uint32)]
+    out = SearchArrays(buffers[0][:3], buffers[1][:3], buffers[2][:3], derived=())
+    with session_factory(database_url).begin() as session:
+        dataset = get_dataset(session, "val")
+        filled = load_search_arrays(session, dataset, model_ids, MAX_PROBABILITY, out=out)
+        with pytest.raises(ValueError, match="out arrays must be"):
+            load_search_arrays(session, dataset, model_ids[:2], MAX_PROBABILITY, out=out)
+    assert filled.correct is out.correct and filled.order is out.order
+    assert np.array_equal(buffers[0][:3], expected.correct)
+    assert np.array_equal(buffers[1][:3], expected.confidence)
+    assert np.array_equal(buffers[2][:3], expected.order)
+    assert not buffers[1][3:].any()
 
 
 def test_each_signal_is_stored_apart(database_url):
