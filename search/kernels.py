@@ -87,23 +87,6 @@ def _diff_at_impl(order, saver_correct_sorted, correct, base_rows, exits):
     return result
 
 
-def _diff_at_counts_impl(order, saver_correct_sorted, correct, base_rows, exits):
-    """D[k] for the given exit counts ``exits[b, j]`` of every base: one walk per base up to its
-    largest count, reading D as it passes each count (no prefix sum over every sample)."""
-    result = np.zeros(exits.shape, dtype=np.int64)
-    for b in numba.prange(base_rows.shape[0]):
-        base_correct = correct[base_rows[b]]
-        diff = 0
-        done = 0
-        for j in np.argsort(exits[b]):
-            k = exits[b, j]
-            for i in range(done, k):
-                diff += saver_correct_sorted[i] - base_correct[order[i]]
-            done = k
-            result[b, j] = diff
-    return result
-
-
 # Each kernel compiled twice: spreading a few bases over threads costs more than it gains (and a
 # busy machine makes a parallel region wait for every thread), so small calls run serially.
 PARALLEL_MIN_BASES = 16
@@ -111,8 +94,6 @@ _scan_serial = numba.njit(cache=True, nogil=True)(_scan_pairs_impl)
 _scan_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_scan_pairs_impl)
 _diff_serial = numba.njit(cache=True, nogil=True)(_diff_at_impl)
 _diff_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_diff_at_impl)
-_counts_serial = numba.njit(cache=True, nogil=True)(_diff_at_counts_impl)
-_counts_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_diff_at_counts_impl)
 
 
 def scan_pairs(
@@ -151,12 +132,234 @@ def diff_at(
     return kernel(order, saver_correct_sorted, correct, base_rows, exits)
 
 
-def diff_at_counts(
+def _count_above(sorted_confidence, threshold):
+    """How many of the descending float32 ``sorted_confidence`` exceed float64 ``threshold``."""
+    lo = 0
+    hi = sorted_confidence.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if np.float64(sorted_confidence[mid]) > threshold:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _saver_pairs_impl(
+    order,
+    calibration_sorted,
+    saver_prefix,
+    saver_calibration_prefix,
+    calibration_prefix,
+    boundary,
+    calibration_boundary,
+    sorted_confidence,
+    calibration_confidence,
+    lowest_calibration_threshold,
+    correct,
+    base_rows,
+    min_diffs,
+    calibration_min_diffs,
+    grid_exits,
+    calibration_grid_exits,
+    calibration_grid_positions,
+    calibration_grid_thresholds,
+    split,
+):
+    """Every base's operating points on every sample, on the calibration half, and on the
+    evaluation half at the calibration half's thresholds, from one walk per base.
+
+    Positions are prefixes of the saver's full order. The walk counts, at every position, the
+    base's right answers (``base_prefix``) and those among calibration samples; with the saver's
+    own counts (``saver_prefix``, ``saver_calibration_prefix``) that gives D on every sample and
+    on the calibration half at any position, and on the evaluation half as their difference (the
+    full order restricted to a half is that half's order). The half's exit count at a position is
+    ``calibration_prefix``. A threshold's exit set on any part is the prefix of the full order
+    above it. D moves by at most one per position, so the budget walks jump straight over the
+    positions that cannot reach their target.
+    """
+    n = order.shape[0]
+    num_bases = base_rows.shape[0]
+    num_budgets = min_diffs.shape[0]
+    exits = np.zeros((num_bases, num_budgets + 1), dtype=np.int64)
+    diff = np.zeros((num_bases, num_budgets + 1), dtype=np.int64)
+    calibration_exits = np.zeros((num_bases, num_budgets + 1), dtype=np.int64)
+    calibration_diff = np.zeros((num_bases, num_budgets + 1), dtype=np.int64)
+    paper_match = np.full((num_bases, 2), -1, dtype=np.int64)  # on every sample, on calibration
+    evaluation_exits = np.zeros((num_bases, num_budgets + 1), dtype=np.int64)
+    evaluation_diff = np.zeros((num_bases, num_budgets + 1), dtype=np.int64)
+    for b in numba.prange(num_bases):
+        base_correct = correct[base_rows[b]]
+        base_prefix = np.empty(n + 1, dtype=np.int32)
+        base_calibration_prefix = np.empty(n + 1, dtype=np.int32)
+        right = 0
+        right_calibration = 0
+        base_prefix[0] = 0
+        base_calibration_prefix[0] = 0
+        for i in range(n):
+            x = base_correct[order[i]]
+            right += x
+            right_calibration += x & calibration_sorted[i]
+            base_prefix[i + 1] = right
+            base_calibration_prefix[i + 1] = right_calibration
+        # Budgets on every sample: the largest boundary with D >= target, loosest target first.
+        k = n
+        j = 0
+        while j < num_budgets:
+            d = saver_prefix[k] - base_prefix[k]
+            if d < min_diffs[j]:
+                k -= min_diffs[j] - d
+            elif boundary[k]:
+                exits[b, j] = k
+                diff[b, j] = d
+                j += 1
+            else:
+                k -= 1
+        # Budgets on the calibration half, walking the same positions.
+        k = n
+        j = 0
+        while j < num_budgets:
+            d = saver_calibration_prefix[k] - base_calibration_prefix[k]
+            if d < calibration_min_diffs[j]:
+                k -= calibration_min_diffs[j] - d
+            elif calibration_boundary[calibration_prefix[k]]:
+                calibration_exits[b, j] = calibration_prefix[k]
+                calibration_diff[b, j] = d
+                j += 1
+            else:
+                k -= 1
+        # Paper: the first distinct grid exit count with someone exiting and D < 0.
+        for g in range(grid_exits.shape[0]):
+            k = grid_exits[g]
+            d = saver_prefix[k] - base_prefix[k]
+            exits[b, num_budgets] = k
+            diff[b, num_budgets] = d
+            if k > 0 and d < 0:
+                paper_match[b, 0] = g
+                break
+        for g in range(calibration_grid_exits.shape[0]):
+            k = calibration_grid_positions[g]
+            d = saver_calibration_prefix[k] - base_calibration_prefix[k]
+            calibration_exits[b, num_budgets] = calibration_grid_exits[g]
+            calibration_diff[b, num_budgets] = d
+            if calibration_grid_exits[g] > 0 and d < 0:
+                paper_match[b, 1] = g
+                break
+        # Held out: each calibration threshold's exit set on the evaluation half.
+        for j in range(num_budgets + 1):
+            if j == num_budgets:
+                g = paper_match[b, 1]
+                threshold = calibration_grid_thresholds[g if g >= 0 else -1]
+            elif calibration_exits[b, j] < calibration_confidence.shape[0]:
+                threshold = np.float64(calibration_confidence[calibration_exits[b, j]])
+            else:
+                threshold = lowest_calibration_threshold
+            k = _count_above_compiled(sorted_confidence, threshold)
+            if split:
+                evaluation_exits[b, j] = k - calibration_prefix[k]
+                evaluation_diff[b, j] = (saver_prefix[k] - saver_calibration_prefix[k]) - (
+                    base_prefix[k] - base_calibration_prefix[k]
+                )
+            else:
+                evaluation_exits[b, j] = k
+                evaluation_diff[b, j] = saver_prefix[k] - base_prefix[k]
+    return (
+        exits,
+        diff,
+        calibration_exits,
+        calibration_diff,
+        paper_match,
+        evaluation_exits,
+        evaluation_diff,
+    )
+
+
+_count_above_compiled = numba.njit(cache=True, nogil=True, inline="always")(_count_above)
+_pairs_serial = numba.njit(cache=True, nogil=True)(_saver_pairs_impl)
+_pairs_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_saver_pairs_impl)
+
+
+def saver_pairs(
     order: np.ndarray,
-    saver_correct_sorted: np.ndarray,
+    calibration_sorted: np.ndarray,
+    saver_prefix: np.ndarray,
+    saver_calibration_prefix: np.ndarray,
+    calibration_prefix: np.ndarray,
+    boundary: np.ndarray,
+    calibration_boundary: np.ndarray,
+    sorted_confidence: np.ndarray,
+    calibration_confidence: np.ndarray,
+    lowest_calibration_threshold: float,
     correct: np.ndarray,
     base_rows: np.ndarray,
-    exits: np.ndarray,
-) -> np.ndarray:
-    kernel = _counts_parallel if len(base_rows) >= PARALLEL_MIN_BASES else _counts_serial
-    return kernel(order, saver_correct_sorted, correct, base_rows, exits)
+    min_diffs: np.ndarray,
+    calibration_min_diffs: np.ndarray,
+    grid_exits: np.ndarray,
+    calibration_grid_exits: np.ndarray,
+    calibration_grid_positions: np.ndarray,
+    calibration_grid_thresholds: np.ndarray,
+    split: bool,
+) -> tuple[np.ndarray, ...]:
+    kernel = _pairs_parallel if len(base_rows) >= PARALLEL_MIN_BASES else _pairs_serial
+    return kernel(
+        order,
+        calibration_sorted,
+        saver_prefix,
+        saver_calibration_prefix,
+        calibration_prefix,
+        boundary,
+        calibration_boundary,
+        sorted_confidence,
+        calibration_confidence,
+        lowest_calibration_threshold,
+        correct,
+        base_rows,
+        min_diffs,
+        calibration_min_diffs,
+        grid_exits,
+        calibration_grid_exits,
+        calibration_grid_positions,
+        calibration_grid_thresholds,
+        split,
+    )
+
+
+def _descending_order_impl(confidence):
+    """Indices of ``confidence`` (float32), largest first; ties in no particular order.
+
+    A least-significant-digit radix sort on the floats' bits (three passes of 11 bits), several
+    times faster than ``argsort`` for tens of thousands of samples. The bits are mapped so that
+    their unsigned order is the floats' order (sign flipped for positives, every bit for
+    negatives: -0.0 and 0.0 end up adjacent), then complemented for largest first.
+    """
+    n = confidence.shape[0]
+    bits = confidence.view(np.uint32)
+    keys = np.empty(n, dtype=np.uint32)
+    for i in range(n):
+        x = bits[i]
+        keys[i] = ~(x ^ np.uint32(0x80000000)) if x < np.uint32(0x80000000) else x
+    order = np.arange(n).astype(np.uint32)
+    spare = np.empty(n, dtype=np.uint32)
+    counts = np.empty(2049, dtype=np.int64)
+    for shift in (0, 11, 22):
+        counts[:] = 0
+        for i in range(n):
+            counts[((keys[order[i]] >> np.uint32(shift)) & np.uint32(2047)) + 1] += 1
+        for d in range(1, 2049):
+            counts[d] += counts[d - 1]
+        for i in range(n):
+            o = order[i]
+            d = (keys[o] >> np.uint32(shift)) & np.uint32(2047)
+            spare[counts[d]] = o
+            counts[d] += 1
+        order, spare = spare, order
+    return order
+
+
+_descending_order = numba.njit(cache=True, nogil=True)(_descending_order_impl)
+
+
+def descending_order(confidence: np.ndarray) -> np.ndarray:
+    """uint32 indices of the float32 ``confidence``, largest first (``argsort(-confidence)``
+    up to the order inside ties)."""
+    return _descending_order(np.ascontiguousarray(confidence, dtype=np.float32))

@@ -21,8 +21,6 @@ from search.engine import (
     PaperPoint,
     SaverOrder,
     Zoo,
-    confidence_order,
-    exits_above,
     min_correct_diff,
     saver_order_from,
     threshold_for_exits,
@@ -181,56 +179,80 @@ class SplitZoo:
         if part == "full":
             order = self._given_orders.pop(saver, None)
             if order is None:
-                order = confidence_order(zoo, saver)
+                from search.kernels import descending_order  # numba: compiled on first use
+
+                order = descending_order(zoo.confidence[saver])
             order = np.ascontiguousarray(order, dtype=np.uint32)
-        else:
-            # The full order restricted to the half's samples is the half's order.
-            full = self.order("full", saver).order
-            order = self._half_index[part][full[self._columns[part][full]]].astype(np.uint32)
-        return saver_order_from(zoo.confidence[saver], zoo.correct[saver], order)
+            return saver_order_from(zoo.confidence[saver], zoo.correct[saver], order)
+        # The full order restricted to the half's samples is the half's order: everything the
+        # half needs is read off the full order, without sorting or searching again.
+        full = self.order("full", saver)
+        in_half = self._columns[part][full.order]
+        sorted_confidence = full.sorted_confidence[in_half]
+        boundary = np.ones(len(sorted_confidence) + 1, dtype=np.bool_)
+        boundary[1:-1] = sorted_confidence[:-1] != sorted_confidence[1:]
+        return SaverOrder(
+            order=self._half_index[part][full.order[in_half]].astype(np.uint32),
+            sorted_confidence=sorted_confidence,
+            boundary=boundary,
+            saver_correct_sorted=full.saver_correct_sorted[in_half],
+            # A grid threshold's exits in the half: the half's samples among its full exits.
+            paper_grid_exits=_prefix(in_half)[full.paper_grid_exits],
+        )
 
     def saver_side(self, saver: int) -> SaverSide:
         """What ``saver`` brings to each of its pairs."""
+        full = self.order("full", saver)
         return SaverSide(
-            orders={part: self.order(part, saver) for part in PARTS},
+            orders={part: self.order(part, saver) for part in ("full", "calibration")},
             correct_counts={part: int(self.part(part).correct_counts[saver]) for part in PARTS},
             cost=float(self._costs[saver]),
+            calibration_sorted=(
+                self._columns["calibration"][full.order].view(np.uint8)
+                if self._columns
+                else np.ones(len(full.order), dtype=np.uint8)
+            ),
+            split=bool(self._columns),
         )
 
     def base_side(self, rows: Sequence[int] | np.ndarray, compact: bool = False) -> BaseSide:
         """The zoo's models at ``rows`` as bases: sharing the zoo's matrices (no copy), or with
         ``compact`` holding a copy of just their rows (what is sent to another process)."""
         rows = np.asarray(rows, dtype=np.int64)
-        parts = {part: self.part(part) for part in PARTS}
+        correct = self.full.correct
         return BaseSide(
             rows=np.arange(len(rows), dtype=np.int64) if compact else rows,
-            correct={
-                part: zoo.correct[rows] if compact else zoo.correct for part, zoo in parts.items()
-            },
-            correct_counts={part: zoo.correct_counts[rows] for part, zoo in parts.items()},
+            correct=correct[rows] if compact else correct,
+            correct_counts={part: self.part(part).correct_counts[rows] for part in PARTS},
             costs=self._costs[rows],
         )
 
 
 @dataclass(frozen=True)
 class SaverSide:
-    """One saver, as every pair it is in needs it: its order and correct count on each part
-    (``PARTS``), and its cost. Plain arrays: a remote task can receive it as it is."""
+    """One saver, as every pair it is in needs it: its order on every sample and on the
+    calibration half, which of its ordered samples are calibration samples (the evaluation half
+    is the rest: its order is the full order without them), its correct count on each part
+    (``PARTS``) and its cost. Plain arrays: a remote task can receive it as it is."""
 
-    orders: dict[str, SaverOrder]
+    orders: dict[str, SaverOrder]  # "full" and "calibration"
     correct_counts: dict[str, int]
     cost: float
+    #: uint8 (N,): 1 where the full order's sample is a calibration sample (all 1 when unsplit).
+    calibration_sorted: np.ndarray
+    split: bool  # False: too few samples, both halves are every sample
 
 
 @dataclass(frozen=True)
 class BaseSide:
-    """B bases: per part a correctness matrix (uint8, rows = models, columns = the part's samples)
-    and, shared by all parts, the bases' rows in those matrices; their correct counts per part
-    and their costs. A search over a whole zoo passes the zoo's matrices; a task holding a few
-    models' rows passes just those, with ``rows = arange(B)``."""
+    """B bases: a correctness matrix (uint8, rows = models, columns = every sample) and the
+    bases' rows in it, their correct counts per part (``PARTS``) and their costs. A search over a
+    whole zoo passes the zoo's matrix; a task holding a few models' rows passes just those, with
+    ``rows = arange(B)``. The halves need no matrix of their own: a saver's order says which of
+    its samples are calibration samples."""
 
     rows: np.ndarray  # int64 (B,)
-    correct: dict[str, np.ndarray]  # uint8 (M, N_part) per part
+    correct: np.ndarray  # uint8 (M, N)
     correct_counts: dict[str, np.ndarray]  # int64 (B,) per part
     costs: np.ndarray  # float64 (B,)
 
@@ -239,10 +261,7 @@ class BaseSide:
         """The bases of ``sides``, in order, as one side holding just their rows."""
         return cls(
             rows=np.arange(sum(len(side.rows) for side in sides), dtype=np.int64),
-            correct={
-                part: np.concatenate([side.correct[part][side.rows] for side in sides])
-                for part in PARTS
-            },
+            correct=np.concatenate([side.correct[side.rows] for side in sides]),
             correct_counts={
                 part: np.concatenate([side.correct_counts[part] for side in sides])
                 for part in PARTS
@@ -298,39 +317,6 @@ class _Scan:
     threshold: np.ndarray
 
 
-def _scan(saver: SaverSide, bases: BaseSide, part: str, budgets_cp: Sequence[int]) -> _Scan:
-    order = saver.orders[part]
-    n = len(order.order)
-    min_diffs = np.array([min_correct_diff(cp / 100, n) for cp in budgets_cp], dtype=np.int64)
-    loosest_first = np.argsort(min_diffs, kind="stable")
-    grid_exits = order.paper_grid_exits
-    distinct_exits, first_grid_index = np.unique(grid_exits, return_index=True)
-    from search.kernels import scan_pairs  # numba: imported (and compiled) on first use
-
-    exits, diff, match, paper_diff = scan_pairs(
-        order.order,
-        order.boundary,
-        order.saver_correct_sorted,
-        saver.correct_counts[part],
-        bases.correct[part],
-        bases.rows,
-        bases.correct_counts[part],
-        min_diffs[loosest_first],
-        distinct_exits,
-    )
-    given_order = np.argsort(loosest_first)
-    exits, diff = exits[:, given_order], diff[:, given_order]
-    # No crossing: the last grid point (its exits are the largest distinct count's).
-    grid_index = np.where(match >= 0, first_grid_index[match], len(PAPER_GRID) - 1)
-    return _Scan(
-        exits=np.column_stack([exits, grid_exits[grid_index]]),
-        diff=np.column_stack([diff, paper_diff]),
-        threshold=np.column_stack(
-            [threshold_for_exits(order, exits), PAPER_GRID_FLOAT32[grid_index]]
-        ),
-    )
-
-
 def _ratios(
     exits: np.ndarray, diff: np.ndarray, base_correct: np.ndarray, n: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -365,21 +351,87 @@ class _Counts:
 
 
 def _counts(saver: SaverSide, bases: BaseSide, budgets_cp: Sequence[int]) -> _Counts:
-    full = _scan(saver, bases, "full", budgets_cp)
-    calib = _scan(saver, bases, "calibration", budgets_cp)
-    evaluation = saver.orders["evaluation"]
-    thresholds = calib.threshold
-    eval_exits = exits_above(evaluation, thresholds.ravel()).reshape(thresholds.shape)
-    from search.kernels import diff_at_counts
-
-    eval_diff = diff_at_counts(
-        evaluation.order,
-        evaluation.saver_correct_sorted,
-        bases.correct["evaluation"],
-        bases.rows,
-        eval_exits,
+    full, calibration = saver.orders["full"], saver.orders["calibration"]
+    n, n_calibration = len(full.order), len(calibration.order)
+    # Loosest budget first: a stricter budget's answer is never above a looser one's.
+    loosest_first = np.argsort(-np.asarray(budgets_cp, dtype=np.int64), kind="stable")
+    drops = [budgets_cp[j] / 100 for j in loosest_first]
+    min_diffs = np.array([min_correct_diff(d, n) for d in drops], dtype=np.int64)
+    calibration_min_diffs = np.array(
+        [min_correct_diff(d, n_calibration) for d in drops], dtype=np.int64
     )
-    return _Counts(full, calib, eval_exits, eval_diff)
+    grid_exits, grid_first = np.unique(full.paper_grid_exits, return_index=True)
+    calib_grid_exits, calib_grid_first = np.unique(calibration.paper_grid_exits, return_index=True)
+    in_calibration = saver.calibration_sorted
+    saver_sorted = full.saver_correct_sorted
+    saver_prefix = _prefix(saver_sorted)
+    saver_calibration_prefix = _prefix(saver_sorted * in_calibration)
+    calibration_prefix = _prefix(in_calibration)
+    calibration_confidence = calibration.sorted_confidence
+    lowest = float(np.nextafter(calibration_confidence[-1], np.float32(-np.inf)))
+    from search.kernels import saver_pairs  # numba: imported (and compiled) on first use
+
+    (
+        exits,
+        diff,
+        calib_exits,
+        calib_diff,
+        match,
+        eval_exits,
+        eval_diff,
+    ) = saver_pairs(
+        full.order,
+        in_calibration,
+        saver_prefix,
+        saver_calibration_prefix,
+        calibration_prefix,
+        full.boundary,
+        calibration.boundary,
+        full.sorted_confidence,
+        calibration_confidence,
+        lowest,
+        bases.correct,
+        bases.rows,
+        min_diffs,
+        calibration_min_diffs,
+        grid_exits,
+        calib_grid_exits,
+        np.searchsorted(calibration_prefix, calib_grid_exits),
+        np.append(PAPER_GRID_FLOAT32[calib_grid_first], PAPER_GRID_FLOAT32[-1]),
+        saver.split,
+    )
+    # Back to the budgets' given order, the paper's column last.
+    columns = np.append(np.argsort(loosest_first), len(budgets_cp))
+    exits, diff = exits[:, columns], diff[:, columns]
+    calib_exits, calib_diff = calib_exits[:, columns], calib_diff[:, columns]
+    eval_exits, eval_diff = eval_exits[:, columns], eval_diff[:, columns]
+    # No crossing: the last grid point (its exits are the largest distinct count's).
+    last = len(PAPER_GRID) - 1
+    grid_index = np.where(match[:, 0] >= 0, grid_first[match[:, 0]], last)
+    calib_grid_index = np.where(match[:, 1] >= 0, calib_grid_first[match[:, 1]], last)
+    budget = slice(0, len(budgets_cp))
+    threshold = np.column_stack(
+        [threshold_for_exits(full, exits[:, budget]), PAPER_GRID_FLOAT32[grid_index]]
+    )
+    calib_threshold = np.column_stack(
+        [
+            threshold_for_exits(calibration, calib_exits[:, budget]),
+            PAPER_GRID_FLOAT32[calib_grid_index],
+        ]
+    )
+    return _Counts(
+        _Scan(exits, diff, threshold),
+        _Scan(calib_exits, calib_diff, calib_threshold),
+        eval_exits,
+        eval_diff,
+    )
+
+
+def _prefix(values: np.ndarray) -> np.ndarray:
+    """0 then the running sums of ``values`` (int64, N + 1)."""
+    prefix = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(values, out=prefix[1:])
+    return prefix
 
 
 def pair_columns(saver: SaverSide, bases: BaseSide, budgets_cp: Sequence[int]) -> PairColumns:
@@ -391,7 +443,8 @@ def pair_columns(saver: SaverSide, bases: BaseSide, budgets_cp: Sequence[int]) -
     thresholds = calib.threshold
     eval_exits, eval_diff = counts.evaluation_exits, counts.evaluation_diff
     cost_ratio = saver.cost / bases.costs
-    n, n_calib, n_eval = (len(saver.orders[part].order) for part in PARTS)
+    n, n_calib = len(saver.orders["full"].order), len(saver.orders["calibration"].order)
+    n_eval = n - n_calib if saver.split else n
     exit_ratio, accuracy, base_accuracy = _ratios(
         full.exits, full.diff, bases.correct_counts["full"], n
     )
