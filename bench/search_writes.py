@@ -126,14 +126,14 @@ def measure(url: str, num_models: int, measure_last: int) -> dict:
     for position, new in enumerate(order):
         pairs = pairs_of_newcomer(costs, order[:position], new)
         with sessions.begin() as session:
-            dataset = session.get(Dataset, dataset_id)
-            assert dataset is not None
+            stored = session.get(Dataset, dataset_id)
+            assert stored is not None
             began = time.perf_counter()
             rows = pair_rows(pairs, criteria, dataset_id, ids, costs, rng)
             built = time.perf_counter()
             upsert(session, PairResult, rows, key=PAIR_KEY)
             upserted = time.perf_counter()
-            update_best_savers(session, dataset, rows, set(), criteria)
+            update_best_savers(session, stored, rows, set(), criteria)
             bested = time.perf_counter()
         committed = time.perf_counter()
         if position >= num_models - measure_last:

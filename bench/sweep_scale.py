@@ -14,9 +14,11 @@ GPUs, one worker actor per GPU. What is modelled: each worker's evaluation, a
 real chunks; the node a worker belongs to (``--gpus-per-node`` consecutive workers share one
 record of the shards read); and with ``--pool sim`` the workers run as threads of this process
 (the same driver code against an in-process pool), for G beyond what one machine's processes
-hold. The driver's own costs are real and not scaled. The zoo: ``--models`` tags spread over
-timm's pretrained ImageNet-1k table (``bench/data/timm_in1k_zoo.csv``, ``python -m
-bench.zoo_table``), each shard 1,000 samples.
+hold. The driver's own costs are real and not scaled, and so is the search: ``answers_s``, from
+the first worker ready to the search process's answer for its last batch (every best saver
+stored), counts the search's real seconds against a makespan shortened by ``--time-scale``.
+The zoo: ``--models`` tags spread over timm's pretrained ImageNet-1k table
+(``bench/data/timm_in1k_zoo.csv``, ``python -m bench.zoo_table``), each shard 1,000 samples.
 """
 
 from __future__ import annotations
@@ -154,7 +156,7 @@ def driver_class(search_tail: bool):
 
         answered_at: float | None = None
 
-        @property  # type: ignore[override]
+        @property
         def seconds(self) -> float:
             return self._seconds
 
