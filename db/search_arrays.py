@@ -47,7 +47,7 @@ class SearchArrays:
     correct: np.ndarray  # uint8 (M, N): 1 where the model's top-1 class is the label
     confidence: np.ndarray  # float32 (M, N): the confidence signal
     order: np.ndarray  # uint32 (M, N): each row's samples most confident first
-    derived: tuple[int, ...]  # the model ids derived from their chunks this time (not stored)
+    derived: tuple[int, ...]  # the model ids derived from their chunks this time, then stored
 
 
 # ----- the blob: pure functions --------------------------------------------------------------
@@ -107,8 +107,8 @@ def load_search_arrays(
 
     ``labels``: the dataset's labels if the caller has them already (else they are read).
     ``out``: arrays of shape (M, N) to fill instead of new ones (its ``derived`` is ignored), so
-    that a caller with its own buffers copies nothing: on a 2-core VM a fresh 200 MB array costs
-    about as much to touch as all the blobs cost to read.
+    that a caller with its own buffers (a zoo with room to grow) copies nothing: on a small VM,
+    first touching a fresh 200 MB array can take longer than reading every stored blob.
     ``InputError`` as ``top1_predictions`` for a margin asked of a model stored with its top-1
     alone.
     """
