@@ -143,36 +143,16 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def driver_class(search_tail: bool):
-    """The product's driver, its search process timed (``AnsweredSearch``); without
+    """The product's driver (its search process notes when it last answered); without
     ``search_tail``, one that leaves the search of the last models when the last unit lands (the
     search still runs during the sweep, as always)."""
     from orchestrator.sweeps.driver import SweepDriver
     from orchestrator.sweeps.search_process import BackgroundSearch
 
-    class AnsweredSearch(BackgroundSearch):
-        """The product's search process; ``answered_at`` is when its last answer came, on the
-        driver's clock (``time.monotonic``). Each answer adds its search's time to
-        ``seconds``, so the setter notes the moment."""
-
-        answered_at: float | None = None
-
-        @property
-        def seconds(self) -> float:
-            return self._seconds
-
-        @seconds.setter
-        def seconds(self, value: float) -> None:
-            if hasattr(self, "_seconds"):  # an answer, not the handle's start
-                self.answered_at = time.monotonic()
-            self._seconds = value
-
-    class TimedDriver(SweepDriver):
-        search_class = AnsweredSearch
-
     if search_tail:
-        return TimedDriver
+        return SweepDriver
 
-    class LeftSearch(AnsweredSearch):
+    class LeftSearch(BackgroundSearch):
         def close(self) -> None:
             self.end_input()
             # No wait, and no search of the last models after the sweep's end: they would share
@@ -247,7 +227,7 @@ def figures_of(
     # Time to answers: from the first worker ready to the search process's answer for its last
     # batch (every base's best saver stored), on the same clock as the makespan. The search is
     # real and runs in real time: --time-scale shortens the GPUs' work, not the search's.
-    answered_at = getattr(driver.search, "answered_at", None)
+    answered_at = driver.search.answered_at
     answers_s = answered_at - driver.started - first_ready if answered_at else None
     necessary = (
         (

@@ -87,6 +87,7 @@ class BackgroundSearch:
         # Written by the answers' thread alone; the driver reads them (the bench while running).
         self.searched: set[int] = set()
         self.seconds = 0.0
+        self.answered_at: float | None = None  # time.monotonic() of the last answer
         self.error: str | None = None
         self._failing = threading.Lock()  # the first error is the one recorded
         self._send(
@@ -153,6 +154,7 @@ class BackgroundSearch:
                 continue
             self.searched.update(answer["searched"])
             self.seconds += answer["seconds"]
+            self.answered_at = time.monotonic()
             if answer["error"]:
                 self.fail(answer["error"], log=False)  # the child logged it
 
