@@ -145,14 +145,34 @@ def _count_above(sorted_confidence, threshold):
     return lo
 
 
+#: Positions between two stored counts of a base's walk: a read of D walks at most this many.
+STRIDE = 8
+#: Bases walked side by side: the saver's order is read once for all of them.
+LANES = 4
+
+
+def _counts_at(base_correct, order, calibration_sorted, right_at, calibration_at, lane, k):
+    """A base's right answers among the first ``k`` of the saver's order, in all and among
+    calibration samples: the counts stored at the stride below ``k``, then the few steps left."""
+    g = k // STRIDE
+    right = right_at[g, lane]
+    right_calibration = calibration_at[g, lane]
+    for i in range(g * STRIDE, k):
+        x = base_correct[order[i]]
+        right += x
+        right_calibration += x & calibration_sorted[i]
+    return right, right_calibration
+
+
 def _saver_pairs_impl(
     order,
     calibration_sorted,
     saver_prefix,
     saver_calibration_prefix,
     calibration_prefix,
-    boundary,
-    calibration_boundary,
+    boundary_below,
+    calibration_boundary_below,
+    calibration_position,
     sorted_confidence,
     calibration_confidence,
     lowest_calibration_threshold,
@@ -162,21 +182,21 @@ def _saver_pairs_impl(
     calibration_min_diffs,
     grid_exits,
     calibration_grid_exits,
-    calibration_grid_positions,
     calibration_grid_thresholds,
     split,
 ):
     """Every base's operating points on every sample, on the calibration half, and on the
     evaluation half at the calibration half's thresholds, from one walk per base.
 
-    Positions are prefixes of the saver's full order. The walk counts, at every position, the
-    base's right answers (``base_prefix``) and those among calibration samples; with the saver's
-    own counts (``saver_prefix``, ``saver_calibration_prefix``) that gives D on every sample and
-    on the calibration half at any position, and on the evaluation half as their difference (the
-    full order restricted to a half is that half's order). The half's exit count at a position is
-    ``calibration_prefix``. A threshold's exit set on any part is the prefix of the full order
-    above it. D moves by at most one per position, so the budget walks jump straight over the
-    positions that cannot reach their target.
+    Positions are prefixes of the saver's full order. The walk counts the base's right answers,
+    in all and among calibration samples, storing both every ``STRIDE`` positions; with the
+    saver's own counts (``saver_prefix``, ``saver_calibration_prefix``) that gives D on every
+    sample and on the calibration half at any position, and on the evaluation half as their
+    difference (the full order restricted to a half is that half's order). The half's exit
+    count at a position is ``calibration_prefix``. A threshold's exit set on any part is the
+    prefix of the full order above it. D moves by at most one per position, so the budget walks
+    jump straight over positions that cannot reach their target, and over the inside of ties
+    (``boundary_below``: the largest real exit set at or below each position).
     """
     n = order.shape[0]
     num_bases = base_rows.shape[0]
@@ -188,81 +208,138 @@ def _saver_pairs_impl(
     paper_match = np.full((num_bases, 2), -1, dtype=np.int64)  # on every sample, on calibration
     evaluation_exits = np.zeros((num_bases, num_budgets + 1), dtype=np.int64)
     evaluation_diff = np.zeros((num_bases, num_budgets + 1), dtype=np.int64)
-    for b in numba.prange(num_bases):
-        base_correct = correct[base_rows[b]]
-        base_prefix = np.empty(n + 1, dtype=np.int32)
-        base_calibration_prefix = np.empty(n + 1, dtype=np.int32)
-        right = 0
-        right_calibration = 0
-        base_prefix[0] = 0
-        base_calibration_prefix[0] = 0
-        for i in range(n):
-            x = base_correct[order[i]]
-            right += x
-            right_calibration += x & calibration_sorted[i]
-            base_prefix[i + 1] = right
-            base_calibration_prefix[i + 1] = right_calibration
-        # Budgets on every sample: the largest boundary with D >= target, loosest target first.
-        k = n
-        j = 0
-        while j < num_budgets:
-            d = saver_prefix[k] - base_prefix[k]
-            if d < min_diffs[j]:
-                k -= min_diffs[j] - d
-            elif boundary[k]:
-                exits[b, j] = k
-                diff[b, j] = d
-                j += 1
-            else:
-                k -= 1
-        # Budgets on the calibration half, walking the same positions.
-        k = n
-        j = 0
-        while j < num_budgets:
-            d = saver_calibration_prefix[k] - base_calibration_prefix[k]
-            if d < calibration_min_diffs[j]:
-                k -= calibration_min_diffs[j] - d
-            elif calibration_boundary[calibration_prefix[k]]:
-                calibration_exits[b, j] = calibration_prefix[k]
-                calibration_diff[b, j] = d
-                j += 1
-            else:
-                k -= 1
-        # Paper: the first distinct grid exit count with someone exiting and D < 0.
-        for g in range(grid_exits.shape[0]):
-            k = grid_exits[g]
-            d = saver_prefix[k] - base_prefix[k]
-            exits[b, num_budgets] = k
-            diff[b, num_budgets] = d
-            if k > 0 and d < 0:
-                paper_match[b, 0] = g
-                break
-        for g in range(calibration_grid_exits.shape[0]):
-            k = calibration_grid_positions[g]
-            d = saver_calibration_prefix[k] - base_calibration_prefix[k]
-            calibration_exits[b, num_budgets] = calibration_grid_exits[g]
-            calibration_diff[b, num_budgets] = d
-            if calibration_grid_exits[g] > 0 and d < 0:
-                paper_match[b, 1] = g
-                break
-        # Held out: each calibration threshold's exit set on the evaluation half.
-        for j in range(num_budgets + 1):
-            if j == num_budgets:
-                g = paper_match[b, 1]
-                threshold = calibration_grid_thresholds[g if g >= 0 else -1]
-            elif calibration_exits[b, j] < calibration_confidence.shape[0]:
-                threshold = np.float64(calibration_confidence[calibration_exits[b, j]])
-            else:
-                threshold = lowest_calibration_threshold
-            k = _count_above_compiled(sorted_confidence, threshold)
-            if split:
-                evaluation_exits[b, j] = k - calibration_prefix[k]
-                evaluation_diff[b, j] = (saver_prefix[k] - saver_calibration_prefix[k]) - (
-                    base_prefix[k] - base_calibration_prefix[k]
+    num_stored = n // STRIDE + 1
+    for group in numba.prange((num_bases + LANES - 1) // LANES):
+        first = group * LANES
+        # Missing lanes of the last group repeat its first base (their results are dropped).
+        row0 = correct[base_rows[first]]
+        row1 = correct[base_rows[min(first + 1, num_bases - 1)]]
+        row2 = correct[base_rows[min(first + 2, num_bases - 1)]]
+        row3 = correct[base_rows[min(first + 3, num_bases - 1)]]
+        right_at = np.empty((num_stored, LANES), dtype=np.int32)
+        calibration_at = np.empty((num_stored, LANES), dtype=np.int32)
+        r0 = r1 = r2 = r3 = 0
+        c0 = c1 = c2 = c3 = 0
+        for g in range(num_stored):
+            right_at[g, 0] = r0
+            right_at[g, 1] = r1
+            right_at[g, 2] = r2
+            right_at[g, 3] = r3
+            calibration_at[g, 0] = c0
+            calibration_at[g, 1] = c1
+            calibration_at[g, 2] = c2
+            calibration_at[g, 3] = c3
+            start = g * STRIDE
+            for step in range(min(STRIDE, n - start)):
+                i = start + step
+                o = order[i]
+                m = calibration_sorted[i]
+                x0 = row0[o]
+                x1 = row1[o]
+                x2 = row2[o]
+                x3 = row3[o]
+                r0 += x0
+                r1 += x1
+                r2 += x2
+                r3 += x3
+                c0 += x0 & m
+                c1 += x1 & m
+                c2 += x2 & m
+                c3 += x3 & m
+        for lane in range(min(LANES, num_bases - first)):
+            b = first + lane
+            row = correct[base_rows[b]]
+            # Budgets on every sample: the largest real exit set with D >= target, loosest
+            # target first (a stricter one's answer is never above).
+            k = n
+            j = 0
+            while j < num_budgets:
+                right, _ = _counts_at_compiled(
+                    row, order, calibration_sorted, right_at, calibration_at, lane, k
                 )
-            else:
-                evaluation_exits[b, j] = k
-                evaluation_diff[b, j] = saver_prefix[k] - base_prefix[k]
+                d = saver_prefix[k] - right
+                if d < min_diffs[j]:
+                    k = boundary_below[k - (min_diffs[j] - d)]
+                elif boundary_below[k] == k:
+                    exits[b, j] = k
+                    diff[b, j] = d
+                    j += 1
+                else:
+                    k = boundary_below[k]
+            # Budgets on the calibration half, over the same positions.
+            k = n
+            j = 0
+            while j < num_budgets:
+                _, right = _counts_at_compiled(
+                    row, order, calibration_sorted, right_at, calibration_at, lane, k
+                )
+                d = saver_calibration_prefix[k] - right
+                kc = calibration_prefix[k]
+                if d < calibration_min_diffs[j]:
+                    k -= calibration_min_diffs[j] - d
+                elif calibration_boundary_below[kc] == kc:
+                    calibration_exits[b, j] = kc
+                    calibration_diff[b, j] = d
+                    j += 1
+                else:
+                    k = calibration_position[calibration_boundary_below[kc]]
+            # Paper: the first distinct grid exit count with someone exiting and D < 0. From a
+            # count with D = d >= 0, D cannot turn negative within the next d samples: grid
+            # counts before then are passed without reading D.
+            last = grid_exits.shape[0] - 1
+            reachable = 0
+            for g in range(last + 1):
+                k = grid_exits[g]
+                if k < reachable and g < last:
+                    continue
+                right, _ = _counts_at_compiled(
+                    row, order, calibration_sorted, right_at, calibration_at, lane, k
+                )
+                d = saver_prefix[k] - right
+                exits[b, num_budgets] = k
+                diff[b, num_budgets] = d
+                if k > 0 and d < 0:
+                    paper_match[b, 0] = g
+                    break
+                reachable = k + d + 1
+            last = calibration_grid_exits.shape[0] - 1
+            reachable = 0
+            for g in range(last + 1):
+                kc = calibration_grid_exits[g]
+                if kc < reachable and g < last:
+                    continue
+                k = calibration_position[kc]
+                _, right = _counts_at_compiled(
+                    row, order, calibration_sorted, right_at, calibration_at, lane, k
+                )
+                d = saver_calibration_prefix[k] - right
+                calibration_exits[b, num_budgets] = kc
+                calibration_diff[b, num_budgets] = d
+                if kc > 0 and d < 0:
+                    paper_match[b, 1] = g
+                    break
+                reachable = kc + d + 1
+            # Held out: each calibration threshold's exit set on the evaluation half.
+            for j in range(num_budgets + 1):
+                if j == num_budgets:
+                    g = paper_match[b, 1]
+                    threshold = calibration_grid_thresholds[g if g >= 0 else -1]
+                elif calibration_exits[b, j] < calibration_confidence.shape[0]:
+                    threshold = np.float64(calibration_confidence[calibration_exits[b, j]])
+                else:
+                    threshold = lowest_calibration_threshold
+                k = _count_above_compiled(sorted_confidence, threshold)
+                right, right_calibration = _counts_at_compiled(
+                    row, order, calibration_sorted, right_at, calibration_at, lane, k
+                )
+                if split:
+                    evaluation_exits[b, j] = k - calibration_prefix[k]
+                    evaluation_diff[b, j] = (saver_prefix[k] - saver_calibration_prefix[k]) - (
+                        right - right_calibration
+                    )
+                else:
+                    evaluation_exits[b, j] = k
+                    evaluation_diff[b, j] = saver_prefix[k] - right
     return (
         exits,
         diff,
@@ -274,6 +351,7 @@ def _saver_pairs_impl(
     )
 
 
+_counts_at_compiled = numba.njit(cache=True, nogil=True, inline="always")(_counts_at)
 _count_above_compiled = numba.njit(cache=True, nogil=True, inline="always")(_count_above)
 _pairs_serial = numba.njit(cache=True, nogil=True)(_saver_pairs_impl)
 _pairs_parallel = numba.njit(parallel=True, cache=True, nogil=True)(_saver_pairs_impl)
@@ -285,8 +363,9 @@ def saver_pairs(
     saver_prefix: np.ndarray,
     saver_calibration_prefix: np.ndarray,
     calibration_prefix: np.ndarray,
-    boundary: np.ndarray,
-    calibration_boundary: np.ndarray,
+    boundary_below: np.ndarray,
+    calibration_boundary_below: np.ndarray,
+    calibration_position: np.ndarray,
     sorted_confidence: np.ndarray,
     calibration_confidence: np.ndarray,
     lowest_calibration_threshold: float,
@@ -296,7 +375,6 @@ def saver_pairs(
     calibration_min_diffs: np.ndarray,
     grid_exits: np.ndarray,
     calibration_grid_exits: np.ndarray,
-    calibration_grid_positions: np.ndarray,
     calibration_grid_thresholds: np.ndarray,
     split: bool,
 ) -> tuple[np.ndarray, ...]:
@@ -307,8 +385,9 @@ def saver_pairs(
         saver_prefix,
         saver_calibration_prefix,
         calibration_prefix,
-        boundary,
-        calibration_boundary,
+        boundary_below,
+        calibration_boundary_below,
+        calibration_position,
         sorted_confidence,
         calibration_confidence,
         lowest_calibration_threshold,
@@ -318,7 +397,6 @@ def saver_pairs(
         calibration_min_diffs,
         grid_exits,
         calibration_grid_exits,
-        calibration_grid_positions,
         calibration_grid_thresholds,
         split,
     )

@@ -385,8 +385,11 @@ def _counts(saver: SaverSide, bases: BaseSide, budgets_cp: Sequence[int]) -> _Co
         saver_prefix,
         saver_calibration_prefix,
         calibration_prefix,
-        full.boundary,
-        calibration.boundary,
+        _boundary_below(full.boundary),
+        _boundary_below(calibration.boundary),
+        # The first position with each calibration exit count: just after each calibration
+        # sample.
+        np.concatenate(([0], np.flatnonzero(in_calibration) + 1)),
         full.sorted_confidence,
         calibration_confidence,
         lowest,
@@ -396,7 +399,6 @@ def _counts(saver: SaverSide, bases: BaseSide, budgets_cp: Sequence[int]) -> _Co
         calibration_min_diffs,
         grid_exits,
         calib_grid_exits,
-        np.searchsorted(calibration_prefix, calib_grid_exits),
         np.append(PAPER_GRID_FLOAT32[calib_grid_first], PAPER_GRID_FLOAT32[-1]),
         saver.split,
     )
@@ -425,6 +427,12 @@ def _counts(saver: SaverSide, bases: BaseSide, budgets_cp: Sequence[int]) -> _Co
         eval_exits,
         eval_diff,
     )
+
+
+def _boundary_below(boundary: np.ndarray) -> np.ndarray:
+    """For each exit count, the largest real exit set at or below it (int64, N + 1)."""
+    positions = np.where(boundary, np.arange(len(boundary)), 0)
+    return np.maximum.accumulate(positions)
 
 
 def _prefix(values: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from search.engine import Zoo, sort_saver
+from search.kernels import descending_order
 from search.pairs import (
     COLUMNS,
     BaseSide,
@@ -194,3 +195,21 @@ def test_no_base_gives_empty_columns_and_no_rows():
     columns = pair_columns(zoos.saver_side(0), zoos.base_side([]), [0, 100])
     assert all(getattr(columns, name).shape == (0, 3) for name in COLUMNS)
     assert pair_rows(columns, [], 1, 7, "max_probability", None, criteria_of([0, 100])) == []
+
+
+@pytest.mark.parametrize(
+    "confidence",
+    [
+        np.random.default_rng(1).random(5000),
+        np.round(np.random.default_rng(2).random(5000), 2),  # heavy ties
+        np.array([0.0, -0.0, 1.0, 0.5, -1.0, 1e-40, -3e-41, 0.5, np.inf, -np.inf]),
+        np.array([0.25]),
+        np.array([]),
+    ],
+)
+def test_the_radix_order_sorts_as_argsort_does_up_to_ties(confidence):
+    confidence = confidence.astype(np.float32)
+    order = descending_order(confidence)
+    assert order.dtype == np.uint32
+    assert sorted(order.tolist()) == list(range(len(confidence)))
+    assert np.array_equal(confidence[order], confidence[np.argsort(-confidence)])
