@@ -2,7 +2,9 @@
 
 1. Engine: milliseconds per (base, saver) pair at N samples, amortised over a whole zoo (the sort
    of each saver's confidences included), for one budget, for the default budgets plus the paper
-   criterion, and for the full records the service stores (in-sample and held-out).
+   criterion, and for everything the service stores (in-sample and held-out): the per-record
+   path it once took (``tests.search.records_oracle``), the columns (``search.pairs``) and the
+   columns with their row dicts. Then the same with numba on one thread, as a ratio.
 2. Service: seconds to add one model to zoos of 100 and 1,000 models whose predictions are in an
    SQLite database (``--database-url`` for another), warm (a long-lived process that already holds
    the zoo) and cold (a new process that first reads the zoo); and the zoo's load alone, from the
@@ -32,7 +34,6 @@ from search.pairs import (
     criteria_of,
     pair_columns,
     pair_rows,
-    saver_records,
 )
 from search.synthetic import make_zoo
 
@@ -157,8 +158,8 @@ def service_add_one_model(num_models: int, num_samples: int, database_url: str |
         search.warm(session, dataset)
         # Load (or compile) the kernels, as a long-lived service would have done already.
         warm_kernels = SplitZoo(_zoo(30, 1000), calibration_mask([f"{i}" for i in range(1000)]))
-        saver_records(warm_kernels, 0, [1], BUDGETS_CP)
-        saver_records(warm_kernels, 0, np.arange(1, 30), BUDGETS_CP)
+        for warm_bases in ([1], np.arange(1, 30)):  # the serial and the parallel kernel
+            pair_columns(warm_kernels.saver_side(0), warm_kernels.base_side(warm_bases), BUDGETS_CP)
     warm_up = time.perf_counter() - start
     with sessions.begin() as session:
         dataset = session.scalars(select(Dataset).where(Dataset.name == dataset_name)).one()

@@ -148,7 +148,7 @@ def _count_above(sorted_confidence, threshold):
 #: Positions between two stored counts of a base's walk: a read of D walks at most this many.
 STRIDE = 8
 #: Bases walked side by side: the saver's order is read once for all of them.
-LANES = 4
+LANES = 8
 
 
 def _counts_at(base_correct, order, calibration_sorted, right_at, calibration_at, lane, k):
@@ -211,41 +211,35 @@ def _saver_pairs_impl(
     num_stored = n // STRIDE + 1
     for group in numba.prange((num_bases + LANES - 1) // LANES):
         first = group * LANES
-        # Missing lanes of the last group repeat its first base (their results are dropped).
-        row0 = correct[base_rows[first]]
-        row1 = correct[base_rows[min(first + 1, num_bases - 1)]]
-        row2 = correct[base_rows[min(first + 2, num_bases - 1)]]
-        row3 = correct[base_rows[min(first + 3, num_bases - 1)]]
+        lanes = min(LANES, num_bases - first)
+        # The group's correctness side by side: byte ``lane`` of ``packed[i]`` is the lane's
+        # base's on sample i. One read of it per position counts all lanes at once; a lane
+        # counts at most STRIDE between two stores, so no byte overflows.
+        packed = np.zeros(n, dtype=np.uint64)
+        for lane in range(lanes):
+            row = correct[base_rows[first + lane]]
+            shift = np.uint64(8 * lane)
+            for i in range(n):
+                packed[i] |= np.uint64(row[i]) << shift
         right_at = np.empty((num_stored, LANES), dtype=np.int32)
         calibration_at = np.empty((num_stored, LANES), dtype=np.int32)
-        r0 = r1 = r2 = r3 = 0
-        c0 = c1 = c2 = c3 = 0
+        wide = np.zeros(LANES, dtype=np.int32)
+        wide_calibration = np.zeros(LANES, dtype=np.int32)
         for g in range(num_stored):
-            right_at[g, 0] = r0
-            right_at[g, 1] = r1
-            right_at[g, 2] = r2
-            right_at[g, 3] = r3
-            calibration_at[g, 0] = c0
-            calibration_at[g, 1] = c1
-            calibration_at[g, 2] = c2
-            calibration_at[g, 3] = c3
             start = g * STRIDE
+            right = np.uint64(0)
+            right_calibration = np.uint64(0)
             for step in range(min(STRIDE, n - start)):
                 i = start + step
-                o = order[i]
-                m = calibration_sorted[i]
-                x0 = row0[o]
-                x1 = row1[o]
-                x2 = row2[o]
-                x3 = row3[o]
-                r0 += x0
-                r1 += x1
-                r2 += x2
-                r3 += x3
-                c0 += x0 & m
-                c1 += x1 & m
-                c2 += x2 & m
-                c3 += x3 & m
+                x = packed[order[i]]
+                right += x
+                right_calibration += x & (np.uint64(0) - np.uint64(calibration_sorted[i]))
+            for lane in range(LANES):
+                right_at[g, lane] = wide[lane]
+                calibration_at[g, lane] = wide_calibration[lane]
+                shift = np.uint64(8 * lane)
+                wide[lane] += np.int32((right >> shift) & np.uint64(255))
+                wide_calibration[lane] += np.int32((right_calibration >> shift) & np.uint64(255))
         for lane in range(min(LANES, num_bases - first)):
             b = first + lane
             row = correct[base_rows[b]]
@@ -441,3 +435,47 @@ def descending_order(confidence: np.ndarray) -> np.ndarray:
     """uint32 indices of the float32 ``confidence``, largest first (``argsort(-confidence)``
     up to the order inside ties)."""
     return _descending_order(np.ascontiguousarray(confidence, dtype=np.float32))
+
+
+def _saver_walk_arrays_impl(saver_correct_sorted, calibration_sorted, boundary, calib_boundary):
+    """What every walk of one saver reads, by position of its full order (see ``saver_pairs``)."""
+    n = saver_correct_sorted.shape[0]
+    n_calibration = calib_boundary.shape[0] - 1
+    saver_prefix = np.zeros(n + 1, dtype=np.int64)
+    saver_calibration_prefix = np.zeros(n + 1, dtype=np.int64)
+    calibration_prefix = np.zeros(n + 1, dtype=np.int64)
+    calibration_position = np.zeros(n_calibration + 1, dtype=np.int64)
+    boundary_below = np.zeros(n + 1, dtype=np.int64)
+    calibration_boundary_below = np.zeros(n_calibration + 1, dtype=np.int64)
+    right = right_calibration = seen = 0
+    for i in range(n):
+        m = calibration_sorted[i]
+        right += saver_correct_sorted[i]
+        right_calibration += saver_correct_sorted[i] * m
+        seen += m
+        saver_prefix[i + 1] = right
+        saver_calibration_prefix[i + 1] = right_calibration
+        calibration_prefix[i + 1] = seen
+        if m:
+            calibration_position[seen] = i + 1
+    below = 0
+    for k in range(n + 1):
+        if boundary[k]:
+            below = k
+        boundary_below[k] = below
+    below = 0
+    for k in range(n_calibration + 1):
+        if calib_boundary[k]:
+            below = k
+        calibration_boundary_below[k] = below
+    return (
+        saver_prefix,
+        saver_calibration_prefix,
+        calibration_prefix,
+        calibration_position,
+        boundary_below,
+        calibration_boundary_below,
+    )
+
+
+saver_walk_arrays = numba.njit(cache=True, nogil=True)(_saver_walk_arrays_impl)

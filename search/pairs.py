@@ -363,14 +363,20 @@ def _counts(saver: SaverSide, bases: BaseSide, budgets_cp: Sequence[int]) -> _Co
     grid_exits, grid_first = np.unique(full.paper_grid_exits, return_index=True)
     calib_grid_exits, calib_grid_first = np.unique(calibration.paper_grid_exits, return_index=True)
     in_calibration = saver.calibration_sorted
-    saver_sorted = full.saver_correct_sorted
-    saver_prefix = _prefix(saver_sorted)
-    saver_calibration_prefix = _prefix(saver_sorted * in_calibration)
-    calibration_prefix = _prefix(in_calibration)
+    from search.kernels import saver_pairs, saver_walk_arrays  # numba: compiled on first use
+
+    (
+        saver_prefix,
+        saver_calibration_prefix,
+        calibration_prefix,
+        calibration_position,
+        boundary_below,
+        calibration_boundary_below,
+    ) = saver_walk_arrays(
+        full.saver_correct_sorted, in_calibration, full.boundary, calibration.boundary
+    )
     calibration_confidence = calibration.sorted_confidence
     lowest = float(np.nextafter(calibration_confidence[-1], np.float32(-np.inf)))
-    from search.kernels import saver_pairs  # numba: imported (and compiled) on first use
-
     (
         exits,
         diff,
@@ -385,11 +391,9 @@ def _counts(saver: SaverSide, bases: BaseSide, budgets_cp: Sequence[int]) -> _Co
         saver_prefix,
         saver_calibration_prefix,
         calibration_prefix,
-        _boundary_below(full.boundary),
-        _boundary_below(calibration.boundary),
-        # The first position with each calibration exit count: just after each calibration
-        # sample.
-        np.concatenate(([0], np.flatnonzero(in_calibration) + 1)),
+        boundary_below,
+        calibration_boundary_below,
+        calibration_position,
         full.sorted_confidence,
         calibration_confidence,
         lowest,
@@ -427,12 +431,6 @@ def _counts(saver: SaverSide, bases: BaseSide, budgets_cp: Sequence[int]) -> _Co
         eval_exits,
         eval_diff,
     )
-
-
-def _boundary_below(boundary: np.ndarray) -> np.ndarray:
-    """For each exit count, the largest real exit set at or below it (int64, N + 1)."""
-    positions = np.where(boundary, np.arange(len(boundary)), 0)
-    return np.maximum.accumulate(positions)
 
 
 def _prefix(values: np.ndarray) -> np.ndarray:
