@@ -479,3 +479,33 @@ def _saver_walk_arrays_impl(saver_correct_sorted, calibration_sorted, boundary, 
 
 
 saver_walk_arrays = numba.njit(cache=True, nogil=True)(_saver_walk_arrays_impl)
+
+
+def _half_order_impl(order, sorted_confidence, saver_correct_sorted, in_half, half_index):
+    """A half's order read off the saver's full order (the full order restricted to the half):
+    its sample indices inside the half, confidences, saver correctness and real exit sets, and
+    for each full position how many of the first samples are the half's (N + 1)."""
+    n = order.shape[0]
+    size = 0
+    for i in range(n):
+        size += in_half[order[i]]
+    half_order = np.empty(size, dtype=np.uint32)
+    half_confidence = np.empty(size, dtype=np.float32)
+    half_correct = np.empty(size, dtype=np.int8)
+    boundary = np.ones(size + 1, dtype=np.bool_)
+    seen = np.zeros(n + 1, dtype=np.int64)
+    k = 0
+    for i in range(n):
+        o = order[i]
+        if in_half[o]:
+            half_order[k] = half_index[o]
+            half_confidence[k] = sorted_confidence[i]
+            half_correct[k] = saver_correct_sorted[i]
+            if k > 0:
+                boundary[k] = half_confidence[k - 1] != half_confidence[k]
+            k += 1
+        seen[i + 1] = k
+    return half_order, half_confidence, half_correct, boundary, seen
+
+
+half_order = numba.njit(cache=True, nogil=True)(_half_order_impl)

@@ -187,17 +187,22 @@ class SplitZoo:
         # The full order restricted to the half's samples is the half's order: everything the
         # half needs is read off the full order, without sorting or searching again.
         full = self.order("full", saver)
-        in_half = self._columns[part][full.order]
-        sorted_confidence = full.sorted_confidence[in_half]
-        boundary = np.ones(len(sorted_confidence) + 1, dtype=np.bool_)
-        boundary[1:-1] = sorted_confidence[:-1] != sorted_confidence[1:]
+        from search.kernels import half_order
+
+        order, sorted_confidence, saver_correct, boundary, seen = half_order(
+            full.order,
+            full.sorted_confidence,
+            full.saver_correct_sorted,
+            self._columns[part].view(np.uint8),
+            self._half_index[part],
+        )
         return SaverOrder(
-            order=self._half_index[part][full.order[in_half]].astype(np.uint32),
+            order=order,
             sorted_confidence=sorted_confidence,
             boundary=boundary,
-            saver_correct_sorted=full.saver_correct_sorted[in_half],
+            saver_correct_sorted=saver_correct,
             # A grid threshold's exits in the half: the half's samples among its full exits.
-            paper_grid_exits=_prefix(in_half)[full.paper_grid_exits],
+            paper_grid_exits=seen[full.paper_grid_exits],
         )
 
     def saver_side(self, saver: int) -> SaverSide:
