@@ -507,20 +507,25 @@ def pair_rows(
     criteria: Sequence[tuple[str, int]],
 ) -> list[dict]:
     """The ``pair_results`` rows of ``columns`` (``criteria`` as ``criteria_of`` gives them)."""
-    keys = [(base_id, criterion, cp) for base_id in base_ids for criterion, cp in criteria]
-    return [
-        {
-            "dataset_id": dataset_id,
-            "confidence": confidence,
-            "base_id": base_id,
-            "saver_id": saver_id,
-            "criterion": criterion,
-            "max_drop_centipoints": cp,
-            **dict(zip(COLUMNS, values, strict=True)),
-            "computed_at": now,
-        }
-        for (base_id, criterion, cp), values in zip(keys, row_values(columns), strict=True)
-    ]
+    keys = (
+        "dataset_id",
+        "confidence",
+        "base_id",
+        "saver_id",
+        "criterion",
+        "max_drop_centipoints",
+        *COLUMNS,
+        "computed_at",
+    )
+    values = row_values(columns)
+    rows = []
+    at = 0
+    for base_id in base_ids:
+        for criterion, cp in criteria:
+            head = (dataset_id, confidence, base_id, saver_id, criterion, cp)
+            rows.append(dict(zip(keys, (*head, *values[at], now), strict=True)))
+            at += 1
+    return rows
 
 
 def saver_records(
