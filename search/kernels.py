@@ -209,18 +209,33 @@ def _saver_pairs_impl(
     evaluation_exits = np.zeros((num_bases, num_budgets + 1), dtype=np.int64)
     evaluation_diff = np.zeros((num_bases, num_budgets + 1), dtype=np.int64)
     num_stored = n // STRIDE + 1
+    nothing = np.zeros(n, dtype=np.uint8)  # the rows of a last group's missing lanes
     for group in numba.prange((num_bases + LANES - 1) // LANES):
         first = group * LANES
         lanes = min(LANES, num_bases - first)
         # The group's correctness side by side: byte ``lane`` of ``packed[i]`` is the lane's
         # base's on sample i. One read of it per position counts all lanes at once; a lane
         # counts at most STRIDE between two stores, so no byte overflows.
-        packed = np.zeros(n, dtype=np.uint64)
-        for lane in range(lanes):
-            row = correct[base_rows[first + lane]]
-            shift = np.uint64(8 * lane)
-            for i in range(n):
-                packed[i] |= np.uint64(row[i]) << shift
+        r0 = correct[base_rows[first]]
+        r1 = correct[base_rows[first + 1]] if lanes > 1 else nothing
+        r2 = correct[base_rows[first + 2]] if lanes > 2 else nothing
+        r3 = correct[base_rows[first + 3]] if lanes > 3 else nothing
+        r4 = correct[base_rows[first + 4]] if lanes > 4 else nothing
+        r5 = correct[base_rows[first + 5]] if lanes > 5 else nothing
+        r6 = correct[base_rows[first + 6]] if lanes > 6 else nothing
+        r7 = correct[base_rows[first + 7]] if lanes > 7 else nothing
+        packed = np.empty(n, dtype=np.uint64)
+        for i in range(n):
+            packed[i] = (
+                np.uint64(r0[i])
+                | (np.uint64(r1[i]) << np.uint64(8))
+                | (np.uint64(r2[i]) << np.uint64(16))
+                | (np.uint64(r3[i]) << np.uint64(24))
+                | (np.uint64(r4[i]) << np.uint64(32))
+                | (np.uint64(r5[i]) << np.uint64(40))
+                | (np.uint64(r6[i]) << np.uint64(48))
+                | (np.uint64(r7[i]) << np.uint64(56))
+            )
         right_at = np.empty((num_stored, LANES), dtype=np.int32)
         calibration_at = np.empty((num_stored, LANES), dtype=np.int32)
         wide = np.zeros(LANES, dtype=np.int32)
