@@ -3,6 +3,11 @@
 After an update has stored new pair rows, each affected (base, criterion, budget) group compares
 its new candidates with its stored best. Only a group whose stored best was itself recomputed (it
 may have got worse) or whose base lost pairs reads all of its stored pairs again.
+
+Candidates are plain tuples, and a saver's cost and name (the last two ranking rules) become one
+integer, its place among the savers involved: the keys order the candidates exactly as
+``search.selection.rank_key`` orders them, for a fraction of its cost, which an update pays for
+every new row.
 """
 
 from __future__ import annotations
@@ -10,51 +15,63 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from sqlalchemy import Connection, delete, select
 from sqlalchemy.orm import Session
 
 from db.models import BestSaver, Dataset, Model, PairResult, utc_now
 from db.upsert import upsert
-from search.criteria import MAX_PROBABILITY
-from search.selection import rank_key
+from search.criteria import BUDGET, MAX_PROBABILITY, PAPER
+from search.selection import SAVING_DECIMALS
 
 IN_SAMPLE = "in_sample"
 HOLDOUT = "holdout"
 SELECTIONS = (IN_SAMPLE, HOLDOUT)
 BEST_KEY = ("dataset_id", "base_id", "criterion", "max_drop_centipoints", "selection", "confidence")
-# What best-saver selection reads of a stored pair.
+# What best-saver selection reads of a stored pair, in the order of a candidate's tuple.
 RANKED_COLUMNS = (
-    PairResult.id,
-    PairResult.base_id,
     PairResult.saver_id,
-    PairResult.criterion,
-    PairResult.max_drop_centipoints,
     PairResult.saving,
     PairResult.accuracy,
     PairResult.holdout_calibration_saving,
     PairResult.holdout_calibration_accuracy,
 )
+_GROUP_OF = itemgetter("base_id", "criterion", "max_drop_centipoints")
+_CANDIDATE_OF = itemgetter(*(column.key for column in RANKED_COLUMNS))
+# Where a selection's saving and accuracy sit in a candidate's tuple.
+_SAVING_AND_ACCURACY = {IN_SAMPLE: (1, 2), HOLDOUT: (3, 4)}
 
 Group = tuple[int, str, int]  # (base id, criterion, max drop in centipoints)
+Candidate = tuple  # (saver id, saving, accuracy, calibration saving, calibration accuracy)
 
 
 class Ranking:
-    """Sort keys of pair rows under a selection: in-sample numbers, or the calibration half's."""
+    """Sort keys of candidates under a selection (in-sample numbers, or the calibration half's),
+    ordered as ``search.selection.rank_key`` orders them.
 
-    def __init__(self, connection: Connection) -> None:
-        self.costs, self.names = {}, {}
-        for model_id, gmacs, name in connection.execute(select(Model.id, Model.gmacs, Model.name)):
-            self.costs[model_id], self.names[model_id] = gmacs, name
+    A saver's cost and name enter ``rank_key`` only as its last two rules; their order among the
+    savers involved (names are unique) is one integer that sorts the same way."""
 
-    def key(self, row: dict, selection: str) -> tuple:
-        held_out = selection == HOLDOUT
-        return rank_key(
-            row["criterion"],
-            row["holdout_calibration_saving" if held_out else "saving"],
-            row["holdout_calibration_accuracy" if held_out else "accuracy"],
-            self.costs[row["saver_id"]],
-            self.names[row["saver_id"]],
+    def __init__(self, connection: Connection, saver_ids: Iterable[int]) -> None:
+        savers = []
+        for chunk in _chunks(sorted(set(saver_ids))):
+            query = select(Model.gmacs, Model.name, Model.id).where(Model.id.in_(chunk))
+            savers.extend(tuple(row) for row in connection.execute(query))
+        self.place = {saver_id: place for place, (*_, saver_id) in enumerate(sorted(savers))}
+
+    def key_function(self, criterion: str, selection: str):
+        """The sort key of a candidate of ``criterion`` under ``selection``, best first."""
+        saving_at, accuracy_at = _SAVING_AND_ACCURACY[selection]
+        place = self.place
+        if criterion == PAPER:
+            return lambda c: (-c[saving_at], place[c[0]])
+        if criterion != BUDGET:
+            raise ValueError(f"criterion must be {BUDGET!r} or {PAPER!r}, not {criterion!r}")
+        return lambda c: (
+            -round(c[saving_at], SAVING_DECIMALS),
+            -c[accuracy_at],
+            place[c[0]],
         )
 
 
@@ -69,9 +86,9 @@ def update_best_savers(
     """Bring the best savers of every group touched by ``rows`` (pairs of one confidence signal)
     up to date; returns the changes."""
     connection = session.connection()  # Core rows: no ORM bookkeeping for plain reads
-    candidates: dict[Group, list[dict]] = defaultdict(list)
-    for row in rows:
-        candidates[(row["base_id"], row["criterion"], row["max_drop_centipoints"])].append(row)
+    candidates: dict[Group, list[Candidate]] = defaultdict(list)
+    for group, candidate in zip(map(_GROUP_OF, rows), map(_CANDIDATE_OF, rows), strict=True):
+        candidates[group].append(candidate)
     for base_id in reread_bases:
         for criterion, cp in criterion_keys:
             candidates.setdefault((base_id, criterion, cp), [])
@@ -79,23 +96,23 @@ def update_best_savers(
     stored = _stored_best(connection, scope, {group[0] for group in candidates})
     stale = _stale_groups(candidates, stored, reread_bases)
     reread = _pair_rows(connection, scope, stale)
-    ranking = Ranking(connection)
+    savers = {row["saver_id"] for row in rows}
+    savers.update(candidate[0] for pool in reread.values() for candidate in pool)
+    savers.update(current[0] for current in stored.values())
+    ranking = Ranking(connection, savers)
     writes, emptied = [], []
-    for group, new_rows in candidates.items():
-        pool = reread[group] if group in stale else new_rows
+    for group, new_candidates in candidates.items():
+        pool = reread[group] if group in stale else new_candidates
         if not pool:
             emptied.append(group)  # no candidate left: the base has no saver
             continue
         for selection in SELECTIONS:
-            best = min(pool, key=lambda row, s=selection: ranking.key(row, s))
+            key = ranking.key_function(group[1], selection)
+            best = pool[0] if len(pool) == 1 else min(pool, key=key)
             current = stored.get((*group, selection))
-            if current is None or current["saver_id"] != best["saver_id"]:
-                if (
-                    group in stale
-                    or current is None
-                    or (ranking.key(best, selection) < ranking.key(current, selection))
-                ):
-                    writes.append((group, selection, best["saver_id"]))
+            if current is None or current[0] != best[0]:
+                if group in stale or current is None or key(best) < key(current):
+                    writes.append((group, selection, best[0]))
     _delete_best(session, scope, emptied)
     _write_best(session, connection, scope, writes)
     return len(writes) + len(emptied)
@@ -116,14 +133,16 @@ class _Scope:
 
 
 def _stale_groups(
-    candidates: dict[Group, list[dict]], stored: dict[tuple, dict], reread_bases: set[int]
+    candidates: dict[Group, list[Candidate]], stored: dict[tuple, Candidate], reread_bases: set[int]
 ) -> set[Group]:
     """Groups whose stored best may have got worse: compare against all their pairs."""
     stale = set()
-    for group, new_rows in candidates.items():
-        recomputed = {row["saver_id"] for row in new_rows}
-        current = {stored[(*group, s)]["saver_id"] for s in SELECTIONS if (*group, s) in stored}
-        if group[0] in reread_bases or current & recomputed:
+    for group, new_candidates in candidates.items():
+        if group[0] in reread_bases:
+            stale.add(group)
+            continue
+        current = {stored[(*group, s)][0] for s in SELECTIONS if (*group, s) in stored}
+        if current and any(candidate[0] in current for candidate in new_candidates):
             stale.add(group)
     return stale
 
@@ -135,30 +154,39 @@ def _chunks(values: list, size: int = 500) -> Iterable[list]:
 
 
 def _stored_best(connection: Connection, scope: _Scope, base_ids: set[int]) -> dict:
-    """Current best pair rows, by (base, criterion, max drop, selection)."""
+    """Current best candidates, by (base, criterion, max drop, selection)."""
     stored = {}
     for chunk in _chunks(sorted(base_ids)):
         query = (
-            select(BestSaver.selection, *RANKED_COLUMNS)
+            select(
+                PairResult.base_id,
+                PairResult.criterion,
+                PairResult.max_drop_centipoints,
+                BestSaver.selection,
+                *RANKED_COLUMNS,
+            )
             .join(PairResult, PairResult.id == BestSaver.pair_id)
             .where(*scope.best(), BestSaver.base_id.in_(chunk))
         )
-        for row in connection.execute(query).mappings():
-            pair = dict(row)
-            group = (pair["base_id"], pair["criterion"], pair["max_drop_centipoints"])
-            stored[(*group, pair.pop("selection"))] = pair
+        for row in connection.execute(query):
+            stored[tuple(row[:4])] = tuple(row[4:])
     return stored
 
 
 def _pair_rows(connection: Connection, scope: _Scope, groups: set[Group]) -> dict:
-    """All stored pair rows of the given groups."""
+    """All stored candidates of the given groups."""
     found = defaultdict(list)
     for chunk in _chunks(sorted({group[0] for group in groups})):
-        query = select(*RANKED_COLUMNS).where(*scope.pairs(), PairResult.base_id.in_(chunk))
-        for row in connection.execute(query).mappings():
-            group = (row["base_id"], row["criterion"], row["max_drop_centipoints"])
+        query = select(
+            PairResult.base_id,
+            PairResult.criterion,
+            PairResult.max_drop_centipoints,
+            *RANKED_COLUMNS,
+        ).where(*scope.pairs(), PairResult.base_id.in_(chunk))
+        for row in connection.execute(query):
+            group = tuple(row[:3])
             if group in groups:
-                found[group].append(dict(row))
+                found[group].append(tuple(row[3:]))
     return found
 
 
