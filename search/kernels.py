@@ -210,12 +210,19 @@ def _saver_pairs_impl(
     evaluation_diff = np.zeros((num_bases, num_budgets + 1), dtype=np.int64)
     num_stored = n // STRIDE + 1
     nothing = np.zeros(n, dtype=np.uint8)  # the rows of a last group's missing lanes
+    # Bit ``lane`` of a byte spread to byte ``lane`` of a uint64: all lanes counted by one add.
+    spread = np.zeros(256, dtype=np.uint64)
+    for value in range(256):
+        for lane in range(LANES):
+            if (value >> lane) & 1:
+                spread[value] |= np.uint64(1) << np.uint64(8 * lane)
     for group in numba.prange((num_bases + LANES - 1) // LANES):
         first = group * LANES
         lanes = min(LANES, num_bases - first)
-        # The group's correctness side by side: byte ``lane`` of ``packed[i]`` is the lane's
-        # base's on sample i. One read of it per position counts all lanes at once; a lane
-        # counts at most STRIDE between two stores, so no byte overflows.
+        # The group's correctness side by side: bit ``lane`` of ``packed[i]`` is the lane's
+        # base's on sample i (a small array, read at random). ``spread`` turns it into one byte
+        # per lane, so one add per position counts all lanes at once; a lane counts at most
+        # STRIDE between two stores, so no byte overflows.
         r0 = correct[base_rows[first]]
         r1 = correct[base_rows[first + 1]] if lanes > 1 else nothing
         r2 = correct[base_rows[first + 2]] if lanes > 2 else nothing
@@ -224,17 +231,17 @@ def _saver_pairs_impl(
         r5 = correct[base_rows[first + 5]] if lanes > 5 else nothing
         r6 = correct[base_rows[first + 6]] if lanes > 6 else nothing
         r7 = correct[base_rows[first + 7]] if lanes > 7 else nothing
-        packed = np.empty(n, dtype=np.uint64)
+        packed = np.empty(n, dtype=np.uint8)
         for i in range(n):
             packed[i] = (
-                np.uint64(r0[i])
-                | (np.uint64(r1[i]) << np.uint64(8))
-                | (np.uint64(r2[i]) << np.uint64(16))
-                | (np.uint64(r3[i]) << np.uint64(24))
-                | (np.uint64(r4[i]) << np.uint64(32))
-                | (np.uint64(r5[i]) << np.uint64(40))
-                | (np.uint64(r6[i]) << np.uint64(48))
-                | (np.uint64(r7[i]) << np.uint64(56))
+                r0[i]
+                | (r1[i] << 1)
+                | (r2[i] << 2)
+                | (r3[i] << 3)
+                | (r4[i] << 4)
+                | (r5[i] << 5)
+                | (r6[i] << 6)
+                | (r7[i] << 7)
             )
         right_at = np.empty((num_stored, LANES), dtype=np.int32)
         calibration_at = np.empty((num_stored, LANES), dtype=np.int32)
@@ -246,7 +253,7 @@ def _saver_pairs_impl(
             right_calibration = np.uint64(0)
             for step in range(min(STRIDE, n - start)):
                 i = start + step
-                x = packed[order[i]]
+                x = spread[packed[order[i]]]
                 right += x
                 right_calibration += x & (np.uint64(0) - np.uint64(calibration_sorted[i]))
             for lane in range(LANES):
