@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from cluster.errors import InputError
 from db.models import Dataset, Model, ModelScore, PairResult, PredictionChunk, utc_now
-from db.queries import complete_model_ids, dataset_samples, lock_dataset_search, top1_predictions
+from db.queries import complete_model_ids, dataset_samples, lock_dataset_search
+from db.search_arrays import load_search_arrays
 from db.upsert import upsert
 from search.best import update_best_savers
 from search.criteria import BUDGET, MAX_PROBABILITY, PAPER
@@ -195,11 +196,12 @@ class SaverSearch:
         if cached is None or set(reload) & known or known - set(complete):
             samples = dataset_samples(session, dataset)
             calibration = calibration_mask(samples.keys, dataset.holdout_fraction)
-            zoo = _zoo_of(session, dataset, complete, samples.labels, confidence)
-            cached = CachedZoo(list(complete), SplitZoo(zoo, calibration), 0)
+            zoo, orders = _zoo_of(session, dataset, complete, samples.labels, confidence)
+            cached = CachedZoo(list(complete), SplitZoo(zoo, calibration, orders), 0)
         elif new := [m for m in complete if m not in known]:
             labels = dataset_samples(session, dataset).labels
-            cached.zoos.add(_zoo_of(session, dataset, new, labels, confidence))
+            zoo, orders = _zoo_of(session, dataset, new, labels, confidence)
+            cached.zoos.add(zoo, orders)
             cached.model_ids = cached.model_ids + new
         self._cache[(dataset.id, confidence)] = cached
         return cached
@@ -423,16 +425,18 @@ class SaverSearch:
 
 def _zoo_of(
     session: Session, dataset: Dataset, model_ids: list[int], labels: np.ndarray, confidence: str
-) -> Zoo:
+) -> tuple[Zoo, np.ndarray]:
+    """The models' zoo on one signal and each one's confidence order, as stored for the search
+    (``db.search_arrays``: a read, not a decode and a sort, once a model's arrays are stored)."""
     models = {m.id: m for m in session.scalars(select(Model).where(Model.id.in_(model_ids)))}
-    classes, probs = top1_predictions(session, dataset, model_ids, confidence)
-    return Zoo.from_predictions(
-        [models[i].name for i in model_ids],
-        [models[i].gmacs for i in model_ids],
-        classes,
-        probs,
-        labels,
+    arrays = load_search_arrays(session, dataset, model_ids, confidence, labels)
+    zoo = Zoo(
+        names=tuple(models[i].name for i in model_ids),
+        costs=np.array([models[i].gmacs for i in model_ids], dtype=np.float64),
+        correct=arrays.correct,
+        confidence=arrays.confidence,
     )
+    return zoo, arrays.order
 
 
 # ----- what a dataset keeps ----------------------------------------------------------------------

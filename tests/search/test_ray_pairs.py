@@ -1,16 +1,10 @@
 """The saver search's pairs as Ray tasks: every stored row the same as the in-process search's,
 whether the zoo is searched at once or model by model, on both confidence signals, with heavy
-confidence ties; a search task whose worker is killed is retried, and the rows are still the
-same."""
+confidence ties."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -140,33 +134,3 @@ def test_ray_search_stores_the_rows_of_the_in_process_search(database_url, tmp_p
     assert len(here["pairs"]) == 2 * 13 * 14 // 2 * (len(BUDGETS) + 1)
     assert {row.confidence for row in ray["pairs"]} == {"max", "margin"}
     assert here == ray
-
-
-def _kill_a_search_task(killed: list[int], stop: threading.Event) -> None:
-    while not stop.is_set() and not killed:
-        found = subprocess.run(
-            ["pgrep", "-f", "ray::_block_columns"], capture_output=True, text=True
-        ).stdout.split()
-        if found:
-            os.kill(int(found[0]), signal.SIGKILL)
-            killed.append(int(found[0]))
-        time.sleep(0.01)
-
-
-def test_a_killed_search_task_is_retried(database_url, tmp_path, ray_cluster):
-    from search.ray_pairs import RayPairs
-
-    upgrade(database_url)
-    names = [f"tied{i:02d}" for i in range(14)]
-    search_into(database_url, tmp_path / "a", "here", SaverSearch(), [names])
-    killed: list[int] = []
-    stop = threading.Event()
-    killer = threading.Thread(target=_kill_a_search_task, args=(killed, stop))
-    killer.start()
-    try:
-        search_into(database_url, tmp_path / "b", "ray", SaverSearch(pairs=RayPairs()), [names])
-    finally:
-        stop.set()
-        killer.join()
-    assert killed, "no search task was seen running"
-    assert stored_rows(database_url, "here") == stored_rows(database_url, "ray")
