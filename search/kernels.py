@@ -434,19 +434,22 @@ def _descending_order_impl(confidence):
         keys[i] = ~(x ^ np.uint32(0x80000000)) if x < np.uint32(0x80000000) else x
     order = np.arange(n).astype(np.uint32)
     spare = np.empty(n, dtype=np.uint32)
+    spare_keys = np.empty(n, dtype=np.uint32)
     counts = np.empty(2049, dtype=np.int64)
     for shift in (0, 11, 22):
         counts[:] = 0
         for i in range(n):
-            counts[((keys[order[i]] >> np.uint32(shift)) & np.uint32(2047)) + 1] += 1
+            counts[((keys[i] >> np.uint32(shift)) & np.uint32(2047)) + 1] += 1
         for d in range(1, 2049):
             counts[d] += counts[d - 1]
-        for i in range(n):
-            o = order[i]
-            d = (keys[o] >> np.uint32(shift)) & np.uint32(2047)
-            spare[counts[d]] = o
+        for i in range(n):  # keys move with their indices: every pass reads in order
+            key = keys[i]
+            d = (key >> np.uint32(shift)) & np.uint32(2047)
+            spare[counts[d]] = order[i]
+            spare_keys[counts[d]] = key
             counts[d] += 1
         order, spare = spare, order
+        keys, spare_keys = spare_keys, keys
     return order
 
 
