@@ -1,4 +1,10 @@
-"""Pair results of a zoo: every criterion, in-sample and held-out, as plain records.
+"""Pair results of a zoo: every criterion, in-sample and held-out, as columns of numbers.
+
+``pair_columns`` takes what one saver brings (``SaverSide``) and what its bases bring
+(``BaseSide``): plain arrays, so the same function serves the in-process search over a whole
+zoo and a remote task holding a few models' rows. Each pair is one walk of the saver's order
+(``search.kernels.saver_pairs``); its numbers are those the per-record ``OperatingPoint`` gives,
+to the last bit.
 
 Held-out honesty: thresholds picked on the same samples they are scored on are optimistic. Samples
 are split once by a hash of their key (``calibration_mask``); each pair's threshold is picked on the
@@ -356,6 +362,7 @@ class _Counts:
 
 
 def _counts(saver: SaverSide, bases: BaseSide, budgets_cp: Sequence[int]) -> _Counts:
+    """The exit counts and D behind every value of ``pair_columns``."""
     full, calibration = saver.orders["full"], saver.orders["calibration"]
     n, n_calibration = len(full.order), len(calibration.order)
     # Loosest budget first: a stricter budget's answer is never above a looser one's.
@@ -436,13 +443,6 @@ def _counts(saver: SaverSide, bases: BaseSide, budgets_cp: Sequence[int]) -> _Co
         eval_exits,
         eval_diff,
     )
-
-
-def _prefix(values: np.ndarray) -> np.ndarray:
-    """0 then the running sums of ``values`` (int64, N + 1)."""
-    prefix = np.zeros(len(values) + 1, dtype=np.int64)
-    np.cumsum(values, out=prefix[1:])
-    return prefix
 
 
 def pair_columns(saver: SaverSide, bases: BaseSide, budgets_cp: Sequence[int]) -> PairColumns:
