@@ -57,17 +57,28 @@ class Ranking:
         savers = []
         for chunk in _chunks(sorted(set(saver_ids))):
             query = select(Model.gmacs, Model.name, Model.id).where(Model.id.in_(chunk))
-            savers.extend(tuple(row) for row in connection.execute(query))
+            savers.extend(tuple(row) for row in connection.execute(query).all())
         self.place = {saver_id: place for place, (*_, saver_id) in enumerate(sorted(savers))}
+        self._keys = {
+            (criterion, selection): self._key_function(criterion, selection)
+            for criterion in (BUDGET, PAPER)
+            for selection in SELECTIONS
+        }
 
     def key_function(self, criterion: str, selection: str):
         """The sort key of a candidate of ``criterion`` under ``selection``, best first."""
+        try:
+            return self._keys[(criterion, selection)]
+        except KeyError:
+            raise ValueError(
+                f"criterion must be {BUDGET!r} or {PAPER!r}, not {criterion!r}"
+            ) from None
+
+    def _key_function(self, criterion: str, selection: str):
         saving_at, accuracy_at = _SAVING_AND_ACCURACY[selection]
         place = self.place
         if criterion == PAPER:
             return lambda c: (-c[saving_at], place[c[0]])
-        if criterion != BUDGET:
-            raise ValueError(f"criterion must be {BUDGET!r} or {PAPER!r}, not {criterion!r}")
         return lambda c: (
             -round(c[saving_at], SAVING_DECIMALS),
             -c[accuracy_at],
@@ -96,9 +107,9 @@ def update_best_savers(
     stored = _stored_best(connection, scope, {group[0] for group in candidates})
     stale = _stale_groups(candidates, stored, reread_bases)
     reread = _pair_rows(connection, scope, stale)
-    savers = {row["saver_id"] for row in rows}
+    savers = set(map(itemgetter("saver_id"), rows))
     savers.update(candidate[0] for pool in reread.values() for candidate in pool)
-    savers.update(current[0] for current in stored.values())
+    savers.update(best[0] for current in stored.values() for best in current.values())
     ranking = Ranking(connection, savers)
     writes, emptied = [], []
     for group, new_candidates in candidates.items():
@@ -109,7 +120,7 @@ def update_best_savers(
         for selection in SELECTIONS:
             key = ranking.key_function(group[1], selection)
             best = pool[0] if len(pool) == 1 else min(pool, key=key)
-            current = stored.get((*group, selection))
+            current = stored[group].get(selection) if group in stored else None
             if current is None or current[0] != best[0]:
                 if group in stale or current is None or key(best) < key(current):
                     writes.append((group, selection, best[0]))
@@ -133,17 +144,18 @@ class _Scope:
 
 
 def _stale_groups(
-    candidates: dict[Group, list[Candidate]], stored: dict[tuple, Candidate], reread_bases: set[int]
+    candidates: dict[Group, list[Candidate]], stored: dict[Group, dict], reread_bases: set[int]
 ) -> set[Group]:
     """Groups whose stored best may have got worse: compare against all their pairs."""
     stale = set()
     for group, new_candidates in candidates.items():
+        current = stored.get(group)
         if group[0] in reread_bases:
             stale.add(group)
-            continue
-        current = {stored[(*group, s)][0] for s in SELECTIONS if (*group, s) in stored}
-        if current and any(candidate[0] in current for candidate in new_candidates):
-            stale.add(group)
+        elif current is not None:
+            savers = {best[0] for best in current.values()}
+            if not savers.isdisjoint(map(itemgetter(0), new_candidates)):
+                stale.add(group)
     return stale
 
 
@@ -154,8 +166,8 @@ def _chunks(values: list, size: int = 500) -> Iterable[list]:
 
 
 def _stored_best(connection: Connection, scope: _Scope, base_ids: set[int]) -> dict:
-    """Current best candidates, by (base, criterion, max drop, selection)."""
-    stored = {}
+    """Current best candidates, by (base, criterion, max drop), then selection."""
+    stored: dict[Group, dict[str, Candidate]] = defaultdict(dict)
     for chunk in _chunks(sorted(base_ids)):
         query = (
             select(
@@ -168,8 +180,8 @@ def _stored_best(connection: Connection, scope: _Scope, base_ids: set[int]) -> d
             .join(PairResult, PairResult.id == BestSaver.pair_id)
             .where(*scope.best(), BestSaver.base_id.in_(chunk))
         )
-        for row in connection.execute(query):
-            stored[tuple(row[:4])] = tuple(row[4:])
+        for row in connection.execute(query).all():
+            stored[tuple(row[:3])][row[3]] = tuple(row[4:])
     return stored
 
 
@@ -183,7 +195,7 @@ def _pair_rows(connection: Connection, scope: _Scope, groups: set[Group]) -> dic
             PairResult.max_drop_centipoints,
             *RANKED_COLUMNS,
         ).where(*scope.pairs(), PairResult.base_id.in_(chunk))
-        for row in connection.execute(query):
+        for row in connection.execute(query).all():
             group = tuple(row[:3])
             if group in groups:
                 found[group].append(tuple(row[3:]))
@@ -206,7 +218,7 @@ def _pair_ids(connection: Connection, scope: _Scope, keys: set[tuple]) -> dict[t
             PairResult.saver_id,
             PairResult.id,
         ).where(*scope.pairs(), PairResult.base_id.in_(chunk), PairResult.saver_id.in_(savers))
-        for *key, pair_id in connection.execute(query):
+        for *key, pair_id in connection.execute(query).all():
             if tuple(key) in keys:
                 found[tuple(key)] = pair_id
     return found
