@@ -76,11 +76,12 @@ class _Rows:
     """
 
     def __init__(self, correct: np.ndarray, confidence: np.ndarray) -> None:
-        self.size = 0
-        self._correct = np.empty((0, correct.shape[1]), dtype=np.uint8)
-        self._confidence = np.empty((0, correct.shape[1]), dtype=np.float32)
-        self._counts = np.empty(0, dtype=np.int64)
-        self.append(correct, confidence)
+        # The first rows are taken as they are, not copied: a zoo loaded whole (hundreds of MB)
+        # is used where it was read; the first model added later grows the buffers.
+        self.size = len(correct)
+        self._correct = np.ascontiguousarray(correct, dtype=np.uint8)
+        self._confidence = np.ascontiguousarray(confidence, dtype=np.float32)
+        self._counts = self._correct.sum(axis=1, dtype=np.int64)
 
     def append(self, correct: np.ndarray, confidence: np.ndarray) -> None:
         needed = self.size + len(correct)
@@ -98,6 +99,11 @@ class _Rows:
     def zoo(self, names: tuple[str, ...], costs: np.ndarray) -> Zoo:
         n = self.size
         return Zoo(names, costs, self._correct[:n], self._confidence[:n], self._counts[:n])
+
+
+def _half_counts(correct: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Each row's correct samples among ``columns`` (bool, one per sample)."""
+    return np.count_nonzero(correct & columns.view(np.uint8), axis=1).astype(np.int64)
 
 
 def _grown(array: np.ndarray, capacity: int, used: int) -> np.ndarray:
@@ -129,8 +135,11 @@ class SplitZoo:
         self._names = zoo.names
         self._costs = zoo.costs
         self._rows = {"full": _Rows(zoo.correct, zoo.confidence)}
-        for part, columns in self._columns.items():
-            self._rows[part] = _Rows(zoo.correct[:, columns], zoo.confidence[:, columns])
+        # The search needs of a half only each model's correct count; a half's own matrices are
+        # made when asked for (``part``), not with every load.
+        self._half_counts = {
+            part: _half_counts(zoo.correct, columns) for part, columns in self._columns.items()
+        }
         self._views: dict[str, Zoo] = {}
         self._orders: dict[tuple[str, int], SaverOrder] = {}
         self._given_orders: dict[int, np.ndarray] = {}
@@ -143,7 +152,10 @@ class SplitZoo:
         self._costs = np.concatenate([self._costs, zoo.costs])
         self._rows["full"].append(zoo.correct, zoo.confidence)
         for part, columns in self._columns.items():
-            self._rows[part].append(zoo.correct[:, columns], zoo.confidence[:, columns])
+            counts = _half_counts(zoo.correct, columns)
+            self._half_counts[part] = np.concatenate([self._half_counts[part], counts])
+            if part in self._rows:
+                self._rows[part].append(zoo.correct[:, columns], zoo.confidence[:, columns])
         self._views.clear()
 
     def _keep_orders(self, first_row: int, zoo: Zoo, orders: np.ndarray | None) -> None:
@@ -157,10 +169,24 @@ class SplitZoo:
             self._given_orders[row] = order
 
     def part(self, name: str) -> Zoo:
+        """The zoo on one part's samples (the whole zoo where it is not split)."""
         if name not in self._views:
+            if name in self._columns and name not in self._rows:
+                full, columns = self.full, self._columns[name]
+                self._rows[name] = _Rows(full.correct[:, columns], full.confidence[:, columns])
             rows = self._rows.get(name, self._rows["full"])
             self._views[name] = rows.zoo(self._names, self._costs)
         return self._views[name]
+
+    def correct_counts(self, part: str) -> np.ndarray:
+        """Each model's correct samples among the part's."""
+        if part in self._half_counts:
+            return self._half_counts[part]
+        return self.full.correct_counts
+
+    def num_samples(self, part: str) -> int:
+        columns = self._columns.get(part)
+        return self.full.num_samples if columns is None else int(columns.sum())
 
     @property
     def full(self) -> Zoo:
@@ -216,7 +242,7 @@ class SplitZoo:
         full = self.order("full", saver)
         return SaverSide(
             orders={part: self.order(part, saver) for part in ("full", "calibration")},
-            correct_counts={part: int(self.part(part).correct_counts[saver]) for part in PARTS},
+            correct_counts={part: int(self.correct_counts(part)[saver]) for part in PARTS},
             cost=float(self._costs[saver]),
             calibration_sorted=(
                 self._columns["calibration"][full.order].view(np.uint8)
@@ -234,7 +260,7 @@ class SplitZoo:
         return BaseSide(
             rows=np.arange(len(rows), dtype=np.int64) if compact else rows,
             correct=correct[rows] if compact else correct,
-            correct_counts={part: self.part(part).correct_counts[rows] for part in PARTS},
+            correct_counts={part: self.correct_counts(part)[rows] for part in PARTS},
             costs=self._costs[rows],
         )
 

@@ -219,15 +219,14 @@ class SaverSearch:
             yield self._zoo(session, dataset)
 
     def warm(self, session: Session, dataset: Dataset) -> int:
-        """Load the dataset's zoo and sort every saver, as a long-lived service does once at start.
+        """Load the dataset's zoo and order every saver, as a long-lived service does once at start.
 
         Returns the number of models held.
         """
         for cached in self._zoos(session, dataset).values():
             cached.revision = dataset.search_revision
             for saver in range(len(cached.model_ids)):
-                for part in ("full", "calibration", "evaluation"):
-                    cached.zoos.order(part, saver)
+                cached.zoos.saver_side(saver)  # its orders, kept
         return len(cached.model_ids)
 
     # ----- updates -----------------------------------------------------------------------------
@@ -327,16 +326,17 @@ class SaverSearch:
         if not model_ids:
             return
         row_of = {m: r for r, m in enumerate(cached.model_ids)}
-        full, evaluation = cached.zoos.full, cached.zoos.part("evaluation")
+        zoos = cached.zoos
+        correct, held_out = zoos.correct_counts("full"), zoos.correct_counts("evaluation")
         now = utc_now()
         rows = [
             {
                 "dataset_id": dataset.id,
                 "model_id": model_id,
-                "correct": int(full.correct_counts[row_of[model_id]]),
-                "samples": full.num_samples,
-                "holdout_correct": int(evaluation.correct_counts[row_of[model_id]]),
-                "holdout_samples": evaluation.num_samples,
+                "correct": int(correct[row_of[model_id]]),
+                "samples": zoos.num_samples("full"),
+                "holdout_correct": int(held_out[row_of[model_id]]),
+                "holdout_samples": zoos.num_samples("evaluation"),
                 "computed_at": now,
             }
             for model_id in model_ids
