@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
-from operator import itemgetter
+from itertools import repeat
+from operator import is_, itemgetter
 
 from sqlalchemy import Connection, Table
 from sqlalchemy.orm import Session
@@ -47,7 +48,7 @@ def upsert(
             f"saverzoo supports SQLite and PostgreSQL databases, not {dialect}"
         )
     columns = list(rows[0])
-    if dialect == "sqlite" and _has_defaults(table.__table__, columns):
+    if dialect == "sqlite" and _plainly_bound(table.__table__, columns):
         _sqlite_upsert(session.connection(), table.__table__, columns, rows, key)
         return
     if dialect == "postgresql" and len(rows) >= COPY_MIN_ROWS:
@@ -65,10 +66,15 @@ def upsert(
     session.connection().execute(statement, rows)
 
 
-def _has_defaults(table: Table, columns: list[str]) -> bool:
-    """Whether the rows give every column that SQLAlchemy would fill with a Python-side default
-    when it is left out: the statement below writes only the columns it is given."""
-    return all(c.default is None or c.key in columns for c in table.columns)
+def _plainly_bound(table: Table, columns: list[str]) -> bool:
+    """Whether SQLAlchemy would bind exactly the given values, each through its type's bind
+    processor: no column left out that it fills with a Python-side default, and no type that
+    wraps its parameter in SQL."""
+    given = set(columns)
+    return all(
+        (c.default is None or c.key in given) and not c.type._has_bind_expression
+        for c in table.columns
+    )
 
 
 def _conflict_clause(columns: Sequence[str], key: Sequence[str]) -> str:
@@ -96,15 +102,18 @@ def _sqlite_upsert(
             continue
         values = values_by_column[index]
         first = values[0]
-        # A value every row shares (the batch's timestamp) is converted once.
-        if values.count(first) == len(values):
+        # A value every row shares (the batch's timestamp, the same object) is converted once.
+        if all(map(is_, values, repeat(first))):
             values_by_column[index] = [process(first)] * len(values)
         else:
             values_by_column[index] = list(map(process, values))
-    names = ", ".join(f'"{c}"' for c in columns)
+    names = [table.columns[c].name for c in columns]
+    key_names = [table.columns[c].name for c in key]
+    quoted = ", ".join(f'"{name}"' for name in names)
     marks = ", ".join("?" for _ in columns)
     connection.exec_driver_sql(
-        f'INSERT INTO "{table.name}" ({names}) VALUES ({marks}) {_conflict_clause(columns, key)}',
+        f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks}) '
+        + _conflict_clause(names, key_names),
         list(zip(*values_by_column, strict=True)),
     )
 

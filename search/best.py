@@ -42,6 +42,8 @@ _CANDIDATE_OF = itemgetter(*(column.key for column in RANKED_COLUMNS))
 # Where a selection's saving and accuracy sit in a candidate's tuple.
 _SAVING_AND_ACCURACY = {IN_SAMPLE: (1, 2), HOLDOUT: (3, 4)}
 
+STORED_BEST_BASES_A_QUERY = 100
+
 Group = tuple[int, str, int]  # (base id, criterion, max drop in centipoints)
 Candidate = tuple  # (saver id, saving, accuracy, calibration saving, calibration accuracy)
 
@@ -168,7 +170,10 @@ def _chunks(values: list, size: int = 500) -> Iterable[list]:
 def _stored_best(connection: Connection, scope: _Scope, base_ids: set[int]) -> dict:
     """Current best candidates, by (base, criterion, max drop), then selection."""
     stored: dict[Group, dict[str, Candidate]] = defaultdict(dict)
-    for chunk in _chunks(sorted(base_ids)):
+    # A hundred bases a query: about 1,200 best savers, few enough that PostgreSQL looks each one's
+    # pair up by id. Asked for thousands at once it scans the whole pair table instead, five times
+    # slower with 400 models (``bench.search_writes``) and worse as the table grows.
+    for chunk in _chunks(sorted(base_ids), size=STORED_BEST_BASES_A_QUERY):
         query = (
             select(
                 PairResult.base_id,
