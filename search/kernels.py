@@ -534,3 +534,17 @@ def _half_order_impl(order, sorted_confidence, saver_correct_sorted, in_half, ha
 
 
 half_order = numba.njit(cache=True, nogil=True)(_half_order_impl)
+
+
+def _masked_counts_impl(correct, mask):
+    """Each row's sum over the columns where ``mask`` is 1 (uint8 0/1 both): no temporary."""
+    counts = np.zeros(correct.shape[0], dtype=np.int64)
+    for row in range(correct.shape[0]):
+        total = 0
+        for i in range(correct.shape[1]):
+            total += correct[row, i] & mask[i]
+        counts[row] = total
+    return counts
+
+
+masked_counts = numba.njit(cache=True, nogil=True)(_masked_counts_impl)

@@ -103,7 +103,9 @@ class _Rows:
 
 def _half_counts(correct: np.ndarray, columns: np.ndarray) -> np.ndarray:
     """Each row's correct samples among ``columns`` (bool, one per sample)."""
-    return np.count_nonzero(correct & columns.view(np.uint8), axis=1).astype(np.int64)
+    from search.kernels import masked_counts  # numba: compiled on first use
+
+    return masked_counts(np.ascontiguousarray(correct, dtype=np.uint8), columns.view(np.uint8))
 
 
 def _grown(array: np.ndarray, capacity: int, used: int) -> np.ndarray:
@@ -207,8 +209,8 @@ class SplitZoo:
         return self._orders[key]
 
     def _sorted(self, part: str, saver: int) -> SaverOrder:
-        zoo = self.part(part)
         if part == "full":
+            zoo = self.full
             order = self._given_orders.pop(saver, None)
             if order is None:
                 from search.kernels import descending_order  # numba: compiled on first use
