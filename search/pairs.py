@@ -308,6 +308,18 @@ class BaseSide:
             costs=np.concatenate([side.costs for side in sides]),
         )
 
+    def select(self, positions: Sequence[int] | np.ndarray) -> BaseSide:
+        """The bases at ``positions`` of this side, sharing its matrix (no copy of a row)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return BaseSide(
+            rows=self.rows[positions],
+            correct=self.correct,
+            correct_counts={
+                part: counts[positions] for part, counts in self.correct_counts.items()
+            },
+            costs=self.costs[positions],
+        )
+
 
 #: The stored values of a pair row, in the order of the ``pair_results`` columns.
 COLUMNS = (

@@ -16,11 +16,10 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from cluster.ray_cluster import ray_api
-from search.pairs import BaseSide, PairColumns, SaverSide, SplitZoo, pair_columns
+from search.pairs import BaseSide, PairColumns, SplitZoo, pair_columns
 
 logger = logging.getLogger(__name__)
 
@@ -28,18 +27,12 @@ TASK_RETRIES = 3
 #: A block holds at least this many pairs: a Ray task costs a few milliseconds to schedule and
 #: fetch, about what a hundred pairs cost to compute, so blocks below this are mostly overhead.
 MIN_BLOCK_PAIRS = 500
+#: Models per object of base correctness (64 models x 50,000 samples: 3.2 MB).
+BASE_CHUNK = 64
 #: Blocks per CPU of the cluster: enough that a slow block does not leave the others idle.
 BLOCKS_PER_CPU = 4
 
 Block = list[tuple[int, list[int]]]  # (saver row, its base rows)
-
-
-@dataclass(frozen=True)
-class ModelShare:
-    """What one model brings to any pair: its saver side and its base side (a one-row stack)."""
-
-    saver: SaverSide
-    base: BaseSide
 
 
 def plan_blocks(wanted: dict[int, list[int]], cpus: int) -> list[Block]:
@@ -66,17 +59,32 @@ def plan_blocks(wanted: dict[int, list[int]], cpus: int) -> list[Block]:
 
 
 def _block_columns(
-    budgets: Sequence[int], rows: list[int], shares: list[Any], block: Block
+    budgets: Sequence[int],
+    savers: list[int],
+    saver_shares: list[Any],
+    chunks: list[int],
+    chunk_shares: list[Any],
+    block: Block,
 ) -> list[PairColumns]:
-    """A Ray task: the columns of every (saver, bases) of ``block``; ``shares`` are the object
-    refs of the ``rows`` models' shares (fetched here, once each)."""
+    """A Ray task: the columns of every (saver, bases) of ``block``. ``saver_shares`` are the
+    object refs of the ``savers``' orders, ``chunk_shares`` those of the base chunks ``chunks``
+    (``BASE_CHUNK`` models each) that hold the block's bases; each is fetched here once, the
+    chunks stacked once for the whole block."""
     ray = ray_api()
-    by_row = dict(zip(rows, ray.get(shares), strict=True))
+    saver_side = dict(zip(savers, ray.get(saver_shares), strict=True))
+    fetched = ray.get(chunk_shares)
+    stacked = BaseSide.stacked(fetched)
+    first, offset = {}, 0  # each chunk's first row in the stack
+    for chunk, side in zip(chunks, fetched, strict=True):
+        first[chunk] = offset
+        offset += len(side.rows)
     return [
         pair_columns(
-            by_row[saver].saver, BaseSide.stacked([by_row[b].base for b in bases]), budgets
+            saver_side[saver],
+            stacked.select([first[b // BASE_CHUNK] + b % BASE_CHUNK for b in block_bases]),
+            budgets,
         )
-        for saver, bases in block
+        for saver, block_bases in block
     ]
 
 
@@ -86,10 +94,31 @@ class RayPairs:
     def __init__(self) -> None:
         self.ray = ray_api()
         self._task = self.ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_block_columns)
-        # Each zoo's models' shares in the object store, dropped with the zoo.
-        self._shares: weakref.WeakKeyDictionary[SplitZoo, dict[int, Any]] = (
+        # Each zoo's shares in the object store, dropped with the zoo: every saver's orders
+        # (about 15 bytes a sample), and the models' correctness as bases (1 byte a sample) in
+        # chunks of BASE_CHUNK models, so that a block fetches a few objects, not one a base.
+        self._savers: weakref.WeakKeyDictionary[SplitZoo, dict[int, Any]] = (
             weakref.WeakKeyDictionary()
         )
+        self._chunks: weakref.WeakKeyDictionary[SplitZoo, dict[int, tuple[int, Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _saver_share(self, zoos: SplitZoo, saver: int) -> Any:
+        shares = self._savers.setdefault(zoos, {})
+        if saver not in shares:
+            shares[saver] = self.ray.put(zoos.saver_side(saver))
+        return shares[saver]
+
+    def _chunk_share(self, zoos: SplitZoo, chunk: int) -> Any:
+        """The chunk's share; put again only while the chunk is not yet full and has grown."""
+        shares = self._chunks.setdefault(zoos, {})
+        first = chunk * BASE_CHUNK
+        rows = min(BASE_CHUNK, len(zoos.full.names) - first)
+        if chunk not in shares or shares[chunk][0] != rows:
+            side = zoos.base_side(range(first, first + rows), compact=True)
+            shares[chunk] = (rows, self.ray.put(side))
+        return shares[chunk][1]
 
     def columns(
         self,
@@ -99,18 +128,20 @@ class RayPairs:
         progress: Callable[[int, int], None] | None = None,
     ) -> list[tuple[int, list[int], PairColumns]]:
         """The columns of every ``{saver: bases}`` pair of ``wanted``, in ``wanted``'s order."""
-        shares = self._shares.setdefault(zoos, {})
         cpus = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
         futures, blocks = [], plan_blocks(wanted, cpus)
         for block in blocks:
-            rows = sorted({row for saver, bases in block for row in (saver, *bases)})
-            for row in rows:
-                if row not in shares:
-                    shares[row] = self.ray.put(
-                        ModelShare(zoos.saver_side(row), zoos.base_side([row], compact=True))
-                    )
+            savers = sorted({saver for saver, _ in block})
+            chunks = sorted({base // BASE_CHUNK for _, bases in block for base in bases})
             futures.append(
-                self._task.remote(list(budgets), rows, [shares[row] for row in rows], block)
+                self._task.remote(
+                    list(budgets),
+                    savers,
+                    [self._saver_share(zoos, saver) for saver in savers],
+                    chunks,
+                    [self._chunk_share(zoos, chunk) for chunk in chunks],
+                    block,
+                )
             )
         logger.debug("%d pairs in %d Ray tasks", sum(map(len, wanted.values())), len(futures))
         results: dict[Any, list[PairColumns]] = {}

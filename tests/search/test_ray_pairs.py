@@ -134,3 +134,53 @@ def test_ray_search_stores_the_rows_of_the_in_process_search(database_url, tmp_p
     assert len(here["pairs"]) == 2 * 13 * 14 // 2 * (len(BUDGETS) + 1)
     assert {row.confidence for row in ray["pairs"]} == {"max", "margin"}
     assert here == ray
+
+
+def test_ray_columns_equal_in_process_columns_across_base_chunks(ray_cluster):
+    """More models than one chunk of bases holds, added in two steps: the same columns."""
+    from search.engine import Zoo
+    from search.pairs import COLUMNS, SplitZoo, calibration_mask
+    from search.ray_pairs import BASE_CHUNK, RayPairs
+    from search.service import LOCAL_PAIRS
+    from search.synthetic import make_zoo
+
+    models = BASE_CHUNK * 2 + 5
+    synthetic = make_zoo(models, 300, seed=4, decimals=2)
+    zoo = Zoo.from_predictions(
+        synthetic.names,
+        synthetic.gmacs,
+        synthetic.predictions,
+        synthetic.confidence,
+        synthetic.labels,
+    )
+    mask = calibration_mask(f"{i:05d}" for i in range(300))
+    first = BASE_CHUNK + 3
+    here, there = SplitZoo(zoo, mask), None
+    ray_pairs = RayPairs()
+    for grown in (first, models):
+        part = Zoo(
+            zoo.names[:grown], zoo.costs[:grown], zoo.correct[:grown], zoo.confidence[:grown]
+        )
+        if there is None:
+            there = SplitZoo(part, mask)
+        else:
+            there.add(
+                Zoo(
+                    zoo.names[first:],
+                    zoo.costs[first:],
+                    zoo.correct[first:],
+                    zoo.confidence[first:],
+                )
+            )
+        wanted = {
+            s: [b for b in range(grown) if zoo.costs[b] > zoo.costs[s]] for s in range(grown - 1)
+        }
+        budgets = [0, 50, 100]
+        expected = LOCAL_PAIRS.columns(here, wanted, budgets)
+        found = ray_pairs.columns(there, wanted, budgets)
+        assert [(s, b) for s, bases, _ in found for b in bases] == [
+            (s, b) for s, bases, _ in expected for b in bases
+        ]
+        for name in COLUMNS:
+            joined = [np.concatenate([getattr(c, name) for *_, c in x]) for x in (expected, found)]
+            assert np.array_equal(*joined, equal_nan=True), name
