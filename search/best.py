@@ -210,22 +210,38 @@ def _pair_rows(connection: Connection, scope: _Scope, groups: set[Group]) -> dic
 def _pair_ids(connection: Connection, scope: _Scope, keys: set[tuple]) -> dict[tuple, int]:
     """Ids of stored pairs by (base, criterion, max drop, saver).
 
-    Filters on bases and savers separately (the unique key's index serves both) and keeps the
-    exact keys here: the new best savers of an update share few savers, so little is over-read.
+    One query per saver (with its bases) or per base (with its savers), whichever is fewer: the
+    unique key's index finds exactly those pairs, under every criterion. Bases and savers filtered
+    apart would read their whole cross product: a new model's savers in front of every base it
+    is the new best saver of, tens of thousands of rows an update.
     """
-    savers = sorted({key[3] for key in keys})
+    bases_of, savers_of = defaultdict(list), defaultdict(list)
+    for base_id, _, _, saver_id in keys:
+        bases_of[saver_id].append(base_id)
+        savers_of[base_id].append(saver_id)
+    if len(bases_of) <= len(savers_of):
+        lookups = [
+            (PairResult.saver_id == saver_id, PairResult.base_id, bases)
+            for saver_id, bases in bases_of.items()
+        ]
+    else:
+        lookups = [
+            (PairResult.base_id == base_id, PairResult.saver_id, savers)
+            for base_id, savers in savers_of.items()
+        ]
     found = {}
-    for chunk in _chunks(sorted({key[0] for key in keys})):
-        query = select(
-            PairResult.base_id,
-            PairResult.criterion,
-            PairResult.max_drop_centipoints,
-            PairResult.saver_id,
-            PairResult.id,
-        ).where(*scope.pairs(), PairResult.base_id.in_(chunk), PairResult.saver_id.in_(savers))
-        for *key, pair_id in connection.execute(query).all():
-            if tuple(key) in keys:
-                found[tuple(key)] = pair_id
+    for fixed, column, values in lookups:
+        for chunk in _chunks(sorted(set(values))):
+            query = select(
+                PairResult.base_id,
+                PairResult.criterion,
+                PairResult.max_drop_centipoints,
+                PairResult.saver_id,
+                PairResult.id,
+            ).where(*scope.pairs(), fixed, column.in_(chunk))
+            for *key, pair_id in connection.execute(query).all():
+                if tuple(key) in keys:
+                    found[tuple(key)] = pair_id
     return found
 
 
