@@ -14,6 +14,7 @@ import importlib
 from collections.abc import Mapping, Sequence
 from itertools import repeat
 from operator import is_, itemgetter
+from typing import Any
 
 from sqlalchemy import Connection, Table
 from sqlalchemy.orm import Session
@@ -92,6 +93,7 @@ def _sqlite_upsert(
 ) -> None:
     """One statement over many tuples, each value bound as SQLAlchemy binds it."""
     dialect = connection.dialect
+    values_by_column: list[Sequence[Any]]
     if len(columns) == 1:  # itemgetter of one name gives the value, not a 1-tuple
         values_by_column = [[row[columns[0]] for row in rows]]
     else:
@@ -129,14 +131,14 @@ def _copy_merge(session: Session, table: str, rows: list[Mapping], key: Sequence
         f'SELECT {names} FROM "{table}" WITH NO DATA'
     )
     connection.exec_driver_sql(f'TRUNCATE "{staging}"')
-    type_oids = [
-        column[1]  # a DBAPI description's type code: the column's type OID
+    type_oids: list[int] = [
+        column[1]  # type: ignore[misc]  # a DBAPI description's type code: the column's type OID
         for column in connection.exec_driver_sql(
             f'SELECT {names} FROM "{staging}" LIMIT 0'
         ).cursor.description
     ]
-    values = list(map(itemgetter(*columns), rows)) if len(columns) > 1 else None
-    binary = values is not None and _binary_copyable(type_oids, values)
+    values = list(map(itemgetter(*columns), rows)) if len(columns) > 1 else []
+    binary = bool(values) and _binary_copyable(type_oids, values)
     driver_connection = connection.connection.driver_connection  # psycopg's, for COPY
     assert driver_connection is not None  # None only once the connection is closed
     with driver_connection.cursor() as cursor:

@@ -56,7 +56,7 @@ class Ranking:
     savers involved (names are unique) is one integer that sorts the same way."""
 
     def __init__(self, connection: Connection, saver_ids: Iterable[int]) -> None:
-        savers = []
+        savers: list[tuple] = []
         for chunk in _chunks(sorted(set(saver_ids))):
             query = select(Model.gmacs, Model.name, Model.id).where(Model.id.in_(chunk))
             savers.extend(tuple(row) for row in connection.execute(query).all())
@@ -186,7 +186,7 @@ def _stored_best(connection: Connection, scope: _Scope, base_ids: set[int]) -> d
             .where(*scope.best(), BestSaver.base_id.in_(chunk))
         )
         for row in connection.execute(query).all():
-            stored[tuple(row[:3])][row[3]] = tuple(row[4:])
+            stored[(row[0], row[1], row[2])][row[3]] = tuple(row[4:])
     return stored
 
 
