@@ -212,47 +212,38 @@ class SplitZoo:
         if part == "full":
             zoo = self.full
             order = self._given_orders.pop(saver, None)
-            if order is None:
-                from search.kernels import descending_order  # numba: compiled on first use
-
-                order = descending_order(zoo.confidence[saver])
-            order = np.ascontiguousarray(order, dtype=np.uint32)
-            return saver_order_from(zoo.confidence[saver], zoo.correct[saver], order)
-        # The full order restricted to the half's samples is the half's order: everything the
-        # half needs is read off the full order, without sorting or searching again.
-        full = self.order("full", saver)
-        from search.kernels import half_order
-
-        order, sorted_confidence, saver_correct, boundary, seen = half_order(
-            full.order,
-            full.sorted_confidence,
-            full.saver_correct_sorted,
-            self._columns[part].view(np.uint8),
-            self._half_index[part],
-        )
-        return SaverOrder(
-            order=order,
-            sorted_confidence=sorted_confidence,
-            boundary=boundary,
-            saver_correct_sorted=saver_correct,
-            # A grid threshold's exits in the half: the half's samples among its full exits.
-            paper_grid_exits=seen[full.paper_grid_exits],
-        )
+            return full_order(zoo.confidence[saver], zoo.correct[saver], order)
+        return half_order_of(self.order("full", saver), self._columns[part], self._half_index[part])
 
     def saver_side(self, saver: int) -> SaverSide:
-        """What ``saver`` brings to each of its pairs."""
-        full = self.order("full", saver)
-        return SaverSide(
-            orders={part: self.order(part, saver) for part in ("full", "calibration")},
-            correct_counts={part: int(self.correct_counts(part)[saver]) for part in PARTS},
-            cost=float(self._costs[saver]),
-            calibration_sorted=(
-                self._columns["calibration"][full.order].view(np.uint8)
-                if self._columns
-                else np.ones(len(full.order), dtype=np.uint8)
-            ),
-            split=bool(self._columns),
+        """What ``saver`` brings to each of its pairs (its orders kept for the next update)."""
+        return saver_side_of(
+            self.order("full", saver),
+            self.order("calibration", saver),
+            {part: int(self.correct_counts(part)[saver]) for part in PARTS},
+            float(self._costs[saver]),
+            self._columns.get("calibration"),
         )
+
+    def saver_inputs(self, savers: Sequence[int]) -> SaverInputs:
+        """What ``prepare_savers`` makes the savers' sides of elsewhere (a Ray task), without
+        ordering them here: their rows, and their stored orders where the zoo was given them."""
+        zoo = self.full
+        rows = np.asarray(savers, dtype=np.int64)
+        return SaverInputs(
+            confidence=zoo.confidence[rows],
+            correct=zoo.correct[rows],
+            orders=[self._given_orders.get(int(row)) for row in rows],
+            correct_counts={part: self.correct_counts(part)[rows] for part in PARTS},
+            costs=self._costs[rows],
+        )
+
+    def halves(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The calibration mask and each sample's index in the calibration half (None, None
+        when unsplit): what ``prepare_savers`` needs of the zoo's split."""
+        if not self._columns:
+            return None, None
+        return self._columns["calibration"], self._half_index["calibration"]
 
     def base_side(self, rows: Sequence[int] | np.ndarray, compact: bool = False) -> BaseSide:
         """The zoo's models at ``rows`` as bases: sharing the zoo's matrices (no copy), or with
@@ -265,6 +256,87 @@ class SplitZoo:
             correct_counts={part: self.correct_counts(part)[rows] for part in PARTS},
             costs=self._costs[rows],
         )
+
+
+def full_order(
+    confidence: np.ndarray, correct: np.ndarray, order: np.ndarray | None = None
+) -> SaverOrder:
+    """A saver's samples by descending confidence; ``order`` when it is known already."""
+    if order is None:
+        from search.kernels import descending_order  # numba: compiled on first use
+
+        order = descending_order(confidence)
+    return saver_order_from(confidence, correct, np.ascontiguousarray(order, dtype=np.uint32))
+
+
+def half_order_of(full: SaverOrder, columns: np.ndarray, half_index: np.ndarray) -> SaverOrder:
+    """The order on one half's samples (``columns``; ``half_index``: each sample's index in the
+    half). The full order restricted to the half's samples is the half's order: everything the
+    half needs is read off the full order, without sorting or searching again."""
+    from search.kernels import half_order
+
+    order, sorted_confidence, saver_correct, boundary, seen = half_order(
+        full.order,
+        full.sorted_confidence,
+        full.saver_correct_sorted,
+        columns.view(np.uint8),
+        half_index,
+    )
+    return SaverOrder(
+        order=order,
+        sorted_confidence=sorted_confidence,
+        boundary=boundary,
+        saver_correct_sorted=saver_correct,
+        # A grid threshold's exits in the half: the half's samples among its full exits.
+        paper_grid_exits=seen[full.paper_grid_exits],
+    )
+
+
+def saver_side_of(
+    full: SaverOrder,
+    calibration: SaverOrder,
+    correct_counts: dict[str, int],
+    cost: float,
+    calibration_mask: np.ndarray | None,
+) -> SaverSide:
+    """A saver's side from its orders (``calibration_mask`` None: the zoo is not split)."""
+    return SaverSide(
+        orders={"full": full, "calibration": calibration},
+        correct_counts=correct_counts,
+        cost=cost,
+        calibration_sorted=(
+            calibration_mask[full.order].view(np.uint8)
+            if calibration_mask is not None
+            else np.ones(len(full.order), dtype=np.uint8)
+        ),
+        split=calibration_mask is not None,
+    )
+
+
+@dataclass(frozen=True)
+class SaverInputs:
+    """Some savers' rows, from which ``prepare_savers`` makes their sides (in another process)."""
+
+    confidence: np.ndarray  # float32 (k, N)
+    correct: np.ndarray  # uint8 (k, N)
+    orders: list[np.ndarray | None]  # each saver's stored full order, where known
+    correct_counts: dict[str, np.ndarray]  # int64 (k,) per part
+    costs: np.ndarray  # float64 (k,)
+
+
+def prepare_savers(
+    inputs: SaverInputs, calibration_mask: np.ndarray | None, half_index: np.ndarray | None
+) -> list[SaverSide]:
+    """The sides of the savers of ``inputs``, as ``SplitZoo.saver_side`` makes them."""
+    sides = []
+    for i, given in enumerate(inputs.orders):
+        full = full_order(inputs.confidence[i], inputs.correct[i], given)
+        half = full
+        if calibration_mask is not None and half_index is not None:
+            half = half_order_of(full, calibration_mask, half_index)
+        counts = {part: int(c[i]) for part, c in inputs.correct_counts.items()}
+        sides.append(saver_side_of(full, half, counts, float(inputs.costs[i]), calibration_mask))
+    return sides
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cluster.ray_cluster import ray_api
-from search.pairs import BaseSide, PairColumns, SplitZoo, pair_columns
+from search.pairs import BaseSide, PairColumns, SplitZoo, pair_columns, prepare_savers
 
 logger = logging.getLogger(__name__)
 
@@ -61,18 +61,16 @@ def plan_blocks(wanted: dict[int, list[int]], cpus: int) -> list[Block]:
 def _block_columns(
     budgets: Sequence[int],
     savers: list[int],
-    saver_shares: list[Any],
     chunks: list[int],
-    chunk_shares: list[Any],
     block: Block,
+    *shares: Any,
 ) -> list[PairColumns]:
-    """A Ray task: the columns of every (saver, bases) of ``block``. ``saver_shares`` are the
-    object refs of the ``savers``' orders, ``chunk_shares`` those of the base chunks ``chunks``
-    (``BASE_CHUNK`` models each) that hold the block's bases; each is fetched here once, the
-    chunks stacked once for the whole block."""
-    ray = ray_api()
-    saver_side = dict(zip(savers, ray.get(saver_shares), strict=True))
-    fetched = ray.get(chunk_shares)
+    """A Ray task: the columns of every (saver, bases) of ``block``. ``shares`` are the sides of
+    the ``savers``, then the base chunks ``chunks`` (``BASE_CHUNK`` models each) that hold the
+    block's bases: object refs given as arguments, so Ray starts the task once they exist and
+    hands their values over, fetched once each; the chunks are stacked once for the block."""
+    saver_side = dict(zip(savers, shares[: len(savers)], strict=True))
+    fetched = shares[len(savers) :]
     stacked = BaseSide.stacked(fetched)
     first, offset = {}, 0  # each chunk's first row in the stack
     for chunk, side in zip(chunks, fetched, strict=True):
@@ -88,12 +86,19 @@ def _block_columns(
     ]
 
 
+def _saver_sides(halves: tuple[Any, Any], inputs: Any) -> Any:
+    """A Ray task: the sides of a chunk of savers, one object each (``num_returns``)."""
+    sides = prepare_savers(inputs, *halves)
+    return sides[0] if len(sides) == 1 else tuple(sides)
+
+
 class RayPairs:
     """Computes a search update's pairs as Ray tasks of the Ray this process is connected to."""
 
     def __init__(self) -> None:
         self.ray = ray_api()
         self._task = self.ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_block_columns)
+        self._prepare = self.ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_saver_sides)
         # Each zoo's shares in the object store, dropped with the zoo: every saver's orders
         # (about 15 bytes a sample), and the models' correctness as bases (1 byte a sample) in
         # chunks of BASE_CHUNK models, so that a block fetches a few objects, not one a base.
@@ -103,12 +108,22 @@ class RayPairs:
         self._chunks: weakref.WeakKeyDictionary[SplitZoo, dict[int, tuple[int, Any]]] = (
             weakref.WeakKeyDictionary()
         )
+        self._halves: weakref.WeakKeyDictionary[SplitZoo, Any] = weakref.WeakKeyDictionary()
 
-    def _saver_share(self, zoos: SplitZoo, saver: int) -> Any:
+    def _saver_shares(self, zoos: SplitZoo, savers: Sequence[int]) -> dict[int, Any]:
+        """Every saver's share: made once, by Ray tasks (ordering a saver is a pass or two over
+        its samples: spread over the cluster, not done here), a chunk of savers a task."""
         shares = self._savers.setdefault(zoos, {})
-        if saver not in shares:
-            shares[saver] = self.ray.put(zoos.saver_side(saver))
-        return shares[saver]
+        missing = [saver for saver in savers if saver not in shares]
+        if missing and zoos not in self._halves:
+            self._halves[zoos] = self.ray.put(zoos.halves())
+        for start in range(0, len(missing), BASE_CHUNK):
+            chunk = missing[start : start + BASE_CHUNK]
+            made = self._prepare.options(num_returns=len(chunk)).remote(
+                self._halves[zoos], zoos.saver_inputs(chunk)
+            )
+            shares.update(zip(chunk, made if len(chunk) > 1 else [made], strict=True))
+        return shares
 
     def _chunk_share(self, zoos: SplitZoo, chunk: int) -> Any:
         """The chunk's share; put again only while the chunk is not yet full and has grown."""
@@ -130,6 +145,7 @@ class RayPairs:
         """The columns of every ``{saver: bases}`` pair of ``wanted``, in ``wanted``'s order."""
         cpus = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
         futures, blocks = [], plan_blocks(wanted, cpus)
+        saver_shares = self._saver_shares(zoos, list(wanted))
         for block in blocks:
             savers = sorted({saver for saver, _ in block})
             chunks = sorted({base // BASE_CHUNK for _, bases in block for base in bases})
@@ -137,10 +153,10 @@ class RayPairs:
                 self._task.remote(
                     list(budgets),
                     savers,
-                    [self._saver_share(zoos, saver) for saver in savers],
                     chunks,
-                    [self._chunk_share(zoos, chunk) for chunk in chunks],
                     block,
+                    *[saver_shares[saver] for saver in savers],
+                    *[self._chunk_share(zoos, chunk) for chunk in chunks],
                 )
             )
         logger.debug("%d pairs in %d Ray tasks", sum(map(len, wanted.values())), len(futures))
