@@ -75,13 +75,23 @@ class _Rows:
     grows without copying the whole zoo each time. Views of the first ``size`` rows stay valid.
     """
 
-    def __init__(self, correct: np.ndarray, confidence: np.ndarray) -> None:
+    def __init__(
+        self,
+        correct: np.ndarray,
+        confidence: np.ndarray,
+        buffers: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         # The first rows are taken as they are, not copied: a zoo loaded whole (hundreds of MB)
-        # is used where it was read; the first model added later grows the buffers.
+        # is used where it was read. ``buffers``: the larger arrays whose first rows they are, so
+        # that the first models added later fill spare rows instead of copying the zoo.
         self.size = len(correct)
-        self._correct = np.ascontiguousarray(correct, dtype=np.uint8)
-        self._confidence = np.ascontiguousarray(confidence, dtype=np.float32)
-        self._counts = self._correct.sum(axis=1, dtype=np.int64)
+        self._correct, self._confidence = buffers or (correct, confidence)
+        if buffers and not (
+            np.may_share_memory(buffers[0], correct) and np.may_share_memory(buffers[1], confidence)
+        ):
+            raise ValueError("the zoo's arrays are not the first rows of its buffers")
+        counts = np.ascontiguousarray(correct).sum(axis=1, dtype=np.int64)
+        self._counts = _grown(counts, len(self._correct), self.size)
 
     def append(self, correct: np.ndarray, confidence: np.ndarray) -> None:
         needed = self.size + len(correct)
@@ -123,7 +133,13 @@ class SplitZoo:
     (uint32 (M, N), each row ``argsort(-confidence)`` with ties in any order): nothing is sorted.
     """
 
-    def __init__(self, zoo: Zoo, calibration: np.ndarray, orders: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        zoo: Zoo,
+        calibration: np.ndarray,
+        orders: np.ndarray | None = None,
+        buffers: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         # Too few samples to split: both halves are the whole set (numbers stay in-sample).
         self._columns = (
             {"calibration": calibration, "evaluation": ~calibration}
@@ -136,7 +152,7 @@ class SplitZoo:
         }
         self._names = zoo.names
         self._costs = zoo.costs
-        self._rows = {"full": _Rows(zoo.correct, zoo.confidence)}
+        self._rows = {"full": _Rows(zoo.correct, zoo.confidence, buffers)}
         # The search needs of a half only each model's correct count; a half's own matrices are
         # made when asked for (``part``), not with every load.
         self._half_counts = {

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from cluster.errors import InputError
 from db.models import Dataset, Model, ModelScore, PairResult, PredictionChunk, utc_now
 from db.queries import complete_model_ids, dataset_samples, lock_dataset_search
-from db.search_arrays import load_search_arrays
+from db.search_arrays import SearchArrays, load_search_arrays
 from db.upsert import upsert
 from search.best import update_best_savers
 from search.criteria import BUDGET, MAX_PROBABILITY, PAPER
@@ -196,11 +196,11 @@ class SaverSearch:
         if cached is None or set(reload) & known or known - set(complete):
             samples = dataset_samples(session, dataset)
             calibration = calibration_mask(samples.keys, dataset.holdout_fraction)
-            zoo, orders = _zoo_of(session, dataset, complete, samples.labels, confidence)
-            cached = CachedZoo(list(complete), SplitZoo(zoo, calibration, orders), 0)
+            zoo, orders, buffers = _zoo_of(session, dataset, complete, samples.labels, confidence)
+            cached = CachedZoo(list(complete), SplitZoo(zoo, calibration, orders, buffers), 0)
         elif new := [m for m in complete if m not in known]:
             labels = dataset_samples(session, dataset).labels
-            zoo, orders = _zoo_of(session, dataset, new, labels, confidence)
+            zoo, orders, _ = _zoo_of(session, dataset, new, labels, confidence)
             cached.zoos.add(zoo, orders)
             cached.model_ids = cached.model_ids + new
         self._cache[(dataset.id, confidence)] = cached
@@ -425,18 +425,24 @@ class SaverSearch:
 
 def _zoo_of(
     session: Session, dataset: Dataset, model_ids: list[int], labels: np.ndarray, confidence: str
-) -> tuple[Zoo, np.ndarray]:
-    """The models' zoo on one signal and each one's confidence order, as stored for the search
-    (``db.search_arrays``: a read, not a decode and a sort, once a model's arrays are stored)."""
+) -> tuple[Zoo, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The models' zoo on one signal, each one's confidence order, as stored for the search
+    (``db.search_arrays``: a read, not a decode and a sort, once a model's arrays are stored),
+    and the buffers its arrays lead: a quarter more rows, so that the first models added later
+    fill spare rows instead of copying the whole zoo (rows never touched cost no memory)."""
     models = {m.id: m for m in session.scalars(select(Model).where(Model.id.in_(model_ids)))}
-    arrays = load_search_arrays(session, dataset, model_ids, confidence, labels)
+    m, n = len(model_ids), len(labels)
+    spare = m + m // 4 + 8
+    correct, values = np.empty((spare, n), np.uint8), np.empty((spare, n), np.float32)
+    into = SearchArrays(correct[:m], values[:m], np.empty((m, n), np.uint32), derived=())
+    arrays = load_search_arrays(session, dataset, model_ids, confidence, labels, out=into)
     zoo = Zoo(
         names=tuple(models[i].name for i in model_ids),
         costs=np.array([models[i].gmacs for i in model_ids], dtype=np.float64),
         correct=arrays.correct,
         confidence=arrays.confidence,
     )
-    return zoo, arrays.order
+    return zoo, arrays.order, (correct, values)
 
 
 # ----- what a dataset keeps ----------------------------------------------------------------------
