@@ -2,8 +2,8 @@
 
     python -m bench.schedule [--gpus 16 64 256] [--gpus-per-node 8] [--models 1266]
                              [--shards 50] [--bundle-seconds 3] [--noise 0]
-                             [--start-spread 0] [--signals 1] [--search-ms-per-pair 0.28]
-                             [--write-us-per-row 76] [--search-cpus-per-node 0] [--json OUT]
+                             [--start-spread 0] [--signals 1] [--search-ms-per-pair 0.075]
+                             [--write-us-per-row 62] [--search-cpus-per-node 0] [--json OUT]
 
 What is real: the planner (``orchestrator.sweeps.plan.plan_units``, the bundles of a zoo-scale
 sweep) and the driver's queue (``orchestrator.sweeps.queue.PlannedQueue``), unchanged.
@@ -55,9 +55,12 @@ from orchestrator.sweeps.plan import (
 from orchestrator.sweeps.queue import PlannedQueue, QueuedUnit, feed
 
 SAMPLES_PER_SHARD = 1000
-# Measured on this 2-core VM, one core (bench/RESULTS.md, "Time to answers"):
-SEARCH_MS_PER_PAIR = 0.28  # NUMBA_NUM_THREADS=1 python -m bench.search --engine-models 200 --zoos
-WRITE_US_PER_ROW = 76.0  # python -m bench.search_writes (SQLite; PostgreSQL 15: 158)
+# Measured on a 2-core VM (bench/RESULTS.md, "Time to answers"): one core, one process
+# (NUMBA_NUM_THREADS=1 python -m bench.search --engine-models 200 --zoos; through Ray 0.067 a
+# core, python -m bench.search_ray) and the serial write (python -m bench.search_writes, SQLite;
+# PostgreSQL 15: 93).
+SEARCH_MS_PER_PAIR = 0.075
+WRITE_US_PER_ROW = 62.0
 
 
 def schedule(
