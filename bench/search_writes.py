@@ -38,25 +38,14 @@ from db.session import session_factory
 from db.upsert import upsert
 from search.best import update_best_savers
 from search.criteria import MAX_PROBABILITY
+from search.pairs import COLUMNS
 from search.selection import centipoints
 from search.service import PAIR_KEY, criterion_keys
 from search.synthetic import make_zoo
 
 STEPS = ("build rows", "upsert", "best savers", "commit")
-POINT_COLUMNS = (
-    "threshold",
-    "exit_ratio",
-    "accuracy",
-    "base_accuracy",
-    "saving",
-    "holdout_threshold",
-    "holdout_calibration_accuracy",
-    "holdout_calibration_saving",
-    "holdout_exit_ratio",
-    "holdout_accuracy",
-    "holdout_base_accuracy",
-    "holdout_saving",
-)
+# The stored values but the relative cost, which follows from the cost ratio and the exits.
+POINT_COLUMNS = tuple(c for c in COLUMNS if c != "relative_cost")
 
 
 def pairs_of_newcomer(costs: list[float], earlier: list[int], new: int) -> list[tuple[int, int]]:

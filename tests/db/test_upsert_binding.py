@@ -17,23 +17,10 @@ from db.models import Dataset, Model, PairResult
 from db.schema import ensure_schema
 from db.session import session_factory
 from db.upsert import COPY_MIN_ROWS, upsert
+from search.pairs import COLUMNS
 
 KEY = ["dataset_id", "base_id", "saver_id", "criterion", "max_drop_centipoints", "confidence"]
-METRICS = [
-    "threshold",
-    "exit_ratio",
-    "accuracy",
-    "base_accuracy",
-    "relative_cost",
-    "saving",
-    "holdout_threshold",
-    "holdout_calibration_accuracy",
-    "holdout_calibration_saving",
-    "holdout_exit_ratio",
-    "holdout_accuracy",
-    "holdout_base_accuracy",
-    "holdout_saving",
-]
+METRICS = list(COLUMNS)
 STAMP = datetime.datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=datetime.UTC)
 
 
