@@ -548,3 +548,8 @@ def _masked_counts_impl(correct, mask):
 
 
 masked_counts = numba.njit(cache=True, nogil=True)(_masked_counts_impl)
+
+
+def use_threads(count: int) -> None:
+    """At most ``count`` threads for the parallel loops of this process."""
+    numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))

@@ -86,8 +86,13 @@ class _Rows:
         # that the first models added later fill spare rows instead of copying the zoo.
         self.size = len(correct)
         self._correct, self._confidence = buffers or (correct, confidence)
-        if buffers and not (
-            np.may_share_memory(buffers[0], correct) and np.may_share_memory(buffers[1], confidence)
+        if (
+            buffers
+            and len(correct)
+            and not (
+                np.may_share_memory(buffers[0], correct)
+                and np.may_share_memory(buffers[1], confidence)
+            )
         ):
             raise ValueError("the zoo's arrays are not the first rows of its buffers")
         counts = np.ascontiguousarray(correct).sum(axis=1, dtype=np.int64)

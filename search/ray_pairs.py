@@ -69,6 +69,7 @@ def _block_columns(
     the ``savers``, then the base chunks ``chunks`` (``BASE_CHUNK`` models each) that hold the
     block's bases: object refs given as arguments, so Ray starts the task once they exist and
     hands their values over, fetched once each; the chunks are stacked once for the block."""
+    one_thread()
     saver_side = dict(zip(savers, shares[: len(savers)], strict=True))
     fetched = shares[len(savers) :]
     stacked = BaseSide.stacked(fetched)
@@ -86,8 +87,17 @@ def _block_columns(
     ]
 
 
+def one_thread() -> None:
+    """A task holds one CPU: its compiled loops run on one thread, not on every core of the
+    node (numba sizes its pool by the node's cores, whatever Ray reserved)."""
+    from search.kernels import use_threads
+
+    use_threads(1)
+
+
 def _saver_sides(halves: tuple[Any, Any], inputs: Any) -> Any:
     """A Ray task: the sides of a chunk of savers, one object each (``num_returns``)."""
+    one_thread()
     sides = prepare_savers(inputs, *halves)
     return sides[0] if len(sides) == 1 else tuple(sides)
 
@@ -162,11 +172,16 @@ class RayPairs:
         logger.debug("%d pairs in %d Ray tasks", sum(map(len, wanted.values())), len(futures))
         results: dict[Any, list[PairColumns]] = {}
         waiting = list(futures)
-        while waiting:  # as blocks finish, for the progress bar; kept in ``wanted``'s order
-            ready, waiting = self.ray.wait(waiting, num_returns=1)
-            results[ready[0]] = self.ray.get(ready[0])
-            if progress:
-                progress(len(results), len(futures))
+        try:
+            while waiting:  # as blocks finish, for the progress bar; kept in ``wanted``'s order
+                ready, waiting = self.ray.wait(waiting, num_returns=1)
+                results[ready[0]] = self.ray.get(ready[0])
+                if progress:
+                    progress(len(results), len(futures))
+        except BaseException:
+            for future in waiting:  # the update is lost: its other blocks stop computing it
+                self.ray.cancel(future)
+            raise
         return [
             (saver, bases, columns)
             for block, future in zip(blocks, futures, strict=True)

@@ -14,6 +14,7 @@ from orchestrator.cli.console import (
     print_json,
     progress_bar,
     transaction,
+    user_errors,
 )
 from orchestrator.cli.options import AsJson, Confidence, Criterion, Dataset, Holdout, MaxDrop
 from orchestrator.limits import DEFAULT_ALTERNATIVES
@@ -43,14 +44,15 @@ def savers_refresh(
     from search.service import SaverSearch
 
     with ExitStack() as stack:
-        search = SaverSearch(pairs=_ray_pairs(stack, ray_address) if ray_address else None)
-        _refresh(search, dataset)
+        with user_errors():  # a bad address, a cluster that does not answer: one line
+            pairs = _ray_pairs(stack, ray_address) if ray_address else None
+        _refresh(SaverSearch(pairs=pairs), dataset)
 
 
 def _ray_pairs(stack: ExitStack, address: str):
     """Pairs computed by Ray tasks on the cluster at ``address``, joined for ``stack``'s life."""
     from cluster.errors import InputError
-    from cluster.ray_cluster import connected
+    from cluster.ray_cluster import check_reachable, connected
     from search.ray_pairs import RayPairs
 
     if "://" in address:
@@ -58,6 +60,7 @@ def _ray_pairs(stack: ExitStack, address: str):
             f"--ray-address {address!r}: the search joins a cluster as host:port of its head "
             "(or auto); Ray Jobs addresses are for `sweep submit`"
         )
+    check_reachable(address)  # before Ray is imported: a wrong address costs nothing
     stack.enter_context(connected(address))
     return RayPairs()
 
