@@ -552,4 +552,4 @@ masked_counts = numba.njit(cache=True, nogil=True)(_masked_counts_impl)
 
 def use_threads(count: int) -> None:
     """At most ``count`` threads for the parallel loops of this process."""
-    numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
