@@ -122,6 +122,8 @@ def test_blocks_hold_every_pair_once_in_order():
     assert len(plan_blocks({0: list(range(1, 10_001))}, 4)) == 16  # a saver may span blocks
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_ray_search_stores_the_rows_of_the_in_process_search(database_url, tmp_path, ray_cluster):
     from search.ray_pairs import RayPairs
 
@@ -136,6 +138,8 @@ def test_ray_search_stores_the_rows_of_the_in_process_search(database_url, tmp_p
     assert here == ray
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_ray_columns_equal_in_process_columns_across_base_chunks(ray_cluster):
     """More models than one chunk of bases holds, added in two steps: the same columns."""
     from search.engine import Zoo

@@ -15,6 +15,7 @@ from db.schema import upgrade
 from search.service import SaverSearch
 from tests.search.test_ray_pairs import search_into, stored_rows
 
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 TASK_TITLE = b"ray::_block_columns"  # Ray's title of a worker process while it runs a block
 
 
