@@ -2,10 +2,11 @@
 
 The in-process search computes each saver's pairs against its bases (``search.pairs``) one saver
 after the other. Here the same pure function runs in Ray tasks, in blocks of pairs: each model's
-share of a pair (its sorted confidences as a saver, its correctness as a base) is put in Ray's
-object store once, when the model first takes part, and every block that needs it reads it from
-there (zero-copy on the node that holds it). Blocks return plain column arrays; the caller builds
-and writes the rows, exactly as the in-process search does, so the stored rows are the same.
+share of a pair enters Ray's object store once, when the model first takes part (as a saver, its
+samples in confidence order, made by a Ray task; as a base, its correctness, put in chunks of
+models), and every block that needs it reads it from there. Blocks return plain column arrays;
+the caller builds and writes the rows, exactly as the in-process search does, so the stored rows
+are the same.
 
 A task whose worker dies is retried by Ray (``TASK_RETRIES``); one that fails for good raises,
 the update's transaction rolls back and nothing of it is stored.
