@@ -23,8 +23,6 @@ from search.criteria import BUDGET, PAPER
 from search.engine import (
     PAPER_GRID,
     PAPER_GRID_FLOAT32,
-    OperatingPoint,
-    PaperPoint,
     SaverOrder,
     Zoo,
     min_correct_diff,
@@ -47,25 +45,6 @@ def calibration_mask(keys: Iterable[str], fraction: float = 0.5) -> np.ndarray:
         ],
         dtype=bool,
     )
-
-
-@dataclass(frozen=True)
-class HeldOut:
-    """Threshold picked on the calibration samples, scored on the evaluation samples."""
-
-    threshold: float
-    calibration: OperatingPoint
-    evaluation: OperatingPoint
-
-
-@dataclass(frozen=True)
-class PairRecord:
-    base: str
-    saver: str
-    criterion: str
-    max_drop_centipoints: int  # hundredths of an accuracy point; 0 for the paper criterion
-    point: OperatingPoint
-    held_out: HeldOut
 
 
 class _Rows:
@@ -659,52 +638,3 @@ def pair_rows(
             rows.append(dict(zip(keys, (*head, *values[at], now), strict=True)))
             at += 1
     return rows
-
-
-def saver_records(
-    zoos: SplitZoo, saver: int, bases: Sequence[int] | np.ndarray, budgets: Sequence[int]
-) -> list[PairRecord]:
-    """Records of ``saver`` in front of each of ``bases``: one per budget, plus the paper's.
-
-    The same numbers as ``pair_columns``, as operating points one by one (slow: for readers that
-    want the counts behind a row, not for the search)."""
-    bases = np.asarray(bases, dtype=np.int64)
-    if not len(bases):
-        return []
-    counts = _counts(zoos.saver_side(saver), zoos.base_side(bases), budgets)
-    names = zoos.full.names
-    parts = {part: zoos.part(part) for part in PARTS}
-    criteria = criteria_of(budgets)
-
-    def point(part: str, b: int, c: int, exits: np.ndarray, diff: np.ndarray) -> OperatingPoint:
-        zoo, base = parts[part], int(bases[b])
-        base_correct = int(zoo.correct_counts[base])
-        paper = criteria[c][0] == PAPER and part != "evaluation"
-        return (PaperPoint if paper else OperatingPoint)(
-            threshold=float(
-                (counts.calibration if part == "evaluation" else scan_of[part]).threshold[b, c]
-            ),
-            exits=int(exits[b, c]),
-            correct=base_correct + int(diff[b, c]),
-            base_correct=base_correct,
-            num_samples=zoo.num_samples,
-            cost_ratio=float(zoo.costs[saver] / zoo.costs[base]),
-        )
-
-    scan_of = {"full": counts.full, "calibration": counts.calibration}
-    return [
-        PairRecord(
-            base=names[base],
-            saver=names[saver],
-            criterion=criterion,
-            max_drop_centipoints=cp,
-            point=point("full", b, c, counts.full.exits, counts.full.diff),
-            held_out=HeldOut(
-                float(counts.calibration.threshold[b, c]),
-                point("calibration", b, c, counts.calibration.exits, counts.calibration.diff),
-                point("evaluation", b, c, counts.evaluation_exits, counts.evaluation_diff),
-            ),
-        )
-        for b, base in enumerate(bases.tolist())
-        for c, (criterion, cp) in enumerate(criteria)
-    ]

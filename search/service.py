@@ -33,7 +33,6 @@ from search.criteria import BUDGET, MAX_PROBABILITY, PAPER
 from search.engine import Zoo, dearer_than
 from search.pairs import (
     PairColumns,
-    PairRecord,
     SplitZoo,
     calibration_mask,
     criteria_of,
@@ -65,34 +64,6 @@ def _combined(summaries: list[UpdateSummary]) -> UpdateSummary:
 
 def criterion_keys(dataset: Dataset) -> list[tuple[str, int]]:
     return [(BUDGET, cp) for cp in sorted(dataset.budgets_centipoints)] + [(PAPER, 0)]
-
-
-def pair_row(
-    record: PairRecord, dataset_id: int, ids: dict[str, int], now, confidence: str = MAX_PROBABILITY
-) -> dict:
-    p, h = record.point, record.held_out
-    return {
-        "dataset_id": dataset_id,
-        "confidence": confidence,
-        "base_id": ids[record.base],
-        "saver_id": ids[record.saver],
-        "criterion": record.criterion,
-        "max_drop_centipoints": record.max_drop_centipoints,
-        "threshold": p.threshold,
-        "exit_ratio": p.exit_ratio,
-        "accuracy": p.accuracy,
-        "base_accuracy": p.base_accuracy,
-        "relative_cost": p.relative_cost,
-        "saving": p.saving,
-        "holdout_threshold": h.threshold,
-        "holdout_calibration_accuracy": h.calibration.accuracy,
-        "holdout_calibration_saving": h.calibration.saving,
-        "holdout_exit_ratio": h.evaluation.exit_ratio,
-        "holdout_accuracy": h.evaluation.accuracy,
-        "holdout_base_accuracy": h.evaluation.base_accuracy,
-        "holdout_saving": h.evaluation.saving,
-        "computed_at": now,
-    }
 
 
 Computed = list[tuple[int, list[int], PairColumns]]  # (saver, bases, their columns)

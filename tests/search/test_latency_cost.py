@@ -13,10 +13,10 @@ from sqlalchemy.orm import aliased
 from db.models import Model, ModelThroughput, PairResult
 from db.session import session_factory
 from search.costs import latency_per_image, recost_pair, recost_saving
+from search.criteria import MAX_PROBABILITY
 from search.engine import budget_point, paper_point, scan_saver
-from search.pairs import SplitZoo, calibration_mask, saver_records
+from search.pairs import SplitZoo, calibration_mask, criteria_of, pair_columns, pair_rows
 from search.selection import Candidate, best_candidate, rank_key
-from search.service import pair_row
 from tests.factories import engine_zoo, records_dir, saverzoo, saverzoo_json, small_zoo
 
 DEVICE = "NVIDIA H200"
@@ -42,24 +42,27 @@ def test_recosting_gmacs_results_equals_searching_with_latency_costs():
         SplitZoo(gmacs_zoo, calibration),
         SplitZoo(latency_zoo, calibration),
     )
-    ids = {name: i for i, name in enumerate(zoo.names)}
     budgets = [0, 50, 200]
+
+    def rows(split: SplitZoo, saver: int, bases: list[int]) -> list[dict]:
+        columns = pair_columns(split.saver_side(saver), split.base_side(bases), budgets)
+        return pair_rows(columns, bases, saver, 0, MAX_PROBABILITY, None, criteria_of(budgets))
+
     checked = 0
     for saver in range(len(zoo.names)):
         bases = [b for b in range(len(zoo.names)) if b != saver]  # any ratio, either way round
-        by_gmacs = saver_records(gmacs_split, saver, bases, budgets)
-        by_latency = saver_records(latency_split, saver, bases, budgets)
-        for g, lat in zip(by_gmacs, by_latency, strict=True):
-            g_row, lat_row = pair_row(g, 0, ids, None), pair_row(lat, 0, ids, None)
+        by_gmacs = rows(gmacs_split, saver, bases)
+        by_latency = rows(latency_split, saver, bases)
+        for g_row, lat_row in zip(by_gmacs, by_latency, strict=True):
             # The operating point does not depend on the costs ...
             for column in ("threshold", "exit_ratio", "accuracy", "holdout_threshold"):
                 assert g_row[column] == lat_row[column]
             # ... so re-costing the GMACs row gives what the latency search gives.
-            ratio = latency[ids[g.saver]] / latency[ids[g.base]]
+            ratio = latency[g_row["saver_id"]] / latency[g_row["base_id"]]
             recosted = recost_pair(g_row, ratio)
             # The paper criterion's stored ΔC is the seed's arithmetic, re-costing plain
             # arithmetic: the same number to the last bit or two.
-            exact = g.criterion != "paper"
+            exact = g_row["criterion"] != "paper"
             assert recosted["saving"] == (
                 lat_row["saving"] if exact else pytest.approx(lat_row["saving"], abs=1e-12)
             )

@@ -20,7 +20,6 @@ from search.pairs import (
     criteria_of,
     pair_columns,
     pair_rows,
-    saver_records,
 )
 from search.synthetic import make_zoo
 from tests.factories import engine_zoo, small_zoo
@@ -214,15 +213,3 @@ def test_the_radix_order_sorts_as_argsort_does_up_to_ties(confidence):
     assert order.dtype == np.uint32
     assert sorted(order.tolist()) == list(range(len(confidence)))
     assert np.array_equal(confidence[order], confidence[np.argsort(-confidence)])
-
-
-def test_records_read_off_the_same_counts_give_the_same_rows():
-    from search.service import pair_row
-
-    zoo, calibration = ZOOS["two decimals"]()
-    zoos = SplitZoo(zoo, calibration)
-    ids = {name: 1000 + i for i, name in enumerate(zoo.names)}
-    bases = [5, 3, 1]
-    records = saver_records(zoos, 2, bases, [0, 100])
-    rows = [pair_row(r, 7, ids, None, "max_probability") for r in records]
-    assert_same_rows(rows, reference_rows(zoo, calibration, 2, bases, [0, 100]))
