@@ -1,9 +1,12 @@
-"""What every command shares: consoles, one-line failures, transactions, progress bars, JSON."""
+"""What every command shares: consoles, one-line failures, transactions, progress bars, JSON,
+tables fitted to the output's width."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +21,7 @@ if TYPE_CHECKING:  # settings, schema, sessions and rich load when a command fir
     from sqlalchemy.orm import Session
 
     from cluster.settings import Settings
+    from orchestrator.cli.tables import Table
 
 
 class LazyConsole:
@@ -203,3 +207,31 @@ def non_finite_at(value: object, path: str = "$") -> tuple[str, float] | None:
         if found is not None:
             return found
     return None
+
+
+# ----- tables and prose, fitted to the output -------------------------------------------------
+def output_width() -> int | None:
+    """The width tables and notes are fitted to: ``COLUMNS`` when set, else the terminal's; None
+    when standard output is not a terminal (a pipe, a file, CI): tab-separated, every column."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
+
+
+def print_table(table: Table, *, wide: bool = False) -> None:
+    """The table as plain lines; a row's colour only on a terminal (click strips it elsewhere)."""
+    from orchestrator.cli.tables import render
+
+    for line in render(table, output_width(), wide=wide):
+        typer.echo(typer.style(line.text, fg=line.style) if line.style else line.text)
+
+
+def print_prose(text: str) -> None:
+    """A sentence or two, wrapped at spaces to the output's width (never inside a word)."""
+    from orchestrator.cli.tables import prose
+
+    for line in prose(text, output_width()):
+        typer.echo(line)

@@ -18,6 +18,13 @@ Holdout = Annotated[
     bool, typer.Option(help="Pick thresholds on half the samples, score on the other half.")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Wide = Annotated[
+    bool,
+    typer.Option(
+        "--wide",
+        help="Every column at its full width, whatever the terminal's (--json: every field).",
+    ),
+]
 Confidence = Annotated[
     str,
     typer.Option(

@@ -16,7 +16,15 @@ from orchestrator.cli.console import (
     transaction,
     user_errors,
 )
-from orchestrator.cli.options import AsJson, Confidence, Criterion, Dataset, Holdout, MaxDrop
+from orchestrator.cli.options import (
+    AsJson,
+    Confidence,
+    Criterion,
+    Dataset,
+    Holdout,
+    MaxDrop,
+    Wide,
+)
 from orchestrator.limits import DEFAULT_ALTERNATIVES
 from search.costs import GMACS
 from search.criteria import BUDGET, DEFAULT_CANDIDATES, MAX_PROBABILITY
@@ -110,6 +118,7 @@ def savers_best(
     ] = DEFAULT_CANDIDATES,
     confidence: Confidence = MAX_PROBABILITY,
     as_json: AsJson = False,
+    wide: Wide = False,
 ) -> None:
     """The best saver of every base model (or of BASE)."""
     from orchestrator.answers import json_ready, savers
@@ -154,9 +163,11 @@ def savers_best(
             err.print(notice, style="dim", highlight=False)
         return
     if query.stages == 3:
-        _print_chains(rows, query, dataset)
+        _print_chains(rows, query, dataset, wide)
         return
-    _print_best(rows, query, dataset, notice)
+    _print_best(
+        rows, query.fields, _title(query, dataset), notes=[notice] if notice else [], wide=wide
+    )
 
 
 @savers_app.command("show")
@@ -171,6 +182,7 @@ def savers_show(
     ] = DEFAULT_ALTERNATIVES,
     confidence: Confidence = MAX_PROBABILITY,
     as_json: AsJson = False,
+    wide: Wide = False,
 ) -> None:
     """BASE's best saver and the next-best alternatives, ranked the same way."""
     from orchestrator.answers import json_ready, saver_of
@@ -189,55 +201,109 @@ def savers_show(
         print_json(answer)
         return
     ranked = [answer["best"], *answer["alternatives"]] if answer["best"] else []
-    _print_best(
-        [{"base": base, **row} for row in ranked],
-        query,
-        dataset,
+    title = _title(query, dataset).replace(
+        f"{dataset}: ", f"{dataset}: savers of {base} ({answer['base_gmacs']:.4g} GMACs), ", 1
+    )
+    shown = (
         f"{len(ranked)} of {answer['candidates']} cheaper models shown, best first"
         if ranked
-        else f"no saver of {base} meets this criterion",
+        else f"no saver of {base} meets this criterion ({answer['candidates']} cheaper models)"
+    )
+    _print_best(
+        ranked, query.fields, title, notes=[shown], wide=wide, first=("saver", "saver_gmacs")
     )
 
 
-def _print_chains(rows: list[dict], query: SaverQuery, dataset: str) -> None:
-    from rich.table import Table
+# How soon a field's column is left out where the width is short (0: never), and its kind.
+IMPORTANCE = {
+    "saving": 1,
+    "delta_c": 1,
+    "accuracy": 2,
+    "threshold": 3,
+    "exit_ratio": 4,
+    "base_accuracy": 5,
+    "in_sample_saving": 6,
+    "in_sample_accuracy": 7,
+    "frontier_saving": 8,
+    "frontier_model": 9,
+    "relative_cost": 10,  # 1 - saving: the least news
+    "accuracy_ci": 11,  # an interval goes beside its estimate where it fits
+    "saving_ci": 11,
+}
+BEATEN = "*"  # marks a row whose frontier model beats it, with or without colour
 
+
+def _field_column(field: str):
+    from orchestrator.answers import FIELDS
+    from orchestrator.cli.tables import NAME, NUMBER, Column
+
+    kind = NAME if field == "frontier_model" else NUMBER
+    return Column(FIELDS[field].label, kind, IMPORTANCE[field])
+
+
+def _marked(rows: list[dict], columns: list, cells: list[list[str]], notes: list[str]):
+    """Columns and rows with a first column marking the rows beaten by their frontier model (in
+    yellow too on a terminal), and the note that says so."""
     from orchestrator.answers import FIELDS, beaten_by_frontier
+    from orchestrator.cli.tables import TEXT, Column, Row
 
-    table = Table(
-        "base",
-        "cascade",
-        "thresholds",
-        "exits %",
-        "top-1 %",
-        "base top-1 %",
-        "relative cost",
-        "saving %",
-        "frontier",
-        FIELDS["frontier_saving"].label,
-        title=f"{dataset}: best cascades of up to three models, accuracy drop <= "
-        f"{query.max_drop:g} pts, {query.candidates} candidates a stage",
+    beaten = [beaten_by_frontier(row) for row in rows]
+    if not any(beaten):
+        return columns, [Row(c) for c in cells], notes
+    note = (
+        f"{BEATEN} ({sum(beaten)} rows): their frontier model alone is as accurate and cheaper "
+        f"(negative {FIELDS['frontier_saving'].label})"
     )
+    return (
+        [Column("", TEXT), *columns],
+        [
+            Row([BEATEN if b else "", *c], "yellow" if b else None)
+            for b, c in zip(beaten, cells, strict=True)
+        ],
+        [*notes, note],
+    )
+
+
+def _print_chains(rows: list[dict], query: SaverQuery, dataset: str, wide: bool) -> None:
+    from orchestrator.answers import FIELDS
+    from orchestrator.cli.console import print_table
+    from orchestrator.cli.tables import NAME, NUMBER, Column, Table
+
+    fields = ("accuracy", "base_accuracy", "relative_cost", "saving", "frontier_model")
+    columns = [
+        Column("base", NAME),
+        Column("saver 1", NAME),
+        Column("saver 2", NAME),
+        Column("threshold 1", NUMBER, IMPORTANCE["threshold"]),
+        Column("threshold 2", NUMBER, IMPORTANCE["threshold"]),
+        Column(f"{FIELDS['exit_ratio'].label} at 1", NUMBER, IMPORTANCE["exit_ratio"]),
+        Column(f"{FIELDS['exit_ratio'].label} at 2", NUMBER, IMPORTANCE["exit_ratio"]),
+        *(_field_column(f) for f in (*fields, "frontier_saving")),
+    ]
+    cells = []
     for row in rows:
-        table.add_row(
-            row["base"],
-            " → ".join([*row["chain"], row["base"]]) if row["chain"] else "[dim]none[/]",
-            " / ".join(f"{t:.4f}" for t in row["thresholds"] or []) or "-",
-            " / ".join(f"{100 * r:.2f}" for r in row["exit_ratios"] or []) or "-",
-            *(
-                _cell(f, row[f])
-                for f in (
-                    "accuracy",
-                    "base_accuracy",
-                    "relative_cost",
-                    "saving",
-                    "frontier_model",
-                    "frontier_saving",
-                )
-            ),
-            style="yellow" if beaten_by_frontier(row) else None,
+        chain = row["chain"] or []
+        thresholds = row["thresholds"] or []
+        exits = row["exit_ratios"] or []
+        cells.append(
+            [
+                row["base"],
+                *(_nth(chain, i, "none" if i == 0 else "-") for i in (0, 1)),
+                *(_nth([_cell("threshold", t) for t in thresholds], i) for i in (0, 1)),
+                *(_nth([_cell("exit_ratio", r) for r in exits], i) for i in (0, 1)),
+                *(_cell(f, row[f]) for f in (*fields, "frontier_saving")),
+            ]
         )
-    out.print(table)
+    columns, table_rows, notes = _marked(rows, columns, cells, [])
+    title = (
+        f"{dataset}: best cascades of up to three models (saver 1 -> saver 2 -> base), accuracy "
+        f"drop <= {query.max_drop:g} pts, {query.candidates} candidates a stage"
+    )
+    print_table(Table(columns, table_rows, title, notes), wide=wide)
+
+
+def _nth(values: list[str], i: int, missing: str = "-") -> str:
+    return values[i] if i < len(values) else missing
 
 
 def _cell(field: str, value: float | None) -> str:
@@ -246,14 +312,10 @@ def _cell(field: str, value: float | None) -> str:
     return field_text(field, value, missing="-")
 
 
-def _print_best(rows: list[dict], query: SaverQuery, dataset: str, notice: str | None = None):
-    from rich.table import Table
-
-    from orchestrator.answers import FIELDS, beaten_by_frontier
+def _title(query: SaverQuery, dataset: str) -> str:
     from search.costs import LATENCY
     from search.criteria import PAPER
 
-    fields = query.fields
     title = (
         f"{dataset}: paper criterion (equal performance)"
         if query.criterion == PAPER
@@ -265,31 +327,43 @@ def _print_best(rows: list[dict], query: SaverQuery, dataset: str, notice: str |
         title += f"; cost: latency on {query.device_type}"
     if query.score_on is not None:
         title += f", picked on {dataset} (calib.), scored on {query.score_on}"
-    # An interval goes under its estimate, in the same cell: the table stays narrow.
-    shown_with = {"accuracy_ci": "accuracy", "saving_ci": "saving"}
-    under = {estimate: ci for ci, estimate in shown_with.items() if ci in fields}
-    fields = tuple(f for f in fields if f not in shown_with)
-    labels = (FIELDS[f].label + (" (95% CI)" if f in under else "") for f in fields)
-    beaten = sum(beaten_by_frontier(row) for row in rows)
-    if beaten:
-        marked = (
-            f"{beaten} marked in yellow: their frontier model alone is as accurate and "
-            "cheaper (negative saving vs the frontier)"
-        )
-        notice = f"{notice}; {marked}" if notice else marked
-    table = Table("base", "saver", *labels, title=title, caption=notice)
-    for column in table.columns:  # a narrow terminal wraps numbers, never cuts them
-        column.overflow = "fold"
-        column.no_wrap = column.header in ("base", "saver", FIELDS["frontier_model"].label)
-    for row in rows:
-        cells = [
-            _cell(f, row[f])
-            + (f"\n[dim]{_cell(under[f], row[under[f]])}[/]" if row.get(under.get(f, "")) else "")
-            for f in fields
+    return title
+
+
+def _print_best(
+    rows: list[dict],
+    fields: tuple[str, ...],
+    title: str,
+    *,
+    notes: list[str],
+    wide: bool,
+    first: tuple = ("base", "saver"),
+) -> None:
+    """One row per saver: the ``first`` columns (names, or a saver's cost), then ``fields``."""
+    from orchestrator.cli.console import print_table
+    from orchestrator.cli.tables import NAME, NUMBER, Column, Table
+
+    leading = {
+        "base": Column("base", NAME),
+        "saver": Column("saver", NAME),
+        "saver_gmacs": Column("GMACs", NUMBER, IMPORTANCE["relative_cost"]),
+    }
+    columns = [leading[f] for f in first] + [_field_column(f) for f in fields]
+    cells = [
+        [
+            *(_leading_cell(f, row[f]) for f in first),
+            *(_cell(f, row[f]) for f in fields),
         ]
-        style = "yellow" if beaten_by_frontier(row) else None
-        table.add_row(row["base"], row["saver"] or "[dim]none[/]", *cells, style=style)
-    out.print(table)
+        for row in rows
+    ]
+    columns, table_rows, notes = _marked(rows, columns, cells, notes)
+    print_table(Table(columns, table_rows, title, notes), wide=wide)
+
+
+def _leading_cell(field: str, value: str | float | None) -> str:
+    if field == "saver_gmacs":
+        return f"{value:.4g}"
+    return value or "none"
 
 
 @savers_app.command("curve")
@@ -300,11 +374,12 @@ def savers_curve(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of the curve here.")] = None,
     confidence: Confidence = MAX_PROBABILITY,
+    wide: Wide = False,
 ) -> None:
     """The Pareto front of (relative cost, accuracy) of one pair."""
-    from rich.table import Table
-
     from orchestrator.answers import FIELDS, json_ready, pair_curve
+    from orchestrator.cli.console import print_table
+    from orchestrator.cli.tables import NUMBER, Column, Row, Table
     from search.parameters import as_flag, parameters_worded
     from search.views import CURVE_FIELDS
 
@@ -320,12 +395,13 @@ def savers_curve(
         return
     front = result["pareto_front"]
     shown = front if len(front) <= 20 else [front[i * (len(front) - 1) // 19] for i in range(20)]
-    table = Table(
-        *(FIELDS[f].label for f in CURVE_FIELDS),
-        title=f"{saver} before {base} on {dataset}: Pareto front, {len(front)} of "
+    title = (
+        f"{saver} before {base} on {dataset}: Pareto front, {len(front)} of "
         f"{result['num_exit_sets']} exit sets"
-        + (f" ({len(shown)} shown)" if shown != front else ""),
     )
-    for point in shown:
-        table.add_row(*(_cell(f, point[f]) for f in CURVE_FIELDS))
-    out.print(table)
+    notes = (
+        [f"{len(shown)} points shown, evenly spaced; --json gives all"] if shown != front else []
+    )
+    columns = [Column(FIELDS[f].label, NUMBER, IMPORTANCE[f]) for f in CURVE_FIELDS]
+    rows = [Row([_cell(f, point[f]) for f in CURVE_FIELDS]) for point in shown]
+    print_table(Table(columns, rows, title, notes), wide=wide)

@@ -1,0 +1,207 @@
+"""Tables that fit a width, as plain lines: pure, no terminal, no colour.
+
+A table is columns (a header, a kind, an importance) and rows of cells already formatted. Laid
+out for a width, the more important columns are kept and the others left out (named in one note),
+headers wrap at spaces, and only names are shortened (in the middle, with an ellipsis): a number
+or a text cell is never cut or wrapped. Without a width (output that is not a terminal, with no
+``COLUMNS``) the table is tab-separated fields, every column, nothing aligned to a guessed width.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+Kind = Literal["name", "number", "text"]
+NAME: Kind = "name"  # a model, a dataset, a URL: may be shortened in the middle
+NUMBER: Kind = "number"  # right-aligned, never cut
+TEXT: Kind = "text"  # left-aligned, never cut
+
+GAP = "  "
+ELLIPSIS = "…"
+# A name is shortened to this width before any column is left out: 20 characters keep the
+# architecture and the pretrained tag of a timm name such as convnext_base.fb_in22k_ft_in1k
+# ("convnext_b…22k_ft_in1k").
+NAME_WIDTH = 20
+# ...and down to this one only where nothing else can go.
+NAME_FLOOR = 8
+
+
+@dataclass(frozen=True)
+class Column:
+    """``importance`` 0: always shown; a larger one is left out sooner."""
+
+    header: str
+    kind: Kind = TEXT
+    importance: int = 0
+
+
+@dataclass(frozen=True)
+class Row:
+    cells: Sequence[str]
+    style: str | None = None  # how a terminal shows the row (e.g. "yellow"); the edge decides
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: Sequence[Column]
+    rows: Sequence[Row]
+    title: str | None = None
+    notes: Sequence[str] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    style: str | None = None
+
+
+def render(table: Table, width: int | None, *, wide: bool = False) -> list[Line]:
+    """The table's lines: fitted to ``width``; every column at its full width with ``wide``;
+    tab-separated without a width."""
+    if width is None:
+        return _tab_separated(table)
+    columns = list(table.columns)
+    cells = [list(row.cells) for row in table.rows]
+    kept, widths = _layout(columns, cells, None if wide else width)
+    lines = [Line(text) for text in prose(table.title, width)] if table.title else []
+    lines += _header(columns, kept, widths)
+    lines += [
+        Line(_joined(_cell(row[i], columns[i].kind, widths[i]) for i in kept), source.style)
+        for row, source in zip(cells, table.rows, strict=True)
+    ]
+    notes = list(table.notes)
+    left_out = [columns[i].header for i in range(len(columns)) if i not in kept]
+    if left_out:
+        notes.append(
+            f"left out at {width} columns: {', '.join(left_out)} (--wide shows every column, "
+            "--json every field)"
+        )
+    for note in notes:
+        lines += [Line(text) for text in prose(note, width)]
+    return lines
+
+
+def prose(text: str, width: int | None) -> list[str]:
+    """Text wrapped at spaces (a word longer than the width stays whole); as it is without one."""
+    if width is None:
+        return text.splitlines() or [""]
+    return [
+        wrapped
+        for paragraph in text.splitlines() or [""]
+        for wrapped in textwrap.wrap(
+            paragraph, width, break_long_words=False, break_on_hyphens=False
+        )
+        or [""]
+    ]
+
+
+def shorten(name: str, width: int) -> str:
+    """``name`` in ``width`` characters: its head and tail around an ellipsis."""
+    if len(name) <= width:
+        return name
+    if width <= 1:
+        return ELLIPSIS[:width]
+    head = width // 2  # the architecture, then the tag's end
+    return name[:head] + ELLIPSIS + name[len(name) - (width - 1 - head) :]
+
+
+def _tab_separated(table: Table) -> list[Line]:
+    lines = [Line(text) for text in prose(table.title, None)] if table.title else []
+    lines.append(Line("\t".join(c.header for c in table.columns)))
+    lines += [Line("\t".join(row.cells), row.style) for row in table.rows]
+    return lines + [Line(text) for note in table.notes for text in prose(note, None)]
+
+
+def _layout(
+    columns: list[Column], cells: list[list[str]], width: int | None
+) -> tuple[list[int], list[int]]:
+    """Which columns are shown (indices, in order) and each one's width.
+
+    Precedence, for a table wider than ``width``: headers wrap at spaces first, then names are
+    shortened to ``NAME_WIDTH``, then the least important columns are left out, and last names
+    go down to ``NAME_FLOOR``. The room left over goes back to the shortened names, evenly, then
+    to the wrapped headers, the more important columns first.
+    """
+    natural = [_natural(c, [row[i] for row in cells]) for i, c in enumerate(columns)]
+    if width is None:
+        return list(range(len(columns))), natural
+    least = [_least(c, [row[i] for row in cells], NAME_WIDTH) for i, c in enumerate(columns)]
+    kept = list(range(len(columns)))
+    droppable = sorted(
+        (i for i in kept if columns[i].importance > 0),
+        key=lambda i: (columns[i].importance, i),
+    )
+    while _total(least, kept) > width and droppable:
+        kept.remove(droppable.pop())
+    if _total(least, kept) > width:
+        least = [
+            _least(c, [row[i] for row in cells], NAME_FLOOR) if c.kind == NAME else least[i]
+            for i, c in enumerate(columns)
+        ]
+    widths = list(least)
+    spare = width - _total(widths, kept)
+    short = [i for i in kept if columns[i].kind == NAME and widths[i] < natural[i]]
+    while spare > 0 and short:  # shortened names grow evenly, one character each in turn
+        for i in list(short):
+            if spare > 0:
+                widths[i] += 1
+                spare -= 1
+            if widths[i] == natural[i]:
+                short.remove(i)
+    for i in sorted(kept, key=lambda i: (columns[i].importance, i)):  # then headers unwrap
+        grow = natural[i] - widths[i]
+        if 0 < grow <= spare:
+            widths[i] += grow
+            spare -= grow
+    return kept, widths
+
+
+def _natural(column: Column, cells: list[str]) -> int:
+    return max([len(column.header), *map(len, cells)])
+
+
+def _least(column: Column, cells: list[str], name_width: int) -> int:
+    """The narrowest the column gets: its longest header word, and its longest cell (a name's
+    only up to ``name_width``)."""
+    word = max((len(w) for w in column.header.split()), default=0)
+    longest = max(map(len, cells), default=0)
+    if column.kind == NAME:
+        longest = min(longest, name_width)
+    return max(word, longest, 1)
+
+
+def _total(widths: list[int], kept: list[int]) -> int:
+    return sum(widths[i] for i in kept) + len(GAP) * max(0, len(kept) - 1)
+
+
+def _header(columns: list[Column], kept: list[int], widths: list[int]) -> list[Line]:
+    """Headers wrapped at spaces and set on the same bottom line, then a rule under each."""
+    wrapped = {
+        i: textwrap.wrap(columns[i].header, widths[i], break_long_words=False) or [""] for i in kept
+    }
+    height = max(len(w) for w in wrapped.values())
+    lines = []
+    for level in range(height):
+        parts = []
+        for i in kept:
+            offset = level - (height - len(wrapped[i]))
+            text = wrapped[i][offset] if offset >= 0 else ""
+            parts.append(_aligned(text, columns[i].kind, widths[i]))
+        lines.append(Line(_joined(parts)))
+    rule = ("-" * widths[i] if columns[i].header else " " * widths[i] for i in kept)
+    return [*lines, Line(_joined(rule))]
+
+
+def _cell(text: str, kind: Kind, width: int) -> str:
+    return _aligned(shorten(text, width) if kind == NAME else text, kind, width)
+
+
+def _aligned(text: str, kind: Kind, width: int) -> str:
+    return text.rjust(width) if kind == NUMBER else text.ljust(width)
+
+
+def _joined(parts) -> str:
+    return GAP.join(parts).rstrip()
