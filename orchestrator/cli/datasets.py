@@ -13,12 +13,14 @@ from orchestrator.cli.console import (
     fail,
     out,
     print_json,
+    print_prose,
+    print_table,
     progress_bar,
     settings_or_fail,
     transaction,
     user_errors,
 )
-from orchestrator.cli.options import ImagenetVal
+from orchestrator.cli.options import ImagenetVal, Wide
 
 if TYPE_CHECKING:  # what a command needs is imported in its body: `datasets list` starts at once
     from cluster.localstore import LocalObjectStore
@@ -135,41 +137,57 @@ def datasets_add(
 
 
 @datasets_app.command("list")
-def datasets_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
+def datasets_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    wide: Wide = False,
+):
     """Registered datasets."""
-    from rich.table import Table
-
     from orchestrator.answers import datasets, json_ready
+    from orchestrator.cli.tables import NAME, NUMBER, TEXT, Column, Row, Table
 
     with transaction() as session:
         rows = json_ready(datasets(session))
     if as_json:
         print_json(rows)
         return
-    table = Table("dataset", "samples", "classes", "shards", "models", "location")
-    for row in rows:
-        table.add_row(
-            row["name"],
-            str(row["num_samples"]),
-            str(row["num_classes"]),
-            str(row["num_shards"]),
-            str(row["num_models"]),
-            row["shards"],
+    columns = [
+        Column("dataset", NAME),
+        Column("samples", NUMBER),
+        Column("models", NUMBER, 1),
+        Column("classes", NUMBER, 3),
+        Column("shards", NUMBER, 4),
+        Column("budgets (pts)", TEXT, 5),
+        Column("location", NAME, 2),
+    ]
+    table_rows = [
+        Row(
+            [
+                row["name"] + (" (ImageNet-1k val)" if row["imagenet_val"] else ""),
+                str(row["num_samples"]),
+                str(row["num_models"]),
+                str(row["num_classes"]),
+                str(row["num_shards"]),
+                ", ".join(f"{b:g}" for b in row["budgets"]),
+                row["shards"],
+            ]
         )
-    out.print(table)
+        for row in rows
+    ]
+    print_table(Table(columns, table_rows), wide=wide)
 
 
 @datasets_app.command("show")
 def datasets_show(
     name: Annotated[str, typer.Argument(help="Dataset name.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    wide: Wide = False,
 ) -> None:
     """A dataset's shards: where they are, sample counts, samples that do not decode."""
-    from rich.table import Table
     from sqlalchemy import select
 
     from db.models import DatasetShard
     from db.queries import get_dataset
+    from orchestrator.cli.tables import NAME, NUMBER, Column, Row, Table
 
     with transaction() as session:
         dataset = get_dataset(session, name)
@@ -198,22 +216,34 @@ def datasets_show(
     if as_json:
         print_json(info)
         return
-    out.print(
+    print_prose(
         f"{info['name']}: {info['num_samples']} samples, {info['num_classes']} classes, "
-        f"labels from {info['label_source']}\nshards: {info['shards']}"
+        f"labels from {info['label_source']}"
     )
-    table = Table("shard", "samples", "failed", "url")
-    for shard in info["shard_list"]:
-        table.add_row(
-            str(shard["index"]),
-            str(shard["num_samples"]),
-            str(len(shard["failed_samples"])),
-            shard["url"],
+    print_prose(f"shards: {info['shards']}")
+    if not info["shard_list"]:
+        return
+    columns = [
+        Column("shard", NUMBER),
+        Column("samples", NUMBER),
+        Column("failed", NUMBER, 1),
+        Column("url", NAME, 2),
+    ]
+    rows = [
+        Row(
+            [
+                str(shard["index"]),
+                str(shard["num_samples"]),
+                str(len(shard["failed_samples"])),
+                shard["url"],
+            ]
         )
-    out.print(table)
+        for shard in info["shard_list"]
+    ]
+    print_table(Table(columns, rows), wide=wide)
     for shard in info["shard_list"]:
         for key, reason in shard["failed_samples"].items():
-            out.print(f"  sample {key} of shard {shard['index']} does not decode: {reason}")
+            print_prose(f"  sample {key} of shard {shard['index']} does not decode: {reason}")
 
 
 def _local_store() -> LocalObjectStore:

@@ -8,11 +8,13 @@ import typer
 
 from orchestrator.cli.console import (
     err,
-    out,
     print_json,
+    print_prose,
+    print_table,
     settings_or_fail,
     transaction,
 )
+from orchestrator.cli.options import Wide
 from orchestrator.limits import MAX_PAGE
 
 models_app = typer.Typer(help="Models known to saverzoo.")
@@ -31,10 +33,9 @@ def models_list(
     offset: Annotated[int, typer.Option(help="Skip this many models.")] = 0,
     limit: Annotated[int, typer.Option(help=f"At most this many (1 to {MAX_PAGE}).")] = MAX_PAGE,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    wide: Wide = False,
 ) -> None:
     """Models with their cost and source, cheapest first."""
-    from rich.table import Table
-
     from orchestrator.answers import json_ready, models_page
     from search.parameters import as_flag, parameters_worded
 
@@ -52,14 +53,41 @@ def models_list(
     if as_json:
         print_json(page)
         return
-    table = Table("model", "source", "GMACs", "params (M)")
-    for row in page["items"]:
-        params = "" if row["params_m"] is None else f"{row['params_m']:.2f}"
-        table.add_row(row["name"], row["source"], f"{row['gmacs']:.4g}", params)
-    out.print(table)
     shown = len(page["items"])
     more = f" ({shown} shown from {offset})" if shown < page["total"] else ""
-    out.print(f"{page['total']} models{more} in {settings_or_fail().database_display}", style="dim")
+    notes = [f"{page['total']} models{more} in {settings_or_fail().database_display}"]
+    print_table(_models_table(page["items"], notes), wide=wide)
+
+
+def _models_table(items: list[dict], notes: list[str]):
+    """A model a row; its measured throughput a column per device type."""
+    from orchestrator.cli.tables import NAME, NUMBER, TEXT, Column, Row, Table
+
+    devices = sorted({device for row in items for device in row["images_per_s"]})
+    columns = [
+        Column("model", NAME),
+        Column("GMACs", NUMBER),
+        Column("params (M)", NUMBER, 1),
+        Column("source", TEXT, 2),
+        *(Column(f"img/s {device}", NUMBER, 3) for device in devices),
+    ]
+    rows = [
+        Row(
+            [
+                row["name"],
+                f"{row['gmacs']:.4g}",
+                "-" if row["params_m"] is None else f"{row['params_m']:.2f}",
+                row["source"] + (" (random weights)" if row["random_weights"] else ""),
+                *(_rate(row["images_per_s"].get(device)) for device in devices),
+            ]
+        )
+        for row in items
+    ]
+    return Table(columns, rows, notes=notes)
+
+
+def _rate(images_per_s: float | None) -> str:
+    return "-" if images_per_s is None else f"{images_per_s:,.0f}"
 
 
 @models_app.command("show")
@@ -75,15 +103,17 @@ def models_show(
     if as_json:
         print_json(detail)
         return
-    out.print(f"[bold]{detail['name']}[/] ({detail['source']}, arch {detail['arch'] or '-'})")
+    print_prose(f"{detail['name']} ({detail['source']}, arch {detail['arch'] or '-'})")
     params = "-" if detail["params_m"] is None else f"{detail['params_m']:.2f} M"
-    out.print(f"cost: {detail['gmacs']:.4g} GMACs at input {detail['input_size']}, params {params}")
+    print_prose(
+        f"cost: {detail['gmacs']:.4g} GMACs at input {detail['input_size']}, params {params}"
+    )
     for device, rate in detail["images_per_s"].items():
-        out.print(f"throughput on {device}: {rate:,.0f} images/s")
+        print_prose(f"throughput on {device}: {rate:,.0f} images/s")
     for dataset, accuracy in detail["accuracy"].items():
-        out.print(f"top-1 accuracy on {dataset}: {100 * accuracy:.2f}%")
+        print_prose(f"top-1 accuracy on {dataset}: {100 * accuracy:.2f}%")
     if detail["published_top1"] is not None:
-        out.print(f"timm's published ImageNet-1k top-1: {detail['published_top1']:.2f}%")
+        print_prose(f"timm's published ImageNet-1k top-1: {detail['published_top1']:.2f}%")
     for warning in detail["accuracy_warnings"]:
         err.print(f"warning: on {warning['dataset']}, {warning['message']}", style="yellow")
 

@@ -18,12 +18,14 @@ from orchestrator.cli.console import (
     fail,
     out,
     print_json,
+    print_prose,
+    print_table,
     say_error,
     settings_or_fail,
     transaction,
     user_errors,
 )
-from orchestrator.cli.options import InputSizes
+from orchestrator.cli.options import InputSizes, Wide
 from orchestrator.sweeps.plan import DEFAULT_BUNDLE_SECONDS
 
 if TYPE_CHECKING:
@@ -322,10 +324,10 @@ def _drive(settings: Settings, sweep_id: int, address: str | None) -> str:
 def sweep_status(
     sweep_id: Annotated[int | None, typer.Argument(help="A sweep (default: the latest).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    wide: Wide = False,
 ) -> None:
     """Per-model progress, throughput, ETA and failures of a sweep."""
-    from rich.table import Table
-
+    from orchestrator.cli.tables import NAME, NUMBER, Column, Row, Table
     from orchestrator.sweeps.store import list_sweeps, status
 
     with transaction() as session:
@@ -338,16 +340,17 @@ def sweep_status(
     if as_json:
         print_json(report)
         return
-    table = Table(title=f"sweep {report['id']} on {report['dataset']}: {report['state']}")
-    table.add_column("model")
-    table.add_column("shards done", justify="right")
-    for name, progress in report["models"].items():
-        table.add_row(name, f"{progress['shards_done']}/{progress['shards']}")
-    out.print(table)
+    columns = [Column("model", NAME), Column("shards done", NUMBER)]
+    rows = [
+        Row([name, f"{progress['shards_done']}/{progress['shards']}"])
+        for name, progress in report["models"].items()
+    ]
+    title = f"sweep {report['id']} on {report['dataset']}: {report['state']}"
+    print_table(Table(columns, rows, title), wide=wide)
     units = report["units"]
     rate = report["images_per_worker_s"]
     eta = report["eta_s"]
-    out.print(
+    print_prose(
         f"units: {units['done']} done, {units['running']} running, {units['pending']} pending, "
         f"{units['failed']} failed"
         + (f" · {rate:,.0f} img/s per worker" if rate else "")
@@ -375,10 +378,12 @@ def search_failure(report: dict) -> str:
 
 
 @sweep_app.command("list")
-def sweep_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
+def sweep_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    wide: Wide = False,
+):
     """Every sweep, oldest first."""
-    from rich.table import Table
-
+    from orchestrator.cli.tables import NAME, NUMBER, TEXT, Column, Row, Table
     from orchestrator.sweeps.store import list_sweeps
 
     with transaction() as session:
@@ -386,19 +391,30 @@ def sweep_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
     if as_json:
         print_json(sweeps)
         return
-    table = Table(title="sweeps")
-    for column in ("id", "dataset", "state", "models", "submitted by", "submitted at"):
-        table.add_column(column)
-    for s in sweeps:
-        table.add_row(
-            str(s["id"]),
-            s["dataset"],
-            s["state"],
-            str(s["models"]),
-            s["submitted_by"],
-            s["submitted_at"],
+    columns = [
+        Column("id", NUMBER),
+        Column("dataset", NAME),
+        Column("state", TEXT),
+        Column("models", NUMBER, 1),
+        Column("submitted at", TEXT, 2),
+        Column("submitted by", NAME, 3),
+        Column("finished at", TEXT, 4),
+    ]
+    rows = [
+        Row(
+            [
+                str(s["id"]),
+                s["dataset"],
+                s["state"],
+                str(s["models"]),
+                s["submitted_at"] or "-",
+                s["submitted_by"] or "-",
+                s["finished_at"] or "-",
+            ]
         )
-    out.print(table)
+        for s in sweeps
+    ]
+    print_table(Table(columns, rows, "sweeps"), wide=wide)
 
 
 @sweep_app.command("cancel")

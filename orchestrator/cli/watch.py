@@ -11,7 +11,17 @@ import typer
 from packaging.version import InvalidVersion, Version
 
 from cluster.errors import InputError, ServiceError
-from orchestrator.cli.console import err, fail, out, print_json, settings_or_fail, transaction
+from orchestrator.cli.console import (
+    err,
+    fail,
+    out,
+    print_json,
+    print_prose,
+    print_table,
+    settings_or_fail,
+    transaction,
+)
+from orchestrator.cli.options import Wide
 from orchestrator.cli.sweep import LogFile, RayAddress, Wait, check_log_file, start_sweep
 
 PYPI_TIMM = "https://pypi.org/pypi/timm/json"
@@ -63,6 +73,7 @@ def watch(
     as_json: Annotated[bool, typer.Option("--json", help="Print each pass's summary as JSON.")] = (
         False
     ),
+    wide: Wide = False,
 ) -> None:
     """Sweep every pretrained tag that is new, or whose weights or data config changed."""
     from orchestrator.sweeps.store import SweepOptions
@@ -86,7 +97,7 @@ def watch(
     while True:
         try:
             if not (check_pypi and _pass_with_newer_timm(pypi_url, dataset, patterns, address)):
-                sweep_id = _one_pass(settings, dataset, patterns, options, as_json)
+                sweep_id = _one_pass(settings, dataset, patterns, options, as_json, wide)
                 if sweep_id is not None and start:
                     start_sweep(settings, sweep_id, address, wait, log_file)
         except typer.Exit as stop:
@@ -98,7 +109,9 @@ def watch(
         time.sleep(period)
 
 
-def _one_pass(settings, dataset: str, patterns: list[str], options, as_json: bool) -> int | None:
+def _one_pass(
+    settings, dataset: str, patterns: list[str], options, as_json: bool, wide: bool
+) -> int | None:
     from sqlalchemy.exc import IntegrityError
 
     from orchestrator.sweeps.watch import watch_once
@@ -112,27 +125,32 @@ def _one_pass(settings, dataset: str, patterns: list[str], options, as_json: boo
     if as_json:
         print_json(summary.as_dict())
     else:
-        _print_summary(summary)
+        _print_summary(summary, wide)
     return summary.sweep_id
 
 
-def _print_summary(summary) -> None:
+def _print_summary(summary, wide: bool) -> None:
+    from orchestrator.cli.tables import NAME, TEXT, Column, Row, Table
+
     snapshot = "new snapshot" if summary.new_snapshot else "registry unchanged"
-    out.print(
+    print_prose(
         f"timm {summary.timm_version}: {summary.entries} pretrained tags in scope "
         f"({snapshot} {summary.snapshot_id}) for {summary.dataset}"
     )
-    for name, why in summary.changes:
-        out.print(f"  to sweep: {name} ({why})")
-    for name in summary.superseded:
-        out.print(f"  superseded (predictions kept, out of the search): {name}")
+    rows = [Row([name, f"to sweep: {why}"]) for name, why in summary.changes]
+    rows += [
+        Row([name, "superseded: predictions kept, out of the search"])
+        for name in summary.superseded
+    ]
+    if rows:
+        print_table(Table([Column("model", NAME), Column("change", TEXT)], rows), wide=wide)
     skipped = ", ".join(f"{count} {why}" for why, count in summary.skipped.items())
     if skipped:
-        out.print(f"  skipped: {skipped}")
+        print_prose(f"skipped: {skipped}")
     if summary.sweep_id is None:
-        out.print("nothing to sweep")
+        print_prose("nothing to sweep")
     else:
-        out.print(f"sweep {summary.sweep_id} submitted: {len(summary.changes)} models")
+        print_prose(f"sweep {summary.sweep_id} submitted: {len(summary.changes)} models")
 
 
 def _pass_with_newer_timm(url: str, dataset: str, patterns: list[str], address: str | None) -> bool:
