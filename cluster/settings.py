@@ -51,14 +51,17 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default_factory=lambda: f"sqlite:///{data_dir() / 'saverzoo.db'}",
         repr=False,  # may hold a password: database_display is the printable form
-        description="SQLAlchemy URL; the default is an SQLite file in the user data directory.",
+        description="SQLAlchemy URL: sqlite:///PATH or postgresql+psycopg://user@host/db (other "
+        "schemes are refused); the default is an SQLite file in the user data directory.",
     )
     search_budgets: list[float] = Field(
         default_factory=lambda: list(DEFAULT_BUDGETS),
         description="Accuracy drops (points) kept up to date for new datasets.",
     )
     holdout_fraction: float = Field(
-        default=0.5, description="Share of samples used to pick thresholds in held-out estimates."
+        default=0.5,
+        description="Share of samples used to pick thresholds in held-out estimates (fixed per "
+        "dataset when it is created).",
     )
     s3_endpoint_url: str | None = Field(
         default=None,
@@ -73,7 +76,11 @@ class Settings(BaseSettings):
         description="Data folder of the local SeaweedFS object store.",
     )
     objectstore_port: int = Field(
-        default=8333, ge=1, le=65535, description="S3 port of the local object store."
+        default=8333,
+        ge=1,
+        le=65535,
+        description="S3 port P of the local object store; its other ports are P+1 to P+4 and "
+        "their gRPC ports those +10000.",
     )
 
     max_shards: int = Field(
@@ -97,8 +104,8 @@ class Settings(BaseSettings):
 
     ray_node_ip: str | None = Field(
         default=None,
-        description="This machine's address for Ray (unset: the embedded Ray on 127.0.0.1, "
-        "loopback only).",
+        description="This machine's address as Ray should see it when joining a cluster (unset: "
+        "the embedded Ray on 127.0.0.1, loopback only).",
     )
 
     ray_address: str | None = Field(
@@ -121,15 +128,19 @@ class Settings(BaseSettings):
     api_read_tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         repr=False,
-        description="Bearer tokens that may read (comma-separated in the environment).",
+        description="Bearer tokens that may read (comma-separated in the environment; at least "
+        "16 characters each).",
     )
     api_write_tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         repr=False,
-        description="Bearer tokens that may read and submit sweeps (comma-separated).",
+        description="Bearer tokens that may read and submit sweeps (comma-separated; at least 16 "
+        "characters each).",
     )
     api_open_read: bool = Field(
-        default=False, description="Let anyone read the API without a token."
+        default=False,
+        description="Let anyone read the API without a token (submitting still needs a write "
+        "token).",
     )
 
     @field_validator("api_read_tokens", "api_write_tokens", "timm_plugins", mode="before")
