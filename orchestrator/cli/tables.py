@@ -85,16 +85,14 @@ def render(table: Table, width: int | None, *, wide: bool = False) -> list[Line]
 
 
 def prose(text: str, width: int | None) -> list[str]:
-    """Text wrapped at spaces (a word longer than the width stays whole); as it is without one."""
+    """Text wrapped at spaces, as it is without a width. Only a word longer than the width (a
+    path, a URL) is broken, where a terminal would have broken it anyway."""
     if width is None:
         return text.splitlines() or [""]
     return [
         wrapped
         for paragraph in text.splitlines() or [""]
-        for wrapped in textwrap.wrap(
-            paragraph, width, break_long_words=False, break_on_hyphens=False
-        )
-        or [""]
+        for wrapped in textwrap.wrap(paragraph, width, break_on_hyphens=False) or [""]
     ]
 
 
