@@ -59,7 +59,8 @@ def _readable(value: object) -> str:
         (platformdirs.user_config_dir(APP_NAME), "<config dir>"),
         (str(Path.home()), "~"),
     ):
-        text = text.replace(folder, name)
+        if len(Path(folder).parts) > 1:  # a home of "/" would turn every slash into "~"
+            text = text.replace(folder, name)
     return text
 
 
