@@ -103,18 +103,25 @@ def _default(param: Any) -> str:
 
 
 def _parameters(command: Any, context: Any) -> list[str]:
-    shown = [p for p in command.params if not getattr(p, "hidden", False)]
-    if not shown:
-        return []
-    rows = ["| parameter | default | help |", "|---|---|---|"]
-    for param in shown:
-        record = param.get_help_record(context)
-        name = record[0] if record else param.human_readable_name
-        help_text = " ".join((getattr(param, "help", None) or "").split())
-        rows.append(
-            f"| {_cell(f'`{name}`')} | {_cell(_default(param))} | {_cell(_text(help_text))} |"
-        )
-    return rows
+    """A table of the command's arguments, then one of its options."""
+    lines: list[str] = []
+    for kind, title in (("argument", "Arguments"), ("option", "Options")):
+        shown = [
+            p
+            for p in command.params
+            if p.param_type_name == kind and not getattr(p, "hidden", False)
+        ]
+        if not shown:
+            continue
+        lines += ["", f"{title}:", "", f"| {kind} | default | help |", "|---|---|---|"]
+        for param in shown:
+            record = param.get_help_record(context)
+            name = record[0] if record else param.human_readable_name
+            help_text = _text(" ".join((getattr(param, "help", None) or "").split()))
+            lines.append(
+                f"| {_cell(f'`{name}`')} | {_cell(_default(param))} | {_cell(help_text)} |"
+            )
+    return lines
 
 
 def cli_reference() -> str:
@@ -151,8 +158,7 @@ def cli_reference() -> str:
                 "",
                 "Commands: " + ", ".join(f"[`{n}`](#{_slug(f'{title} {n}')})" for n in names) + ".",
             ]
-        rows = _parameters(command, context)
-        lines += ["", *rows] if rows else []
+        lines += _parameters(command, context)
     return "\n".join(lines).replace("\n\n\n", "\n\n") + "\n"
 
 
