@@ -252,8 +252,8 @@ def configuration_reference() -> str:
         "|---|---|",
         "| `SAVERZOO_CONFIG` | the TOML file read after the environment (default "
         "`<config dir>/config.toml`; a missing file is no error) |",
-        f"| `{DEBUG_VARIABLE}` | set (to anything): an unexpected error shows its traceback "
-        "instead of one `internal error` line |",
+        f"| `{DEBUG_VARIABLE}` | set to any non-empty value: an unexpected error shows its "
+        "traceback instead of one `internal error` line |",
         "",
         "Where each part of a cluster needs which variable: [Run on a cluster](cluster.md).",
     ]
