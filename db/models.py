@@ -57,6 +57,9 @@ class Dataset(Base):
     # Share of samples (by key hash) that pick thresholds in held-out estimates; fixed per dataset
     # so that every pair is split the same way.
     holdout_fraction: Mapped[float] = mapped_column(Float, default=0.5, server_default="0.5")
+    # Folds (by key hash) of the learned confidence's cross-fitting; fixed per dataset so that
+    # every saver's rules are trained and scored on the same folds (``search.learned``).
+    learned_folds: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
     # Bumped by every best-saver update; the UPDATE's row lock serialises concurrent updaters.
     search_revision: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
@@ -157,12 +160,35 @@ class StoredSearchArrays(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
-    confidence: Mapped[str] = mapped_column(String(10))  # search.criteria.CONFIDENCES
+    confidence: Mapped[str] = mapped_column(String(10))  # search.criteria.SIGNALS, learned-ho
     revision: Mapped[int] = mapped_column(Integer)  # the PredictionRevision derived from
     num_samples: Mapped[int] = mapped_column(Integer)
     labels_digest: Mapped[str] = mapped_column(String(32))
     # float32 confidences, the order (uint16 up to 65,536 samples, else uint32), packed bits
     arrays: Mapped[bytes] = mapped_column(LargeBinary)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class LearnedRules(Base):
+    """The learned confidence's deferral rules of one saver on one dataset (``search.learned``):
+    plain parameters (JSON), with what they were trained on, so that answers and exported
+    cascades are reproducible. Current only while ``revision`` equals the model's
+    ``PredictionRevision`` and ``basis`` the dataset's labels, folds and split; otherwise trained
+    again."""
+
+    __tablename__ = "learned_rules"
+    __table_args__ = (UniqueConstraint("dataset_id", "model_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    revision: Mapped[int] = mapped_column(Integer)  # the PredictionRevision trained on
+    num_samples: Mapped[int] = mapped_column(Integer)
+    basis: Mapped[str] = mapped_column(String(32))  # digest of labels, folds and holdout fraction
+    folds: Mapped[int] = mapped_column(Integer)
+    holdout_fraction: Mapped[float] = mapped_column(Float)
+    library: Mapped[str] = mapped_column(String(100))  # e.g. "scikit-learn 1.6.1"
+    rules: Mapped[dict] = mapped_column(JSON)  # search.learned.SaverRules.as_json()
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
 

@@ -376,10 +376,40 @@ def top1_predictions(
     return classes, probs
 
 
+def topk_predictions(
+    session: Session, dataset: Dataset, model_id: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One complete model's top-k classes (int64 (N, k)) and probabilities (float32 (N, k)),
+    shards in order; k is the smallest its chunks store."""
+    chunks = session.execute(
+        select(PredictionChunk.topk_classes, PredictionChunk.topk_probs)
+        .join(
+            DatasetShard,
+            (DatasetShard.dataset_id == PredictionChunk.dataset_id)
+            & (DatasetShard.shard_index == PredictionChunk.shard_index),
+        )
+        .where(PredictionChunk.dataset_id == dataset.id, PredictionChunk.model_id == model_id)
+        .order_by(PredictionChunk.shard_index)
+    ).all()
+    parts = [(from_npy(classes), from_npy(probs)) for classes, probs in chunks]
+    k = min((c.shape[1] for c, _ in parts), default=1)
+    if not parts:
+        return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
+    return (
+        np.concatenate([c[:, :k].astype(np.int64) for c, _ in parts]),
+        np.concatenate([p[:, :k].astype(np.float32) for _, p in parts]),
+    )
+
+
 def _confidence(top_probs: np.ndarray, confidence: str, model_id: int, session: Session):
     """A chunk's confidence signal (``search.criteria.CONFIDENCES``)."""
     if confidence == "max":
         return top_probs[:, 0]
+    if confidence not in ("margin",):
+        raise ValueError(
+            f"{confidence!r} confidence is not a chunk's own: a learned score depends on every "
+            "sample of the model (search.learned_arrays)"
+        )
     if top_probs.shape[1] < 2:
         name = session.get(Model, model_id).name  # type: ignore[union-attr]
         raise InputError(

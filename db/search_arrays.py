@@ -24,7 +24,7 @@ transactions.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +38,11 @@ from db.upsert import upsert
 ARRAYS_KEY = ["dataset_id", "model_id", "confidence"]
 READ_BATCH = 200  # blobs a query: PostgreSQL's client holds a query's result (60 MB at 50,000)
 DERIVE_BATCH = 100  # models whose chunks are decoded at once (int64 classes: 40 MB at 50,000)
+
+#: How a signal's arrays are derived for a batch of models: (session, dataset, model ids,
+#: signal) -> top-1 classes (B, N) and confidences (B, N). The default reads the chunks
+#: (``top1_predictions``); the learned signal trains and applies rules (``search.learned_arrays``).
+Derive = Callable[[Session, Dataset, list[int], str], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -81,10 +86,12 @@ def decode(blob: bytes, num_samples: int) -> tuple[np.ndarray, np.ndarray, np.nd
     return confidence, order, bits
 
 
-def labels_digest(labels: np.ndarray) -> str:
-    return hashlib.blake2b(
-        np.ascontiguousarray(labels, dtype="<i8").tobytes(), digest_size=16
-    ).hexdigest()
+def labels_digest(labels: np.ndarray, basis: str = "") -> str:
+    """The labels' digest; ``basis``: whatever else a signal is derived from (folds, a split)."""
+    digest = hashlib.blake2b(np.ascontiguousarray(labels, dtype="<i8").tobytes(), digest_size=16)
+    if basis:
+        digest.update(basis.encode())
+    return digest.hexdigest()
 
 
 def confidence_order(confidence: np.ndarray) -> np.ndarray:
@@ -100,6 +107,8 @@ def load_search_arrays(
     confidence: str,
     labels: np.ndarray | None = None,
     out: SearchArrays | None = None,
+    derive: Derive | None = None,
+    basis: str = "",
 ) -> SearchArrays:
     """The search arrays of complete models on one confidence signal, rows in ``model_ids``
     order: read where stored and current, else derived from the chunks and stored (an upsert in
@@ -111,6 +120,8 @@ def load_search_arrays(
     first touching a fresh 200 MB array can take longer than reading every stored blob.
     ``InputError`` as ``top1_predictions`` for a margin asked of a model stored with its top-1
     alone.
+    ``derive`` and ``basis``: how a signal not read off the chunks is derived, and what else than
+    the labels it is derived from (a change of it makes a stored blob not current).
     """
     if len(set(model_ids)) != len(model_ids):
         raise ValueError(f"model ids repeat: {list(model_ids)}")
@@ -118,7 +129,7 @@ def load_search_arrays(
     n, m = len(labels), len(model_ids)
     # Read first: a write that commits after this makes whatever is derived below not current.
     revisions = prediction_revisions(session, dataset, model_ids)
-    digest = labels_digest(labels)
+    digest = labels_digest(labels, basis)
     row_of = {model_id: row for row, model_id in enumerate(model_ids)}
     correct, values, orders = _outputs(out, m, n)
     current: set[int] = set()
@@ -151,7 +162,10 @@ def load_search_arrays(
     for start in range(0, len(derived), DERIVE_BATCH):
         batch = derived[start : start + DERIVE_BATCH]
         rows = [row_of[model_id] for model_id in batch]
-        classes, signal = top1_predictions(session, dataset, batch, confidence)
+        if derive is None:
+            classes, signal = top1_predictions(session, dataset, batch, confidence)
+        else:
+            classes, signal = derive(session, dataset, batch, confidence)
         right = classes == labels[None, :]
         correct[rows], values[rows], orders[rows] = right, signal, confidence_order(signal)
         now = utc_now()

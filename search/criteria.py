@@ -7,4 +7,8 @@ CRITERIA = (BUDGET, PAPER)
 DEFAULT_CANDIDATES = 5  # three-model cascades: savers considered per stage (search.chains)
 MAX_PROBABILITY = "max"  # a sample's confidence: its top-1 softmax probability (the paper's)
 MARGIN = "margin"  # the top-1 probability minus the top-2
-CONFIDENCES = (MAX_PROBABILITY, MARGIN)
+CONFIDENCES = (MAX_PROBABILITY, MARGIN)  # the signals one prediction chunk gives by itself
+LEARNED = "learned"  # a rule trained on the saver's top-k output, scored out of fold
+SIGNALS = (*CONFIDENCES, LEARNED)  # every signal an answer can be asked on
+#: The learned signal's second array (held-out scores), stored beside it: never asked for.
+LEARNED_HOLDOUT = "learned-ho"

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from cluster.errors import InputError
 from db.models import Dataset, ModelThroughput
 from db.queries import complete_model_ids
-from search.criteria import CONFIDENCES, MARGIN, MAX_PROBABILITY, PAPER
+from search.criteria import LEARNED, MARGIN, MAX_PROBABILITY, PAPER, SIGNALS
 from search.selection import centipoints
 
 Wording = Callable[[str], str]  # a parameter's name -> how the asker spells it
@@ -86,11 +86,12 @@ def check_max_drop(max_drop: float) -> int:
 
 def check_confidence(confidence: str) -> str:
     """``confidence`` if it is a confidence signal, else ParameterError."""
-    if confidence not in CONFIDENCES:
+    if confidence not in SIGNALS:
         raise ParameterError(
-            "{confidence} must be {max!r} or {margin!r}, not {value!r}",
+            "{confidence} must be {max!r} or {margin!r} (the top-1 probability, or its margin "
+            "over the top-2) or {learned!r} (a rule trained on the saver's top-k), not {value!r}",
             ("confidence",),
-            {"max": MAX_PROBABILITY, "margin": MARGIN, "value": confidence},
+            {"max": MAX_PROBABILITY, "margin": MARGIN, "learned": LEARNED, "value": confidence},
         )
     return confidence
 

@@ -28,7 +28,7 @@ from db.queries import (
 )
 from search.best import HOLDOUT, IN_SAMPLE
 from search.costs import COST_COLUMNS, latency_per_image, recost_pair, stored_cost_ratio
-from search.criteria import BUDGET, MAX_PROBABILITY
+from search.criteria import BUDGET, LEARNED, MAX_PROBABILITY
 from search.engine import Zoo, pair_curve, pareto_front
 from search.parameters import check_confidence
 from search.scores import AnswerScores, gmacs_of
@@ -147,7 +147,7 @@ def transferred_savers(
         )
     read = sorted({m.id for m, _ in kept} | {names[s[0]] for _, s in kept if s is not None})
     row_of = {model_id: row for row, model_id in enumerate(read)}
-    classes, probs = top1_predictions(session, other, read, confidence)
+    classes, probs = _transferred(session, dataset, other, read, confidence)
     right = classes == dataset_samples(session, other).labels[None, :]
     scores = AnswerScores(session, other, gmacs_of(session, sorted(elsewhere)), False)
     rows = []
@@ -377,6 +377,23 @@ def _fastest_best(
     return {b: (pair, costs) for b, (_, pair, costs) in best.items()}
 
 
+def _transferred(
+    session: Session, dataset: Dataset, other: Dataset, model_ids: list[int], confidence: str
+):
+    """Top-1 classes and confidences of ``model_ids`` on ``other``; a learned confidence is
+    each model's rule trained on ``dataset``, applied there."""
+    if confidence != LEARNED:
+        return top1_predictions(session, other, model_ids, confidence)
+    from search.learned_arrays import transferred_scores
+
+    classes, probs = top1_predictions(session, other, model_ids, MAX_PROBABILITY)
+    rules_of = set(complete_model_ids(session, dataset, model_ids))
+    for row, model in enumerate(session.get(Model, m) for m in model_ids):
+        if model is not None and model.id in rules_of:
+            probs[row] = transferred_scores(session, dataset, other, model)
+    return classes, probs
+
+
 def curve(
     session: Session,
     dataset: Dataset,
@@ -395,7 +412,12 @@ def curve(
             f"({base_model.gmacs:g} GMACs), so it cannot save it"
         )
     ids = [base_model.id, saver_model.id]
-    classes, probs = top1_predictions(session, dataset, ids, confidence)
+    if confidence == LEARNED:  # the saver's out-of-fold scores, as its pairs are searched on
+        from search.learned_arrays import derive_learned
+
+        classes, probs = derive_learned(session, dataset, ids, LEARNED, store=False)
+    else:
+        classes, probs = top1_predictions(session, dataset, ids, confidence)
     labels = dataset_samples(session, dataset).labels
     zoo = Zoo.from_predictions(
         [base, saver], [base_model.gmacs, saver_model.gmacs], classes, probs, labels

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -29,9 +29,10 @@ from db.queries import complete_model_ids, dataset_samples, lock_dataset_search
 from db.search_arrays import SearchArrays, load_search_arrays
 from db.upsert import upsert
 from search.best import update_best_savers
-from search.criteria import BUDGET, MAX_PROBABILITY, PAPER
+from search.criteria import BUDGET, LEARNED, LEARNED_HOLDOUT, MAX_PROBABILITY, PAPER
 from search.engine import Zoo, dearer_than
 from search.pairs import (
+    COLUMNS,
     PairColumns,
     SplitZoo,
     calibration_mask,
@@ -51,6 +52,22 @@ def signals_of(dataset: Dataset) -> list[str]:
     """The confidence signals whose pairs the dataset keeps, the top-1 probability first."""
     kept = dataset.confidence_signals or [MAX_PROBABILITY]
     return [MAX_PROBABILITY, *sorted(set(kept) - {MAX_PROBABILITY})]
+
+
+def arrays_of(dataset: Dataset) -> list[str]:
+    """The zoos a dataset's signals are searched on: one a signal, and the learned signal's
+    held-out scores beside its in-sample ones (``search.learned_arrays``)."""
+    signals = signals_of(dataset)
+    return signals + ([LEARNED_HOLDOUT] if LEARNED in signals else [])
+
+
+def with_holdout_of(columns: PairColumns, holdout: PairColumns) -> PairColumns:
+    """``columns`` with the held-out values of ``holdout``: a learned saver's in-sample values
+    come from its in-sample scores, its held-out values from its held-out scores."""
+    return replace(
+        columns,
+        **{name: getattr(holdout, name) for name in COLUMNS if name.startswith("holdout_")},
+    )
 
 
 def _combined(summaries: list[UpdateSummary]) -> UpdateSummary:
@@ -180,8 +197,9 @@ class SaverSearch:
     def _zoos(
         self, session: Session, dataset: Dataset, reload: Iterable[int] = ()
     ) -> dict[str, CachedZoo]:
-        """The zoo of every confidence signal the dataset keeps, the top-1 probability's first."""
-        return {c: self._zoo(session, dataset, reload, c) for c in signals_of(dataset)}
+        """The zoo of every confidence signal the dataset keeps, the top-1 probability's first
+        (``arrays_of``: the learned signal's held-out scores too)."""
+        return {c: self._zoo(session, dataset, reload, c) for c in arrays_of(dataset)}
 
     @contextmanager
     def zoo_locked(self, session: Session, dataset: Dataset) -> Iterator[CachedZoo]:
@@ -231,8 +249,10 @@ class SaverSearch:
             self._store_scores(session, dataset, first, model_ids)
             return _combined(
                 [
-                    self._compute_and_store(session, dataset, c, wanted, progress, obsolete, signal)
-                    for signal, c in zoos.items()
+                    self._compute_and_store(
+                        session, dataset, zoos, wanted, progress, obsolete, signal
+                    )
+                    for signal in signals_of(dataset)
                 ]
             )
 
@@ -247,7 +267,8 @@ class SaverSearch:
             obsolete = self._obsolete_pairs(session, dataset, first, None)
             keys = len(criterion_keys(dataset))
             summaries = []
-            for signal, cached in zoos.items():
+            for signal in signals_of(dataset):
+                cached = zoos[signal]
                 current = self._current_pairs(session, dataset, cached, signal)
                 wanted = {}
                 for saver, saver_id in enumerate(cached.model_ids):
@@ -260,7 +281,7 @@ class SaverSearch:
                         wanted[saver] = bases
                 summaries.append(
                     self._compute_and_store(
-                        session, dataset, cached, wanted, progress, obsolete, signal
+                        session, dataset, zoos, wanted, progress, obsolete, signal
                     )
                 )
             scored = set(
@@ -365,11 +386,34 @@ class SaverSearch:
             session.execute(delete(PairResult).where(PairResult.id.in_(ids[start : start + 500])))
         return {base_id for _, base_id in obsolete}
 
+    @staticmethod
+    def _learned_holdout(
+        pairs: PairComputer,
+        zoos: dict[str, CachedZoo],
+        computed: Computed,
+        wanted: dict[int, list[int]],
+        budgets: Sequence[int],
+    ) -> Computed:
+        """The learned pairs with their held-out values searched on the held-out scores: the
+        same engine, a second zoo."""
+        holdout = zoos[LEARNED_HOLDOUT]
+        if holdout.model_ids != zoos[LEARNED].model_ids:
+            raise RuntimeError("the learned signal's two zoos hold different models")
+        again = pairs.columns(holdout.zoos, wanted, budgets)
+        merged = []
+        for (saver, bases, columns), (saver_, bases_, held_out) in zip(
+            computed, again, strict=True
+        ):
+            if (saver, list(bases)) != (saver_, list(bases_)):
+                raise RuntimeError("the learned signal's two searches computed other pairs")
+            merged.append((saver, bases, with_holdout_of(columns, held_out)))
+        return merged
+
     def _compute_and_store(
         self,
         session: Session,
         dataset: Dataset,
-        cached: CachedZoo,
+        zoos: dict[str, CachedZoo],
         wanted: dict[int, list[int]],
         progress: Progress | None,
         reread_bases: set[int],
@@ -379,7 +423,11 @@ class SaverSearch:
         criteria = criteria_of(budgets)
         now = utc_now()
         rows: list[dict] = []
-        computed = (self.pairs or LOCAL_PAIRS).columns(cached.zoos, wanted, budgets, progress)
+        cached = zoos[confidence]
+        pairs = self.pairs or LOCAL_PAIRS
+        computed = pairs.columns(cached.zoos, wanted, budgets, progress)
+        if confidence == LEARNED:
+            computed = self._learned_holdout(pairs, zoos, computed, wanted, budgets)
         for saver, bases, columns in computed:
             base_ids = [cached.model_ids[b] for b in bases]
             saver_id = cached.model_ids[saver]
@@ -406,7 +454,14 @@ def _zoo_of(
     spare = m + m // 4 + 8
     correct, values = np.empty((spare, n), np.uint8), np.empty((spare, n), np.float32)
     into = SearchArrays(correct[:m], values[:m], np.empty((m, n), np.uint32), derived=())
-    arrays = load_search_arrays(session, dataset, model_ids, confidence, labels, out=into)
+    learned = {}
+    if confidence in (LEARNED, LEARNED_HOLDOUT):
+        from search.learned_arrays import derive_learned, learned_basis
+
+        learned = {"derive": derive_learned, "basis": learned_basis(dataset)}
+    arrays = load_search_arrays(
+        session, dataset, model_ids, confidence, labels, out=into, **learned
+    )
     zoo = Zoo(
         names=tuple(models[i].name for i in model_ids),
         costs=np.array([models[i].gmacs for i in model_ids], dtype=np.float64),

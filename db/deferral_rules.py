@@ -1,0 +1,138 @@
+"""A learned deferral rule as it is stored and applied: features of a model's own top-k output,
+and a logistic score that its top-1 answer is right.
+
+The rule is plain numbers (JSON, no pickle) applied with numpy alone, by one function
+(``score``): the saver search scores the stored samples with it and the cascade runtime scores its
+inputs with it, so the two agree to the last bit. It lives beside the stored data it reads
+(the top-k classes and probabilities of a prediction chunk) because both the search and the
+runtime import it and neither may import the other. Training is elsewhere (``search.learned``).
+
+Features, all from what a chunk stores, and why each:
+
+- ``top1``: the top-1 probability, the paper's signal (a rule can always fall back on it);
+- ``top2``: the runner-up; with ``top1`` it gives the margin, which the rule weighs itself;
+- ``top1_log_odds``: log(p1 / (1 - p1)), so that a linear rule can separate 0.999 from 0.9999
+  where most of a good saver's samples lie;
+- ``outside_topk``: the probability mass beyond the stored top-k, how spread the output is;
+- ``topk_entropy``: the entropy of the top-k renormalised, the shape of the output among the
+  candidates it names;
+- ``class_accuracy``: the saver's accuracy on the training samples it gave the same top-1 class,
+  shrunk toward its overall accuracy (``SMOOTHING``): a saver that is reliable on some classes
+  and not others (label noise or a narrow specialism) is told apart by nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+FEATURES = (
+    "top1",
+    "top2",
+    "top1_log_odds",
+    "outside_topk",
+    "topk_entropy",
+    "class_accuracy",
+)
+#: A class's accuracy counts as if it had this many more samples at the overall accuracy: with
+#: ImageNet's 50 a class, 10 keeps a class's own figure dominant and tames classes seen 2-3 times.
+SMOOTHING = 10.0
+_EPS = 1e-6  # the log-odds of a probability of exactly 0 or 1 stay finite
+_LOGIT_LIMIT = 40.0  # exp(40) is finite; a float32 sigmoid saturates long before
+
+
+def output_features(probs: np.ndarray) -> np.ndarray:
+    """float64 (N, 5): the features of ``FEATURES`` but the class's, from top-k probabilities
+    (N, k), most probable first."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] == 0:
+        raise ValueError(f"top-k probabilities must be (N, k >= 1), not {p.shape}")
+    top1 = p[:, 0]
+    top2 = p[:, 1] if p.shape[1] > 1 else np.zeros_like(top1)
+    clipped = np.clip(top1, _EPS, 1 - _EPS)
+    log_odds = np.log(clipped) - np.log1p(-clipped)
+    mass = p.sum(axis=1)
+    q = np.clip(p, 0.0, None) / np.maximum(mass, _EPS)[:, None]
+    entropy = -np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0).sum(axis=1)
+    return np.column_stack([top1, top2, log_odds, np.clip(1 - mass, 0.0, 1.0), entropy])
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A logistic rule on standardised ``FEATURES``: P(top-1 right) = sigmoid(z), with
+    z = intercept + sum_j coef_j (x_j - mean_j) / scale_j. ``class_correct`` and ``class_total``
+    (per predicted class, on the training samples) make the ``class_accuracy`` feature."""
+
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    class_correct: tuple[int, ...]
+    class_total: tuple[int, ...]
+
+    def class_accuracy(self, classes: np.ndarray) -> np.ndarray:
+        """Each predicted class's smoothed training accuracy (the overall one for a class never
+        predicted in training, or beyond the table)."""
+        correct = np.asarray(self.class_correct, dtype=np.float64)
+        total = np.asarray(self.class_total, dtype=np.float64)
+        prior = correct.sum() / total.sum() if total.sum() else 0.5
+        table = (correct + SMOOTHING * prior) / (total + SMOOTHING)
+        classes = np.asarray(classes, dtype=np.int64)
+        known = (classes >= 0) & (classes < len(table))
+        return np.where(known, table[np.where(known, classes, 0)], prior)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": "logistic",
+            "features": list(FEATURES),
+            "smoothing": SMOOTHING,
+            "mean": list(self.mean),
+            "scale": list(self.scale),
+            "coef": list(self.coef),
+            "intercept": self.intercept,
+            "class_correct": list(self.class_correct),
+            "class_total": list(self.class_total),
+        }
+
+    @classmethod
+    def from_json(cls, stored: Mapping[str, Any]) -> Rule:
+        """The rule of ``as_json``; ValueError for a rule of other features or another kind."""
+        if stored.get("kind") != "logistic" or tuple(stored.get("features", ())) != FEATURES:
+            raise ValueError(
+                f"a deferral rule of kind {stored.get('kind')!r} on features "
+                f"{stored.get('features')} is not one this version applies ({list(FEATURES)})"
+            )
+        if stored.get("smoothing") != SMOOTHING:
+            raise ValueError(
+                f"a deferral rule smoothed by {stored.get('smoothing')}, not {SMOOTHING}"
+            )
+        return cls(
+            mean=tuple(float(v) for v in stored["mean"]),
+            scale=tuple(float(v) for v in stored["scale"]),
+            coef=tuple(float(v) for v in stored["coef"]),
+            intercept=float(stored["intercept"]),
+            class_correct=tuple(int(v) for v in stored["class_correct"]),
+            class_total=tuple(int(v) for v in stored["class_total"]),
+        )
+
+
+def rule_features(rule: Rule, probs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """float64 (N, 6): every feature of ``FEATURES`` as ``rule`` sees it."""
+    top1_class = np.asarray(classes)[:, 0]
+    return np.column_stack([output_features(probs), rule.class_accuracy(top1_class)])
+
+
+def score(rule: Rule, probs: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """float32 (N,): the rule's probability that each top-1 answer is right.
+
+    Feature by feature, not a matrix product: BLAS may sum a row in an order that depends on the
+    batch, and the search and the runtime must get the same bits from the same output."""
+    features = rule_features(rule, probs, classes)
+    z = np.full(len(features), rule.intercept, dtype=np.float64)
+    for j in range(features.shape[1]):
+        z = z + (features[:, j] - rule.mean[j]) / rule.scale[j] * rule.coef[j]
+    z = np.clip(z, -_LOGIT_LIMIT, _LOGIT_LIMIT)
+    return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)

@@ -1,0 +1,175 @@
+"""The ``learned`` confidence: a post-hoc deferral rule per saver, trained on its own stored top-k
+output to predict whether its top-1 answer is right (Jitkrittum et al., "When Does
+Confidence-Based Cascade Deferral Suffice?", NeurIPS 2023), scored out of fold.
+
+Honest by construction: a rule scores no sample it was trained on. The dataset's samples are
+split into ``folds`` by a hash of their key (``fold_of``, independent of the calibration hash);
+
+- ``in_sample``: each fold scored by the rule trained on the other folds;
+- ``holdout``: the calibration half scored the same way within the half (folds restricted to
+  it), and the evaluation half by the rule trained on the whole calibration half, so that a
+  held-out threshold picked on the calibration half never saw an evaluation sample;
+- ``everything`` (trained on every sample) and ``calibration`` (on the calibration half) are
+  the rules a cascade deploys with the in-sample and the held-out threshold.
+
+Pure functions on arrays; scikit-learn's logistic regression (``saverzoo[search]``) fits each
+rule; ``db.deferral_rules`` holds the features and applies a rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from cluster.errors import InputError
+from db.deferral_rules import FEATURES, Rule, output_features, score
+
+FOLDS = 5  # each rule trains on 80% of its samples; 12 fits a saver in all
+REGULARISATION_C = 1.0  # scikit-learn's default L2 strength, on standardised features
+INSTALL_HINT = "pip install 'saverzoo[search]'"
+
+
+def fold_of(keys: Iterable[str], folds: int) -> np.ndarray:
+    """int64 (N,): each sample's fold, from a hash of its key (the same on every machine)."""
+    return np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(key.encode(), digest_size=8, person=b"saverzoo-folds").digest(),
+                "big",
+            )
+            % folds
+            for key in keys
+        ],
+        dtype=np.int64,
+    )
+
+
+def library_version() -> str:
+    """The training library and its version, as stored with every rule."""
+    return f"scikit-learn {_sklearn().__version__}"
+
+
+def _sklearn():
+    try:
+        import sklearn
+        from sklearn import linear_model  # noqa: F401  the estimator below
+    except ImportError:
+        raise InputError(
+            f"learned confidence trains a rule per saver with scikit-learn, which is not "
+            f"installed: {INSTALL_HINT}"
+        ) from None
+    return sklearn
+
+
+def fit_rule(
+    features: np.ndarray, top1: np.ndarray, correct: np.ndarray, train: np.ndarray
+) -> Rule:
+    """The rule trained on the ``train`` samples: ``features`` (N, 5) from ``output_features``,
+    ``top1`` (N,) the predicted classes, ``correct`` (N,) whether each is right.
+
+    A training set whose answers are all right (or all wrong, or empty) has nothing to learn: its
+    rule is a constant at that rate, and every sample ties."""
+    y = np.asarray(correct, dtype=bool)[train]
+    classes = np.asarray(top1, dtype=np.int64)
+    width = int(classes.max()) + 1 if len(classes) else 1
+    class_total = np.bincount(classes[train], minlength=width)
+    class_correct = np.bincount(classes[train], weights=y, minlength=width).astype(np.int64)
+    table = (class_correct.tolist(), class_total.tolist())
+    constant = not len(y) or y.all() or not y.any()
+    if constant:
+        rate = (y.sum() + 0.5) / (len(y) + 1.0)  # never exactly 0 or 1
+        zeros = (0.0,) * len(FEATURES)
+        return Rule(zeros, (1.0,) * len(FEATURES), zeros, float(np.log(rate / (1 - rate))), *table)
+    partial = Rule((0.0,) * len(FEATURES), (1.0,) * len(FEATURES), (), 0.0, *table)
+    x = np.column_stack([features[train], partial.class_accuracy(classes[train])])
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    _sklearn()
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=REGULARISATION_C, max_iter=1000)  # lbfgs: deterministic
+    model.fit((x - mean) / scale, y)
+    return Rule(
+        tuple(mean.tolist()),
+        tuple(scale.tolist()),
+        tuple(model.coef_[0].tolist()),
+        float(model.intercept_[0]),
+        *table,
+    )
+
+
+@dataclass(frozen=True)
+class SaverRules:
+    """Every rule of one saver on one dataset (see the module's docstring)."""
+
+    folds: tuple[Rule, ...]  # rule j: trained on every fold but j
+    calibration_folds: tuple[Rule, ...]  # rule j: on the calibration half's folds but j
+    calibration: Rule  # on the whole calibration half
+    everything: Rule  # on every sample
+
+    def as_json(self) -> dict:
+        return {
+            "folds": [r.as_json() for r in self.folds],
+            "calibration_folds": [r.as_json() for r in self.calibration_folds],
+            "calibration": self.calibration.as_json(),
+            "everything": self.everything.as_json(),
+        }
+
+    @classmethod
+    def from_json(cls, stored: dict) -> SaverRules:
+        return cls(
+            tuple(Rule.from_json(r) for r in stored["folds"]),
+            tuple(Rule.from_json(r) for r in stored["calibration_folds"]),
+            Rule.from_json(stored["calibration"]),
+            Rule.from_json(stored["everything"]),
+        )
+
+
+def train_rules(
+    probs: np.ndarray,
+    classes: np.ndarray,
+    correct: np.ndarray,
+    folds: np.ndarray,
+    calibration: np.ndarray,
+    num_folds: int,
+) -> SaverRules:
+    """One saver's rules from its top-k probabilities and classes (N, k), whether each top-1 is
+    right (N,), each sample's fold (N,) and the calibration half (bool (N,))."""
+    features, top1 = output_features(probs), np.asarray(classes)[:, 0]
+    everywhere = np.ones(len(top1), dtype=bool)
+    return SaverRules(
+        folds=tuple(fit_rule(features, top1, correct, folds != j) for j in range(num_folds)),
+        calibration_folds=tuple(
+            fit_rule(features, top1, correct, calibration & (folds != j)) for j in range(num_folds)
+        ),
+        calibration=fit_rule(features, top1, correct, calibration),
+        everything=fit_rule(features, top1, correct, everywhere),
+    )
+
+
+def out_of_fold(
+    rules: SaverRules,
+    probs: np.ndarray,
+    classes: np.ndarray,
+    folds: np.ndarray,
+    calibration: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (N,) twice: the in-sample scores (every fold by the rule that did not see it) and
+    the held-out scores (calibration folds within the half, the evaluation half by the
+    calibration rule). Where the split is degenerate (one half empty), the in-sample scores."""
+    in_sample = np.empty(len(folds), dtype=np.float32)
+    for j, rule in enumerate(rules.folds):
+        rows = folds == j
+        in_sample[rows] = score(rule, probs[rows], classes[rows])
+    if calibration.all() or not calibration.any():
+        return in_sample, in_sample.copy()
+    holdout = np.empty(len(folds), dtype=np.float32)
+    for j, rule in enumerate(rules.calibration_folds):
+        rows = calibration & (folds == j)
+        holdout[rows] = score(rule, probs[rows], classes[rows])
+    evaluation = ~calibration
+    holdout[evaluation] = score(rules.calibration, probs[evaluation], classes[evaluation])
+    return in_sample, holdout

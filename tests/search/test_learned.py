@@ -1,0 +1,299 @@
+"""Learned confidence: a sample exits at the saver where a rule trained on the saver's own top-k
+output, scored out of fold, is surer than the threshold that its top-1 answer is right.
+Checked against a brute force over every threshold of scores computed here from the records, and
+for honesty: no sample's score depends on its own label."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from db.deferral_rules import Rule, score
+from db.models import LearnedRules, Model
+from db.queries import dataset_samples, get_dataset
+from db.session import session_factory
+from search.engine import min_correct_diff
+from search.learned import FOLDS, fold_of, out_of_fold, train_rules
+from search.pairs import calibration_mask
+from tests.factories import saverzoo, saverzoo_json
+
+NAMES = [f"m{i}" for i in range(5)]
+CLASSES = 6
+
+
+def topk_records(directory, seed: int, names=NAMES, samples: int = 240, shift: int = 0):
+    """TinySaver records with top-3 classes and probabilities. Labels of classes 0 and 1 are
+    noisy (half of them wrong whatever the model says): a saver is unreliable there however sure
+    it is, which only its predicted class tells. ``shift`` moves every model's probabilities (a
+    re-evaluated model)."""
+    gmacs = np.sort(np.random.default_rng(99).uniform(0.1, 10, len(NAMES)))  # on every dataset
+    rng = np.random.default_rng(seed)
+    truth_labels = rng.integers(0, CLASSES, samples)
+    noisy = (truth_labels < 2) & (rng.random(samples) < 0.5)
+    labels = np.where(noisy, (truth_labels + 1) % CLASSES, truth_labels)
+    skill = np.sort(rng.uniform(0.5, 0.9, len(NAMES)))
+    directory.mkdir(parents=True, exist_ok=True)
+    truth, info = {}, {}
+    for row, name in enumerate(NAMES):
+        sees = rng.random(samples) < skill[row]
+        first = np.where(sees, truth_labels, (truth_labels + 2) % CLASSES)
+        p1 = np.clip(0.35 + 0.4 * sees + 0.25 * rng.random(samples) + 0.01 * shift, 0, 0.99)
+        p2 = (1 - p1) * rng.uniform(0.3, 0.9, samples)
+        p3 = (1 - p1 - p2) * rng.uniform(0.2, 0.9, samples)
+        classes = np.stack([first, (first + 1) % CLASSES, (first + 3) % CLASSES], axis=1)
+        probs = np.round(np.stack([p1, p2, p3], axis=1), 3).astype(np.float32)
+        truth[name] = (classes, probs, gmacs[row])
+        if name not in names:
+            continue
+        np.savez(
+            directory / f"{name}_test.npz",
+            label=labels[:, None],
+            preds=classes[None],
+            confs=probs[None],
+        )
+        info[name] = {"macs": float(gmacs[row] * 1e9), "params": 1e6}
+    (directory / "complexity_info.json").write_text(json.dumps(info))
+    return directory, truth, labels
+
+
+def learned_scores(url: str, dataset: str, truth: dict, labels: np.ndarray) -> dict:
+    """Each model's in-sample and held-out learned scores, computed here from the records."""
+    with session_factory(url).begin() as session:
+        data = get_dataset(session, dataset)
+        keys = dataset_samples(session, data).keys
+        folds, calibration = fold_of(keys, FOLDS), calibration_mask(keys, data.holdout_fraction)
+    scores = {}
+    for name, (classes, probs, _) in truth.items():
+        correct = classes[:, 0] == labels
+        rules = train_rules(probs, classes, correct, folds, calibration, FOLDS)
+        scores[name] = out_of_fold(rules, probs, classes, folds, calibration)
+    return {"scores": scores, "calibration": calibration}
+
+
+def brute_force_best(truth: dict, labels, scores: dict, base: str, drop: float):
+    """(saver, saving) of the largest saving over every cheaper saver and learned threshold."""
+    right_b = truth[base][0][:, 0] == labels
+    cost_b, n = truth[base][2], len(labels)
+    needed = int(right_b.sum()) + min_correct_diff(drop, n)
+    best = None
+    for saver, (classes, _, cost_s) in truth.items():
+        if not cost_s < cost_b:
+            continue
+        right_s, score = classes[:, 0] == labels, scores[saver][0].astype(np.float64)
+        for t in [*np.unique(score), -1.0]:
+            exits = score > t
+            correct = int(np.where(exits, right_s, right_b).sum())
+            if correct < needed:
+                continue
+            saving = exits.mean() - cost_s / cost_b
+            key = (round(saving, 12), correct, -cost_s)
+            if best is None or key > best[0]:
+                best = (key, saver, saving)
+    if best is None or best[2] <= 1e-12:
+        return None, None
+    return best[1], best[2]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("drop", ["0", "1"])
+def test_learned_answers_equal_the_brute_force(use_database, tmp_path, seed, drop):
+    directory, truth, labels = topk_records(tmp_path / "records", seed)
+    assert saverzoo("records", "import", directory, "--dataset", "val").exit_code == 0
+    rows = saverzoo_json(
+        "savers", "best", "--dataset", "val", "--confidence", "learned", "--max-drop", drop
+    )
+    scores = learned_scores(use_database, "val", truth, labels)["scores"]
+    for row in rows:
+        saver, saving = brute_force_best(truth, labels, scores, row["base"], float(drop))
+        assert row["saver"] == saver, row
+        if saver is not None:
+            assert row["saving"] == pytest.approx(saving, abs=1e-12)
+            exits = scores[saver][0].astype(np.float64) > row["threshold"]
+            assert exits.mean() == pytest.approx(row["exit_ratio"])
+    top1 = saverzoo_json("savers", "best", "--dataset", "val", "--max-drop", drop)
+    pairs = zip(rows, top1, strict=True)
+    assert any(a["saver"] != b["saver"] or a["saving"] != b["saving"] for a, b in pairs)
+
+
+def test_held_out_learned_thresholds_are_scored_by_rules_trained_on_the_calibration_half(
+    use_database, tmp_path
+):
+    directory, truth, labels = topk_records(tmp_path / "records", 2)
+    assert saverzoo("records", "import", directory, "--dataset", "val").exit_code == 0
+    computed = learned_scores(use_database, "val", truth, labels)
+    evaluation = ~computed["calibration"]
+    rows = saverzoo_json(
+        "savers", "best", "--dataset", "val", "--confidence", "learned", "--holdout"
+    )
+    checked = 0
+    for row in rows:
+        if row["saver"] is None:
+            continue
+        held_out = computed["scores"][row["saver"]][1]
+        exits = held_out[evaluation].astype(np.float64) > row["threshold"]
+        assert exits.mean() == pytest.approx(row["exit_ratio"]), row
+        checked += 1
+    assert checked
+
+
+def test_learned_pairs_are_kept_up_to_date_as_models_arrive(use_database, tmp_path):
+    first, _, _ = topk_records(tmp_path / "a", 0, names=NAMES[:2])
+    assert saverzoo("records", "import", first, "--dataset", "val").exit_code == 0
+    saverzoo_json("savers", "best", "--dataset", "val", "--confidence", "learned")  # now kept
+    rest, _, _ = topk_records(tmp_path / "b", 0, names=NAMES[2:])
+    assert saverzoo("records", "import", rest, "--dataset", "val").exit_code == 0
+    everything, _, _ = topk_records(tmp_path / "c", 0)
+    assert saverzoo("records", "import", everything, "--dataset", "fresh").exit_code == 0
+    for options in ([], ["--holdout"], ["--criterion", "paper"], ["--max-drop", "1"]):
+        incremental = saverzoo_json(
+            "savers", "best", "--dataset", "val", "--confidence", "learned", *options
+        )
+        fresh = saverzoo_json(
+            "savers", "best", "--dataset", "fresh", "--confidence", "learned", *options
+        )
+        assert incremental == fresh, options
+
+
+def test_a_model_evaluated_again_gets_new_rules_and_other_signals_keep_their_answers(
+    use_database, tmp_path
+):
+    directory, _, _ = topk_records(tmp_path / "a", 3)
+    assert saverzoo("records", "import", directory, "--dataset", "val").exit_code == 0
+    before = {
+        signal: saverzoo_json("savers", "best", "--dataset", "val", "--confidence", signal)
+        for signal in ("max", "margin")
+    }
+    saverzoo_json("savers", "best", "--dataset", "val", "--confidence", "learned")
+    for signal, rows in before.items():  # keeping the learned signal changes no other answer
+        assert saverzoo_json("savers", "best", "--dataset", "val", "--confidence", signal) == rows
+    stored = rules_of(use_database, "val")
+    assert set(stored) == set(NAMES)
+    rule = stored[NAMES[0]]
+    assert rule.folds == FOLDS and rule.library.startswith("scikit-learn ")
+    assert len(rule.rules["folds"]) == FOLDS
+    assert rule.rules["everything"]["features"][-1] == "class_accuracy"
+
+    changed, _, _ = topk_records(tmp_path / "b", 3, names=NAMES[:1], shift=3)
+    replace = ("records", "import", changed, "--replace")
+    assert saverzoo(*replace, "--dataset", "val").exit_code == 0
+    again = rules_of(use_database, "val")
+    assert again[NAMES[0]].rules != rule.rules  # trained again on the new predictions
+    assert all(again[n].rules == stored[n].rules for n in NAMES[1:])  # the others kept theirs
+    # The same answers as a dataset imported with the new predictions from the start.
+    fresh = topk_records(tmp_path / "d", 3, names=NAMES[1:])[0]
+    assert saverzoo("records", "import", fresh, "--dataset", "fresh").exit_code == 0
+    assert saverzoo(*replace, "--dataset", "fresh").exit_code == 0
+    for options in ([], ["--holdout"]):
+        args = ("savers", "best", "--confidence", "learned", *options)
+        assert saverzoo_json(*args, "--dataset", "val") == saverzoo_json(
+            *args, "--dataset", "fresh"
+        )
+
+
+def rules_of(url: str, dataset: str) -> dict[str, LearnedRules]:
+    with session_factory(url).begin() as session:
+        data = get_dataset(session, dataset)
+        rows = session.execute(
+            select(Model.name, LearnedRules)
+            .join(Model, Model.id == LearnedRules.model_id)
+            .where(LearnedRules.dataset_id == data.id)
+        ).all()
+        session.expunge_all()
+        return dict(rows)
+
+
+def test_no_sample_is_scored_by_a_rule_that_saw_its_label():
+    rng = np.random.default_rng(0)
+    n = 300
+    probs = np.sort(rng.dirichlet(np.ones(4), n).astype(np.float32), axis=1)[:, ::-1].copy()
+    classes = np.stack([rng.integers(0, 5, n)] + [rng.integers(5, 9, n)] * 3, axis=1)
+    correct = rng.random(n) < probs[:, 0]
+    keys = [f"sample-{i}" for i in range(n)]
+    folds, calibration = fold_of(keys, FOLDS), calibration_mask(keys, 0.5)
+    rules = train_rules(probs, classes, correct, folds, calibration, FOLDS)
+    in_sample, holdout = out_of_fold(rules, probs, classes, folds, calibration)
+    again = out_of_fold(
+        train_rules(probs, classes, correct, folds, calibration, FOLDS),
+        probs,
+        classes,
+        folds,
+        calibration,
+    )
+    assert np.array_equal(in_sample, again[0]) and np.array_equal(holdout, again[1])  # determined
+    for i in (0, int(np.flatnonzero(~calibration)[0]), int(np.flatnonzero(calibration)[0])):
+        flipped = correct.copy()
+        flipped[i] = not flipped[i]
+        other = train_rules(probs, classes, flipped, folds, calibration, FOLDS)
+        in_sample_, holdout_ = out_of_fold(other, probs, classes, folds, calibration)
+        assert in_sample_[i] == in_sample[i]  # its own label never reaches its score
+        assert holdout_[i] == holdout[i]
+        if not calibration[i]:  # an evaluation label reaches no held-out score at all
+            assert np.array_equal(holdout_, holdout)
+
+
+def test_learned_without_scikit_learn_says_what_to_install(use_database, tmp_path):
+    directory, _, _ = topk_records(tmp_path / "records", 0)
+    assert saverzoo("records", "import", directory, "--dataset", "val").exit_code == 0
+    blocker = tmp_path / "blocked"
+    (blocker / "sklearn").mkdir(parents=True)
+    (blocker / "sklearn" / "__init__.py").write_text("raise ImportError('not installed')\n")
+    script = (
+        f"import sys; sys.path.insert(0, {str(blocker)!r}); "
+        "from orchestrator.cli import app; "
+        "app(['savers', 'best', '--dataset', 'val', '--confidence', 'learned'])"
+    )
+    env = {**__import__("os").environ, "SAVERZOO_DATABASE_URL": use_database}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: learned confidence trains a rule per saver with scikit-learn, which is not "
+        "installed: pip install 'saverzoo[search]'"
+    ] or (
+        len(result.stderr.strip().splitlines()) == 1
+        and "pip install 'saverzoo[search]'" in result.stderr
+    )
+    assert saverzoo_json("savers", "best", "--dataset", "val")  # the other signals still answer
+
+
+def test_show_curve_and_score_on_take_the_learned_signal_too(use_database, tmp_path):
+    directory, truth, labels = topk_records(tmp_path / "records", 1)
+    assert saverzoo("records", "import", directory, "--dataset", "val").exit_code == 0
+    elsewhere, other_truth, _ = topk_records(tmp_path / "other", 4)
+    assert saverzoo("records", "import", elsewhere, "--dataset", "other").exit_code == 0
+    best = {
+        r["base"]: r
+        for r in saverzoo_json("savers", "best", "--dataset", "val", "--confidence", "learned")
+    }
+    base = NAMES[-1]
+    shown = saverzoo_json("savers", "show", base, "--dataset", "val", "--confidence", "learned")
+    assert shown["best"]["saver"] == best[base]["saver"] and shown["confidence"] == "learned"
+    curve = saverzoo_json(
+        "savers", "curve", base, NAMES[0], "--dataset", "val", "--confidence", "learned"
+    )
+    in_sample = learned_scores(use_database, "val", truth, labels)["scores"][NAMES[0]][0]
+    assert curve["confidence"] == "learned"
+    assert curve["num_exit_sets"] == len(np.unique(in_sample)) + 1
+
+    moved = saverzoo_json(
+        "savers", "best", "--dataset", "val", "--score-on", "other", "--confidence", "learned"
+    )
+    everything = {
+        name: rule.rules["everything"] for name, rule in rules_of(use_database, "val").items()
+    }
+    checked = 0
+    for row in moved:
+        if row["saver"] is None:
+            continue
+        classes, probs, _ = other_truth[row["saver"]]
+        rule = Rule.from_json(everything[row["saver"]])
+        exits = score(rule, probs, classes).astype(np.float64) > row["threshold"]
+        assert exits.mean() == pytest.approx(row["exit_ratio"]), row
+        checked += 1
+    assert checked
