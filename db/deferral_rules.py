@@ -64,8 +64,10 @@ def output_features(probs: np.ndarray) -> np.ndarray:
 class Rule:
     """A logistic rule on standardised ``FEATURES``: P(top-1 right) = sigmoid(z), with
     z = intercept + sum_j coef_j (x_j - mean_j) / scale_j. ``class_correct`` and ``class_total``
-    (per predicted class, on the training samples) make the ``class_accuracy`` feature."""
+    (per predicted class, on the training samples) make the ``class_accuracy`` feature;
+    ``topk``: how many of the top classes it was trained on (and reads)."""
 
+    topk: int
     mean: tuple[float, ...]
     scale: tuple[float, ...]
     coef: tuple[float, ...]
@@ -89,6 +91,7 @@ class Rule:
             "kind": "logistic",
             "features": list(FEATURES),
             "smoothing": SMOOTHING,
+            "topk": self.topk,
             "mean": list(self.mean),
             "scale": list(self.scale),
             "coef": list(self.coef),
@@ -110,6 +113,7 @@ class Rule:
                 f"a deferral rule smoothed by {stored.get('smoothing')}, not {SMOOTHING}"
             )
         return cls(
+            topk=int(stored["topk"]),
             mean=tuple(float(v) for v in stored["mean"]),
             scale=tuple(float(v) for v in stored["scale"]),
             coef=tuple(float(v) for v in stored["coef"]),
@@ -121,8 +125,15 @@ class Rule:
 
 def rule_features(rule: Rule, probs: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """float64 (N, 6): every feature of ``FEATURES`` as ``rule`` sees it."""
+    probs = np.asarray(probs)
+    if probs.ndim != 2 or probs.shape[1] < rule.topk:
+        raise ValueError(
+            f"the rule reads the top {rule.topk} probabilities of each output, not {probs.shape}"
+        )
     top1_class = np.asarray(classes)[:, 0]
-    return np.column_stack([output_features(probs), rule.class_accuracy(top1_class)])
+    return np.column_stack(
+        [output_features(probs[:, : rule.topk]), rule.class_accuracy(top1_class)]
+    )
 
 
 def score(rule: Rule, probs: np.ndarray, classes: np.ndarray) -> np.ndarray:

@@ -8,10 +8,11 @@ from typing import Any
 
 from cluster.errors import InputError
 from cluster.settings import get_settings
-from db.queries import get_model
+from db.queries import get_dataset, get_model
 from db.session import session_factory
 from orchestrator.answers import json_ready, saver_of
 from orchestrator.saver_query import SaverQuery
+from search.criteria import LEARNED
 from workers.identity import spec_of
 from workers.spec import ModelSpec
 
@@ -22,6 +23,8 @@ class ChosenPair:
     base: ModelSpec
     threshold: float
     about: dict[str, Any]  # the dataset, the criterion and the operating point the search predicted
+    #: The learned confidence's deferral rule the threshold was picked for (plain JSON), else None.
+    rule: dict[str, Any] | None = None
 
 
 def chosen_pair(
@@ -45,8 +48,24 @@ def chosen_pair(
             )
         predicted = json_ready(best)  # as `savers show --json` gives it
         about = {"dataset": dataset, **query.describe(), "predicted": predicted}
-        saver = spec_of(get_model(session, best.saver))
-        return ChosenPair(saver, spec_of(get_model(session, base)), predicted["threshold"], about)
+        saver_model = get_model(session, best.saver)
+        rule = None
+        if query.confidence == LEARNED:
+            rule = deployed_rule(session, get_dataset(session, dataset), saver_model, holdout)
+        saver = spec_of(saver_model)
+        base_spec = spec_of(get_model(session, base))
+        return ChosenPair(saver, base_spec, predicted["threshold"], about, rule)
+
+
+def deployed_rule(session, dataset, saver, holdout: bool) -> dict[str, Any]:
+    """The rule a learned cascade runs: with the held-out threshold, the rule trained on the
+    calibration half (whose scores of the evaluation half the threshold was scored on); with the
+    in-sample one, the rule trained on every sample (the threshold was picked on out-of-fold
+    scores of rules trained on four fifths of them)."""
+    from search.learned_arrays import stored_rules
+
+    rules = stored_rules(session, dataset, saver)
+    return (rules.calibration if holdout else rules.everything).as_json()
 
 
 def cascade_from_store(
@@ -64,5 +83,10 @@ def cascade_from_store(
 
     chosen = chosen_pair(base, dataset, max_drop, criterion, holdout, confidence)
     return Cascade.build(
-        chosen.saver, chosen.base, chosen.threshold, confidence=confidence, **options
+        chosen.saver,
+        chosen.base,
+        chosen.threshold,
+        confidence=confidence,
+        rule=chosen.rule,
+        **options,
     )

@@ -65,10 +65,11 @@ def _sklearn():
 
 
 def fit_rule(
-    features: np.ndarray, top1: np.ndarray, correct: np.ndarray, train: np.ndarray
+    features: np.ndarray, top1: np.ndarray, correct: np.ndarray, train: np.ndarray, topk: int
 ) -> Rule:
-    """The rule trained on the ``train`` samples: ``features`` (N, 5) from ``output_features``,
-    ``top1`` (N,) the predicted classes, ``correct`` (N,) whether each is right.
+    """The rule trained on the ``train`` samples: ``features`` (N, 5) from ``output_features`` of
+    the top ``topk`` probabilities, ``top1`` (N,) the predicted classes, ``correct`` (N,) whether
+    each is right.
 
     A training set whose answers are all right (or all wrong, or empty) has nothing to learn: its
     rule is a constant at that rate, and every sample ties."""
@@ -78,12 +79,14 @@ def fit_rule(
     class_total = np.bincount(classes[train], minlength=width)
     class_correct = np.bincount(classes[train], weights=y, minlength=width).astype(np.int64)
     table = (class_correct.tolist(), class_total.tolist())
+    k = topk
     constant = not len(y) or y.all() or not y.any()
     if constant:
         rate = (y.sum() + 0.5) / (len(y) + 1.0)  # never exactly 0 or 1
         zeros = (0.0,) * len(FEATURES)
-        return Rule(zeros, (1.0,) * len(FEATURES), zeros, float(np.log(rate / (1 - rate))), *table)
-    partial = Rule((0.0,) * len(FEATURES), (1.0,) * len(FEATURES), (), 0.0, *table)
+        logit = float(np.log(rate / (1 - rate)))
+        return Rule(k, zeros, (1.0,) * len(FEATURES), zeros, logit, *table)
+    partial = Rule(k, (0.0,) * len(FEATURES), (1.0,) * len(FEATURES), (), 0.0, *table)
     x = np.column_stack([features[train], partial.class_accuracy(classes[train])])
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
@@ -93,6 +96,7 @@ def fit_rule(
     model = LogisticRegression(C=REGULARISATION_C, max_iter=1000)  # lbfgs: deterministic
     model.fit((x - mean) / scale, y)
     return Rule(
+        k,
         tuple(mean.tolist()),
         tuple(scale.tolist()),
         tuple(model.coef_[0].tolist()),
@@ -140,13 +144,15 @@ def train_rules(
     right (N,), each sample's fold (N,) and the calibration half (bool (N,))."""
     features, top1 = output_features(probs), np.asarray(classes)[:, 0]
     everywhere = np.ones(len(top1), dtype=bool)
+
+    def fit(train: np.ndarray) -> Rule:
+        return fit_rule(features, top1, correct, train, probs.shape[1])
+
     return SaverRules(
-        folds=tuple(fit_rule(features, top1, correct, folds != j) for j in range(num_folds)),
-        calibration_folds=tuple(
-            fit_rule(features, top1, correct, calibration & (folds != j)) for j in range(num_folds)
-        ),
-        calibration=fit_rule(features, top1, correct, calibration),
-        everything=fit_rule(features, top1, correct, everywhere),
+        folds=tuple(fit(folds != j) for j in range(num_folds)),
+        calibration_folds=tuple(fit(calibration & (folds != j)) for j in range(num_folds)),
+        calibration=fit(calibration),
+        everything=fit(everywhere),
     )
 
 

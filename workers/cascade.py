@@ -3,8 +3,11 @@
 ``Cascade`` takes a batch of decoded images (uint8, any sizes), preprocesses them per model with
 each model's own data config (the evaluation's own preprocessing: timm's eval transform on the
 CPU, the decode-once device transform on a GPU, bf16 there), runs the saver on all of them,
-keeps the saver's answer where its top-1 probability is above the threshold (the search's rule:
-an input exits when ``confidence > threshold``), and runs the base on the others only.
+keeps the saver's answer where its confidence is above the threshold (the search's rule: an
+input exits when ``confidence > threshold``), and runs the base on the others only. The confidence
+is the saver's top-1 probability (``max``), its margin over the top-2 (``margin``), or a learned
+deferral rule's score of the saver's top-k output (``learned``: the rule's plain parameters,
+applied by ``db.deferral_rules.score`` exactly as the search applied them).
 
 It is built explicitly from two model specs and a threshold (``Cascade.build``; the database's
 choice of saver and threshold comes from ``orchestrator.cascades.cascade_from_store``), or from
@@ -14,9 +17,10 @@ an exported folder (``Cascade.load``, no database needed; ``export`` writes one)
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import timm
@@ -25,6 +29,7 @@ from PIL import Image
 from timm.data import create_transform
 
 from cluster.errors import InputError
+from db.deferral_rules import Rule, score
 from workers.evaluate import EvalOptions, LoadedModel
 from workers.preprocess import DeviceTransform
 from workers.profile import Profile
@@ -59,11 +64,15 @@ class Cascade:
         device: str = "cpu",
         batch_size: int = 64,
         confidence: str = "max",
+        rule: Mapping[str, Any] | None = None,
     ) -> None:
-        if confidence not in ("max", "margin"):
-            raise InputError(f"confidence must be 'max' or 'margin', not {confidence!r}")
+        if confidence not in ("max", "margin", "learned"):
+            raise InputError(f"confidence must be 'max', 'margin' or 'learned', not {confidence!r}")
+        if (confidence == "learned") != (rule is not None):
+            raise InputError("a learned cascade needs its deferral rule, and only it takes one")
         self.saver, self.base, self.threshold = saver, base, float(threshold)
         self.confidence = confidence  # max: the saver's top-1 probability; margin: top-1 - top-2
+        self.rule = None if rule is None else Rule.from_json(rule)  # learned: its score
         self.options = EvalOptions.choose(device, None, batch_size)
         self.runners = {m.spec.name: m.runner(self.options) for m in (saver, base)}
         self.transforms = {m.spec.name: self._transform(m.config) for m in (saver, base)}
@@ -94,6 +103,7 @@ class Cascade:
             loaded.append(LoadedModel(spec, module.eval(), model["data_config"], cost))
         saver, base = loaded
         options.setdefault("confidence", meta.get("confidence", "max"))
+        options.setdefault("rule", meta.get("rule"))
         return cls(saver, base, meta["threshold"], **options)
 
     def _transform(self, config: dict):
@@ -108,7 +118,10 @@ class Cascade:
         images = self._converted(images)
         saver, base = self.saver.spec.name, self.base.spec.name
         classes, probs = self._top_k(saver, images)
-        confidence = probs[:, 0].copy()
+        if self.rule is not None:
+            confidence = score(self.rule, probs, classes)
+        else:
+            confidence = probs[:, 0].copy()
         if self.confidence == "margin":
             confidence -= probs[:, 1]
         exits = confidence > self.threshold
@@ -152,6 +165,8 @@ class Cascade:
             **(about or {}),
             "confidence": self.confidence,
         }
+        if self.rule is not None:
+            meta["rule"] = self.rule.as_json()  # plain numbers: applied by Cascade.load
         for role, model in (("saver", self.saver), ("base", self.base)):
             state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
             save_file(state, str(folder / f"{role}.safetensors"))
