@@ -90,7 +90,7 @@ def write_report(
         zoo, models = _zoo(session, dataset)
         index = {name: i for i, name in enumerate(zoo.names)}
         saved = [row for row in plotted if row["saver"] is not None]
-        plot_operating_points(models, plotted, staging / ZOO_PLOT)
+        named = plot_operating_points(models, plotted, staging / ZOO_PLOT)
         curve_files = {}
         for done, row in enumerate(saved, 1):
             result = curve_of(zoo, index[row["base"]], index[row["saver"]], dataset.name)
@@ -107,7 +107,7 @@ def write_report(
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "accuracy_warnings": accuracy_checks(session, dataset),
         }
-        (staging / "index.html").write_text(render_index(meta, rows, models, curve_files))
+        (staging / "index.html").write_text(render_index(meta, rows, models, curve_files, named))
         (staging / REPORT_META).write_text(json.dumps(meta, indent=1))
         _replace(staging, out)
     finally:
@@ -279,10 +279,16 @@ _PAGES = Environment(
     undefined=StrictUndefined,
     keep_trailing_newline=True,
 )
+# A long model name may break after its punctuation (the page marks those places with <wbr>), so
+# three name columns of 50-character names still fit the page beside the numbers.
+_PAGES.filters["name_parts"] = lambda name: re.split(r"(?<=[_.:/-])(?=.)", name)
 
 
-def render_index(meta: dict, rows: list[dict], models: list[dict], curves: dict[str, str]) -> str:
-    """The report page: summary, zoo plot, sortable best-saver table, per-base curves."""
+def render_index(
+    meta: dict, rows: list[dict], models: list[dict], curves: dict[str, str], named: int
+) -> str:
+    """The report page: summary, zoo plot (``named`` of its models named on it), sortable
+    best-saver table, per-base curves."""
     query = meta["query"]
     columns = fields_for(query["criterion"], query["holdout"], query.get("score_on") is not None)
     gmacs = {m["name"]: m["gmacs"] for m in models}
@@ -318,7 +324,13 @@ def render_index(meta: dict, rows: list[dict], models: list[dict], curves: dict[
         search_revision=meta["search_revision"],
         warnings=[w["message"] for w in meta.get("accuracy_warnings", [])],
         zoo_plot=ZOO_PLOT,
-        headers=["base", "base GMACs", "saver", *(FIELDS[field].label for field in columns)],
+        named=named,
+        models=len(models),
+        # Non-breaking hyphens: a narrow column breaks "top-1 %" at its spaces, not after "top-".
+        headers=[
+            label.replace("-", "\u2011")
+            for label in ["base", "base GMACs", "saver", *(FIELDS[f].label for f in columns)]
+        ],
         rows=table,
         figures=[
             {"anchor": file_name(base), "path": path, "base": base} for base, path in curves.items()
@@ -327,8 +339,10 @@ def render_index(meta: dict, rows: list[dict], models: list[dict], curves: dict[
 
 
 def _cell(field: str, value: float | str | list[float] | None) -> dict:
-    """A field's cell: its text, and the exact value the sorting script reads."""
+    """A field's cell: its text, whether that is a model's name, and the exact value the sorting
+    script reads."""
     return {
         "text": field_text(field, value, number_format=".4g"),
+        "name": isinstance(value, str),
         "value": None if value is None else repr(value),
     }

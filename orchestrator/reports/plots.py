@@ -8,37 +8,35 @@ import matplotlib
 
 matplotlib.use("Agg")  # no screen: render to files only
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from orchestrator.reports.labels import name_points
+
+# In a zoo this small every model's name is worth its room; in a larger one an arbitrary model's
+# name tells the reader nothing the table does not.
+EVERY_NAME = 40
 
 
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+    """Write the figure as laid out: names are placed in pixels, so no layout runs here."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)  # a report draws a thousand figures: free each one
     return path
 
 
-def _models(ax, models: list[dict], *, names: bool, fontsize: int) -> None:
-    """Every model alone: a dot at (GMACs, accuracy) on a log cost axis, named if asked."""
-    ax.scatter(
-        [m["gmacs"] for m in models],
-        [100 * m["accuracy"] for m in models],
-        s=14,
-        color="black",
-        zorder=3,
-        label="models alone",
-    )
-    if names:
-        for m in models:
-            ax.annotate(
-                m["name"],
-                (m["gmacs"], 100 * m["accuracy"]),
-                fontsize=fontsize,
-                xytext=(4, -8),
-                textcoords="offset points",
-            )
-    ax.set_xscale("log")
-    ax.set_xlabel("cost per image (GMACs, log scale)")
+def frontier(models: list[dict]) -> list[dict]:
+    """The models no cheaper (or equally cheap) model matches in accuracy, cheapest first."""
+    best, kept = -1.0, []
+    for m in sorted(models, key=lambda m: (m["gmacs"], -m["accuracy"], m["name"])):
+        if m["accuracy"] > best:
+            best = m["accuracy"]
+            kept.append(m)
+    return kept
+
+
+def _point(m: dict) -> tuple[str, float, float]:
+    return m["name"], m["gmacs"], 100 * m["accuracy"]
 
 
 def plot_curve(result: dict, path: Path, chosen: dict | None = None) -> Path:
@@ -65,40 +63,8 @@ def plot_curve(result: dict, path: Path, chosen: dict | None = None) -> Path:
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"Pareto front on {result['dataset']}")
     ax.legend(loc="lower right")
+    fig.tight_layout()
     return _save(fig, path)
-
-
-def _label_without_overlap(ax, models: list[dict], fontsize: int) -> None:
-    """Name every dot, trying four places around it so no two names cover each other."""
-    pixels_per_point = ax.figure.dpi / 72
-    dot = 4 * pixels_per_point
-    placed: list[tuple[float, float, float, float]] = [  # boxes in pixels: the dots, then names
-        (x - dot, y - dot, 2 * dot, 2 * dot)
-        for x, y in ax.transData.transform([(m["gmacs"], 100 * m["accuracy"]) for m in models])
-    ]
-    offsets = ((5, -11, "left"), (5, 5, "left"), (-5, -11, "right"), (-5, 5, "right"))
-    for m in sorted(models, key=lambda m: m["gmacs"]):
-        x, y = ax.transData.transform((m["gmacs"], 100 * m["accuracy"]))
-        width = 0.6 * fontsize * len(m["name"]) * pixels_per_point
-        height = 1.2 * fontsize * pixels_per_point
-        for dx, dy, align in offsets:
-            left = x + dx * pixels_per_point - (width if align == "right" else 0)
-            box = (left, y + dy * pixels_per_point, width, height)
-            if not any(_overlap(box, other) for other in placed):
-                break
-        placed.append(box)
-        ax.annotate(
-            m["name"],
-            (m["gmacs"], 100 * m["accuracy"]),
-            fontsize=fontsize,
-            xytext=(dx, dy),
-            textcoords="offset points",
-            ha=align,
-        )
-
-
-def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
 def _cascade_line(ax, result: dict, base_cost: float, color, **style) -> None:
@@ -174,23 +140,61 @@ def plot_zoo(models: list[dict], curves: list[dict], path: Path) -> Path:
         panel.set_title(f"{result['saver']}\n→ {result['base']}", fontsize=6, color=color)
         panel.tick_params(labelsize=6)
     fig.tight_layout()  # names are placed in pixels: after the layout has moved the axes
-    _label_without_overlap(ax, models, fontsize=7)
+    in_curves = [name for result in curves for name in (result["base"], result["saver"])]
+    dots = [(m["gmacs"], 100 * m["accuracy"]) for m in models]
+    name_points(
+        ax, _candidates(models, in_curves), fontsize=7, obstacles=_legend_box(ax), dots=dots
+    )
     return _save(fig, path)
 
 
-def plot_operating_points(models: list[dict], savers: list[dict], path: Path) -> Path:
-    """Every model's cost (GMACs) against its accuracy (dots), each base joined by an arrow to
-    its cascade's operating point with its best saver (cost and accuracy of saver-then-base)."""
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+def plot_operating_points(models: list[dict], savers: list[dict], path: Path) -> int:
+    """Draw ``operating_points_figure`` into ``path``; the number of models it names."""
+    fig, names = operating_points_figure(models, savers)
+    _save(fig, path)
+    return len(names)
+
+
+def operating_points_figure(models: list[dict], savers: list[dict]) -> tuple[Figure, list]:
+    """Every model's cost (GMACs) against its accuracy (dots), the frontier of single models, and
+    each base joined by an arrow to its cascade's operating point with its best saver (cost and
+    accuracy of saver-then-base); the figure and the names drawn on it.
+
+    Names go to the frontier first, then to the bases whose saver saves most, where they fit.
+    """
+    fig, ax = plt.subplots(figsize=(9, 5.6), dpi=120)
     gmacs = {m["name"]: m["gmacs"] for m in models}
     accuracy = {m["name"]: m["accuracy"] for m in models}
-    _models(ax, models, names=len(models) <= 40, fontsize=6)  # beyond 40, names only clutter
-    with_saver = [row for row in savers if row["saver"] is not None]
+    ax.scatter(
+        list(gmacs.values()),
+        [100 * a for a in accuracy.values()],
+        s=14,
+        color="black",
+        zorder=3,
+        label="models alone",
+    )
+    best = frontier(models)
+    ax.step(
+        [m["gmacs"] for m in best],
+        [100 * m["accuracy"] for m in best],
+        where="post",
+        color="grey",
+        lw=0.8,
+        zorder=2,
+        label="frontier: the most accurate model at its cost",
+    )
+    with_saver = sorted(
+        (row for row in savers if row["saver"] is not None), key=lambda row: row["relative_cost"]
+    )
+    # A dense zoo's arrows would hide its dots: beyond a hundred each is drawn faint.
+    arrow = {"arrowstyle": "->", "color": "tab:blue", "lw": 0.8}
+    if len(with_saver) > 100:
+        arrow |= {"lw": 0.5, "alpha": 0.4}
     for row in with_saver:
         base = row["base"]
         start = (gmacs[base], 100 * accuracy[base])
         end = (row["relative_cost"] * gmacs[base], 100 * row["accuracy"])
-        ax.annotate("", end, start, arrowprops={"arrowstyle": "->", "color": "tab:blue", "lw": 0.8})
+        ax.annotate("", end, start, arrowprops=arrow)
     ax.scatter(
         [row["relative_cost"] * gmacs[row["base"]] for row in with_saver],
         [100 * row["accuracy"] for row in with_saver],
@@ -199,6 +203,8 @@ def plot_operating_points(models: list[dict], savers: list[dict], path: Path) ->
         zorder=3,
         label="base with its best saver",
     )
+    ax.set_xscale("log")
+    ax.set_xlabel("cost per image (GMACs, log scale)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title(
         f"{len(with_saver)} of {len(savers)} bases saved: each arrow goes from a base "
@@ -206,4 +212,27 @@ def plot_operating_points(models: list[dict], savers: list[dict], path: Path) ->
         fontsize=9,
     )
     ax.legend(loc="lower right", fontsize=7)
-    return _save(fig, path)
+    fig.tight_layout()  # names are placed in pixels: after the layout has moved the axes
+    saved = [row["base"] for row in with_saver]
+    dots = [(m["gmacs"], 100 * m["accuracy"]) for m in models] + [
+        (row["relative_cost"] * gmacs[row["base"]], 100 * row["accuracy"]) for row in with_saver
+    ]
+    names = name_points(
+        ax, _candidates(models, saved), fontsize=7, obstacles=_legend_box(ax), dots=dots
+    )
+    return fig, names
+
+
+def _candidates(models: list[dict], wanted: list[str]) -> list[tuple[str, float, float]]:
+    """Whom a plot names, most needed first: the frontier, then ``wanted``, then in a zoo of at
+    most ``EVERY_NAME`` models every other model too."""
+    by_name = {m["name"]: m for m in models}
+    order = [m["name"] for m in frontier(models)] + wanted
+    if len(models) <= EVERY_NAME:
+        order += [m["name"] for m in models]
+    return [_point(by_name[name]) for name in dict.fromkeys(order)]
+
+
+def _legend_box(ax) -> list:
+    legend = ax.get_legend()
+    return [] if legend is None else [legend.get_window_extent()]

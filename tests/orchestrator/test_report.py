@@ -48,6 +48,7 @@ PAGE_TAGS = {
     "figure",
     "figcaption",
     "script",
+    "wbr",
 }
 
 
@@ -195,16 +196,16 @@ def test_the_page_shows_markup_in_dataset_names_and_warnings_as_text():
         "accuracy": 0.5,
     }
 
-    page = render_index(meta, [row], [{"name": row["base"], "gmacs": 2.0}], {})
+    page = render_index(meta, [row], [{"name": row["base"], "gmacs": 2.0}], {}, named=1)
 
-    assert_only_the_pages_own_markup(page)
+    parts = assert_only_the_pages_own_markup(page)
     assert MARKUP not in page
     assert f"<title>saverzoo: best savers on {ESCAPED}val</title>" in page
     assert f"<h1>Best savers on {ESCAPED}val</h1>" in page
     assert f"picked on {ESCAPED}val (the calib. columns) and scored on {ESCAPED}other" in page
     assert f"<li>{ESCAPED} is 9 points below timm</li>" in page
-    for name in ("b", "s", "f"):
-        assert f">{ESCAPED}{name}</td>" in page
+    cells = next(row for row in parts.rows if row)  # as a browser reads them: <wbr> adds no text
+    assert {f"{MARKUP}{name}" for name in ("b", "s", "f")} <= set(cells)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
