@@ -29,6 +29,7 @@ import platform
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -175,7 +176,8 @@ def compare(url: str, name: str, resamples: int = RESAMPLES, seed: int = SEED) -
     exits, ratios, n = evaluation_exits(url, name, answers)
     draws = np.random.default_rng(seed).integers(0, n, (resamples, n))
     bases = [row["base"] for row in answers[SIGNALS[0], BUDGETS[0]]]
-    result = {"evaluation_samples": n, "budgets": {}}
+    by_budget: dict[str, dict] = {}
+    result: dict[str, Any] = {"evaluation_samples": n, "budgets": by_budget}
     for budget in BUDGETS:
         per_base, redrawn = [], {s: np.zeros((len(bases), resamples)) for s in SIGNALS}
         for b, base in enumerate(bases):
@@ -207,7 +209,7 @@ def compare(url: str, name: str, resamples: int = RESAMPLES, seed: int = SEED) -
             )
             for other in ("max", "margin")
         }
-        result["budgets"][str(budget)] = {"bases": per_base, "mean_over_bases": aggregate}
+        by_budget[str(budget)] = {"bases": per_base, "mean_over_bases": aggregate}
     return result
 
 
@@ -239,11 +241,12 @@ def print_table(title: str, result: dict) -> None:
 
 
 def _cell(figure: dict) -> str:
-    value, ci = figure.get("value", figure.get("saving")), figure.get("ci", figure.get("saving_ci"))
-    return _pct(value, ci)
+    if "value" in figure:
+        return _pct(figure["value"], figure["ci"])
+    return _pct(figure["saving"], figure["saving_ci"])
 
 
-def _pct(value: float, ci) -> str:
+def _pct(value: float, ci: list[float]) -> str:
     return f"{100 * value:+.1f} [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
 
 
@@ -255,17 +258,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--resamples", type=int, default=RESAMPLES)
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
-    results = {"host": f"{platform.machine()}, {os.cpu_count()} CPUs", "zoos": {}}
+    zoos: dict[str, dict] = {}
+    results = {"host": f"{platform.machine()}, {os.cpu_count()} CPUs", "zoos": zoos}
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'synthetic.db'}"
         records = specialist_records(Path(tmp) / "records", args.models, args.samples)
         import_records(url, records, DATASET)
-        results["zoos"]["synthetic"] = compare(url, DATASET, args.resamples)
+        zoos["synthetic"] = compare(url, DATASET, args.resamples)
         if args.demo is not None:
             copy = Path(tmp) / "demo.db"
             shutil.copyfile(args.demo / "saverzoo.db", copy)
-            results["zoos"]["demo"] = compare(f"sqlite:///{copy}", DEMO_DATASET, args.resamples)
-    for zoo, result in results["zoos"].items():
+            zoos["demo"] = compare(f"sqlite:///{copy}", DEMO_DATASET, args.resamples)
+    for zoo, result in zoos.items():
         print_table(zoo, result)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
@@ -379,7 +380,7 @@ def _fastest_best(
 
 def _transferred(
     session: Session, dataset: Dataset, other: Dataset, model_ids: list[int], confidence: str
-):
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-1 classes and confidences of ``model_ids`` on ``other``; a learned confidence is
     each model's rule trained on ``dataset``, applied there."""
     if confidence != LEARNED:

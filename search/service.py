@@ -424,10 +424,10 @@ class SaverSearch:
         now = utc_now()
         rows: list[dict] = []
         cached = zoos[confidence]
-        pairs = self.pairs or LOCAL_PAIRS
-        computed = pairs.columns(cached.zoos, wanted, budgets, progress)
+        computer = self.pairs or LOCAL_PAIRS
+        computed = computer.columns(cached.zoos, wanted, budgets, progress)
         if confidence == LEARNED:
-            computed = self._learned_holdout(pairs, zoos, computed, wanted, budgets)
+            computed = self._learned_holdout(computer, zoos, computed, wanted, budgets)
         for saver, bases, columns in computed:
             base_ids = [cached.model_ids[b] for b in bases]
             saver_id = cached.model_ids[saver]
@@ -454,13 +454,13 @@ def _zoo_of(
     spare = m + m // 4 + 8
     correct, values = np.empty((spare, n), np.uint8), np.empty((spare, n), np.float32)
     into = SearchArrays(correct[:m], values[:m], np.empty((m, n), np.uint32), derived=())
-    learned = {}
+    derive, basis = None, ""
     if confidence in (LEARNED, LEARNED_HOLDOUT):
         from search.learned_arrays import derive_learned, learned_basis
 
-        learned = {"derive": derive_learned, "basis": learned_basis(dataset)}
+        derive, basis = derive_learned, learned_basis(dataset)
     arrays = load_search_arrays(
-        session, dataset, model_ids, confidence, labels, out=into, **learned
+        session, dataset, model_ids, confidence, labels, out=into, derive=derive, basis=basis
     )
     zoo = Zoo(
         names=tuple(models[i].name for i in model_ids),
