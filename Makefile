@@ -45,3 +45,8 @@ base-install:
 
 clean:
 	rm -rf $(VENV) $(BASE_VENV) build *.egg-info
+
+# The README's excerpt of the demo's output, from a real run of the demo (about 4 minutes).
+.PHONY: demo-excerpt
+demo-excerpt: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m orchestrator.demo.excerpt --readme README.md

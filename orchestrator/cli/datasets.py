@@ -154,9 +154,9 @@ def datasets_list(
         Column("dataset", NAME),
         Column("samples", NUMBER),
         Column("models", NUMBER, 1),
-        Column("classes", NUMBER, 3),
-        Column("shards", NUMBER, 4),
-        Column("budgets (pts)", TEXT, 5),
+        Column("classes", NUMBER, 5),
+        Column("shards", NUMBER, 6),
+        Column("budgets (pts)", TEXT, 7),
         Column("location", NAME, 2),
     ]
     table_rows = [

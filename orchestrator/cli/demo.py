@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from orchestrator.cli.console import err, fail, out, user_errors
+from orchestrator.cli.console import fail, out, user_errors
+
+DEMO_COLUMNS = 100
 
 
 def demo(
@@ -26,11 +29,10 @@ def demo(
         raise fail(f"--models {models}: use 2 to {len(ZOO)}")
     if epochs < 1:
         raise fail(f"--epochs {epochs}: use 1 or more")
+    # The demo's tables are laid out for 100 columns, in a terminal as in a log (the README shows
+    # them), unless COLUMNS says otherwise; rich's consoles, made below, read it too.
+    os.environ.setdefault("COLUMNS", str(DEMO_COLUMNS))
     with user_errors():
         from orchestrator.cli import app
-
-        for shown in (out.console, err.console):  # the tables are wide: whole in a log too
-            if not shown.is_terminal:
-                shown.width = max(shown.width, 130)
 
         run_demo(workdir, out.console, app, fresh=fresh, epochs=epochs, models=models)

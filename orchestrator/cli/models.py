@@ -68,8 +68,8 @@ def _models_table(items: list[dict], notes: list[str]):
         Column("model", NAME),
         Column("GMACs", NUMBER),
         Column("params (M)", NUMBER, 1),
-        Column("source", TEXT, 2),
-        *(Column(f"img/s {device}", NUMBER, 3) for device in devices),
+        Column("source", TEXT, 5),
+        *(Column(f"img/s {device}", NUMBER, 6) for device in devices),
     ]
     rows = [
         Row(

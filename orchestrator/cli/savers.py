@@ -214,7 +214,8 @@ def savers_show(
     )
 
 
-# How soon a field's column is left out where the width is short (0: never), and its kind.
+# How soon a field's column is left out where the width is short (0: never; up to
+# tables.ESSENTIAL, kept at the price of shortened names).
 IMPORTANCE = {
     "saving": 1,
     "delta_c": 1,
@@ -346,7 +347,7 @@ def _print_best(
     leading = {
         "base": Column("base", NAME),
         "saver": Column("saver", NAME),
-        "saver_gmacs": Column("GMACs", NUMBER, IMPORTANCE["relative_cost"]),
+        "saver_gmacs": Column("GMACs", NUMBER, IMPORTANCE["base_accuracy"]),
     }
     columns = [leading[f] for f in first] + [_field_column(f) for f in fields]
     cells = [

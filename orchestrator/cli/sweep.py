@@ -396,9 +396,9 @@ def sweep_list(
         Column("dataset", NAME),
         Column("state", TEXT),
         Column("models", NUMBER, 1),
-        Column("submitted at", TEXT, 2),
-        Column("submitted by", NAME, 3),
-        Column("finished at", TEXT, 4),
+        Column("submitted at", TEXT, 5),
+        Column("submitted by", NAME, 6),
+        Column("finished at", TEXT, 7),
     ]
     rows = [
         Row(

@@ -21,17 +21,23 @@ TEXT: Kind = "text"  # left-aligned, never cut
 
 GAP = "  "
 ELLIPSIS = "…"
-# A name is shortened to this width before any column is left out: 20 characters keep the
-# architecture and the pretrained tag of a timm name such as convnext_base.fb_in22k_ft_in1k
-# ("convnext_b…22k_ft_in1k").
-NAME_WIDTH = 20
-# ...and down to this one only where nothing else can go.
+# Importance 1 to ESSENTIAL: columns kept at the price of shortened names; above it, columns left
+# out before a name is shortened below NAME_WIDTH.
+ESSENTIAL = 4
+# Most timm names (architecture.pretrained_tag) fit 32 characters, e.g. the 30 of
+# convnext_base.fb_in22k_ft_in1k: a longer one is shortened to it before a column is left out.
+NAME_WIDTH = 32
+# To keep the essential columns, names go down to 20 characters, which still show a timm name's
+# architecture and the end of its tag ("convnext_b…22k_ft_in1k")...
+NAME_SHORT = 20
+# ...and to 8 only where nothing else can go.
 NAME_FLOOR = 8
 
 
 @dataclass(frozen=True)
 class Column:
-    """``importance`` 0: always shown; a larger one is left out sooner."""
+    """``importance`` 0: always shown; a larger one is left out sooner; 1 to ``ESSENTIAL``: kept
+    at the price of shortened names."""
 
     header: str
     kind: Kind = TEXT
@@ -118,27 +124,27 @@ def _layout(
 ) -> tuple[list[int], list[int]]:
     """Which columns are shown (indices, in order) and each one's width.
 
-    Precedence, for a table wider than ``width``: headers wrap at spaces first, then names are
-    shortened to ``NAME_WIDTH``, then the least important columns are left out, and last names
-    go down to ``NAME_FLOOR``. The room left over goes back to the shortened names, evenly, then
-    to the wrapped headers, the more important columns first.
+    Precedence, for a table wider than ``width``: headers wrap at spaces, names longer than
+    ``NAME_WIDTH`` are shortened to it, then the columns above ``ESSENTIAL`` are left out (the
+    least important first), then names go down to ``NAME_SHORT`` and the essential columns are
+    left out, and last names go down to ``NAME_FLOOR``. The room left over goes back to the
+    shortened names, evenly, then to the wrapped headers, the more important columns first.
     """
     natural = [_natural(c, [row[i] for row in cells]) for i, c in enumerate(columns)]
-    if width is None:
-        return list(range(len(columns))), natural
-    least = [_least(c, [row[i] for row in cells], NAME_WIDTH) for i, c in enumerate(columns)]
     kept = list(range(len(columns)))
-    droppable = sorted(
-        (i for i in kept if columns[i].importance > 0),
-        key=lambda i: (columns[i].importance, i),
-    )
-    while _total(least, kept) > width and droppable:
-        kept.remove(droppable.pop())
+    if width is None:
+        return kept, natural
+    least = list(natural)
+    for name_width, most_important in ((NAME_WIDTH, ESSENTIAL + 1), (NAME_SHORT, 1)):
+        least = [_least(c, [row[i] for row in cells], name_width) for i, c in enumerate(columns)]
+        droppable = sorted(
+            (i for i in kept if columns[i].importance >= most_important),
+            key=lambda i: (columns[i].importance, i),
+        )
+        while _total(least, kept) > width and droppable:
+            kept.remove(droppable.pop())
     if _total(least, kept) > width:
-        least = [
-            _least(c, [row[i] for row in cells], NAME_FLOOR) if c.kind == NAME else least[i]
-            for i, c in enumerate(columns)
-        ]
+        least = [_least(c, [row[i] for row in cells], NAME_FLOOR) for i, c in enumerate(columns)]
     widths = list(least)
     spare = width - _total(widths, kept)
     short = [i for i in kept if columns[i].kind == NAME and widths[i] < natural[i]]

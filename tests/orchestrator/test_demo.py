@@ -2,7 +2,9 @@
 
 A reduced demo (three models, one epoch) is interrupted during its sweep and run again: the second
 run finishes without duplicate rows, and its best savers agree with a brute force over every
-operating point computed from the stored predictions.
+operating point computed from the stored predictions. What it prints fits 100 columns, and its
+tables have the columns of the README's excerpt (generated from a full demo by
+``orchestrator.demo.excerpt``, itself checked here on a copy of a README).
 """
 
 from __future__ import annotations
@@ -12,35 +14,52 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from db.models import SweepUnit
 from db.session import session_factory
+from orchestrator.demo.excerpt import (
+    BEGIN,
+    END,
+    excerpt,
+    header_differences,
+    main,
+    table_headers,
+    with_excerpt,
+)
 from tests.factories import brute_force_best_saving, row_counts, stored_zoo
 from tests.orchestrator.sweeping import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.s3]
 MODELS, SHARDS = 3, 6  # 719 validation digits in shards of 120
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def demo(workdir, **popen):
+    """The reduced demo, run from the work directory's parent as a user would (COLUMNS unset)."""
     command = [
         sys.executable,
         "-m",
         "orchestrator",
         "demo",
         "--workdir",
-        str(workdir),
+        workdir.name,
         "--models",
         str(MODELS),
         "--epochs",
         "1",
     ]
-    env = {**os.environ, "COLUMNS": "150"}
+    env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
     return subprocess.Popen(
-        command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen
+        command,
+        env=env,
+        cwd=workdir.parent,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **popen,
     )
 
 
@@ -52,6 +71,9 @@ def sweep_running(url: str) -> bool:
         return False
 
 
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.s3
 def test_the_demo_survives_an_interrupted_sweep_and_finds_the_savers(tmp_path):
     workdir = tmp_path / "demo"
     url = f"sqlite:///{workdir / 'saverzoo.db'}"
@@ -79,9 +101,14 @@ def test_the_demo_survives_an_interrupted_sweep_and_finds_the_savers(tmp_path):
             assert expected <= 1e-12, row
         else:
             assert row["saving"] == pytest.approx(expected, abs=1e-9), row
-    assert "best savers" in output and "Query it yourself" in output
+    too_wide = [line for line in output.splitlines() if len(line) > 100]
+    assert not too_wide, "\n".join(too_wide)
+    for shown in ("--max-drop 0.5 --holdout", "zoo.png", "What to type next"):
+        assert shown in output
+    assert header_differences(output, README.read_text()) == []
 
 
+@pytest.mark.slow
 def test_demo_training_gives_the_same_weights_whatever_the_thread_count(tmp_path):
     import torch
     from safetensors.torch import load_file
@@ -97,3 +124,76 @@ def test_demo_training_gives_the_same_weights_whatever_the_thread_count(tmp_path
         weights.append(load_file(str(path)))
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+
+
+# ----- the README's excerpt ---------------------------------------------------------------------
+OUTPUT = """saverzoo demo in demo-out: 2 timm models trained on handwritten digits, 1 epochs each
+  data:  719 validation digits
+
+$ saverzoo savers best --dataset digits-val
+digits-val: best savers, accuracy drop <= 0 pts
+                                             exits   top-1
+base                  saver      threshold       %       %
+--------------------  ---------  ---------  ------  ------
+demo-resnet18         demo-a        0.2653  100.00   99.17
+left out at 60 columns: frontier (--wide shows every column, --json every field)
+
+The zoo's cost against accuracy, and each base with its saver: demo-out/zoo.png
+"""
+README_TEXT = f"""# saverzoo
+
+An excerpt:
+
+{BEGIN}
+```console
+old output
+```
+{END}
+
+More text.
+"""
+
+
+def test_the_excerpt_is_the_demos_output_from_its_first_query_on():
+    shown = excerpt("\x1b[1msaverzoo demo\x1b[0m ...\n" + OUTPUT)
+    assert shown.startswith("$ saverzoo savers best --dataset digits-val\n")
+    assert shown.endswith("demo-out/zoo.png") and "\x1b" not in shown
+    with pytest.raises(ValueError, match="no query"):
+        excerpt("saverzoo demo in demo-out\n")
+
+
+def test_the_generator_writes_the_excerpt_between_the_markers_of_a_readme_copy(tmp_path):
+    readme, output = tmp_path / "README.md", tmp_path / "demo-output.txt"
+    readme.write_text(README_TEXT)
+    output.write_text(OUTPUT)
+
+    main(["--readme", str(readme), "--output", str(output)])
+
+    written = readme.read_text()
+    assert written.startswith("# saverzoo\n\nAn excerpt:\n\n")
+    assert written.endswith(f"{END}\n\nMore text.\n")
+    assert "old output" not in written
+    assert f"{BEGIN}\n```console\n$ saverzoo savers best" in written
+    assert header_differences(OUTPUT, written) == []
+    main(["--readme", str(readme), "--output", str(output)])  # again: the same README
+    assert readme.read_text() == written
+    with pytest.raises(ValueError, match="no <!-- demo-output:begin -->"):
+        with_excerpt("# no markers\n", "text")
+
+
+def test_headers_are_compared_by_column_not_by_row():
+    headers = table_headers(OUTPUT)
+    assert headers == {
+        "$ saverzoo savers best --dataset digits-val": [
+            ("base", "saver", "threshold", "exits %", "top-1 %")
+        ]
+    }
+    readme = with_excerpt(README_TEXT, excerpt(OUTPUT))
+    more_rows = OUTPUT.replace(
+        "left out", "demo-resnet34         demo-a        0.1000   50.00   98.00\nleft out"
+    )
+    assert header_differences(more_rows, readme) == []
+    fewer_columns = OUTPUT.replace("  threshold", "  threshol ").replace(
+        "  ---------  ------  ------", "  ---------  ------"
+    )
+    assert header_differences(fewer_columns, readme) != []
