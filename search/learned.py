@@ -93,7 +93,9 @@ def fit_rule(
     _sklearn()
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=REGULARISATION_C, max_iter=1000)  # lbfgs: deterministic
+    # Newton's method on a handful of features: the exact optimum in a few steps (twice as fast
+    # as lbfgs here), deterministic, and so the same rule from any run on the same samples.
+    model = LogisticRegression(C=REGULARISATION_C, solver="newton-cholesky", max_iter=100)
     model.fit((x - mean) / scale, y)
     return Rule(
         k,
