@@ -222,8 +222,8 @@ IMPORTANCE = {
     "accuracy": 2,
     "threshold": 3,
     "exit_ratio": 4,
-    "base_accuracy": 5,
-    "in_sample_saving": 6,
+    "in_sample_saving": 5,  # held out: the saving where the threshold was picked, beside it
+    "base_accuracy": 6,
     "in_sample_accuracy": 7,
     "frontier_saving": 8,
     "frontier_model": 9,
@@ -352,7 +352,7 @@ def _print_best(
     columns = [leading[f] for f in first] + [_field_column(f) for f in fields]
     cells = [
         [
-            *(_leading_cell(f, row[f]) for f in first),
+            *(_leading_cell(row[f]) for f in first),
             *(_cell(f, row[f]) for f in fields),
         ]
         for row in rows
@@ -361,8 +361,9 @@ def _print_best(
     print_table(Table(columns, table_rows, title, notes), wide=wide)
 
 
-def _leading_cell(field: str, value: str | float | None) -> str:
-    if field == "saver_gmacs":
+def _leading_cell(value: str | float | None) -> str:
+    """A base or saver name ("none": no saver), or a saver's GMACs."""
+    if isinstance(value, float):
         return f"{value:.4g}"
     return value or "none"
 

@@ -124,7 +124,7 @@ def _layout(
 ) -> tuple[list[int], list[int]]:
     """Which columns are shown (indices, in order) and each one's width.
 
-    Precedence, for a table wider than ``width``: headers wrap at spaces, names longer than
+    Precedence, for a table wider than ``width``: headers wrap on two lines, names longer than
     ``NAME_WIDTH`` are shortened to it, then the columns above ``ESSENTIAL`` are left out (the
     least important first), then names go down to ``NAME_SHORT`` and the essential columns are
     left out, and last names go down to ``NAME_FLOOR``. The room left over goes back to the
@@ -168,13 +168,19 @@ def _natural(column: Column, cells: list[str]) -> int:
 
 
 def _least(column: Column, cells: list[str], name_width: int) -> int:
-    """The narrowest the column gets: its longest header word, and its longest cell (a name's
-    only up to ``name_width``)."""
-    word = max((len(w) for w in column.header.split()), default=0)
+    """The narrowest the column gets: its header on two lines at most, and its longest cell (a
+    name's only up to ``name_width``)."""
     longest = max(map(len, cells), default=0)
     if column.kind == NAME:
         longest = min(longest, name_width)
-    return max(word, longest, 1)
+    return max(_two_lines(column.header), longest, 1)
+
+
+def _two_lines(header: str) -> int:
+    """The width that wraps ``header`` on two lines at most (its longest word if one word)."""
+    words = header.split()
+    splits = (max(len(" ".join(words[:i])), len(" ".join(words[i:]))) for i in range(1, len(words)))
+    return min(splits, default=len(header))
 
 
 def _total(widths: list[int], kept: list[int]) -> int:

@@ -65,7 +65,7 @@ def table_headers(text: str) -> dict[str, list[tuple[str, ...]]]:
             command = line
         elif RULE.fullmatch(line):
             spans = [m.span() for m in re.finditer(r"-+", line)]
-            above = []
+            above: list[str] = []
             for previous in reversed(lines[:i]):
                 if not previous.strip() or _outside(previous, spans):
                     break

@@ -140,7 +140,7 @@ def run_demo(
         )
         _train_zoo(workdir, console, cli, zoo, train_set, epochs)
         console.print(
-            f"  zoo:   {len(zoo)} models trained on {len(train_set)} digits, registered by "
+            f"  zoo:   {len(zoo)} models trained on {len(train_set):,} digits, registered by "
             "`saverzoo models add`",
             highlight=False,
         )
