@@ -10,11 +10,11 @@ margin with 95% intervals from a paired bootstrap over the evaluation samples (e
 cascades fixed, the samples redrawn once for all signals). The aggregate is the mean over bases,
 its intervals from the same redraws. A base without a saver saves 0.
 
-The synthetic zoo is made to show where a learned rule can help and where it cannot: half of the
-models are specialists (accurate on half of the classes, poor on the rest, equally sure on
-both), and the labels of a fifth of the classes are noisy (30% wrong whatever a model says).
-Neither shows in a model's top-1 probability; its predicted class tells both. The demo's zoo
-(digits, small models trained a few epochs) has neither.
+The synthetic zoos are made to show where a learned rule can help and where it cannot: half of
+the models are specialists (accurate on half of the classes, poor on the rest, equally sure on
+both); in the second zoo the labels of a fifth of the classes are also noisy (30% wrong whatever
+a model says). Neither shows in a model's top-1 probability; its predicted class tells both. The
+demo's zoo (digits, small models trained a few epochs) has neither.
 
 The demo's database is copied first: the comparison keeps the learned signal and the budgets in
 the copy, never in the demo's own.
@@ -39,20 +39,28 @@ RESAMPLES = 1000
 SEED = 0
 TOPK = 5
 DATASET = "deferral"
+#: The synthetic zoos: specialists alone, and with the labels of a fifth of the classes noisy.
+SYNTHETIC = {"specialists": 0.0, "specialists-noisy-labels": 0.3}
 DEMO_DATASET = "digits-val"  # orchestrator.demo.run.DATASET (whose module imports torch)
 
 
 # ----- the synthetic zoo ------------------------------------------------------------------------
 def specialist_records(
-    directory: Path, num_models: int, num_samples: int, num_classes: int = 20, seed: int = 0
+    directory: Path,
+    num_models: int,
+    num_samples: int,
+    noise: float,
+    num_classes: int = 20,
+    seed: int = 0,
 ) -> Path:
-    """TinySaver records (top-5) of a zoo with specialists and class-dependent label noise."""
+    """TinySaver records (top-5) of a zoo with specialists, the labels of a fifth of the classes
+    wrong with probability ``noise``."""
     rng = np.random.default_rng(seed)
     gmacs = np.exp(np.linspace(np.log(0.1), np.log(20.0), num_models))
     skill = 0.7 * np.log(gmacs) + 1.0
     truth = rng.integers(0, num_classes, num_samples)
     noisy_classes = np.arange(num_classes) < num_classes // 5
-    flipped = noisy_classes[truth] & (rng.random(num_samples) < 0.3)
+    flipped = noisy_classes[truth] & (rng.random(num_samples) < noise)
     labels = np.where(
         flipped, (truth + rng.integers(1, num_classes, num_samples)) % num_classes, truth
     )
@@ -63,12 +71,12 @@ def specialist_records(
         specialist = m % 2 == 1
         strong = rng.permutation(num_classes) < num_classes // 2
         offset = np.where(strong, 1.5, -1.5)[truth] if specialist else 0.0
-        noise = rng.normal(0.0, 1.0, num_samples)
-        right = skill[m] + offset - difficulty + noise > 0
+        jitter = rng.normal(0.0, 1.0, num_samples)
+        right = skill[m] + offset - difficulty + jitter > 0
         wrong = (truth + rng.integers(1, num_classes, num_samples)) % num_classes
         first = np.where(right, truth, wrong)
         # Sure as a generalist of its skill would be: the specialism never shows in p1.
-        sureness = skill[m] - difficulty + 0.6 * noise + rng.normal(0.0, 0.8, num_samples)
+        sureness = skill[m] - difficulty + 0.6 * jitter + rng.normal(0.0, 0.8, num_samples)
         p1 = 1.0 / (1.0 + np.exp(-1.5 * sureness))
         rest = rng.dirichlet(np.ones(TOPK), num_samples)[:, : TOPK - 1] * (1.0 - p1)[:, None]
         rest = np.minimum(-np.sort(-rest, axis=1), p1[:, None])
@@ -261,10 +269,11 @@ def main(argv: list[str] | None = None) -> dict:
     zoos: dict[str, dict] = {}
     results = {"host": f"{platform.machine()}, {os.cpu_count()} CPUs", "zoos": zoos}
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'synthetic.db'}"
-        records = specialist_records(Path(tmp) / "records", args.models, args.samples)
-        import_records(url, records, DATASET)
-        zoos["synthetic"] = compare(url, DATASET, args.resamples)
+        for zoo, noise in SYNTHETIC.items():
+            url = f"sqlite:///{Path(tmp) / zoo}.db"
+            records = specialist_records(Path(tmp) / zoo, args.models, args.samples, noise)
+            import_records(url, records, DATASET)
+            zoos[zoo] = compare(url, DATASET, args.resamples)
         if args.demo is not None:
             copy = Path(tmp) / "demo.db"
             shutil.copyfile(args.demo / "saverzoo.db", copy)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bench.deferral import BUDGETS, SIGNALS, main
+from bench.deferral import BUDGETS, SIGNALS, SYNTHETIC, main
 
 
 def test_the_benchmark_compares_every_signal_at_every_budget(tmp_path, capsys):
@@ -23,7 +23,9 @@ def test_the_benchmark_compares_every_signal_at_every_budget(tmp_path, capsys):
             str(tmp_path / "d.json"),
         ]
     )
-    result = json.loads((tmp_path / "d.json").read_text())["zoos"]["synthetic"]
+    zoos = json.loads((tmp_path / "d.json").read_text())["zoos"]
+    assert set(zoos) == set(SYNTHETIC)
+    result = zoos["specialists-noisy-labels"]
     assert set(result["budgets"]) == {str(b) for b in BUDGETS}
     for block in result["budgets"].values():
         assert len(block["bases"]) == 4
