@@ -40,6 +40,11 @@ def _point(m: dict) -> tuple[str, float, float]:
 
 
 def plot_curve(result: dict, path: Path, chosen: dict | None = None) -> Path:
+    """Draw ``curve_figure`` into ``path``."""
+    return _save(curve_figure(result, chosen), path)
+
+
+def curve_figure(result: dict, chosen: dict | None = None) -> Figure:
     """Accuracy against relative cost along a pair's Pareto front; ``chosen``: the operating
     point a criterion picked (relative_cost, accuracy), marked."""
     front = result["pareto_front"]
@@ -56,15 +61,17 @@ def plot_curve(result: dict, path: Path, chosen: dict | None = None) -> Path:
         [p["relative_cost"] for p in front],
         [100 * p["accuracy"] for p in front],
         marker=".",
-        label=f"{result['saver']} → {result['base']}",
+        label=f"Pareto front on {result['dataset']}",
     )
     ax.axhline(100 * result["base_accuracy"], color="grey", ls="--", lw=0.8, label="base alone")
     ax.set_xlabel("relative cost (base alone = 1)")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"Pareto front on {result['dataset']}")
-    ax.legend(loc="lower right")
+    # The pair on two lines of the title: in the legend two long timm names reached over the
+    # axis's tick labels.
+    ax.set_title(f"{result['saver']}\n→ {result['base']}", fontsize=9)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def _cascade_line(ax, result: dict, base_cost: float, color, **style) -> None:

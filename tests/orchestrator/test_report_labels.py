@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.reports.labels import name_points
 from orchestrator.reports.page import render_index
-from orchestrator.reports.plots import frontier, operating_points_figure
+from orchestrator.reports.plots import curve_figure, frontier, operating_points_figure
 
 ARCHS = ("vit", "convnext", "efficientnet", "resnet", "regnety", "mobilenetv4", "swin", "xcit")
 SIZES = ("tiny", "small", "base", "large", "huge")
@@ -150,3 +150,35 @@ def test_the_page_says_how_many_models_the_plot_names_and_where_to_see_all(named
 
     assert caption in page
     assert ('<a href="#savers">The table</a>' in page) is (named < len(models))
+
+
+def test_a_curve_of_two_long_names_keeps_its_texts_apart():
+    long_saver, long_base = (
+        "vit_so400m_patch14_siglip_gap_896.pali2_3b_pt",
+        "eva02_large_patch14_clip_336.merged2b_ft_inat21",
+    )
+    front = [{"relative_cost": 0.1 + i / 30, "accuracy": 0.6 + i / 100} for i in range(30)]
+    result = {
+        "pareto_front": front,
+        "saver": long_saver,
+        "base": long_base,
+        "base_accuracy": 0.85,
+        "dataset": "val",
+    }
+
+    fig = curve_figure(result, {"relative_cost": 0.5, "accuracy": 0.72, "threshold": 0.61})
+
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    ticks = [t for t in ax.get_xticklabels() if x0 <= t.get_position()[0] <= x1] + [
+        t for t in ax.get_yticklabels() if y0 <= t.get_position()[1] <= y1
+    ]  # those drawn
+    texts = [ax.title, ax.xaxis.label, ax.yaxis.label, *ticks]
+    boxes = np.array([t.get_window_extent().extents for t in texts])
+    legend = ax.get_legend().get_window_extent()
+    assert meeting_pairs(np.vstack([boxes, legend.extents])) == []
+    assert ax.bbox.x0 <= legend.x0 and legend.x1 <= ax.bbox.x1
+    assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 2:] <= [fig.bbox.x1, fig.bbox.y1])
+    assert long_saver in ax.get_title() and long_base in ax.get_title()
+    plt.close(fig)
