@@ -222,11 +222,14 @@ def output_width() -> int | None:
 
 
 def print_table(table: Table, *, wide: bool = False) -> None:
-    """The table as plain lines; a row's colour only on a terminal (click strips it elsewhere)."""
+    """The table as plain lines; a row's colour only on a terminal (click strips it elsewhere)
+    and unless NO_COLOR is set (no-color.org)."""
     from orchestrator.cli.tables import render
 
+    colour = not os.environ.get("NO_COLOR")
     for line in render(table, output_width(), wide=wide):
-        typer.echo(typer.style(line.text, fg=line.style) if line.style else line.text)
+        styled = colour and line.style is not None
+        typer.echo(typer.style(line.text, fg=line.style) if styled else line.text)
 
 
 def print_prose(text: str) -> None:
