@@ -170,6 +170,7 @@ def operating_points_figure(models: list[dict], savers: list[dict]) -> tuple[Fig
     Names go to the frontier first, then to the bases whose saver saves most, where they fit.
     """
     fig, ax = plt.subplots(figsize=(9, 5.6), dpi=120)
+    ax.set_xscale("log")
     gmacs = {m["name"]: m["gmacs"] for m in models}
     accuracy = {m["name"]: m["accuracy"] for m in models}
     ax.scatter(
@@ -210,7 +211,6 @@ def operating_points_figure(models: list[dict], savers: list[dict]) -> tuple[Fig
         zorder=3,
         label="base with its best saver",
     )
-    ax.set_xscale("log")
     ax.set_xlabel("cost per image (GMACs, log scale)")
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title(

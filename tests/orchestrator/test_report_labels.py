@@ -10,7 +10,12 @@ import pytest
 
 from orchestrator.reports.labels import name_points
 from orchestrator.reports.page import render_index
-from orchestrator.reports.plots import curve_figure, frontier, operating_points_figure
+from orchestrator.reports.plots import (
+    curve_figure,
+    frontier,
+    operating_points_figure,
+    plot_operating_points,
+)
 
 ARCHS = ("vit", "convnext", "efficientnet", "resnet", "regnety", "mobilenetv4", "swin", "xcit")
 SIZES = ("tiny", "small", "base", "large", "huge")
@@ -182,3 +187,8 @@ def test_a_curve_of_two_long_names_keeps_its_texts_apart():
     assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 2:] <= [fig.bbox.x1, fig.bbox.y1])
     assert long_saver in ax.get_title() and long_base in ax.get_title()
     plt.close(fig)
+
+
+def test_a_zoo_of_no_models_draws_an_empty_plot_naming_none(tmp_path):
+    assert plot_operating_points([], [], tmp_path / "zoo.png") == 0
+    assert (tmp_path / "zoo.png").stat().st_size > 0
