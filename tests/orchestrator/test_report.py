@@ -237,6 +237,7 @@ def test_the_report_page_opens_in_headless_chromium(val_zoo, tmp_path):
     ).stdout
     assert sorted(ROW.findall(dom)) == sorted(val_zoo.names[:7])  # every base, once
     assert '<img class="zoo" src="zoo.png"' in dom
+    assert '<p class="caption">The plot names every model.</p>' in dom  # seven short names fit
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
