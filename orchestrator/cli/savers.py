@@ -231,15 +231,19 @@ IMPORTANCE = {
     "accuracy_ci": 11,  # an interval goes beside its estimate where it fits
     "saving_ci": 11,
 }
+# Where an answer has an in-sample saving (held out, or scored on another dataset), that saving
+# goes beside the one measured apart, before the exits: the two side by side are its point.
+BESIDE = {"in_sample_saving": IMPORTANCE["exit_ratio"], "exit_ratio": IMPORTANCE["exit_ratio"] + 1}
 BEATEN = "*"  # marks a row whose frontier model beats it, with or without colour
 
 
-def _field_column(field: str):
+def _field_column(field: str, fields: tuple[str, ...] = ()):
     from orchestrator.answers import FIELDS
     from orchestrator.cli.tables import NAME, NUMBER, Column
 
     kind = NAME if field == "frontier_model" else NUMBER
-    return Column(FIELDS[field].label, kind, IMPORTANCE[field])
+    importance = IMPORTANCE | BESIDE if "in_sample_saving" in fields else IMPORTANCE
+    return Column(FIELDS[field].label, kind, importance[field])
 
 
 def _marked(rows: list[dict], columns: list, cells: list[list[str]], notes: list[str]):
@@ -251,8 +255,9 @@ def _marked(rows: list[dict], columns: list, cells: list[list[str]], notes: list
     beaten = [beaten_by_frontier(row) for row in rows]
     if not any(beaten):
         return columns, [Row(c) for c in cells], notes
+    count = f"{sum(beaten)} row{'s' if sum(beaten) > 1 else ''}"
     note = (
-        f"{BEATEN} ({sum(beaten)} rows): their frontier model alone is as accurate and cheaper "
+        f"{BEATEN} ({count}): the frontier model alone is as accurate and cheaper "
         f"(negative {FIELDS['frontier_saving'].label})"
     )
     return (
@@ -349,7 +354,7 @@ def _print_best(
         "saver": Column("saver", NAME),
         "saver_gmacs": Column("GMACs", NUMBER, IMPORTANCE["base_accuracy"]),
     }
-    columns = [leading[f] for f in first] + [_field_column(f) for f in fields]
+    columns = [leading[f] for f in first] + [_field_column(f, fields) for f in fields]
     cells = [
         [
             *(_leading_cell(row[f]) for f in first),

@@ -361,7 +361,7 @@ def test_rows_beaten_by_their_frontier_say_so_without_colour(zoo):
     marked = [line.split("\t")[1] for line in piped.splitlines() if line.startswith("*\t")]
     assert marked == beaten
     assert "\x1b[" not in piped
-    note = f"* ({len(beaten)} rows): their frontier model alone is as accurate and cheaper"
+    note = f"* ({len(beaten)} rows): the frontier model alone is as accurate and cheaper"
     assert note in piped
     narrow = cli(*args, columns=80).stdout
     rows, _ = table_rows(narrow.splitlines(), len(answer))
