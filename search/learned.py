@@ -27,7 +27,8 @@ import numpy as np
 from cluster.errors import InputError
 from db.deferral_rules import FEATURES, Rule, output_features, score
 
-FOLDS = 5  # each rule trains on 80% of its samples; 12 fits a saver in all
+# The default of ``datasets.learned_folds``: a rule trains on 80% of its samples, 12 fits a saver.
+FOLDS = 5
 REGULARISATION_C = 1.0  # scikit-learn's default L2 strength, on standardised features
 INSTALL_HINT = "pip install 'saverzoo[search]'"
 
