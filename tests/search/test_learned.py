@@ -301,3 +301,21 @@ def test_show_curve_and_score_on_take_the_learned_signal_too(use_database, tmp_p
         assert exits.mean() == pytest.approx(row["exit_ratio"]), row
         checked += 1
     assert checked
+
+
+def test_the_api_answers_on_the_learned_signal_once_the_dataset_keeps_it(use_database, tmp_path):
+    from tests.factories import api_client
+
+    directory, _, _ = topk_records(tmp_path / "records", 0)
+    assert saverzoo("records", "import", directory, "--dataset", "val").exit_code == 0
+    client = api_client(use_database)
+    asked = {"dataset": "val", "confidence": "learned", "holdout": "true"}
+    refused = client.get("/v1/savers", params=asked)
+    assert refused.status_code == 422 and "keeps no pairs on learned" in refused.text
+    kept = saverzoo_json(
+        "savers", "best", "--dataset", "val", "--confidence", "learned", "--holdout"
+    )
+    answered = client.get("/v1/savers", params=asked)
+    assert answered.status_code == 200 and answered.json() == kept
+    curve = client.get(f"/v1/pairs/{NAMES[-1]}/{NAMES[0]}/curve", params=asked | {"holdout": None})
+    assert curve.status_code == 200 and curve.json()["confidence"] == "learned"

@@ -39,9 +39,10 @@ Holdout = Annotated[
 ConfidenceSignal = Annotated[
     str,
     Query(
-        pattern="^(max|margin)$",
-        description="What a sample exits on: max (top-1 probability) or margin (top-1 minus "
-        "top-2); the dataset must keep its pairs.",
+        pattern="^(max|margin|learned)$",
+        description="What a sample exits on: max (top-1 probability), margin (top-1 minus "
+        "top-2) or learned (a rule per saver trained on its top-k output, scored out of fold); "
+        "the dataset must keep its pairs.",
     ),
 ]
 
