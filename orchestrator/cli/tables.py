@@ -72,7 +72,7 @@ def render(table: Table, width: int | None, *, wide: bool = False) -> list[Line]
     columns = list(table.columns)
     cells = [list(row.cells) for row in table.rows]
     kept, widths = _layout(columns, cells, None if wide else width)
-    lines = [Line(text) for text in prose(table.title, width)] if table.title else []
+    lines = [Line(text) for text in [*prose(table.title, width), ""]] if table.title else []
     lines += _header(columns, kept, widths)
     lines += [
         Line(_joined(_cell(row[i], columns[i].kind, widths[i]) for i in kept), source.style)

@@ -5,9 +5,9 @@ output captured before, ``--output FILE``) and writes the queries' part of what 
 the README's markers ``<!-- demo-output:begin -->`` and ``<!-- demo-output:end -->``. The demo's
 tables are laid out for 100 columns, so the excerpt is what a reader of the README would see.
 
-``header_differences`` compares the column headers of the tables of two outputs command by
-command (the README's excerpt comes from the full zoo, a test's demo from a few models: their rows
-differ, their columns must not).
+``header_differences`` compares the columns of the tables of two outputs command by command, those
+shown and those left out to fit (the README's excerpt comes from the full zoo, a test's demo from a
+few models: their rows differ, and so may what fits, but not what each table holds).
 """
 
 from __future__ import annotations
@@ -54,10 +54,11 @@ def readme_excerpt(readme: str) -> str:
     return "\n".join(line for line in inside if not line.startswith("```"))
 
 
-def table_headers(text: str) -> dict[str, list[tuple[str, ...]]]:
-    """Command -> the column headers of each table printed under it (header lines wrap at
-    spaces: a column's header is its words, within the dashes of its rule, line by line)."""
-    tables: dict[str, list[tuple[str, ...]]] = {}
+def table_headers(text: str) -> dict[str, list[frozenset[str]]]:
+    """Command -> the columns of each table printed under it: those shown (a header wraps at
+    spaces: its words within the dashes of its rule, line by line, up to the blank line under the
+    title) and those the table's note says were left out to fit."""
+    tables: dict[str, list[frozenset[str]]] = {}
     command = ""
     lines = text.splitlines()
     for i, line in enumerate(lines):
@@ -67,19 +68,19 @@ def table_headers(text: str) -> dict[str, list[tuple[str, ...]]]:
             spans = [m.span() for m in re.finditer(r"-+", line)]
             above: list[str] = []
             for previous in reversed(lines[:i]):
-                if not previous.strip() or _outside(previous, spans):
+                if not previous.strip() or previous.startswith(PROMPT):
                     break
                 above.insert(0, previous)
-            tables.setdefault(command, []).append(
-                tuple(" ".join(" ".join(h[a:b].split()) for h in above).strip() for a, b in spans)
-            )
+            shown = {" ".join(" ".join(h[a:b].split()) for h in above).strip() for a, b in spans}
+            tables.setdefault(command, []).append(frozenset(shown | _left_out(lines[i + 1 :])))
     return tables
 
 
-def _outside(line: str, spans: list[tuple[int, int]]) -> bool:
-    """Whether ``line`` has text outside the columns' spans (a title, not a header line)."""
-    inside = set().union(*(range(a, b) for a, b in spans))
-    return any(ch != " " and i not in inside for i, ch in enumerate(line))
+def _left_out(after: list[str]) -> set[str]:
+    """The columns the note under a table names as left out (the note may wrap)."""
+    end = next((i for i, line in enumerate(after) if not line.strip()), len(after))
+    note = re.search(r"left out at \d+ columns: (.*?) \(--wide", " ".join(after[:end]))
+    return set(note[1].split(", ")) if note else set()
 
 
 def header_differences(output: str, readme: str) -> list[str]:
@@ -89,10 +90,15 @@ def header_differences(output: str, readme: str) -> list[str]:
     if not expected:
         return ["the README's excerpt holds no table"]
     return [
-        f"{command}: the README shows {columns}, the demo printed {printed.get(command)}"
+        f"{command}: the README's tables hold {_named(columns)}, the demo's "
+        f"{_named(printed.get(command, []))}"
         for command, columns in expected.items()
         if printed.get(command) != columns
     ]
+
+
+def _named(tables: list[frozenset[str]]) -> str:
+    return "; ".join(", ".join(sorted(columns)) for columns in tables) or "none"
 
 
 def demo_output(workdir: Path | None = None) -> str:
