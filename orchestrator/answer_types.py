@@ -231,7 +231,10 @@ class SaversOfBase(Answer):
     score_on: str | None = Field(description="Always null here.")
     stages: int = Field(description="Always 2: pairs.")
     confidence: str = Field(
-        description="What a sample exits on: max (top-1 probability) or margin (top-1 minus top-2)."
+        description=(
+            "What a sample exits on: max (top-1 probability), margin (top-1 minus top-2) or "
+            "learned (a rule trained on the saver's top-k, scored out of fold)."
+        )
     )
     candidates: int = Field(description="How many cheaper models have a stored pair with the base.")
     fields: list[str] = Field(description="The reported fields of each saver, in order.")
@@ -263,7 +266,7 @@ class PairCurve(Answer):
         description="The exit sets no other beats in both cost and accuracy, cheapest first."
     )
     num_exit_sets: int = Field(description="How many distinct exit sets the pair has.")
-    confidence: str = Field(description="What a sample exits on: max or margin.")
+    confidence: str = Field(description="What a sample exits on: max, margin or learned.")
 
 
 # ----- datasets and models -----------------------------------------------------------------------

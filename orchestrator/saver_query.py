@@ -99,8 +99,9 @@ class SaverQuery:
         check_confidence(self.confidence)
         if self.stages == 3 and self.confidence != MAX_PROBABILITY:
             raise ParameterError(
-                "{stages} 3 exits on the top-1 probability: drop {confidence} margin",
+                "{stages} 3 exits on the top-1 probability: drop {confidence} {value}",
                 ("stages", "confidence"),
+                {"value": self.confidence},
             )
         return dataclasses.replace(self, max_drop=max_drop)
 

@@ -34,7 +34,9 @@ def cascade_export(
     with user_errors(), parameters_worded(as_flag):
         output_folder(out_dir)  # before the models are built: a refusal costs nothing
         chosen = chosen_pair(base, dataset, max_drop, criterion, holdout, confidence)
-        cascade = Cascade.build(chosen.saver, chosen.base, chosen.threshold, confidence=confidence)
+        cascade = Cascade.build(
+            chosen.saver, chosen.base, chosen.threshold, confidence=confidence, rule=chosen.rule
+        )
         try:
             cascade.export(out_dir, chosen.about)
         except OSError as error:  # a full disk, a folder removed meanwhile

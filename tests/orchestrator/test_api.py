@@ -243,6 +243,12 @@ PARAMETER_ERRORS = [
         "score_on 'val' is the dataset itself; drop it",
         "--score-on 'val' is the dataset itself; drop it",
     ),
+    (
+        "/v1/savers?dataset=val&stages=3&confidence=learned",
+        ["savers", "best", "--dataset", "val", "--stages", "3", "--confidence", "learned"],
+        "stages 3 exits on the top-1 probability: drop confidence learned",
+        "--stages 3 exits on the top-1 probability: drop --confidence learned",
+    ),
 ]
 
 

@@ -64,6 +64,17 @@ def test_a_learned_cascade_exits_where_the_search_scored_its_rule(evaluated, tmp
         assert np.array_equal(loaded.exits, output.exits)
         assert np.array_equal(loaded.classes, output.classes)
 
+        exported = tmp_path / f"exported-{holdout}"
+        command = saverzoo(
+            "cascade", "export", BASE, "--dataset", "tiny", "--criterion", "paper",
+            "--confidence", "learned", *flags, "--out", exported,
+        )  # fmt: skip
+        assert command.exit_code == 0, command.output
+        assert Rule.from_json(json.loads((exported / "cascade.json").read_text())["rule"]) == (
+            cascade.rule
+        )
+        assert np.array_equal(Cascade.load(exported)(images).exits, output.exits)
+
 
 def test_a_learned_cascade_without_its_rule_is_refused(evaluated):  # noqa: F811
     from tests.workers.test_cascade import specs
