@@ -326,11 +326,8 @@ def render_index(
         zoo_plot=ZOO_PLOT,
         named=named,
         models=len(models),
-        # Non-breaking hyphens: a narrow column breaks "top-1 %" at its spaces, not after "top-".
-        headers=[
-            label.replace("-", "\u2011")
-            for label in ["base", "base GMACs", "saver", *(FIELDS[f].label for f in columns)]
-        ],
+        # The template keeps each word of a header whole: "top-1 %" breaks at its space only.
+        headers=["base", "base GMACs", "saver", *(FIELDS[f].label for f in columns)],
         rows=table,
         figures=[
             {"anchor": file_name(base), "path": path, "base": base} for base, path in curves.items()

@@ -48,6 +48,7 @@ PAGE_TAGS = {
     "figure",
     "figcaption",
     "script",
+    "span",
     "wbr",
 }
 

@@ -9,6 +9,7 @@ import pytest
 from search.frontier import SingleModel
 from search.synthetic import SyntheticZoo
 from tests.factories import records_dir, saverzoo, saverzoo_json
+from tests.orchestrator.test_report import PageParts
 from tests.search.test_frontier import brute_force_frontier, shuffled_zoo
 
 
@@ -110,4 +111,4 @@ def test_the_report_scores_its_table_on_the_other_dataset(use_database, tmp_path
     out = tmp_path / "report"
     assert saverzoo("report", "--dataset", "a", "--score-on", "b", "--out", out).exit_code == 0
     page = (out / "index.html").read_text()
-    assert "scored on b" in page and "calib. top-1 %" in page
+    assert "scored on b" in page and "calib. top-1 %" in PageParts(page).headers
