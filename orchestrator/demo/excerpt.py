@@ -88,7 +88,7 @@ def header_differences(output: str, readme: str) -> list[str]:
     one line per command (nothing: the same columns)."""
     expected, printed = table_headers(readme_excerpt(readme)), table_headers(excerpt(output))
     if not expected:
-        return ["the README's excerpt holds no table"]
+        return ["the README's excerpt holds no table: run `make demo-excerpt`"]
     return [
         f"{command}: the README's tables hold {_named(columns)}, the demo's "
         f"{_named(printed.get(command, []))}"
