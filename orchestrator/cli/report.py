@@ -40,12 +40,14 @@ def report(
     settings = settings_or_fail()
     folder = out_dir or report_folder(settings.report_dir, dataset)
     with transaction(settings) as session, parameters_worded(as_flag):
-        query = SaverQuery(
+        asked = SaverQuery(
             criterion=criterion, max_drop=max_drop, holdout=holdout, score_on=score_on
-        ).checked()
-        keep_budget(session, dataset, query)
+        )
+        keep_budget(session, dataset, asked.checked())
+        # write_report checks the query itself: a checked paper query carries a 0-point budget,
+        # which a second check refuses.
         with progress_bar("plotting Pareto fronts") as update:
-            summary = write_report(session, dataset, folder, query, update)
+            summary = write_report(session, dataset, folder, asked, update)
     out.print(
         f"report of {dataset} written to {summary.path / 'index.html'}: {summary.saved} of "
         f"{summary.bases} bases saved ({summary.seconds:.1f} s)"

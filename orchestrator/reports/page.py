@@ -6,6 +6,8 @@ cascade's operating point, and one Pareto-curve plot per saved base. ``savers.cs
 A report is written into a staging folder and moved into place whole, so a reader never sees a
 half-written one. ``report.json`` records what it was built from (the dataset's search revision).
 The page is the template ``templates/index.html``, rendered with autoescape on.
+Where the dataset keeps pairs on more than one confidence signal (``Dataset.confidence_signals``),
+the table and ``savers.csv`` also hold each kept signal's best saving under the same query.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from orchestrator.answers import (
 )
 from orchestrator.reports.plots import plot_curve, plot_operating_points
 from orchestrator.saver_query import SaverQuery
-from search.criteria import PAPER
+from search.criteria import MAX_PROBABILITY, PAPER, SIGNALS
 from search.engine import Zoo
 from search.results import curve_of
 from search.views import fields_for
@@ -99,20 +101,45 @@ def write_report(
             plot_curve(result, staging / curve_files[row["base"]], chosen)
             if progress:
                 progress(done, len(saved))
-        (staging / "savers.csv").write_text(savers_csv(rows, models))
+        signals = _signal_rows(session, dataset, query, rows)
+        (staging / "savers.csv").write_text(savers_csv(rows, models, signals))
         (staging / "models.csv").write_text(models_csv(models))
         meta = {
             **report_state(session, dataset),
             "query": query.describe(),
+            "signals": kept_signals(dataset),
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "accuracy_warnings": accuracy_checks(session, dataset),
         }
-        (staging / "index.html").write_text(render_index(meta, rows, models, curve_files, named))
+        page = render_index(meta, rows, models, curve_files, named, signals)
+        (staging / "index.html").write_text(page)
         (staging / REPORT_META).write_text(json.dumps(meta, indent=1))
         _replace(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ReportSummary(out, len(rows), len(saved), time.perf_counter() - start)
+
+
+def kept_signals(dataset: Dataset) -> list[str]:
+    """The confidence signals the dataset keeps pairs on, in ``SIGNALS`` order."""
+    kept = dataset.confidence_signals or [MAX_PROBABILITY]
+    return [signal for signal in SIGNALS if signal in kept]
+
+
+def _signal_rows(
+    session: Session, dataset: Dataset, query: SaverQuery, rows: list[dict]
+) -> dict[str, list[dict]]:
+    """Each kept signal's answer rows under the query (the query's own signal: ``rows``); empty
+    when the dataset keeps one signal, which the page and CSV then compare with nothing."""
+    signals = kept_signals(dataset)
+    if len(signals) < 2:
+        return {}
+    return {
+        signal: rows
+        if signal == query.confidence
+        else json_ready(savers(session, dataset.name, replace(query, confidence=signal))[0])
+        for signal in signals
+    }
 
 
 def _staging(out: Path) -> Path:
@@ -206,21 +233,43 @@ def _csv_cell(field: str, value: float | str | None) -> str:
     return field_text(field, value, percent_format=".3f", number_format=".6g")
 
 
-def savers_csv(rows: list[dict], models: list[dict]) -> str:
-    """One row per base: its best saver's operating point, accuracies in percent."""
+def _saving(row: dict) -> float | None:
+    """A row's saving; the paper criterion reports it as ΔC = -saving."""
+    if row.get("delta_c") is not None:
+        return -row["delta_c"]
+    return row.get("saving")
+
+
+def savers_csv(
+    rows: list[dict], models: list[dict], signals: dict[str, list[dict]] | None = None
+) -> str:
+    """One row per base: its best saver's operating point, accuracies in percent; then, for each
+    other kept confidence signal (``signals``: its rows, in the order of ``rows``), that signal's
+    saver, threshold and saving."""
     gmacs = {m["name"]: m["gmacs"] for m in models}
+    others = {
+        signal: {row["base"]: row for row in signal_rows}
+        for signal, signal_rows in (signals or {}).items()
+        if signal_rows is not rows
+    }
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
-        ["base", "saver", *(FIELDS[f].csv for f in CSV_FIELDS), "base_gmacs", "saver_gmacs"]
+        [
+            "base",
+            "saver",
+            *(FIELDS[f].csv for f in CSV_FIELDS),
+            "base_gmacs",
+            "saver_gmacs",
+            *(f"{s}_{column}" for s in others for column in ("saver", "threshold", "saving_pct")),
+        ]
     )
     for row in rows:
         saver = row["saver"]
         values = {field: row.get(field) for field in CSV_FIELDS}
         if values["accuracy"] is not None and values["base_accuracy"] is not None:
             values["accuracy_drop"] = values["base_accuracy"] - values["accuracy"]
-        if row.get("delta_c") is not None:  # the paper criterion reports ΔC = -saving
-            values["saving"] = -row["delta_c"]
+        values["saving"] = _saving(row)
         values["relative_cost"] = None if values["saving"] is None else 1 - values["saving"]
         writer.writerow(
             [
@@ -229,9 +278,22 @@ def savers_csv(rows: list[dict], models: list[dict]) -> str:
                 *(_csv_cell(f, values[f]) for f in CSV_FIELDS),
                 _num(gmacs[row["base"]], 6),
                 _num(gmacs.get(saver), 6) if saver else "",
+                *(cell for of in others.values() for cell in _signal_csv(of.get(row["base"]))),
             ]
         )
     return buffer.getvalue()
+
+
+def _signal_csv(row: dict | None) -> list[str]:
+    """Another signal's saver, threshold and saving of a base (blank without a saver, or, with
+    ``score_on``, where that signal's saver has no predictions on the other dataset)."""
+    if row is None or row["saver"] is None:
+        return ["", "", ""]
+    return [
+        row["saver"],
+        _csv_cell("threshold", row["threshold"]),
+        _csv_cell("saving", _saving(row)),
+    ]
 
 
 def models_csv(models: list[dict]) -> str:
@@ -284,12 +346,28 @@ _PAGES = Environment(
 _PAGES.filters["name_parts"] = lambda name: re.split(r"(?<=[_.:/-])(?=.)", name)
 
 
+# What a saver's confidence is, on each signal, in the page's words.
+SIGNAL_WORDS = {
+    "max": "top-1 probability",
+    "margin": "top-1 probability minus its top-2",
+    "learned": "learned deferral score (a rule trained on its own output, scored out of fold)",
+}
+
+
 def render_index(
-    meta: dict, rows: list[dict], models: list[dict], curves: dict[str, str], named: int
+    meta: dict,
+    rows: list[dict],
+    models: list[dict],
+    curves: dict[str, str],
+    named: int,
+    signals: dict[str, list[dict]] | None = None,
 ) -> str:
     """The report page: summary, zoo plot (``named`` of its models named on it), sortable
-    best-saver table, per-base curves."""
+    best-saver table, per-base curves. ``signals`` (each kept confidence signal's rows, when the
+    dataset keeps more than one) adds one saving column per signal to the table."""
     query = meta["query"]
+    signals = signals or {}
+    chosen = query.get("confidence", MAX_PROBABILITY)
     columns = fields_for(query["criterion"], query["holdout"], query.get("score_on") is not None)
     gmacs = {m["name"]: m["gmacs"] for m in models}
     criterion = (
@@ -304,6 +382,11 @@ def render_index(
             f", thresholds picked on {meta['dataset']} (the calib. columns) and scored on "
             f"{query['score_on']}"
         )
+    # The criterion's own measure of each signal's best saver: the saving, or the paper's ΔC.
+    measure = "delta_c" if query["criterion"] == PAPER else "saving"
+    compared = {
+        signal: {row["base"]: row for row in signal_rows} for signal, signal_rows in signals.items()
+    }
     table = [
         {
             "base": row["base"],
@@ -312,6 +395,7 @@ def render_index(
             "saver": row["saver"],
             "beaten": beaten_by_frontier(row),
             "cells": [_cell(field, row.get(field)) for field in columns],
+            "signals": [_signal_cell(measure, of.get(row["base"])) for of in compared.values()],
         }
         for row in rows
     ]
@@ -327,12 +411,35 @@ def render_index(
         named=named,
         models=len(models),
         # The template keeps each word of a header whole: "top-1 %" breaks at its space only.
-        headers=["base", "base GMACs", "saver", *(FIELDS[f].label for f in columns)],
+        headers=[
+            "base",
+            "base GMACs",
+            "saver",
+            *(FIELDS[f].label for f in columns),
+            *(f"{signal} {FIELDS[measure].label}" for signal in compared),
+        ],
         rows=table,
+        signal=SIGNAL_WORDS[chosen],
+        chosen=chosen,
+        compared=list(compared),
+        measure=FIELDS[measure].label,
+        not_kept=[signal for signal in SIGNALS if signal not in compared] if compared else [],
         figures=[
             {"anchor": file_name(base), "path": path, "base": base} for base, path in curves.items()
         ],
     )
+
+
+def _signal_cell(measure: str, row: dict | None) -> dict:
+    """One signal's cell of a base: its saving (or ΔC), and its saver and threshold for the
+    cell's title; "none" where the signal saves nothing (or, with ``score_on``, is not scored)."""
+    if row is None or row["saver"] is None:
+        return {"text": "none", "value": None, "title": None}
+    threshold = field_text("threshold", row["threshold"], number_format=".4g")
+    return {
+        **_cell(measure, row.get(measure)),
+        "title": f"saver {row['saver']}, threshold {threshold}",
+    }
 
 
 def _cell(field: str, value: float | str | list[float] | None) -> dict:
