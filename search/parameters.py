@@ -88,8 +88,8 @@ def check_confidence(confidence: str) -> str:
     """``confidence`` if it is a confidence signal, else ParameterError."""
     if confidence not in SIGNALS:
         raise ParameterError(
-            "{confidence} must be {max!r} or {margin!r} (the top-1 probability, or its margin "
-            "over the top-2) or {learned!r} (a rule trained on the saver's top-k), not {value!r}",
+            "{confidence} must be {max!r} (the top-1 probability), {margin!r} (its margin over "
+            "the top-2) or {learned!r} (a rule trained on the saver's top-k), not {value!r}",
             ("confidence",),
             {"max": MAX_PROBABILITY, "margin": MARGIN, "learned": LEARNED, "value": confidence},
         )

@@ -28,8 +28,9 @@ Wide = Annotated[
 Confidence = Annotated[
     str,
     typer.Option(
-        help="What a sample exits on: 'max' (the top-1 probability, the paper's) or 'margin' "
-        "(top-1 minus top-2)."
+        help="What a sample exits on: 'max' (the top-1 probability, the paper's), 'margin' "
+        "(top-1 minus top-2) or 'learned' (a rule per saver trained on its top-k output, scored "
+        "out of fold; needs saverzoo[search])."
     ),
 ]
 InputSizes = Annotated[

@@ -118,7 +118,10 @@ def test_margin_needs_the_top_two_probabilities(use_database, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
     assert saverzoo_json("datasets", "list")[0]["name"] == "val"  # nothing else changed
     refused = saverzoo("savers", "best", "--dataset", "val", "--confidence", "top5")
-    assert refused.exit_code == 1 and "confidence must be 'max' or 'margin'" in refused.stderr
+    assert (
+        refused.exit_code == 1
+        and "confidence must be 'max' (the top-1 probability), 'margin'" in refused.stderr
+    )
 
 
 def test_show_and_curve_take_the_margin_too(use_database, tmp_path):
