@@ -364,7 +364,7 @@ def render_index(
 ) -> str:
     """The report page: summary, zoo plot (``named`` of its models named on it), sortable
     best-saver table, per-base curves. ``signals`` (each kept confidence signal's rows, when the
-    dataset keeps more than one) adds one saving column per signal to the table."""
+    dataset keeps more than one) puts each other signal's saving beside the table's own."""
     query = meta["query"]
     signals = signals or {}
     chosen = query.get("confidence", MAX_PROBABILITY)
@@ -382,11 +382,19 @@ def render_index(
             f", thresholds picked on {meta['dataset']} (the calib. columns) and scored on "
             f"{query['score_on']}"
         )
-    # The criterion's own measure of each signal's best saver: the saving, or the paper's ΔC.
+    # The criterion's own measure of each signal's best saver (the saving, or the paper's ΔC),
+    # the other signals' columns right after the table's own, which then names its signal.
     measure = "delta_c" if query["criterion"] == PAPER else "saving"
-    compared = {
-        signal: {row["base"]: row for row in signal_rows} for signal, signal_rows in signals.items()
+    others = {
+        signal: {row["base"]: row for row in signal_rows}
+        for signal, signal_rows in signals.items()
+        if signal != chosen
     }
+    beside = columns.index(measure) + 1
+    labels = [FIELDS[f].label for f in columns]
+    if others:
+        labels[beside - 1] = f"{chosen} {labels[beside - 1]}"
+    labels[beside:beside] = [f"{signal} {FIELDS[measure].label}" for signal in others]
     table = [
         {
             "base": row["base"],
@@ -394,8 +402,11 @@ def render_index(
             "gmacs": f"{gmacs[row['base']]:.4g}",
             "saver": row["saver"],
             "beaten": beaten_by_frontier(row),
-            "cells": [_cell(field, row.get(field)) for field in columns],
-            "signals": [_signal_cell(measure, of.get(row["base"])) for of in compared.values()],
+            "cells": _beside(
+                [_cell(field, row.get(field)) for field in columns],
+                beside,
+                [_signal_cell(measure, of.get(row["base"])) for of in others.values()],
+            ),
         }
         for row in rows
     ]
@@ -411,30 +422,30 @@ def render_index(
         named=named,
         models=len(models),
         # The template keeps each word of a header whole: "top-1 %" breaks at its space only.
-        headers=[
-            "base",
-            "base GMACs",
-            "saver",
-            *(FIELDS[f].label for f in columns),
-            *(f"{signal} {FIELDS[measure].label}" for signal in compared),
-        ],
+        headers=["base", "base GMACs", "saver", *labels],
         rows=table,
         signal=SIGNAL_WORDS[chosen],
         chosen=chosen,
-        compared=list(compared),
+        compared=list(signals) if others else [],
+        others=list(others),
         measure=FIELDS[measure].label,
-        not_kept=[signal for signal in SIGNALS if signal not in compared] if compared else [],
+        not_kept=[signal for signal in SIGNALS if signal not in signals] if others else [],
         figures=[
             {"anchor": file_name(base), "path": path, "base": base} for base, path in curves.items()
         ],
     )
 
 
+def _beside(cells: list[dict], at: int, others: list[dict]) -> list[dict]:
+    return [*cells[:at], *others, *cells[at:]]
+
+
 def _signal_cell(measure: str, row: dict | None) -> dict:
-    """One signal's cell of a base: its saving (or ΔC), and its saver and threshold for the
-    cell's title; "none" where the signal saves nothing (or, with ``score_on``, is not scored)."""
+    """Another signal's cell of a base: its saving (or ΔC), and its saver and threshold for the
+    cell's title; blank, as the table's own, where the signal saves nothing (or, with
+    ``score_on``, is not scored there)."""
     if row is None or row["saver"] is None:
-        return {"text": "none", "value": None, "title": None}
+        return {**_cell(measure, None), "title": "no saver"}
     threshold = field_text("threshold", row["threshold"], number_format=".4g")
     return {
         **_cell(measure, row.get(measure)),
@@ -449,4 +460,5 @@ def _cell(field: str, value: float | str | list[float] | None) -> dict:
         "text": field_text(field, value, number_format=".4g"),
         "name": isinstance(value, str),
         "value": None if value is None else repr(value),
+        "title": None,
     }

@@ -35,6 +35,7 @@ PAGE_TAGS = {
     "h2",
     "p",
     "a",
+    "code",
     "ul",
     "li",
     "img",

@@ -10,7 +10,9 @@ from html.parser import HTMLParser
 
 import pytest
 
+from orchestrator.reports.page import render_index
 from tests.factories import saverzoo, saverzoo_json
+from tests.orchestrator.test_report import ESCAPED, MARKUP, assert_only_the_pages_own_markup
 from tests.search.test_learned import topk_records
 
 
@@ -89,8 +91,10 @@ def test_each_kept_signal_shows_the_saving_its_best_saver_answers(top3_zoo, tmp_
     assert list(page.rows) == [row["base"] for row in main]
     assert "keeps pairs on 3 confidence signals: max, margin, learned" in page.signals_note
     assert "Ask for" not in page.signals_note  # every signal is kept
-    signal_columns = page.headers[-3:]
+    at = page.headers.index(f"max {label}")  # the table's own, now naming its signal
+    signal_columns = page.headers[at : at + 3]
     assert signal_columns == [f"max {label}", f"margin {label}", f"learned {label}"]
+    assert label not in page.headers
     differs = 0
     for signal, column in zip(("max", "margin", "learned"), signal_columns, strict=True):
         answer = saverzoo_json(
@@ -100,9 +104,11 @@ def test_each_kept_signal_shows_the_saving_its_best_saver_answers(top3_zoo, tmp_
         for row in answer:
             cell = page.rows[row["base"]][at]
             if row["saver"] is None:
-                assert cell["text"] == "none" and "data-value" not in cell, (signal, row)
+                assert cell["text"] == "" and "data-value" not in cell, (signal, row)
                 continue
             assert float(cell["data-value"]) == row["saving"], (signal, row)
+            if signal == "max":  # the table's own saver and threshold are its columns
+                continue
             assert cell["title"].startswith(f"saver {row['saver']}, threshold ")
             assert_threshold(cell["title"].rsplit(" ", 1)[1], row["threshold"], rel=1e-3)
         differs += any(
@@ -120,18 +126,23 @@ def test_each_kept_signal_shows_the_saving_its_best_saver_answers(top3_zoo, tmp_
                 assert saving == pytest.approx(100 * row["saving"], abs=5e-4)
                 assert_threshold(line[f"{signal}_threshold"], row["threshold"], rel=1e-5)
     assert differs > 0  # the signals answer differently on this zoo: the columns are not copies
-    # The main columns stay those of max: its own saving column repeats the table's.
-    main_column = page.headers.index(label)
-    for cells in page.rows.values():
-        assert cells[main_column].get("data-value") == cells[-3].get("data-value")
+    # The table's other columns stay those of max.
+    threshold, saver = page.headers.index("threshold"), page.headers.index("saver")
+    for row in main:
+        cells = page.rows[row["base"]]
+        assert cells[saver]["text"] == (row["saver"] or "none")
+        if row["saver"] is not None:
+            assert float(cells[threshold]["data-value"]) == row["threshold"]
 
 
 def test_two_kept_signals_are_compared_and_the_page_says_how_to_keep_the_third(top3_zoo, tmp_path):
     page, savers_csv = report(tmp_path)
 
-    assert page.headers[-2:] == ["max saving %", "margin saving %"]
+    at = page.headers.index("max saving %")
+    assert page.headers[at + 1] == "margin saving %"
     note = " ".join(page.signals_note.split())
     assert "keeps pairs on 2 confidence signals: max, margin" in note
+    assert "best saving % on margin under the same criterion" in note
     assert "saverzoo savers best --dataset val --confidence learned" in note
     assert list(savers_csv[0])[-3:] == ["margin_saver", "margin_threshold", "margin_saving_pct"]
 
@@ -148,3 +159,24 @@ def test_a_dataset_keeping_one_signal_shows_no_comparison(use_database, tmp_path
     assert list(savers_csv[0])[-1] == "saver_gmacs"
     widths = {len(cells) for cells in page.rows.values()}
     assert widths == {len(page.headers)}
+
+
+def test_the_signal_columns_show_markup_in_names_as_text():
+    dataset, base, saver = (f"{MARKUP}{name}" for name in ("val", "b", "s"))
+    meta = {
+        "dataset": dataset,
+        "query": {"criterion": "budget", "max_drop": 0.0, "holdout": False},
+        "generated_at": "2026-12-06T12:00:00+00:00",
+        "search_revision": 1,
+    }
+    rows = [{"base": base, "saver": saver, "threshold": 0.5, "saving": 0.25}]
+    margin = [{"base": base, "saver": saver, "threshold": 0.1, "saving": 0.3}]
+
+    page = render_index(
+        meta, rows, [{"name": base, "gmacs": 2.0}], {}, 1, {"max": rows, "margin": margin}
+    )
+
+    assert_only_the_pages_own_markup(page)
+    assert MARKUP not in page
+    assert f'title="saver {ESCAPED}s, threshold 0.1"' in page
+    assert f"<code>saverzoo savers best --dataset {ESCAPED}val --confidence learned</code>" in page
