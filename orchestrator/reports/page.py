@@ -45,6 +45,7 @@ from orchestrator.saver_query import SaverQuery
 from search.criteria import MAX_PROBABILITY, PAPER, SIGNALS
 from search.engine import Zoo
 from search.results import curve_of
+from search.transfer import score_cascade
 from search.views import fields_for
 
 REPORT_META = "report.json"
@@ -91,6 +92,8 @@ def write_report(
         )
         zoo, models = _zoo(session, dataset)
         index = {name: i for i, name in enumerate(zoo.names)}
+        if query.criterion == PAPER:  # its answers carry ΔC, the plot a cascade's top-1 and cost
+            plotted = [_operating_point(zoo, index, row) for row in plotted]
         saved = [row for row in plotted if row["saver"] is not None]
         named = plot_operating_points(models, plotted, staging / ZOO_PLOT)
         curve_files = {}
@@ -184,6 +187,21 @@ def _zoo(session: Session, dataset: Dataset) -> tuple[Zoo, list[dict]]:
         for i, m in enumerate(models)
     ]
     return zoo, rows
+
+
+def _operating_point(zoo: Zoo, index: dict[str, int], row: dict) -> dict:
+    """A row with its cascade's top-1 accuracy and relative cost, scored on the zoo."""
+    if row["saver"] is None:
+        return row
+    base, saver = index[row["base"]], index[row["saver"]]
+    point = score_cascade(
+        zoo.correct[base],
+        zoo.correct[saver],
+        zoo.confidence[saver],
+        row["threshold"],
+        zoo.costs[saver] / zoo.costs[base],
+    )
+    return {**row, "accuracy": point.accuracy, "relative_cost": point.relative_cost}
 
 
 def _replace(staging: Path, out: Path) -> None:

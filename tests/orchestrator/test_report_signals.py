@@ -80,10 +80,20 @@ def assert_threshold(text: str, threshold: float, rel: float) -> None:
         assert float(text) == pytest.approx(threshold, rel=rel)
 
 
-@pytest.mark.parametrize("options", [[], ["--max-drop", "1"], ["--holdout"]])
-def test_each_kept_signal_shows_the_saving_its_best_saver_answers(top3_zoo, tmp_path, options):
+@pytest.mark.parametrize(
+    ("options", "measure"),
+    [
+        ([], "saving"),
+        (["--max-drop", "1"], "saving"),
+        (["--holdout"], "saving"),
+        (["--criterion", "paper"], "delta_c"),  # the paper's measure: ΔC = -saving
+    ],
+)
+def test_each_kept_signal_shows_the_saving_its_best_saver_answers(
+    top3_zoo, tmp_path, options, measure
+):
     saverzoo_json("savers", "best", "--dataset", "val", "--confidence", "learned")  # now kept
-    label = "saving %"
+    label = {"saving": "saving %", "delta_c": "ΔC"}[measure]
 
     page, savers_csv = report(tmp_path, *options)
 
@@ -106,13 +116,13 @@ def test_each_kept_signal_shows_the_saving_its_best_saver_answers(top3_zoo, tmp_
             if row["saver"] is None:
                 assert cell["text"] == "" and "data-value" not in cell, (signal, row)
                 continue
-            assert float(cell["data-value"]) == row["saving"], (signal, row)
+            assert float(cell["data-value"]) == row[measure], (signal, row)
             if signal == "max":  # the table's own saver and threshold are its columns
                 continue
             assert cell["title"].startswith(f"saver {row['saver']}, threshold ")
             assert_threshold(cell["title"].rsplit(" ", 1)[1], row["threshold"], rel=1e-3)
         differs += any(
-            a["saver"] != b["saver"] or a["saving"] != b["saving"]
+            a["saver"] != b["saver"] or a[measure] != b[measure]
             for a, b in zip(answer, main, strict=True)
         )
         if signal == "max":
@@ -123,7 +133,8 @@ def test_each_kept_signal_shows_the_saving_its_best_saver_answers(top3_zoo, tmp_
             assert line[f"{signal}_saver"] == (row["saver"] or "")
             if row["saver"] is not None:
                 saving = float(line[f"{signal}_saving_pct"])
-                assert saving == pytest.approx(100 * row["saving"], abs=5e-4)
+                expected = -row["delta_c"] if measure == "delta_c" else row["saving"]
+                assert saving == pytest.approx(100 * expected, abs=5e-4)
                 assert_threshold(line[f"{signal}_threshold"], row["threshold"], rel=1e-5)
     assert differs > 0  # the signals answer differently on this zoo: the columns are not copies
     # The table's other columns stay those of max.
