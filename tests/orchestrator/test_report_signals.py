@@ -66,10 +66,11 @@ def report(tmp_path, *options: str) -> tuple[Table, list[dict]]:
 
 @pytest.fixture
 def top3_zoo(use_database, tmp_path):
-    """Five models with their top-3 outputs on 'val', kept on max and margin."""
-    directory, _, _ = topk_records(tmp_path / "records", seed=0)
-    imported = saverzoo("records", "import", directory, "--dataset", "val")
-    assert imported.exit_code == 0, imported.output
+    """Five models with their top-3 outputs on 'val', kept on max and margin, and on 'other'."""
+    for dataset, seed in (("val", 0), ("other", 1)):
+        directory, _, _ = topk_records(tmp_path / dataset, seed=seed)
+        imported = saverzoo("records", "import", directory, "--dataset", dataset)
+        assert imported.exit_code == 0, imported.output
     saverzoo_json("savers", "best", "--dataset", "val", "--confidence", "margin")  # now kept
 
 
@@ -87,6 +88,7 @@ def assert_threshold(text: str, threshold: float, rel: float) -> None:
         (["--max-drop", "1"], "saving"),
         (["--holdout"], "saving"),
         (["--criterion", "paper"], "delta_c"),  # the paper's measure: ΔC = -saving
+        (["--score-on", "other"], "saving"),
     ],
 )
 def test_each_kept_signal_shows_the_saving_its_best_saver_answers(
