@@ -42,7 +42,7 @@ from orchestrator.answers import (
 )
 from orchestrator.reports.plots import plot_curve, plot_operating_points
 from orchestrator.saver_query import SaverQuery
-from search.criteria import MAX_PROBABILITY, PAPER, SIGNALS
+from search.criteria import LEARNED, MARGIN, MAX_PROBABILITY, PAPER, SIGNALS
 from search.engine import Zoo
 from search.results import curve_of
 from search.transfer import score_cascade
@@ -104,8 +104,8 @@ def write_report(
             plot_curve(result, staging / curve_files[row["base"]], chosen)
             if progress:
                 progress(done, len(saved))
-        signals = _signal_rows(session, dataset, query, rows)
-        (staging / "savers.csv").write_text(savers_csv(rows, models, signals))
+        others = _other_signal_rows(session, dataset, query)
+        (staging / "savers.csv").write_text(savers_csv(rows, models, others))
         (staging / "models.csv").write_text(models_csv(models))
         meta = {
             **report_state(session, dataset),
@@ -114,7 +114,7 @@ def write_report(
             "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "accuracy_warnings": accuracy_checks(session, dataset),
         }
-        page = render_index(meta, rows, models, curve_files, named, signals)
+        page = render_index(meta, rows, models, curve_files, named, others)
         (staging / "index.html").write_text(page)
         (staging / REPORT_META).write_text(json.dumps(meta, indent=1))
         _replace(staging, out)
@@ -129,19 +129,15 @@ def kept_signals(dataset: Dataset) -> list[str]:
     return [signal for signal in SIGNALS if signal in kept]
 
 
-def _signal_rows(
-    session: Session, dataset: Dataset, query: SaverQuery, rows: list[dict]
+def _other_signal_rows(
+    session: Session, dataset: Dataset, query: SaverQuery
 ) -> dict[str, list[dict]]:
-    """Each kept signal's answer rows under the query (the query's own signal: ``rows``); empty
-    when the dataset keeps one signal, which the page and CSV then compare with nothing."""
-    signals = kept_signals(dataset)
-    if len(signals) < 2:
-        return {}
+    """The answer rows, under the same query, of each kept signal but the query's own: what the
+    page and ``savers.csv`` set beside its answers (nothing when the dataset keeps one signal)."""
     return {
-        signal: rows
-        if signal == query.confidence
-        else json_ready(savers(session, dataset.name, replace(query, confidence=signal))[0])
-        for signal in signals
+        signal: json_ready(savers(session, dataset.name, replace(query, confidence=signal))[0])
+        for signal in kept_signals(dataset)
+        if signal != query.confidence
     }
 
 
@@ -259,17 +255,13 @@ def _saving(row: dict) -> float | None:
 
 
 def savers_csv(
-    rows: list[dict], models: list[dict], signals: dict[str, list[dict]] | None = None
+    rows: list[dict], models: list[dict], other_signals: dict[str, list[dict]] | None = None
 ) -> str:
     """One row per base: its best saver's operating point, accuracies in percent; then, for each
-    other kept confidence signal (``signals``: its rows, in the order of ``rows``), that signal's
-    saver, threshold and saving."""
+    other kept confidence signal (``other_signals``: its answer rows), that signal's saver,
+    threshold and saving."""
     gmacs = {m["name"]: m["gmacs"] for m in models}
-    others = {
-        signal: {row["base"]: row for row in signal_rows}
-        for signal, signal_rows in (signals or {}).items()
-        if signal_rows is not rows
-    }
+    others = _by_base(other_signals)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
@@ -366,10 +358,15 @@ _PAGES.filters["name_parts"] = lambda name: re.split(r"(?<=[_.:/-])(?=.)", name)
 
 # What a saver's confidence is, on each signal, in the page's words.
 SIGNAL_WORDS = {
-    "max": "top-1 probability",
-    "margin": "top-1 probability minus its top-2",
-    "learned": "learned deferral score (a rule trained on its own output, scored out of fold)",
+    MAX_PROBABILITY: "top-1 probability",
+    MARGIN: "top-1 probability minus its top-2",
+    LEARNED: "learned deferral score (a rule trained on its own output, scored out of fold)",
 }
+
+
+def _by_base(signals: dict[str, list[dict]] | None) -> dict[str, dict[str, dict]]:
+    """Each signal's answer rows by base name."""
+    return {signal: {row["base"]: row for row in rows} for signal, rows in (signals or {}).items()}
 
 
 def render_index(
@@ -378,13 +375,12 @@ def render_index(
     models: list[dict],
     curves: dict[str, str],
     named: int,
-    signals: dict[str, list[dict]] | None = None,
+    other_signals: dict[str, list[dict]] | None = None,
 ) -> str:
     """The report page: summary, zoo plot (``named`` of its models named on it), sortable
-    best-saver table, per-base curves. ``signals`` (each kept confidence signal's rows, when the
-    dataset keeps more than one) puts each other signal's saving beside the table's own."""
+    best-saver table, per-base curves. ``other_signals`` (the answer rows of each kept confidence
+    signal but the query's own) sets their saving beside the table's own."""
     query = meta["query"]
-    signals = signals or {}
     chosen = query.get("confidence", MAX_PROBABILITY)
     columns = fields_for(query["criterion"], query["holdout"], query.get("score_on") is not None)
     gmacs = {m["name"]: m["gmacs"] for m in models}
@@ -403,16 +399,13 @@ def render_index(
     # The criterion's own measure of each signal's best saver (the saving, or the paper's ΔC),
     # the other signals' columns right after the table's own, which then names its signal.
     measure = "delta_c" if query["criterion"] == PAPER else "saving"
-    others = {
-        signal: {row["base"]: row for row in signal_rows}
-        for signal, signal_rows in signals.items()
-        if signal != chosen
-    }
+    others = _by_base(other_signals)
     beside = columns.index(measure) + 1
     labels = [FIELDS[f].label for f in columns]
     if others:
         labels[beside - 1] = f"{chosen} {labels[beside - 1]}"
     labels[beside:beside] = [f"{signal} {FIELDS[measure].label}" for signal in others]
+    compared = [s for s in SIGNALS if s == chosen or s in others] if others else []
     table = [
         {
             "base": row["base"],
@@ -444,10 +437,10 @@ def render_index(
         rows=table,
         signal=SIGNAL_WORDS[chosen],
         chosen=chosen,
-        compared=list(signals) if others else [],
+        compared=compared,
         others=list(others),
         measure=FIELDS[measure].label,
-        not_kept=[signal for signal in SIGNALS if signal not in signals] if others else [],
+        not_kept=[signal for signal in SIGNALS if signal not in compared] if others else [],
         figures=[
             {"anchor": file_name(base), "path": path, "base": base} for base, path in curves.items()
         ],

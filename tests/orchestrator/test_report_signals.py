@@ -185,9 +185,7 @@ def test_the_signal_columns_show_markup_in_names_as_text():
     rows = [{"base": base, "saver": saver, "threshold": 0.5, "saving": 0.25}]
     margin = [{"base": base, "saver": saver, "threshold": 0.1, "saving": 0.3}]
 
-    page = render_index(
-        meta, rows, [{"name": base, "gmacs": 2.0}], {}, 1, {"max": rows, "margin": margin}
-    )
+    page = render_index(meta, rows, [{"name": base, "gmacs": 2.0}], {}, 1, {"margin": margin})
 
     assert_only_the_pages_own_markup(page)
     assert MARKUP not in page
