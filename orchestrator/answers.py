@@ -123,6 +123,8 @@ def field_text(
         return f"{low}–{high}"
     if FIELDS[field].percent:
         return format(100 * value, percent_format)
+    if field == "threshold" and value < 0:  # below every confidence: every sample exits
+        return "<0"
     return format(value, number_format)
 
 

@@ -244,6 +244,8 @@ CSV_FIELDS = (
 
 
 def _csv_cell(field: str, value: float | str | None) -> str:
+    if field == "threshold" and isinstance(value, float):  # a number for programs, never "<0"
+        return format(value, ".6g")
     return field_text(field, value, percent_format=".3f", number_format=".6g")
 
 

@@ -147,3 +147,13 @@ def test_the_report_csv_keeps_its_timm_style_columns(val_zoo, tmp_path):
         "base_gmacs",
         "saver_gmacs",
     ]
+
+
+def test_a_threshold_below_every_confidence_reads_as_below_zero_and_stays_a_number_in_csv():
+    from orchestrator.answers import field_text
+    from orchestrator.reports.page import _csv_cell
+
+    every_sample_exits = -1.401298464324817e-45  # the float32 just below 0
+    assert field_text("threshold", every_sample_exits) == "<0"
+    assert field_text("threshold", 0.1765) == "0.1765"
+    assert float(_csv_cell("threshold", every_sample_exits)) == pytest.approx(every_sample_exits)
