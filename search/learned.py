@@ -76,9 +76,14 @@ def fit_rule(
     rule is a constant at that rate, and every sample ties."""
     y = np.asarray(correct, dtype=bool)[train]
     classes = np.asarray(top1, dtype=np.int64)
-    width = int(classes.max()) + 1 if len(classes) else 1
-    class_total = np.bincount(classes[train], minlength=width)
-    class_correct = np.bincount(classes[train], weights=y, minlength=width).astype(np.int64)
+    width = max(int(classes.max()) + 1, 1) if len(classes) else 1
+    # A class of -1 is "no prediction" (an image that did not decode): it has no row in the
+    # table, and its class_accuracy is the overall one, as for a class never seen in training.
+    predicted = classes[train] >= 0
+    class_total = np.bincount(classes[train][predicted], minlength=width)
+    class_correct = np.bincount(
+        classes[train][predicted], weights=y[predicted], minlength=width
+    ).astype(np.int64)
     table = (class_correct.tolist(), class_total.tolist())
     k = topk
     constant = not len(y) or y.all() or not y.any()

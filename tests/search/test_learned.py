@@ -319,3 +319,24 @@ def test_the_api_answers_on_the_learned_signal_once_the_dataset_keeps_it(use_dat
     assert answered.status_code == 200 and answered.json() == kept
     curve = client.get(f"/v1/pairs/{NAMES[-1]}/{NAMES[0]}/curve", params=asked | {"holdout": None})
     assert curve.status_code == 200 and curve.json()["confidence"] == "learned"
+
+
+def test_a_sample_without_a_prediction_is_scored_like_any_other():
+    """Records mark an image that did not decode with class -1 and probability 0: the rule leaves
+    it out of its class table (its class accuracy is the overall one) and scores it."""
+    rng = np.random.default_rng(0)
+    n = 200
+    probs = np.sort(rng.dirichlet(np.ones(4), n), axis=1)[:, ::-1][:, :3].astype(np.float32)
+    classes = rng.integers(0, 5, (n, 3))
+    correct = rng.random(n) < probs[:, 0]
+    classes[7], probs[7], correct[7] = -1, 0.0, False
+    keys = [f"k{i}" for i in range(n)]
+    folds, calibration = fold_of(keys, FOLDS), calibration_mask(keys, 0.5)
+    rules = train_rules(probs, classes, correct, folds, calibration, FOLDS)
+    in_sample, holdout = out_of_fold(rules, probs, classes, folds, calibration)
+    assert np.isfinite(in_sample).all() and np.isfinite(holdout).all()
+    rule = rules.everything
+    assert sum(rule.class_total) == n - 1
+    assert rule.class_accuracy(np.array([-1]))[0] == pytest.approx(
+        sum(rule.class_correct) / sum(rule.class_total)
+    )
