@@ -46,10 +46,15 @@ _LOGIT_LIMIT = 40.0  # exp(40) is finite; a float32 sigmoid saturates long befor
 
 def output_features(probs: np.ndarray) -> np.ndarray:
     """float64 (N, 5): the features of ``FEATURES`` but the class's, from top-k probabilities
-    (N, k), most probable first."""
+    (N, k), most probable first.
+
+    A probability that is not finite (the softmax of an infinite logit is NaN) counts as 0: the
+    output says nothing, as a no-prediction sample's, so the rule can be trained on it and scores
+    it, in the search and at run time alike (``max`` never lets such a sample exit either)."""
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] == 0:
         raise ValueError(f"top-k probabilities must be (N, k >= 1), not {p.shape}")
+    p = np.where(np.isfinite(p), p, 0.0)
     top1 = p[:, 0]
     top2 = p[:, 1] if p.shape[1] > 1 else np.zeros_like(top1)
     clipped = np.clip(top1, _EPS, 1 - _EPS)

@@ -340,3 +340,21 @@ def test_a_sample_without_a_prediction_is_scored_like_any_other():
     assert rule.class_accuracy(np.array([-1]))[0] == pytest.approx(
         sum(rule.class_correct) / sum(rule.class_total)
     )
+
+
+def test_a_probability_that_is_not_finite_counts_as_zero_in_training_and_scoring():
+    """The softmax of an infinite logit is NaN: the rule still trains, and scores such an output
+    as one whose probabilities are 0, in the search and (the same function) at run time."""
+    rng = np.random.default_rng(0)
+    n = 300
+    probs = np.sort(rng.dirichlet(np.ones(8) * 0.3, n), axis=1)[:, ::-1][:, :5].astype(np.float32)
+    classes = rng.integers(0, 50, (n, 5))
+    correct = rng.random(n) < probs[:, 0]
+    probs[5, 0], probs[6] = np.nan, np.inf
+    keys = [f"k{i}" for i in range(n)]
+    folds, calibration = fold_of(keys, FOLDS), calibration_mask(keys, 0.5)
+    rules = train_rules(probs, classes, correct, folds, calibration, FOLDS)
+    zeroed = np.where(np.isfinite(probs), probs, 0.0).astype(np.float32)
+    scored = score(rules.everything, probs, classes)
+    assert np.isfinite(scored).all()
+    assert np.array_equal(scored, score(rules.everything, zeroed, classes))
