@@ -80,16 +80,23 @@ class Rule:
     class_correct: tuple[int, ...]
     class_total: tuple[int, ...]
 
-    def class_accuracy(self, classes: np.ndarray) -> np.ndarray:
+    def class_accuracy(self, classes: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
         """Each predicted class's smoothed training accuracy (the overall one for a class never
-        predicted in training, or beyond the table)."""
+        predicted in training, or beyond the table).
+
+        ``own``: for the training samples themselves, whether each is right; it is taken out of
+        its class's counts (leave-one-out), else the feature would hold the sample's own label
+        and the rule would learn to trust a class's accuracy that is noise on new samples."""
         correct = np.asarray(self.class_correct, dtype=np.float64)
         total = np.asarray(self.class_total, dtype=np.float64)
         prior = correct.sum() / total.sum() if total.sum() else 0.5
-        table = (correct + SMOOTHING * prior) / (total + SMOOTHING)
         classes = np.asarray(classes, dtype=np.int64)
-        known = (classes >= 0) & (classes < len(table))
-        return np.where(known, table[np.where(known, classes, 0)], prior)
+        known = (classes >= 0) & (classes < len(total))
+        rows = np.where(known, classes, 0)
+        right, seen = correct[rows], total[rows]
+        if own is not None:
+            right, seen = right - np.asarray(own, dtype=np.float64), seen - 1.0
+        return np.where(known, (right + SMOOTHING * prior) / (seen + SMOOTHING), prior)
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -93,7 +93,7 @@ def fit_rule(
         logit = float(np.log(rate / (1 - rate)))
         return Rule(k, zeros, (1.0,) * len(FEATURES), zeros, logit, *table)
     partial = Rule(k, (0.0,) * len(FEATURES), (1.0,) * len(FEATURES), (), 0.0, *table)
-    x = np.column_stack([features[train], partial.class_accuracy(classes[train])])
+    x = np.column_stack([features[train], partial.class_accuracy(classes[train], own=y)])
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     _sklearn()
