@@ -37,6 +37,10 @@ FEATURES = (
     "topk_entropy",
     "class_accuracy",
 )
+#: The rule's format and meaning (features, smoothing, how a rule is trained on them): stored in
+#: every rule and in the learned arrays' basis, so that a change makes stored rules and arrays
+#: out of date (trained again) rather than read. 2: leave-one-out class accuracy in training.
+RULE_VERSION = 2
 #: A class's accuracy counts as if it had this many more samples at the overall accuracy: with
 #: ImageNet's 50 a class, 10 keeps a class's own figure dominant and tames classes seen 2-3 times.
 SMOOTHING = 10.0
@@ -101,6 +105,7 @@ class Rule:
     def as_json(self) -> dict[str, Any]:
         return {
             "kind": "logistic",
+            "version": RULE_VERSION,
             "features": list(FEATURES),
             "smoothing": SMOOTHING,
             "topk": self.topk,
@@ -119,6 +124,10 @@ class Rule:
             raise ValueError(
                 f"a deferral rule of kind {stored.get('kind')!r} on features "
                 f"{stored.get('features')} is not one this version applies ({list(FEATURES)})"
+            )
+        if stored.get("version") != RULE_VERSION:
+            raise ValueError(
+                f"a deferral rule of version {stored.get('version')}, not {RULE_VERSION}"
             )
         if stored.get("smoothing") != SMOOTHING:
             raise ValueError(

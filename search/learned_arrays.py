@@ -4,8 +4,9 @@ sample out of fold) and ``learned-ho`` (held-out: the calibration half out of fo
 half, the evaluation half by the calibration half's rule).
 
 A saver's rules are current while its predictions' revision, the dataset's labels, folds and
-holdout fraction are those they were trained on; otherwise they are trained again. Stored rules are
-applied, never retrained, so a library upgrade changes no stored answer.
+holdout fraction and the rule's version (``RULE_VERSION``) are those they were trained on;
+otherwise they are trained again. Stored rules are applied, never retrained, so a library upgrade
+changes no stored answer.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cluster.errors import InputError
-from db.deferral_rules import score
+from db.deferral_rules import RULE_VERSION, score
 from db.models import Dataset, LearnedRules, Model, utc_now
 from db.queries import dataset_samples, prediction_revisions, topk_predictions
 from db.search_arrays import labels_digest
@@ -29,7 +30,10 @@ RULES_KEY = ["dataset_id", "model_id"]
 
 def learned_basis(dataset: Dataset) -> str:
     """What a learned array is derived from besides the labels and the predictions."""
-    return f"learned folds={dataset.learned_folds} holdout={dataset.holdout_fraction!r}"
+    return (
+        f"learned rule={RULE_VERSION} folds={dataset.learned_folds} "
+        f"holdout={dataset.holdout_fraction!r}"
+    )
 
 
 def derive_learned(

@@ -383,3 +383,28 @@ def test_a_class_accuracy_that_says_nothing_does_not_cost_the_rule_its_ranking()
 
     assert auc(in_sample) > auc(p1) - 0.01
     assert abs(rules.everything.coef[FEATURES.index("class_accuracy")]) < 0.2
+
+
+def test_a_rule_of_another_version_is_trained_again_not_read(monkeypatch):
+    """A change of the rule's features or training bumps RULE_VERSION: stored rules of another
+    version are refused (so trained again), and the learned arrays' basis changes with it (so
+    they are derived again rather than kept as current)."""
+    import search.learned_arrays as learned_arrays
+    from db.deferral_rules import RULE_VERSION
+    from db.models import Dataset
+
+    rng = np.random.default_rng(0)
+    probs = np.sort(rng.dirichlet(np.ones(4), 100), axis=1)[:, ::-1][:, :3].astype(np.float32)
+    classes, correct = rng.integers(0, 5, (100, 3)), rng.random(100) < probs[:, 0]
+    keys = [f"k{i}" for i in range(100)]
+    folds, calibration = fold_of(keys, FOLDS), calibration_mask(keys, 0.5)
+    stored = train_rules(probs, classes, correct, folds, calibration, FOLDS).everything.as_json()
+    assert Rule.from_json(stored) is not None
+    with pytest.raises(ValueError, match="version"):
+        Rule.from_json({**stored, "version": RULE_VERSION - 1})
+    with pytest.raises(ValueError, match="version"):
+        Rule.from_json({k: v for k, v in stored.items() if k != "version"})
+    dataset = Dataset(learned_folds=FOLDS, holdout_fraction=0.5)
+    basis = learned_arrays.learned_basis(dataset)
+    monkeypatch.setattr(learned_arrays, "RULE_VERSION", RULE_VERSION + 1)
+    assert learned_arrays.learned_basis(dataset) != basis
