@@ -173,13 +173,12 @@ def out_of_fold(
 ) -> tuple[np.ndarray, np.ndarray]:
     """float32 (N,) twice: the in-sample scores (every fold by the rule that did not see it) and
     the held-out scores (calibration folds within the half, the evaluation half by the
-    calibration rule). Where the split is degenerate (one half empty), the in-sample scores."""
+    calibration rule). Where one half is empty the same holds: a rule trained on no sample is a
+    constant, so an empty calibration half scores every sample alike."""
     in_sample = np.empty(len(folds), dtype=np.float32)
     for j, rule in enumerate(rules.folds):
         rows = folds == j
         in_sample[rows] = score(rule, probs[rows], classes[rows])
-    if calibration.all() or not calibration.any():
-        return in_sample, in_sample.copy()
     holdout = np.empty(len(folds), dtype=np.float32)
     for j, rule in enumerate(rules.calibration_folds):
         rows = calibration & (folds == j)

@@ -408,3 +408,18 @@ def test_a_rule_of_another_version_is_trained_again_not_read(monkeypatch):
     basis = learned_arrays.learned_basis(dataset)
     monkeypatch.setattr(learned_arrays, "RULE_VERSION", RULE_VERSION + 1)
     assert learned_arrays.learned_basis(dataset) != basis
+
+
+def test_without_a_calibration_half_no_held_out_score_is_trained_on_evaluation_samples():
+    """An empty calibration half trains its rules on nothing: every held-out score is the same
+    constant, never an out-of-fold score trained on other evaluation samples."""
+    rng = np.random.default_rng(0)
+    n = 200
+    probs = np.sort(rng.dirichlet(np.ones(4), n), axis=1)[:, ::-1][:, :3].astype(np.float32)
+    classes, correct = rng.integers(0, 5, (n, 3)), rng.random(n) < probs[:, 0]
+    folds = fold_of([f"k{i}" for i in range(n)], FOLDS)
+    nowhere = np.zeros(n, dtype=bool)
+    rules = train_rules(probs, classes, correct, folds, nowhere, FOLDS)
+    in_sample, holdout = out_of_fold(rules, probs, classes, folds, nowhere)
+    assert len(np.unique(holdout)) == 1
+    assert len(np.unique(in_sample)) > 1
