@@ -41,6 +41,9 @@ FEATURES = (
 #: every rule and in the learned arrays' basis, so that a change makes stored rules and arrays
 #: out of date (trained again) rather than read. 2: leave-one-out class accuracy in training.
 RULE_VERSION = 2
+#: The most top classes a rule reads: what a cascade's runtime keeps of each output
+#: (``workers.evaluate.TOP_K``); records may store more, and a rule trained on more could not run.
+MAX_TOPK = 5
 #: A class's accuracy counts as if it had this many more samples at the overall accuracy: with
 #: ImageNet's 50 a class, 10 keeps a class's own figure dominant and tames classes seen 2-3 times.
 SMOOTHING = 10.0

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cluster.errors import InputError
-from db.deferral_rules import FEATURES, Rule, output_features, score
+from db.deferral_rules import FEATURES, MAX_TOPK, Rule, output_features, score
 
 # The default of ``datasets.learned_folds``: a rule trains on 80% of its samples, 12 fits a saver.
 FOLDS = 5
@@ -85,14 +85,13 @@ def fit_rule(
         classes[train][predicted], weights=y[predicted], minlength=width
     ).astype(np.int64)
     table = (class_correct.tolist(), class_total.tolist())
-    k = topk
     constant = not len(y) or y.all() or not y.any()
     if constant:
         rate = (y.sum() + 0.5) / (len(y) + 1.0)  # never exactly 0 or 1
         zeros = (0.0,) * len(FEATURES)
         logit = float(np.log(rate / (1 - rate)))
-        return Rule(k, zeros, (1.0,) * len(FEATURES), zeros, logit, *table)
-    partial = Rule(k, (0.0,) * len(FEATURES), (1.0,) * len(FEATURES), (), 0.0, *table)
+        return Rule(topk, zeros, (1.0,) * len(FEATURES), zeros, logit, *table)
+    partial = Rule(topk, (0.0,) * len(FEATURES), (1.0,) * len(FEATURES), (), 0.0, *table)
     x = np.column_stack([features[train], partial.class_accuracy(classes[train], own=y)])
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
@@ -104,7 +103,7 @@ def fit_rule(
     model = LogisticRegression(C=REGULARISATION_C, solver="newton-cholesky", max_iter=100)
     model.fit((x - mean) / scale, y)
     return Rule(
-        k,
+        topk,
         tuple(mean.tolist()),
         tuple(scale.tolist()),
         tuple(model.coef_[0].tolist()),
@@ -149,12 +148,14 @@ def train_rules(
     num_folds: int,
 ) -> SaverRules:
     """One saver's rules from its top-k probabilities and classes (N, k), whether each top-1 is
-    right (N,), each sample's fold (N,) and the calibration half (bool (N,))."""
-    features, top1 = output_features(probs), np.asarray(classes)[:, 0]
+    right (N,), each sample's fold (N,) and the calibration half (bool (N,)). The rules read the
+    top ``min(k, MAX_TOPK)``: a cascade's runtime keeps no more of an output."""
+    topk = min(probs.shape[1], MAX_TOPK)
+    features, top1 = output_features(probs[:, :topk]), np.asarray(classes)[:, 0]
     everywhere = np.ones(len(top1), dtype=bool)
 
     def fit(train: np.ndarray) -> Rule:
-        return fit_rule(features, top1, correct, train, probs.shape[1])
+        return fit_rule(features, top1, correct, train, topk)
 
     return SaverRules(
         folds=tuple(fit(folds != j) for j in range(num_folds)),

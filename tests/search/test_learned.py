@@ -423,3 +423,23 @@ def test_without_a_calibration_half_no_held_out_score_is_trained_on_evaluation_s
     in_sample, holdout = out_of_fold(rules, probs, classes, folds, nowhere)
     assert len(np.unique(holdout)) == 1
     assert len(np.unique(in_sample)) > 1
+
+
+def test_records_with_more_than_the_runtimes_top_k_train_rules_a_cascade_can_run():
+    """Records may store a top-10; a cascade's runtime keeps a top-5 of each output. The rules
+    read the top 5, so the runtime's output is enough to score a sample, and scores it alike."""
+    from db.deferral_rules import MAX_TOPK
+    from workers.evaluate import TOP_K
+
+    assert MAX_TOPK == TOP_K
+
+    rng = np.random.default_rng(0)
+    n = 200
+    probs = np.sort(rng.dirichlet(np.ones(12), n), axis=1)[:, ::-1][:, :10].astype(np.float32)
+    classes, correct = rng.integers(0, 20, (n, 10)), rng.random(n) < probs[:, 0]
+    keys = [f"k{i}" for i in range(n)]
+    folds, calibration = fold_of(keys, FOLDS), calibration_mask(keys, 0.5)
+    rule = train_rules(probs, classes, correct, folds, calibration, FOLDS).everything
+    assert rule.topk == MAX_TOPK
+    runtime = probs[:, :MAX_TOPK].copy(), classes[:, :MAX_TOPK].copy()
+    assert np.array_equal(score(rule, *runtime), score(rule, probs, classes))
