@@ -23,11 +23,15 @@ Features, all from what a chunk stores, and why each:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Any
 
 import numpy as np
+
+from cluster.errors import InputError
 
 FEATURES = (
     "top1",
@@ -121,30 +125,88 @@ class Rule:
         }
 
     @classmethod
-    def from_json(cls, stored: Mapping[str, Any]) -> Rule:
-        """The rule of ``as_json``; ValueError for a rule of other features or another kind."""
-        if stored.get("kind") != "logistic" or tuple(stored.get("features", ())) != FEATURES:
-            raise ValueError(
-                f"a deferral rule of kind {stored.get('kind')!r} on features "
-                f"{stored.get('features')} is not one this version applies ({list(FEATURES)})"
-            )
-        if stored.get("version") != RULE_VERSION:
-            raise ValueError(
-                f"a deferral rule of version {stored.get('version')}, not {RULE_VERSION}"
-            )
-        if stored.get("smoothing") != SMOOTHING:
-            raise ValueError(
-                f"a deferral rule smoothed by {stored.get('smoothing')}, not {SMOOTHING}"
-            )
+    def from_json(cls, stored: Any) -> Rule:
+        """The rule of ``as_json``. A rule is read from the database and from an exported
+        cascade's folder (user input): InputError, in one line, for anything else (another kind,
+        version, features or smoothing; a field missing, of the wrong type, length or range)."""
+        if not isinstance(stored, Mapping):
+            raise InputError(f"a deferral rule must be a JSON object, not {_short(stored)}")
+        for field, expected in (
+            ("kind", "logistic"),
+            ("version", RULE_VERSION),
+            ("features", list(FEATURES)),
+            ("smoothing", SMOOTHING),
+        ):
+            if stored.get(field) != expected:
+                raise InputError(
+                    f"a deferral rule of {field} {_short(stored.get(field))} is not one this "
+                    f"saverzoo applies ({field} {_short(expected)})"
+                )
+        width = len(FEATURES)
+        topk = _integers(stored, "topk", None)[0]
+        scale = _numbers(stored, "scale", width)
+        correct = _integers(stored, "class_correct", ...)
+        total = _integers(stored, "class_total", len(correct))
+        if not 1 <= topk <= MAX_TOPK:
+            raise InputError(f"a deferral rule's topk must be 1 to {MAX_TOPK}, not {topk}")
+        if not all(v > 0 for v in scale):
+            raise InputError("a deferral rule's scale must be positive")
+        if not all(0 <= c <= t for c, t in zip(correct, total, strict=True)):
+            raise InputError("a deferral rule's class counts must be 0 <= correct <= total")
         return cls(
-            topk=int(stored["topk"]),
-            mean=tuple(float(v) for v in stored["mean"]),
-            scale=tuple(float(v) for v in stored["scale"]),
-            coef=tuple(float(v) for v in stored["coef"]),
-            intercept=float(stored["intercept"]),
-            class_correct=tuple(int(v) for v in stored["class_correct"]),
-            class_total=tuple(int(v) for v in stored["class_total"]),
+            topk=topk,
+            mean=_numbers(stored, "mean", width),
+            scale=scale,
+            coef=_numbers(stored, "coef", width),
+            intercept=_numbers(stored, "intercept", None)[0],
+            class_correct=correct,
+            class_total=total,
         )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _field(stored: Mapping[str, Any], name: str, length: int | EllipsisType | None) -> list:
+    """``stored[name]`` as a list: a scalar where ``length`` is None, else a list of ``length``
+    items (any length for ``...``)."""
+    if name not in stored:
+        raise InputError(f"a deferral rule lacks its {name!r}")
+    value = stored[name]
+    if length is None:
+        return [value]
+    if not isinstance(value, list) or (length is not ... and len(value) != length):
+        wanted = "a list" if length is ... else f"a list of {length} numbers"
+        raise InputError(f"a deferral rule's {name!r} must be {wanted}")
+    return value
+
+
+def _numbers(stored: Mapping[str, Any], name: str, length: int | None) -> tuple[float, ...]:
+    values = _field(stored, name, length)
+    if not all(_finite(v) for v in values):
+        raise InputError(f"a deferral rule's {name!r} must hold finite numbers")
+    return tuple(float(v) for v in values)
+
+
+def _finite(value: Any) -> bool:
+    # json.loads reads NaN and Infinity, and integers too large for a float.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _integers(
+    stored: Mapping[str, Any], name: str, length: int | EllipsisType | None
+) -> tuple[int, ...]:
+    values = _field(stored, name, length)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise InputError(f"a deferral rule's {name!r} must hold whole numbers >= 0")
+    return tuple(values)
 
 
 def rule_features(rule: Rule, probs: np.ndarray, classes: np.ndarray) -> np.ndarray:

@@ -90,9 +90,11 @@ def _current_rules(
         ):
             continue
         try:
-            current[model_id] = SaverRules.from_json(rules)
-        except (KeyError, ValueError):
-            continue  # stored by a version with other features: trained again
+            saver_rules = SaverRules.from_json(rules)
+        except (KeyError, TypeError, ValueError):
+            continue  # stored by another version of the rule (or damaged): trained again
+        if len(saver_rules.folds) == len(saver_rules.calibration_folds) == dataset.learned_folds:
+            current[model_id] = saver_rules
     return current
 
 

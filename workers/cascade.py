@@ -29,6 +29,7 @@ from PIL import Image
 from timm.data import create_transform
 
 from cluster.errors import InputError
+from cluster.userfiles import read_text_bounded
 from db.deferral_rules import Rule, score
 from workers.evaluate import EvalOptions, LoadedModel
 from workers.preprocess import DeviceTransform
@@ -37,6 +38,9 @@ from workers.registry import load_plugins
 from workers.spec import ModelSpec
 
 EXPORT_FILE = "cascade.json"
+# A cascade.json is a few KB: a learned rule's class table of 1,000 classes is about 10 KB, so
+# this leaves room for a million classes and refuses a file that is not one.
+MAX_EXPORT_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ class Cascade:
         from safetensors.torch import load_file
 
         load_plugins()
-        meta = json.loads((Path(folder) / EXPORT_FILE).read_text())
+        meta = _export_meta(Path(folder) / EXPORT_FILE)
         loaded = []
         for role in ("saver", "base"):
             model = meta[role]
@@ -210,6 +214,19 @@ if __name__ == "__main__":
                                       output.answered_by):
         print(f"{path}\\tclass {top}\\tp={prob:.4f}\\tby {model}")
 '''
+
+
+def _export_meta(path: Path) -> dict[str, Any]:
+    """An exported cascade's cascade.json, read with a bound (a folder is user input)."""
+    text = read_text_bounded(path, "cascade", MAX_EXPORT_BYTES)
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as error:
+        where = f"{error.msg}, line {error.lineno}"
+        raise InputError(f"cascade: {path} is not JSON ({where})") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"cascade: {path} must hold a JSON object")
+    return meta
 
 
 def _plain(value: object) -> object:

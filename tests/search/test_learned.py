@@ -443,3 +443,62 @@ def test_records_with_more_than_the_runtimes_top_k_train_rules_a_cascade_can_run
     assert rule.topk == MAX_TOPK
     runtime = probs[:, :MAX_TOPK].copy(), classes[:, :MAX_TOPK].copy()
     assert np.array_equal(score(rule, *runtime), score(rule, probs, classes))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"mean": [0.0] * 5},
+        {"scale": [1.0, 1.0, 1.0, 1.0, 1.0, 0.0]},
+        {"coef": [float("nan")] * 6},
+        {"intercept": float("inf")},
+        {"intercept": "1.0"},
+        {"topk": 0},
+        {"topk": True},
+        {"class_correct": [3], "class_total": [2]},
+        {"class_total": [1, 2]},
+        {"coef": None},
+        {"mean": [10**400] * 6},
+    ],
+)
+def test_a_damaged_rule_is_refused_in_one_line(change):
+    """A rule is read from an exported folder (user input) and from the database: every field is
+    checked, and what is wrong is said in one line, never a traceback from numpy later."""
+    from cluster.errors import InputError
+
+    rule = Rule(
+        topk=3,
+        mean=(0.0,) * 6,
+        scale=(1.0,) * 6,
+        coef=(0.5,) * 6,
+        intercept=0.1,
+        class_correct=(1,),
+        class_total=(2,),
+    ).as_json()
+    assert Rule.from_json(json.loads(json.dumps(rule))) is not None
+    with pytest.raises(InputError) as refused:
+        Rule.from_json({**rule, **change})
+    assert "\n" not in str(refused.value)
+    with pytest.raises(InputError):
+        Rule.from_json([rule])
+
+
+def test_stored_rules_that_do_not_read_as_rules_are_trained_again(use_database, tmp_path):
+    """A stored row that is not this version's rules (or is damaged) is not current: the rules
+    are trained again, never a TypeError from deep inside the update."""
+    from sqlalchemy import update
+
+    from search.criteria import LEARNED
+    from search.learned_arrays import derive_learned
+
+    directory, _, _ = topk_records(tmp_path / "a", 0, names=NAMES[:2])
+    assert saverzoo("records", "import", directory, "--dataset", "val").exit_code == 0
+    saverzoo_json("savers", "best", "--dataset", "val", "--confidence", "learned")
+    with session_factory(use_database).begin() as session:
+        dataset = get_dataset(session, "val")
+        ids = [session.query(Model).filter_by(name=n).one().id for n in NAMES[:2]]
+        expected = derive_learned(session, dataset, ids, LEARNED, store=False)
+        for damaged in ({"folds": 3}, [1, 2], {"folds": [], "calibration_folds": []}):
+            session.execute(update(LearnedRules).values(rules=damaged))
+            again = derive_learned(session, dataset, ids, LEARNED, store=False)
+            assert all(np.array_equal(a, b) for a, b in zip(again, expected, strict=True))

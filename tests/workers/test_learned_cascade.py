@@ -81,3 +81,18 @@ def test_a_learned_cascade_without_its_rule_is_refused(evaluated):  # noqa: F811
 
     with pytest.raises(ValueError, match="needs its deferral rule"):
         Cascade.build(*specs(evaluated), threshold=0.5, confidence="learned")
+
+
+def test_an_exported_folder_whose_cascade_json_is_not_one_is_refused_in_one_line(
+    database_url, tmp_path
+):
+    """cascade.json is read with a bound and parsed before any model is built."""
+    from cluster.errors import InputError
+    from workers.cascade import EXPORT_FILE, MAX_EXPORT_BYTES
+
+    (tmp_path / EXPORT_FILE).write_text(" " * (MAX_EXPORT_BYTES + 1))
+    with pytest.raises(InputError, match="larger than"):
+        Cascade.load(tmp_path)
+    (tmp_path / EXPORT_FILE).write_text("{not json")
+    with pytest.raises(InputError, match="not JSON"):
+        Cascade.load(tmp_path)
