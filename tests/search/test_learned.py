@@ -502,3 +502,18 @@ def test_stored_rules_that_do_not_read_as_rules_are_trained_again(use_database, 
             session.execute(update(LearnedRules).values(rules=damaged))
             again = derive_learned(session, dataset, ids, LEARNED, store=False)
             assert all(np.array_equal(a, b) for a, b in zip(again, expected, strict=True))
+
+
+def test_the_worker_install_can_keep_the_learned_signal_up_to_date():
+    """The sweep completes models (and so trains their rules on a dataset that keeps `learned`)
+    where the worker extra is installed, as the deployed image installs it: the worker extra
+    holds everything the search extra does."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert set(extras["search"]) <= set(extras["worker"])
+    assert 'pip install ".[worker]"' in (root / "infra/docker/Dockerfile").read_text()
