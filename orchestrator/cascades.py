@@ -6,8 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from cluster.errors import InputError
 from cluster.settings import get_settings
+from db.models import Dataset, Model
 from db.queries import get_dataset, get_model
 from db.session import session_factory
 from orchestrator.answers import json_ready, saver_of
@@ -57,14 +60,16 @@ def chosen_pair(
         return ChosenPair(saver, base_spec, predicted["threshold"], about, rule)
 
 
-def deployed_rule(session, dataset, saver, holdout: bool) -> dict[str, Any]:
+def deployed_rule(
+    session: Session, dataset: Dataset, saver: Model, holdout: bool
+) -> dict[str, Any]:
     """The rule a learned cascade runs: with the held-out threshold, the rule trained on the
     calibration half (whose scores of the evaluation half the threshold was scored on); with the
     in-sample one, the rule trained on every sample (the threshold was picked on out-of-fold
     scores of rules trained on four fifths of them)."""
     from search.learned_arrays import stored_rules
 
-    rules = stored_rules(session, dataset, saver)
+    rules = stored_rules(session, dataset, [saver])[saver.id]
     return (rules.calibration if holdout else rules.everything).as_json()
 
 

@@ -122,26 +122,31 @@ def _store(
     upsert(session, LearnedRules, [row], key=RULES_KEY)
 
 
-def stored_rules(session: Session, dataset: Dataset, model: Model) -> SaverRules:
-    """A saver's current rules on the dataset (as its learned pairs were searched with);
-    InputError where none are stored or they are out of date."""
-    revisions = prediction_revisions(session, dataset, [model.id])
+def stored_rules(session: Session, dataset: Dataset, savers: list[Model]) -> dict[int, SaverRules]:
+    """The savers' current rules on the dataset (as their learned pairs were searched with), by
+    model id; InputError where one has none stored or they are out of date."""
+    ids = [saver.id for saver in savers]
+    revisions = prediction_revisions(session, dataset, ids)
     basis = labels_digest(dataset_samples(session, dataset).labels, learned_basis(dataset))
-    rules = _current_rules(session, dataset, [model.id], revisions, basis).get(model.id)
-    if rules is None:
-        raise InputError(
-            f"{model.name!r} has no current learned rules on {dataset.name!r}; compute them with "
-            f"`saverzoo savers best --dataset {dataset.name} --confidence learned`"
-        )
+    rules = _current_rules(session, dataset, ids, revisions, basis)
+    for saver in savers:
+        if saver.id not in rules:
+            raise InputError(
+                f"{saver.name!r} has no current learned rules on {dataset.name!r}; compute them "
+                f"with `saverzoo savers best --dataset {dataset.name} --confidence learned`"
+            )
     return rules
 
 
 def transferred_scores(
-    session: Session, dataset: Dataset, other: Dataset, saver: Model
-) -> np.ndarray:
-    """float32 (N of ``other``): the saver's rule trained on every sample of ``dataset`` (what a
-    cascade exported with the in-sample threshold deploys), applied to its outputs on
-    ``other``."""
-    rule = stored_rules(session, dataset, saver).everything
-    classes, probs = topk_predictions(session, other, saver.id)
-    return score(rule, probs, classes)
+    session: Session, dataset: Dataset, other: Dataset, savers: list[Model]
+) -> dict[int, np.ndarray]:
+    """float32 (N of ``other``) by saver id: each saver's rule trained on every sample of
+    ``dataset`` (what a cascade exported with the in-sample threshold deploys), applied to its
+    outputs on ``other``. The dataset's samples are read once for all of them."""
+    rules = stored_rules(session, dataset, savers)
+    scores = {}
+    for saver in savers:
+        classes, probs = topk_predictions(session, other, saver.id)
+        scores[saver.id] = score(rules[saver.id].everything, probs, classes)
+    return scores

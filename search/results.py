@@ -148,7 +148,8 @@ def transferred_savers(
         )
     read = sorted({m.id for m, _ in kept} | {names[s[0]] for _, s in kept if s is not None})
     row_of = {model_id: row for row, model_id in enumerate(read)}
-    classes, probs = _transferred(session, dataset, other, read, confidence)
+    savers = {names[s[0]] for _, s in kept if s is not None}
+    classes, probs = _transferred(session, dataset, other, read, confidence, savers)
     right = classes == dataset_samples(session, other).labels[None, :]
     scores = AnswerScores(session, other, gmacs_of(session, sorted(elsewhere)), False)
     rows = []
@@ -379,19 +380,26 @@ def _fastest_best(
 
 
 def _transferred(
-    session: Session, dataset: Dataset, other: Dataset, model_ids: list[int], confidence: str
+    session: Session,
+    dataset: Dataset,
+    other: Dataset,
+    model_ids: list[int],
+    confidence: str,
+    savers: set[int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-1 classes and confidences of ``model_ids`` on ``other``; a learned confidence is
-    each model's rule trained on ``dataset``, applied there."""
+    each saver's rule trained on ``dataset``, applied there (a base's confidence is never read,
+    so its rule is not either)."""
     if confidence != LEARNED:
         return top1_predictions(session, other, model_ids, confidence)
     from search.learned_arrays import transferred_scores
 
     classes, probs = top1_predictions(session, other, model_ids, MAX_PROBABILITY)
-    rules_of = set(complete_model_ids(session, dataset, model_ids))
-    for row, model in enumerate(session.get(Model, m) for m in model_ids):
-        if model is not None and model.id in rules_of:
-            probs[row] = transferred_scores(session, dataset, other, model)
+    saver_models = [session.get(Model, m) for m in model_ids if m in savers]
+    scored = transferred_scores(session, dataset, other, saver_models)
+    for row, model_id in enumerate(model_ids):
+        if model_id in scored:
+            probs[row] = scored[model_id]
     return classes, probs
 
 

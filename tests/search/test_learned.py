@@ -517,3 +517,22 @@ def test_the_worker_install_can_keep_the_learned_signal_up_to_date():
     ]
     assert set(extras["search"]) <= set(extras["worker"])
     assert 'pip install ".[worker]"' in (root / "infra/docker/Dockerfile").read_text()
+
+
+def test_score_on_reads_the_rules_of_the_savers_alone(use_database, tmp_path):
+    """Scored on another dataset, a learned cascade needs its saver's rule, never its base's:
+    the answers stand without the rules of a model that saves no base."""
+    from sqlalchemy import delete
+
+    directory, _, _ = topk_records(tmp_path / "records", 1)
+    assert saverzoo("records", "import", directory, "--dataset", "val").exit_code == 0
+    elsewhere, _, _ = topk_records(tmp_path / "other", 4)
+    assert saverzoo("records", "import", elsewhere, "--dataset", "other").exit_code == 0
+    args = ("savers", "best", "--dataset", "val", "--score-on", "other", "--confidence", "learned")
+    moved = saverzoo_json(*args)
+    savers = {row["saver"] for row in moved}
+    assert NAMES[-1] not in savers  # the dearest model saves nothing
+    with session_factory(use_database).begin() as session:
+        dearest = session.query(Model).filter_by(name=NAMES[-1]).one().id
+        session.execute(delete(LearnedRules).where(LearnedRules.model_id == dearest))
+    assert saverzoo_json(*args) == moved
