@@ -45,6 +45,9 @@ FEATURES = (
 #: every rule and in the learned arrays' basis, so that a change makes stored rules and arrays
 #: out of date (trained again) rather than read. 2: leave-one-out class accuracy in training.
 RULE_VERSION = 2
+#: The folds of the learned confidence's cross-fitting, the default of ``datasets.learned_folds``:
+#: a rule trains on 80% of its samples, and a saver's rules are 12 fits (``search.learned``).
+FOLDS = 5
 #: The most top classes a rule reads: what a cascade's runtime keeps of each output
 #: (``workers.evaluate.TOP_K``); records may store more, and a rule trained on more could not run.
 MAX_TOPK = 5

@@ -26,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from db.deferral_rules import FOLDS
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -59,7 +61,7 @@ class Dataset(Base):
     holdout_fraction: Mapped[float] = mapped_column(Float, default=0.5, server_default="0.5")
     # Folds (by key hash) of the learned confidence's cross-fitting; fixed per dataset so that
     # every saver's rules are trained and scored on the same folds (``search.learned``).
-    learned_folds: Mapped[int] = mapped_column(Integer, default=5, server_default="5")
+    learned_folds: Mapped[int] = mapped_column(Integer, default=FOLDS, server_default=str(FOLDS))
     # Bumped by every best-saver update; the UPDATE's row lock serialises concurrent updaters.
     search_revision: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)

@@ -27,14 +27,15 @@ import numpy as np
 from cluster.errors import InputError
 from db.deferral_rules import FEATURES, MAX_TOPK, Rule, output_features, score
 
-# The default of ``datasets.learned_folds``: a rule trains on 80% of its samples, 12 fits a saver.
-FOLDS = 5
 REGULARISATION_C = 1.0  # scikit-learn's default L2 strength, on standardised features
 INSTALL_HINT = "pip install 'saverzoo[search]'"
 
 
 def fold_of(keys: Iterable[str], folds: int) -> np.ndarray:
-    """int64 (N,): each sample's fold, from a hash of its key (the same on every machine)."""
+    """int64 (N,): each sample's fold, from a hash of its key (the same on every machine).
+    InputError for fewer than 2 folds: a fold's rule is trained on the others."""
+    if not isinstance(folds, int) or folds < 2:
+        raise InputError(f"the learned confidence needs 2 folds or more, not {folds!r}")
     return np.array(
         [
             int.from_bytes(

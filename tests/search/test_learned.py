@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from db.deferral_rules import FEATURES, Rule, score
+from db.deferral_rules import FEATURES, FOLDS, Rule, score
 from db.models import LearnedRules, Model
 from db.queries import dataset_samples, get_dataset
 from db.session import session_factory
 from search.engine import min_correct_diff
-from search.learned import FOLDS, fold_of, out_of_fold, train_rules
+from search.learned import fold_of, out_of_fold, train_rules
 from search.pairs import calibration_mask
 from tests.factories import saverzoo, saverzoo_json
 
@@ -536,3 +536,14 @@ def test_score_on_reads_the_rules_of_the_savers_alone(use_database, tmp_path):
         dearest = session.query(Model).filter_by(name=NAMES[-1]).one().id
         session.execute(delete(LearnedRules).where(LearnedRules.model_id == dearest))
     assert saverzoo_json(*args) == moved
+
+
+def test_a_dataset_cross_fits_on_the_default_folds_and_refuses_fewer_than_two():
+    from cluster.errors import InputError
+    from db.models import Dataset
+
+    assert Dataset.__table__.c.learned_folds.default.arg == FOLDS
+    assert len(np.unique(fold_of([f"k{i}" for i in range(100)], FOLDS))) == FOLDS
+    for folds in (0, 1):
+        with pytest.raises(InputError, match="2 folds or more"):
+            fold_of(["a", "b"], folds)
