@@ -79,7 +79,7 @@ def output_features(probs: np.ndarray) -> np.ndarray:
     return np.column_stack([top1, top2, log_odds, np.clip(1 - mass, 0.0, 1.0), entropy])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Rule:
     """A logistic rule on standardised ``FEATURES``: P(top-1 right) = sigmoid(z), with
     z = intercept + sum_j coef_j (x_j - mean_j) / scale_j. ``class_correct`` and ``class_total``

@@ -85,14 +85,18 @@ def fit_rule(
     class_correct = np.bincount(
         classes[train][predicted], weights=y[predicted], minlength=width
     ).astype(np.int64)
-    table = (class_correct.tolist(), class_total.tolist())
+    table = {
+        "class_correct": tuple(class_correct.tolist()),
+        "class_total": tuple(class_total.tolist()),
+    }
+    unit = (1.0,) * len(FEATURES)
     constant = not len(y) or y.all() or not y.any()
     if constant:
         rate = (y.sum() + 0.5) / (len(y) + 1.0)  # never exactly 0 or 1
         zeros = (0.0,) * len(FEATURES)
         logit = float(np.log(rate / (1 - rate)))
-        return Rule(topk, zeros, (1.0,) * len(FEATURES), zeros, logit, *table)
-    partial = Rule(topk, (0.0,) * len(FEATURES), (1.0,) * len(FEATURES), (), 0.0, *table)
+        return Rule(topk=topk, mean=zeros, scale=unit, coef=zeros, intercept=logit, **table)
+    partial = Rule(topk=topk, mean=(), scale=unit, coef=(), intercept=0.0, **table)
     x = np.column_stack([features[train], partial.class_accuracy(classes[train], own=y)])
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
@@ -104,12 +108,12 @@ def fit_rule(
     model = LogisticRegression(C=REGULARISATION_C, solver="newton-cholesky", max_iter=100)
     model.fit((x - mean) / scale, y)
     return Rule(
-        topk,
-        tuple(mean.tolist()),
-        tuple(scale.tolist()),
-        tuple(model.coef_[0].tolist()),
-        float(model.intercept_[0]),
-        *table,
+        topk=topk,
+        mean=tuple(mean.tolist()),
+        scale=tuple(scale.tolist()),
+        coef=tuple(model.coef_[0].tolist()),
+        intercept=float(model.intercept_[0]),
+        **table,
     )
 
 
