@@ -38,6 +38,7 @@ from workers.registry import load_plugins
 from workers.spec import ModelSpec
 
 EXPORT_FILE = "cascade.json"
+LEARNED = "learned"  # the confidence whose threshold reads a rule's score (search.criteria)
 # A cascade.json is a few KB: a learned rule's class table of 1,000 classes is about 10 KB, so
 # this leaves room for a million classes and refuses a file that is not one.
 MAX_EXPORT_BYTES = 16 * 2**20
@@ -94,6 +95,14 @@ class Cascade:
 
         load_plugins()
         meta = _export_meta(Path(folder) / EXPORT_FILE)
+        exported = meta.get("confidence", "max")
+        asked = options.get("confidence", exported)
+        if LEARNED in (exported, asked) and asked != exported:
+            raise InputError(
+                f"this cascade was exported on the {exported!r} confidence, and its threshold is "
+                f"for that signal: load it without confidence=, or export it with "
+                f"--confidence {asked}"
+            )
         loaded = []
         for role in ("saver", "base"):
             model = meta[role]
@@ -106,7 +115,7 @@ class Cascade:
             cost = Profile(params_m, model["gmacs"], tuple(model["data_config"]["input_size"]))
             loaded.append(LoadedModel(spec, module.eval(), model["data_config"], cost))
         saver, base = loaded
-        options.setdefault("confidence", meta.get("confidence", "max"))
+        options.setdefault("confidence", exported)
         options.setdefault("rule", meta.get("rule"))
         return cls(saver, base, meta["threshold"], **options)
 

@@ -96,3 +96,17 @@ def test_an_exported_folder_whose_cascade_json_is_not_one_is_refused_in_one_line
     (tmp_path / EXPORT_FILE).write_text("{not json")
     with pytest.raises(InputError, match="not JSON"):
         Cascade.load(tmp_path)
+
+
+def test_a_learned_export_loaded_on_another_confidence_says_why_not(database_url, tmp_path):
+    """A learned cascade's threshold is a rule's score: asked to run on max, the export says
+    so in one line (and a max export is not run on a rule it does not have)."""
+    from cluster.errors import InputError
+    from workers.cascade import EXPORT_FILE
+
+    (tmp_path / EXPORT_FILE).write_text(json.dumps({"confidence": "learned", "threshold": 0.5}))
+    with pytest.raises(InputError, match="exported on the 'learned' confidence"):
+        Cascade.load(tmp_path, confidence="max")
+    (tmp_path / EXPORT_FILE).write_text(json.dumps({"confidence": "max", "threshold": 0.5}))
+    with pytest.raises(InputError, match="exported on the 'max' confidence"):
+        Cascade.load(tmp_path, confidence="learned")
