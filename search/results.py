@@ -424,7 +424,10 @@ def curve(
     if confidence == LEARNED:  # the saver's out-of-fold scores, as its pairs are searched on
         from search.learned_arrays import derive_learned
 
-        classes, probs = derive_learned(session, dataset, ids, LEARNED, store=False)
+        # A base's confidence is never read: its rules are neither read nor trained.
+        classes, probs = top1_predictions(session, dataset, ids, MAX_PROBABILITY)
+        _, saver_scores = derive_learned(session, dataset, [saver_model.id], LEARNED, store=False)
+        probs[1] = saver_scores[0]
     else:
         classes, probs = top1_predictions(session, dataset, ids, confidence)
     labels = dataset_samples(session, dataset).labels

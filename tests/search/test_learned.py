@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from db.deferral_rules import FEATURES, FOLDS, Rule, score
 from db.models import LearnedRules, Model
@@ -264,6 +264,17 @@ def test_learned_without_scikit_learn_says_what_to_install(use_database, tmp_pat
     for signal in ("max", "margin"):  # every other question answers on the base install
         answered = without_sklearn("savers", "best", "--dataset", "val", "--confidence", signal)
         assert answered.returncode == 0, answered.stderr
+
+    # A curve trains no rule but the saver's: with the saver's rules stored, and the base's not,
+    # it answers without scikit-learn, as with it.
+    saverzoo_json("savers", "best", "--dataset", "val", "--confidence", "learned")
+    with session_factory(use_database).begin() as session:
+        base = session.query(Model).filter_by(name=NAMES[-1]).one().id
+        session.execute(delete(LearnedRules).where(LearnedRules.model_id == base))
+    curve = ("savers", "curve", NAMES[-1], NAMES[0], "--dataset", "val", "--confidence", "learned")
+    drawn = without_sklearn(*curve, "--json")
+    assert drawn.returncode == 0, drawn.stderr
+    assert json.loads(drawn.stdout) == saverzoo_json(*curve)
 
 
 def test_show_curve_and_score_on_take_the_learned_signal_too(use_database, tmp_path):
@@ -522,7 +533,6 @@ def test_the_worker_install_can_keep_the_learned_signal_up_to_date():
 def test_score_on_reads_the_rules_of_the_savers_alone(use_database, tmp_path):
     """Scored on another dataset, a learned cascade needs its saver's rule, never its base's:
     the answers stand without the rules of a model that saves no base."""
-    from sqlalchemy import delete
 
     directory, _, _ = topk_records(tmp_path / "records", 1)
     assert saverzoo("records", "import", directory, "--dataset", "val").exit_code == 0
