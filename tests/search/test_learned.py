@@ -533,7 +533,6 @@ def test_the_worker_install_can_keep_the_learned_signal_up_to_date():
 def test_score_on_reads_the_rules_of_the_savers_alone(use_database, tmp_path):
     """Scored on another dataset, a learned cascade needs its saver's rule, never its base's:
     the answers stand without the rules of a model that saves no base."""
-
     directory, _, _ = topk_records(tmp_path / "records", 1)
     assert saverzoo("records", "import", directory, "--dataset", "val").exit_code == 0
     elsewhere, _, _ = topk_records(tmp_path / "other", 4)
