@@ -395,7 +395,8 @@ def _transferred(
     from search.learned_arrays import transferred_scores
 
     classes, probs = top1_predictions(session, other, model_ids, MAX_PROBABILITY)
-    saver_models = [session.get(Model, m) for m in model_ids if m in savers]
+    chosen = select(Model).where(Model.id.in_(savers)).order_by(Model.id)
+    saver_models = list(session.scalars(chosen))
     scored = transferred_scores(session, dataset, other, saver_models)
     for row, model_id in enumerate(model_ids):
         if model_id in scored:
