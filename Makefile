@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint clean browser base-install
+.PHONY: test demo demo-excerpt lint clean browser base-install
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,5 @@ clean:
 	rm -rf $(VENV) $(BASE_VENV) build *.egg-info
 
 # The README's excerpt of the demo's output, from a real run of the demo (about 4 minutes).
-.PHONY: demo-excerpt
 demo-excerpt: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m orchestrator.demo.excerpt --readme README.md

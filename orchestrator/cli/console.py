@@ -43,8 +43,10 @@ class LazyConsole:
         return getattr(self.console, name)
 
 
-out = LazyConsole(soft_wrap=True)  # long lines (URLs, paths) stay whole
-err = LazyConsole(stderr=True, soft_wrap=True)
+# Long lines (URLs, paths) stay whole. What is printed is text: a name or a message holding
+# "[red]" or "[/]" prints as written (markup only where a call asks for it, its values escaped).
+out = LazyConsole(soft_wrap=True, markup=False, highlight=False)
+err = LazyConsole(stderr=True, soft_wrap=True, markup=False, highlight=False)
 USER_ERRORS = (InputError, ServiceError, SchemaOutOfDate)
 
 
@@ -53,7 +55,7 @@ def say_error(message: str) -> None:
     'saverzoo[worker]'` or a range "[0, 1]" stay as written."""
     from rich.markup import escape
 
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
 
 
 def fail(message: str) -> typer.Exit:
@@ -214,7 +216,7 @@ def output_width() -> int | None:
     """The width tables and notes are fitted to: ``COLUMNS`` when set, else the terminal's; None
     when standard output is not a terminal (a pipe, a file, CI): tab-separated, every column."""
     columns = os.environ.get("COLUMNS", "").strip()
-    if columns.isdigit() and int(columns) > 0:
+    if columns.isascii() and columns.isdigit() and int(columns) > 0:
         return int(columns)
     if sys.stdout.isatty():
         return shutil.get_terminal_size().columns
@@ -223,13 +225,14 @@ def output_width() -> int | None:
 
 def print_table(table: Table, *, wide: bool = False) -> None:
     """The table as plain lines; a row's colour only on a terminal (click strips it elsewhere)
-    and unless NO_COLOR is set (no-color.org)."""
+    and unless NO_COLOR is set (no-color.org). Tab-separated output keeps its title and notes
+    on standard error: standard output is the rows alone, for the next program."""
     from orchestrator.cli.tables import render
 
     colour = not os.environ.get("NO_COLOR")
     for line in render(table, output_width(), wide=wide):
         styled = colour and line.style is not None
-        typer.echo(typer.style(line.text, fg=line.style) if styled else line.text)
+        typer.echo(typer.style(line.text, fg=line.style) if styled else line.text, err=line.aside)
 
 
 def print_prose(text: str) -> None:

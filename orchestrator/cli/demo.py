@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from orchestrator.cli.console import fail, out, user_errors
-
-DEMO_COLUMNS = 100
 
 
 def demo(
@@ -29,9 +29,13 @@ def demo(
         raise fail(f"--models {models}: use 2 to {len(ZOO)}")
     if epochs < 1:
         raise fail(f"--epochs {epochs}: use 1 or more")
-    # The demo's tables are laid out for 100 columns, in a terminal as in a log (the README shows
-    # them), unless COLUMNS says otherwise; rich's consoles, made below, read it too.
-    os.environ.setdefault("COLUMNS", str(DEMO_COLUMNS))
+    from orchestrator.demo import WIDTH
+
+    # The demo's tables are laid out for 100 columns in a log (the README shows them), for fewer
+    # in a narrower terminal, and for COLUMNS when it is set; rich's consoles, made below, read it.
+    if "COLUMNS" not in os.environ:
+        narrower = shutil.get_terminal_size().columns if sys.stdout.isatty() else WIDTH
+        os.environ["COLUMNS"] = str(min(WIDTH, narrower))
     with user_errors():
         from orchestrator.cli import app
 

@@ -72,7 +72,7 @@ def evaluate(
             progress=update,
         )
     for name, reason in summary.failed.items():
-        err.print(f"[bold red]not evaluated:[/] {name}: {reason}", soft_wrap=True)
+        err.print(f"not evaluated: {name}: {reason}", style="bold red", soft_wrap=True)
     out.print(
         f"{dataset}: {len(summary.evaluated)} models evaluated on {summary.samples} samples"
         + (f" ({summary.undecodable} do not decode)" if summary.undecodable else "")

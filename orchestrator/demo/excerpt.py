@@ -19,9 +19,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from orchestrator.demo import WIDTH
+
 BEGIN = "<!-- demo-output:begin -->"
 END = "<!-- demo-output:end -->"
-COLUMNS = 100  # saverzoo demo's width where COLUMNS is unset
 PROMPT = "$ saverzoo "
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 RULE = re.compile(r" *-+( +-+)*")  # the dashes under a table's headers, one run a column
@@ -106,7 +107,7 @@ def demo_output(workdir: Path | None = None) -> str:
     command = [sys.executable, "-m", "orchestrator", "demo"]
     if workdir is not None:
         command += ["--workdir", str(workdir)]
-    env = {**os.environ, "COLUMNS": str(COLUMNS)}
+    env = {**os.environ, "COLUMNS": str(WIDTH)}
     run = subprocess.run(command, env=env, text=True, stdout=subprocess.PIPE)
     if run.returncode != 0:
         raise SystemExit(f"error: saverzoo demo failed (exit {run.returncode}); see above")

@@ -25,11 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 
 from cluster.errors import ServiceError
 from cluster.localstore import LocalObjectStore, free_port_block
 from cluster.settings import get_settings
+from orchestrator.demo import WIDTH
 from orchestrator.demo.data import DATA_CONFIG, EPOCHS, ZOO, digits, train, write_image_folder
 
 # The saverzoo command line, handed in by the ``demo`` command (the demo drives the commands a
@@ -38,7 +40,6 @@ CommandLine = Callable[..., object]
 DATASET = "digits-val"
 BUCKET_URL = "s3://saverzoo-demo/digits-val"
 SHARD_SIZE = 120
-WIDTH = 100  # what the demo prints fits it (the command line lays the tables out for it)
 
 
 def _use_workdir(workdir: Path, port: int) -> None:
@@ -112,8 +113,9 @@ def run_demo(
     _use_workdir(workdir, port)
     store = LocalObjectStore(workdir / "objectstore", port)
     console.print(
-        f"[bold]saverzoo demo[/] in {shown(workdir)}: {len(zoo)} timm models trained on "
+        f"[bold]saverzoo demo[/] in {escape(shown(workdir))}: {len(zoo)} timm models trained on "
         f"handwritten digits, {epochs} epoch{'s' if epochs != 1 else ''} each",
+        markup=True,
         highlight=False,
     )
     store.up()

@@ -22,7 +22,7 @@ from db.models import Model, ModelThroughput
 from db.session import session_factory
 from orchestrator.answers import FIELDS, field_text
 from orchestrator.cli import app
-from orchestrator.cli.tables import ELLIPSIS
+from orchestrator.cli.tables import ELLIPSIS, NAME, NUMBER, Column, Row, Table, prose, render
 from search.synthetic import SyntheticZoo
 from tests.factories import image_folder
 from tests.search.test_frontier import shuffled_zoo
@@ -254,7 +254,8 @@ def table_rows(lines: list[str], count: int) -> tuple[list[str], str]:
 
 def check_fitted(text: str, width: int, rows: list[list[Cell]]) -> None:
     lines = text.splitlines()
-    too_long = [line for line in lines if len(line) > width]
+    # A path or URL longer than the width stands whole on a line of its own: copied, it works.
+    too_long = [line for line in lines if len(line) > width and len(line.split()) > 1]
     assert not too_long, f"wider than {width}:\n" + "\n".join(too_long)
     assert "\t" not in text and not set("│┃─━┏┡└") & set(text)
     if not rows:
@@ -333,7 +334,10 @@ def test_every_table_fits_each_width_and_pipes_as_tab_separated_fields(zoo, comm
 
     for width in WIDTHS:
         check_fitted(cli(*args, columns=width).stdout, width, rows)
-    check_piped(cli(*args).stdout, rows)
+    piped = cli(*args)
+    check_piped(piped.stdout, rows)
+    if command.startswith("savers"):  # the rows alone on stdout: title and notes on stderr
+        assert "\t" in piped.stdout.splitlines()[0] and DATASET in piped.stderr
     wide = cli(*args, "--wide", columns=80).stdout
     assert "left out" not in wide
     for line, cells in zip(table_rows(wide.splitlines(), len(rows))[0], rows, strict=True):
@@ -357,12 +361,13 @@ def test_rows_beaten_by_their_frontier_say_so_without_colour(zoo):
     answer = json.loads(cli(*args, "--json").stdout)
     beaten = [row["base"] for row in answer if (row["frontier_saving"] or 0) < 0]
     assert beaten
-    piped = cli(*args).stdout
+    result = cli(*args)
+    piped = result.stdout
     marked = [line.split("\t")[1] for line in piped.splitlines() if line.startswith("*\t")]
     assert marked == beaten
     assert "\x1b[" not in piped
     note = f"* ({len(beaten)} rows): the frontier model alone is as accurate and cheaper"
-    assert note in piped
+    assert note in result.stderr and note not in piped  # the rows alone on stdout
     narrow = cli(*args, columns=80).stdout
     rows, _ = table_rows(narrow.splitlines(), len(answer))
     assert sum(line.startswith("* ") for line in rows) == len(beaten)
@@ -419,3 +424,59 @@ def test_a_model_and_its_numbers_in_prose_fit_each_width(zoo):
             assert f"top-1 accuracy on {dataset}: {100 * accuracy:.2f}%" in joined
         for device, rate in detail["images_per_s"].items():
             assert f"throughput on {device}: {rate:,.0f} images/s" in joined
+
+
+# ----- the renderer alone: what no stored answer holds today ----------------------------
+def test_a_table_too_wide_for_any_column_keeps_its_most_important_one():
+    table = Table(
+        [Column("relative cost", NUMBER, 1), Column("saving %", NUMBER, 2)], [Row(["0.5", "50.00"])]
+    )
+    for width in (1, 4, 10):
+        lines = [line.text for line in render(table, width)]
+        assert any("0.5" in line for line in lines) and "left out" in " ".join(lines)
+    assert [line.text for line in render(Table([], []), 80)] == [""]  # nothing, no crash
+
+
+def test_cells_count_their_display_width_and_stay_one_line_one_field():
+    wide_name = "模型" * 20  # 40 cells in 20 characters
+    table = Table(
+        [Column("model", NAME), Column("GMACs", NUMBER)],
+        [Row([wide_name, "1.5"]), Row(["a\tb\nc\x1b[31m", "2.5"])],
+    )
+    fitted = [line.text for line in render(table, 30)]
+    from rich.cells import cell_len
+
+    assert all(cell_len(line) <= 30 for line in fitted), fitted
+    assert len({cell_len(line) for line in fitted[2:]}) == 1  # the rows line up, cell for cell
+    piped = [line.text for line in render(table, None)]
+    assert [len(line.split("\t")) for line in piped] == [2, 2, 2]
+    assert "\x1b" not in "".join(fitted + piped)
+
+
+def test_prose_never_breaks_a_word_a_reader_would_copy():
+    url = "s3://a-bucket/with/a/long/prefix/shard-{000000..000099}.tar"
+    assert url in prose(f"shards: {url}", 40)
+
+
+def test_the_left_out_line_keeps_each_header_whole():
+    columns = [
+        Column("base", NAME),
+        Column("saving 95% CI", NUMBER, 9),
+        Column("params (M)", NUMBER, 8),
+    ]
+    table = Table(columns, [Row(["resnet50.a1_in1k", "70.10–72.30", "25.56"])])
+    lines = [line.text for line in render(table, 18)]  # both left out
+    assert any("saving 95% CI" in line for line in lines) and any(
+        "params (M)" in line for line in lines
+    )
+
+
+def test_text_that_looks_like_markup_prints_as_written(capsys):
+    from orchestrator.cli.console import err, out, say_error
+
+    out.print("model [red]x[/] on [/]")
+    err.print("warning: [bold]y")
+    say_error("a range [0, 1] and [/]")
+    captured = capsys.readouterr()
+    assert "model [red]x[/] on [/]" in captured.out
+    assert "warning: [bold]y" in captured.err and "a range [0, 1] and [/]" in captured.err

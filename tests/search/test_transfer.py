@@ -78,7 +78,7 @@ def test_bases_not_evaluated_on_the_other_dataset_are_left_out_and_named(use_dat
     rows = saverzoo_json("savers", "best", "--dataset", "a", "--score-on", "b")
     assert a.names[-1] not in {r["base"] for r in rows}
     listed = saverzoo("savers", "best", "--dataset", "a", "--score-on", "b")
-    assert "left out" in listed.stdout.replace("\n", " ")
+    assert "left out" in listed.stderr.replace("\n", " ")  # a note: stderr when piped
 
     one = saverzoo("savers", "best", a.names[-1], "--dataset", "a", "--score-on", "b")
     assert one.exit_code == 1
