@@ -18,10 +18,10 @@ from db.deferral_rules import FEATURES, FOLDS, Rule, score
 from db.models import LearnedRules, Model
 from db.queries import dataset_samples, get_dataset
 from db.session import session_factory
-from search.engine import min_correct_diff
 from search.learned import fold_of, out_of_fold, train_rules
 from search.pairs import calibration_mask
 from tests.factories import saverzoo, saverzoo_json
+from tests.search.test_margin import brute_force_best as margin_brute_force
 
 NAMES = [f"m{i}" for i in range(5)]
 CLASSES = 6
@@ -77,27 +77,13 @@ def learned_scores(url: str, dataset: str, truth: dict, labels: np.ndarray) -> d
 
 
 def brute_force_best(truth: dict, labels, scores: dict, base: str, drop: float):
-    """(saver, saving) of the largest saving over every cheaper saver and learned threshold."""
-    right_b = truth[base][0][:, 0] == labels
-    cost_b, n = truth[base][2], len(labels)
-    needed = int(right_b.sum()) + min_correct_diff(drop, n)
-    best = None
-    for saver, (classes, _, cost_s) in truth.items():
-        if not cost_s < cost_b:
-            continue
-        right_s, score = classes[:, 0] == labels, scores[saver][0].astype(np.float64)
-        for t in [*np.unique(score), -1.0]:
-            exits = score > t
-            correct = int(np.where(exits, right_s, right_b).sum())
-            if correct < needed:
-                continue
-            saving = exits.mean() - cost_s / cost_b
-            key = (round(saving, 12), correct, -cost_s)
-            if best is None or key > best[0]:
-                best = (key, saver, saving)
-    if best is None or best[2] <= 1e-12:
-        return None, None
-    return best[1], best[2]
+    """(saver, saving) of the largest saving over every cheaper saver and learned threshold: the
+    margin's brute force, on each model's correctness and out-of-fold score."""
+    on_scores = {
+        name: (classes[:, 0] == labels, scores[name][0], cost)
+        for name, (classes, _, cost) in truth.items()
+    }
+    return margin_brute_force(on_scores, base, drop)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

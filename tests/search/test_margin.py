@@ -45,7 +45,8 @@ def top2_records(directory, seed: int, names=NAMES, samples: int = 200):
 
 
 def brute_force_best(truth: dict, base: str, drop: float):
-    """(saver, saving) of the largest saving over every cheaper saver and margin threshold."""
+    """(saver, saving) of the largest saving over every cheaper saver and threshold; ``truth``:
+    each model's (correct, confidence, GMACs)."""
     right_b, _, cost_b = truth[base]
     n = len(right_b)
     needed = int(right_b.sum()) + min_correct_diff(drop, n)
