@@ -400,7 +400,8 @@ def render_index(
         )
     # The criterion's own measure of each signal's best saver (the saving, or the paper's ΔC),
     # the other signals' columns right after the table's own, which then names its signal.
-    measure = "delta_c" if query["criterion"] == PAPER else "saving"
+    # (held out or scored elsewhere, the paper criterion reports a saving: no ΔC column)
+    measure = "delta_c" if "delta_c" in columns else "saving"
     others = _by_base(other_signals)
     beside = columns.index(measure) + 1
     labels = [FIELDS[f].label for f in columns]

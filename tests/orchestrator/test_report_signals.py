@@ -89,6 +89,7 @@ def assert_threshold(text: str, threshold: float, rel: float) -> None:
         (["--holdout"], "saving"),
         (["--criterion", "paper"], "delta_c"),  # the paper's measure: ΔC = -saving
         (["--score-on", "other"], "saving"),
+        (["--criterion", "paper", "--holdout"], "saving"),  # held out, paper reports a saving
     ],
 )
 def test_each_kept_signal_shows_the_saving_its_best_saver_answers(
